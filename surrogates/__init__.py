@@ -1,0 +1,19 @@
+"""surrogate-zoo: machine-learned surrogates of physics event generators and the inverse loop."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from surrogates.errors import EventFileError, InputError, ParameterError
+from surrogates.theory import NumpyTheory, ProxyTheory, Theory, get_theory
+
+__all__ = [
+    "__version__",
+    "EventFileError",
+    "InputError",
+    "ParameterError",
+    "NumpyTheory",
+    "ProxyTheory",
+    "Theory",
+    "get_theory",
+]

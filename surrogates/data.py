@@ -1,0 +1,409 @@
+"""Event files and simulated data sets: observed data (events + measured norms) and training sets.
+
+File formats
+------------
+``.npz`` (ours): arrays ``events_<channel>`` (N_c, event_dim), ``counts``, ``norms``,
+``norms_sigma``, optionally ``expected_counts`` and ``theta_true``, and ``meta`` (a JSON string
+with theory, channels, parameter names, seed, package version, kind).
+
+``.csv`` (observed events a user brings), either layout, ``#`` lines are comments:
+
+* wide: one column per channel, headed by the channel names (``sigma1,sigma2``); shorter
+  columns are padded with empty cells;
+* long: a ``channel`` column (channel name or index) and one column per event dimension
+  (``x`` for 1-D events; any names for more).
+
+The measured norms (∫σ_c dx) and their 1σ uncertainties go in comment lines, one value per
+channel in channel order::
+
+    # norms: 3.27, 1.87
+    # norms_sigma: 0.033, 0.026
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import surrogates
+from surrogates.errors import EventFileError, InputError
+from surrogates.sampling import InverseCDFSampler, MetropolisSampler
+from surrogates.theory import Theory
+from surrogates.theory.base import chebyshev_grid
+
+__all__ = [
+    "CASES",
+    "ObservedData",
+    "TrainingSet",
+    "read_events",
+    "write_events",
+    "simulate_observed",
+    "simulate_training",
+    "load_training",
+    "event_sampler",
+]
+
+CASES: dict[str, tuple[int, int]] = {"A": (100_000, 50_000), "B": (10_000, 5_000), "C": (1_000, 500)}
+
+
+@dataclass
+class ObservedData:
+    """Observed events per channel with the measured norms: what the inverse problem starts from.
+
+    Attributes:
+        events: one array (N_c, event_dim) per channel.
+        norms: measured ∫σ_c dx per channel.
+        norms_sigma: their 1σ uncertainties.
+        theory: name of the theory the data belong to ("" when unknown).
+        theta_true: the true θ, when known (simulated data).
+        expected_counts: the expected counts the data were simulated with, when known.
+        meta: everything else (seed, case, version, ...).
+    """
+
+    events: list[np.ndarray]
+    norms: np.ndarray
+    norms_sigma: np.ndarray
+    theory: str = ""
+    theta_true: np.ndarray | None = None
+    expected_counts: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.array([len(e) for e in self.events])
+
+    @property
+    def exposure(self) -> np.ndarray:
+        """L_c = m_c / s_c²: expected events per unit norm, so that ν_c(θ) = L_c ∫σ_c(x; θ) dx.
+
+        For Poisson-measured norms (s = m/√N) this is N/m, and L·m = N: the extended likelihood.
+        """
+        return self.norms / self.norms_sigma**2
+
+    def validate(self, theory: Theory, source: str = "events") -> ObservedData:
+        """Check the data against a theory; raise `EventFileError` naming the problem."""
+        if self.theory and self.theory != theory.name:
+            raise EventFileError(
+                f"{source} were made with theory '{self.theory}', not '{theory.name}'; "
+                f"pass --theory {self.theory} or use data of theory '{theory.name}'"
+            )
+        if len(self.events) != theory.n_channels:
+            raise EventFileError(
+                f"{source} have {len(self.events)} channels; theory '{theory.name}' has "
+                f"{theory.n_channels} ({', '.join(theory.channels)})"
+            )
+        lo, hi = theory.x_low.numpy(), theory.x_high.numpy()
+        for name, ev in zip(theory.channels, self.events, strict=True):
+            if ev.ndim != 2 or ev.shape[1] != theory.event_dim:
+                raise EventFileError(
+                    f"{source}: channel {name} has events of shape {ev.shape}; expected "
+                    f"(N, {theory.event_dim})"
+                )
+            if len(ev) == 0:
+                raise EventFileError(f"{source}: channel {name} has no events; every channel needs some")
+            if not np.isfinite(ev).all():
+                bad = int((~np.isfinite(ev)).any(1).sum())
+                raise EventFileError(
+                    f"{source}: channel {name} has {bad} NaN/inf events; remove them before fitting"
+                )
+            outside = ((ev < lo) | (ev > hi)).any(1)
+            if outside.any():
+                v = ev[outside][0]
+                raise EventFileError(
+                    f"{source}: channel {name} has {int(outside.sum())} events outside the x range "
+                    f"[{', '.join(map(str, lo))}, {', '.join(map(str, hi))}] of theory "
+                    f"'{theory.name}' (e.g. {v.tolist()}); apply the theory's cuts"
+                )
+        for what, arr in (("norms", self.norms), ("norms_sigma", self.norms_sigma)):
+            if arr.shape != (theory.n_channels,) or not np.isfinite(arr).all() or (arr <= 0).any():
+                raise EventFileError(
+                    f"{source}: {what} must be {theory.n_channels} positive finite numbers, got "
+                    f"{np.asarray(arr).tolist()}"
+                )
+        if self.theta_true is not None:
+            theory.check_theta(self.theta_true)
+        return self
+
+
+def write_events(path: str | Path, data: ObservedData, channels: Sequence[str]) -> Path:
+    """Write observed data as ``.npz`` (see module docstring)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"events_{c}": e for c, e in zip(channels, data.events, strict=True)}
+    arrays.update(counts=data.counts, norms=data.norms, norms_sigma=data.norms_sigma)
+    if data.theta_true is not None:
+        arrays["theta_true"] = np.asarray(data.theta_true)
+    if data.expected_counts is not None:
+        arrays["expected_counts"] = np.asarray(data.expected_counts)
+    meta = {"theory": data.theory, "channels": list(channels), **data.meta}
+    np.savez_compressed(path, meta=json.dumps(meta), **arrays)
+    return path
+
+
+def read_events(path: str | Path, theory: Theory) -> ObservedData:
+    """Read observed events (``.npz`` or ``.csv``) and validate them against the theory.
+
+    Raises:
+        EventFileError: the file is missing, unreadable, malformed, or does not fit the theory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EventFileError(f"event file '{path}' not found; make one with `python -m surrogates.simulate observed`")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        data = _read_npz(path, theory)
+    elif suffix == ".csv":
+        data = _read_csv(path, theory)
+    else:
+        raise EventFileError(f"event file '{path}' has unknown type '{suffix}'; use .npz or .csv")
+    return data.validate(theory, source=f"'{path}'")
+
+
+def _read_npz(path: Path, theory: Theory) -> ObservedData:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same message
+        raise EventFileError(f"cannot read '{path}' as .npz ({type(err).__name__}); is it an event file?") from None
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        if meta.get("kind") not in (None, "observed"):
+            raise EventFileError(
+                f"'{path}' is a {meta['kind']} set, not observed events; make observed data with "
+                "`python -m surrogates.simulate observed`"
+            )
+        channels = meta["channels"]
+        events = [np.asarray(arrays[f"events_{c}"], dtype=float) for c in channels]
+        norms, sigma = arrays["norms"].astype(float), arrays["norms_sigma"].astype(float)
+    except (KeyError, TypeError, ValueError) as err:
+        raise EventFileError(f"'{path}' is not an observed-events file (missing {err})") from None
+    if "counts" in arrays and not np.array_equal(arrays["counts"], [len(e) for e in events]):
+        raise EventFileError(
+            f"'{path}': counts {arrays['counts'].tolist()} do not match the number of events "
+            f"{[len(e) for e in events]}; the file is corrupt or was edited"
+        )
+    return ObservedData(
+        events=events,
+        norms=norms,
+        norms_sigma=sigma,
+        theory=meta.get("theory", ""),
+        theta_true=arrays.get("theta_true"),
+        expected_counts=arrays.get("expected_counts"),
+        meta={k: v for k, v in meta.items() if k not in ("theory", "channels")},
+    )
+
+
+def _read_csv(path: Path, theory: Theory) -> ObservedData:
+    comments: dict[str, str] = {}
+    rows: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            key, sep, value = line[1:].partition(":")
+            if sep:
+                comments[key.strip()] = value.strip()
+        elif line.strip():
+            rows.append(line)
+    if not rows:
+        raise EventFileError(f"'{path}' has no header and no events")
+    header = [h.strip() for h in rows[0].split(",")]
+    try:
+        table = [[float(v) if v.strip() else math.nan for v in r.split(",")] for r in rows[1:]]
+        body = np.array(table, dtype=float).reshape(len(table), len(header))
+    except ValueError:
+        raise EventFileError(
+            f"'{path}': every row must have {len(header)} numeric fields (header {header})"
+        ) from None
+    if "channel" in header:
+        col = header.index("channel")
+        dims = [i for i in range(len(header)) if i != col]
+        labels = body[:, col]
+        events = [body[labels == k][:, dims] for k in range(theory.n_channels)]
+        if np.isnan(labels).any() or not np.isin(labels, np.arange(theory.n_channels)).all():
+            raise EventFileError(f"'{path}': channel column must hold 0..{theory.n_channels - 1}")
+    else:
+        missing = [c for c in theory.channels if c not in header]
+        if missing or theory.event_dim != 1:
+            raise EventFileError(
+                f"'{path}': wide CSV needs one column per channel named {list(theory.channels)} "
+                "(1-D events), or a long CSV with a 'channel' column"
+            )
+        events = []
+        for c in theory.channels:
+            colv = body[:, header.index(c)]
+            last = len(colv) - int(np.argmax(~np.isnan(colv[::-1]))) if (~np.isnan(colv)).any() else 0
+            events.append(colv[:last].reshape(-1, 1))
+    try:
+        norms = np.array([float(v) for v in comments["norms"].split(",")])
+        sigma = np.array([float(v) for v in comments["norms_sigma"].split(",")])
+    except KeyError:
+        raise EventFileError(
+            f"'{path}' has no measured norms; add comment lines '# norms: m1, m2' and "
+            "'# norms_sigma: s1, s2' (∫σ_c dx per channel and its 1σ uncertainty)"
+        ) from None
+    except ValueError:
+        raise EventFileError(f"'{path}': norms must be comma-separated numbers") from None
+    return ObservedData(events, norms, sigma, theory=comments.get("theory", ""))
+
+
+def event_sampler(theory: Theory, method: str = "auto") -> InverseCDFSampler | MetropolisSampler:
+    """The exact sampler for a theory: inverse CDF for 1-D events, Metropolis otherwise."""
+    if method not in ("auto", "inverse-cdf", "mcmc"):
+        raise InputError(f"unknown sampler '{method}'; choose auto, inverse-cdf or mcmc")
+    if method == "mcmc" or (method == "auto" and theory.event_dim != 1):
+        return MetropolisSampler(theory)
+    return InverseCDFSampler(theory)
+
+
+def simulate_observed(
+    theory: Theory,
+    theta: Sequence[float] | np.ndarray,
+    expected_counts: Sequence[int],
+    seed: int,
+    method: str = "auto",
+    fluctuate: bool = True,
+) -> ObservedData:
+    """Simulate an observed data set: Poisson counts, events, and the norms they measure.
+
+    The count N_c ~ Poisson(ν_c) of each channel measures its norm: m_c = ∫σ_c(θ) · N_c / ν_c,
+    with uncertainty m_c / √N_c.
+    """
+    theta_t = theory.check_theta(theta)
+    rng = np.random.default_rng(seed)
+    expected = np.asarray(expected_counts, dtype=float)
+    if expected.shape != (theory.n_channels,) or (expected <= 0).any():
+        raise InputError(
+            f"expected counts {list(expected_counts)} must be {theory.n_channels} positive numbers"
+        )
+    counts = rng.poisson(expected) if fluctuate else np.round(expected).astype(int)
+    counts = np.maximum(counts, 1)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    with torch.no_grad():
+        true_norms = theory.norms(theta_t)[0].numpy()
+        events = event_sampler(theory, method).sample(theta_t, counts.tolist(), generator=generator)
+    norms = true_norms * counts / expected
+    return ObservedData(
+        events=[e[0].numpy() for e in events],
+        norms=norms,
+        norms_sigma=norms / np.sqrt(counts),
+        theory=theory.name,
+        theta_true=theta_t[0].numpy(),
+        expected_counts=expected,
+        meta={
+            "kind": "observed",
+            "seed": seed,
+            "param_names": list(theory.param_names),
+            "version": surrogates.__version__,
+        },
+    )
+
+
+@dataclass
+class TrainingSet:
+    """(θ, events, densities) for surrogate training.
+
+    Attributes:
+        theta: (M, P) parameters drawn from the prior box.
+        events: (M, C, K, event_dim) K events per channel per θ.
+        grid: (G, event_dim) x grid of the densities (1-D theories).
+        densities: (M, C, G) σ_c on the grid per θ (unnormalized).
+        norms: (M, C) ∫σ_c dx per θ.
+        meta: theory description, seed, version.
+    """
+
+    theta: np.ndarray
+    events: np.ndarray
+    grid: np.ndarray
+    densities: np.ndarray
+    norms: np.ndarray
+    meta: dict
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            path,
+            meta=json.dumps(self.meta),
+            theta=self.theta,
+            events=self.events,
+            grid=self.grid,
+            densities=self.densities,
+            norms=self.norms,
+        )
+        return path
+
+
+def simulate_training(
+    theory: Theory,
+    n_params: int,
+    events_per_param: int,
+    seed: int,
+    grid_size: int = 128,
+    batch: int = 512,
+    method: str = "auto",
+) -> TrainingSet:
+    """Simulate a training set: θ uniform in the prior box, events and grid densities per θ."""
+    if n_params < 1 or events_per_param < 0 or grid_size < 2:
+        raise InputError("n-params must be ≥ 1, events-per-param ≥ 0 and grid-size ≥ 2")
+    generator = torch.Generator().manual_seed(seed)
+    theta = theory.sample_prior(n_params, generator)
+    sampler = event_sampler(theory, method)
+    if theory.event_dim == 1:
+        grid = torch.as_tensor(
+            chebyshev_grid(float(theory.x_low[0]), float(theory.x_high[0]), grid_size),
+            dtype=theory.dtype,
+        ).view(-1, 1)
+    else:
+        grid = theory.quadrature(grid_size)[0]
+    events, densities, norms = [], [], []
+    with torch.no_grad():
+        for start in range(0, n_params, batch):
+            th = theta[start : start + batch]
+            ev = sampler.sample(th, events_per_param, generator=generator)
+            events.append(torch.stack(ev, dim=1).float().numpy())
+            densities.append(theory.density(grid.unsqueeze(0), th).float().numpy())
+            norms.append(theory.norms(th).numpy())
+    meta = {
+        **theory.describe(),
+        "kind": "training",
+        "seed": seed,
+        "events_per_param": events_per_param,
+        "version": surrogates.__version__,
+    }
+    return TrainingSet(
+        theta=theta.numpy(),
+        events=np.concatenate(events),
+        grid=grid.numpy(),
+        densities=np.concatenate(densities),
+        norms=np.concatenate(norms),
+        meta=meta,
+    )
+
+
+def load_training(path: str | Path, theory: Theory | None = None) -> TrainingSet:
+    """Read a training set written by `simulate_training`; check it matches the theory if given."""
+    path = Path(path)
+    if not path.is_file():
+        raise EventFileError(
+            f"training set '{path}' not found; make one with `python -m surrogates.simulate training`"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            ts = TrainingSet(
+                f["theta"], f["events"], f["grid"], f["densities"], f["norms"], meta
+            )
+    except (KeyError, ValueError, OSError) as err:
+        raise EventFileError(f"'{path}' is not a training set ({err})") from None
+    if meta.get("kind") != "training":
+        raise EventFileError(f"'{path}' is a {meta.get('kind')} file, not a training set")
+    if theory is not None and meta.get("theory") != theory.name:
+        raise EventFileError(
+            f"training set '{path}' is for theory '{meta.get('theory')}', not '{theory.name}'"
+        )
+    return ts

@@ -1,0 +1,99 @@
+"""`python -m surrogates.simulate {observed,training}`: simulate data sets from a theory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from surrogates.data import CASES, simulate_observed, simulate_training, write_events
+from surrogates.errors import InputError, ParameterError
+from surrogates.runs import cli_errors
+from surrogates.theory import Theory, get_theory
+
+__all__ = ["main", "parse_theta", "parse_counts"]
+
+
+def parse_theta(text: str, theory: Theory) -> np.ndarray:
+    """``truth`` or P comma-separated numbers → θ, checked against the prior box."""
+    if text == "truth":
+        if theory.truth is None:
+            raise InputError(f"theory '{theory.name}' has no known truth; pass --theta v1,v2,...")
+        return theory.truth.numpy()
+    try:
+        values = np.array([float(v) for v in text.split(",")])
+    except ValueError:
+        raise ParameterError(f"--theta '{text}' must be 'truth' or {theory.n_params} comma-separated numbers") from None
+    if values.shape != (theory.n_params,):
+        raise ParameterError(
+            f"--theta has {values.size} values; theory '{theory.name}' has {theory.n_params} "
+            f"({', '.join(theory.param_names)})"
+        )
+    return theory.check_theta(values)[0].numpy()
+
+
+def parse_counts(case: str | None, events: str | None, theory: Theory) -> tuple[list[float], str]:
+    """Expected counts from --case or --events."""
+    if events is not None:
+        try:
+            counts = [float(v) for v in events.split(",")]
+        except ValueError:
+            raise InputError(f"--events '{events}' must be comma-separated numbers") from None
+        if len(counts) != theory.n_channels or min(counts) <= 0:
+            raise InputError(f"--events needs {theory.n_channels} positive counts, got '{events}'")
+        return counts, "custom"
+    case = (case or "B").upper()
+    if case not in CASES:
+        raise InputError(f"unknown case '{case}'; choose one of {', '.join(CASES)} or pass --events N1,N2")
+    return list(CASES[case]), case
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m surrogates.simulate", description=__doc__)
+    sub = parser.add_subparsers(dest="kind", required=True)
+    obs = sub.add_parser("observed", help="an observed data set: events, counts, measured norms")
+    obs.add_argument("--theory", default="proxy")
+    obs.add_argument("--theta", default="truth", help="'truth' or comma-separated values")
+    obs.add_argument("--case", default=None, help="A, B or C (expected counts, DESIGN.md)")
+    obs.add_argument("--events", default=None, help="expected counts per channel, N1,N2")
+    obs.add_argument("--no-fluctuate", action="store_true", help="use the expected counts exactly")
+    obs.add_argument("--sampler", default="auto", choices=["auto", "inverse-cdf", "mcmc"])
+    obs.add_argument("--seed", type=int, default=1)
+    obs.add_argument("--out", required=True)
+    tr = sub.add_parser("training", help="a training set for the surrogates")
+    tr.add_argument("--theory", default="proxy")
+    tr.add_argument("--n-params", type=int, default=20000)
+    tr.add_argument("--events-per-param", type=int, default=10)
+    tr.add_argument("--grid-size", type=int, default=128)
+    tr.add_argument("--sampler", default="auto", choices=["auto", "inverse-cdf", "mcmc"])
+    tr.add_argument("--seed", type=int, default=1)
+    tr.add_argument("--out", required=True)
+    return parser
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    theory = get_theory(args.theory)
+    if args.kind == "observed":
+        theta = parse_theta(args.theta, theory)
+        counts, case = parse_counts(args.case, args.events, theory)
+        data = simulate_observed(
+            theory, theta, counts, args.seed, method=args.sampler, fluctuate=not args.no_fluctuate
+        )
+        data.meta["case"] = case
+        path = write_events(args.out, data, theory.channels)
+        print(f"wrote {path}: counts {data.counts.tolist()} (expected {counts}), case {case}")
+    else:
+        ts = simulate_training(
+            theory, args.n_params, args.events_per_param, args.seed, args.grid_size, method=args.sampler
+        )
+        path = ts.save(args.out)
+        print(f"wrote {path}: {len(ts.theta)} θ × {ts.events.shape[2]} events × {ts.events.shape[1]} channels")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

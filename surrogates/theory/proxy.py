@@ -1,0 +1,77 @@
+"""The seed's proxy toy: u(x), d(x) with beta-like shapes; σ1 = 4u + d, σ2 = 4d + u on [0.1, 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.special import beta as beta_fn
+from scipy.special import betainc
+from torch import Tensor
+
+from surrogates.theory.base import Theory
+
+__all__ = ["ProxyTheory", "PROXY_TRUTH", "PROXY_PRIOR_LOW", "PROXY_PRIOR_HIGH", "proxy_numpy"]
+
+PROXY_TRUTH = (2.1875, -0.5, 3.0, 1.09375, -0.5, 4.0)  # N_u = 2/B(0.5, 4), N_d = 1/B(0.5, 4)
+PROXY_PRIOR_LOW = (0.0, -1.0, 0.0, 0.0, -1.0, 0.0)
+PROXY_PRIOR_HIGH = (3.0, 1.0, 5.0, 3.0, 1.0, 5.0)
+PROXY_X_RANGE = (0.1, 1.0)
+
+
+def _shape(x: Tensor, n: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """N x^a (1 − x)^b with finite values and gradients at x = 1 (0^0 = 1, as in the limit b → 0)."""
+    log1m = torch.log1p(-x).clamp(min=-700.0)
+    return n * torch.exp(a * torch.log(x) + b * log1m)
+
+
+class ProxyTheory(Theory):
+    """The proxy toy of the seed slides, exactly as DESIGN.md states it.
+
+    u(x) = N_u x^a_u (1 − x)^b_u, d(x) = N_d x^a_d (1 − x)^b_d, θ = [N_u, a_u, b_u, N_d, a_d, b_d];
+    channels σ1 = 4u + d (proton-like) and σ2 = 4d + u (neutron-like) on x ∈ [0.1, 1).
+
+    >>> theory = ProxyTheory()
+    >>> [round(v, 4) for v in theory.norms(theory.truth)[0].tolist()]
+    [7.9203, 5.1036]
+    """
+
+    name = "proxy"
+    param_names = ("N_u", "a_u", "b_u", "N_d", "a_d", "b_d")
+    channels = ("sigma1", "sigma2")
+    event_dim = 1
+
+    def __init__(self, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__(
+            PROXY_PRIOR_LOW, PROXY_PRIOR_HIGH, PROXY_X_RANGE[:1], PROXY_X_RANGE[1:], PROXY_TRUTH, dtype
+        )
+
+    def pdfs(self, x: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """u(x) and d(x), x (B, n), θ (B, 6) → two (B, n) tensors."""
+        p = [theta[:, i : i + 1] for i in range(6)]
+        return _shape(x, *p[:3]), _shape(x, *p[3:])
+
+    def _density(self, x: Tensor, theta: Tensor) -> Tensor:
+        u, d = self.pdfs(x[..., 0], theta)
+        return torch.stack([4 * u + d, 4 * d + u], dim=1)
+
+    def exact_norms(self, theta: np.ndarray) -> np.ndarray:
+        """∫σ_c dx in closed form (regularized incomplete beta), NumPy, shape (B, 2): a reference."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        lo = PROXY_X_RANGE[0]
+
+        def integral(n: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return n * beta_fn(a + 1, b + 1) * (1.0 - betainc(a + 1, b + 1, lo))
+
+        iu = integral(*theta[:, :3].T)
+        idd = integral(*theta[:, 3:].T)
+        return np.stack([4 * iu + idd, 4 * idd + iu], axis=1)
+
+
+def proxy_numpy(x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """The proxy as plain NumPy code, one θ at a time: x (n,) → σ (2, n). A stand-in for a black box."""
+    n_u, a_u, b_u, n_d, a_d, b_d = theta
+    with np.errstate(divide="ignore"):
+        one_minus = np.clip(1.0 - x, 0.0, None)
+        u = n_u * x**a_u * one_minus**b_u
+        d = n_d * x**a_d * one_minus**b_d
+    return np.stack([4 * u + d, 4 * d + u])
