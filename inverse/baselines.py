@@ -76,7 +76,9 @@ def fisher_information(
         return torch.einsum("c,cqi,cqj,q,cq->ij", exposure, jac, jac, weights, inv_s)
 
 
-def crb_std(theory: Theory, theta: Sequence[float] | Tensor, expected_counts: Sequence[float]) -> np.ndarray:
+def crb_std(
+    theory: Theory, theta: Sequence[float] | Tensor, expected_counts: Sequence[float]
+) -> np.ndarray:
     """Cramér–Rao 1σ per parameter at θ for the expected counts.
 
     >>> from surrogates.theory import ProxyTheory

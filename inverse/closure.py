@@ -34,7 +34,14 @@ def load_config(path: str | Path) -> dict:
     unknown = set(cfg) - {"theory", "theta", "cases", "seed", "starts"}
     if unknown:
         raise InputError(f"config '{path}' has unknown keys {sorted(unknown)}")
-    return {"theory": "proxy", "theta": "truth", "cases": ["A", "B", "C"], "seed": 1, "starts": 4, **cfg}
+    return {
+        "theory": "proxy",
+        "theta": "truth",
+        "cases": ["A", "B", "C"],
+        "seed": 1,
+        "starts": 4,
+        **cfg,
+    }
 
 
 @cli_errors

@@ -7,8 +7,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from inverse.baselines import crb_std, fit_mle
 from inverse.plots import plot_fit
 from surrogates.data import ObservedData, read_events
@@ -19,7 +17,12 @@ __all__ = ["main", "run_mle"]
 
 
 def run_mle(
-    theory: Theory, data: ObservedData, out: str | Path, config: dict, n_starts: int = 4, seed: int = 0
+    theory: Theory,
+    data: ObservedData,
+    out: str | Path,
+    config: dict,
+    n_starts: int = 4,
+    seed: int = 0,
 ) -> dict:
     """Fit, then write ``metrics.json``, ``config.yaml``, ``environment.json`` and ``fit.png``.
 

@@ -35,10 +35,20 @@ def plot_fit(
     if data.theta_true is not None:
         curves["truth"] = data.theta_true
     with torch.no_grad():
-        dens = {k: (theory.density(grid, v) / theory.norms(v).unsqueeze(-1))[0] for k, v in curves.items()}
+        dens = {
+            k: (theory.density(grid, v) / theory.norms(v).unsqueeze(-1))[0]
+            for k, v in curves.items()
+        }
     for c, ax in enumerate(axes[:n_ch]):
-        ax.hist(data.events[c][:, 0], bins=60, range=(lo, hi), density=True, histtype="step",
-                color="k", label=f"observed ({len(data.events[c])})")
+        ax.hist(
+            data.events[c][:, 0],
+            bins=60,
+            range=(lo, hi),
+            density=True,
+            histtype="step",
+            color="k",
+            label=f"observed ({len(data.events[c])})",
+        )
         for (k, d), style in zip(dens.items(), ("-", "--"), strict=False):
             ax.plot(grid[0, :, 0], d[c], style, label=k)
         ax.set_yscale("log")

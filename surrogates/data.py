@@ -49,7 +49,11 @@ __all__ = [
     "event_sampler",
 ]
 
-CASES: dict[str, tuple[int, int]] = {"A": (100_000, 50_000), "B": (10_000, 5_000), "C": (1_000, 500)}
+CASES: dict[str, tuple[int, int]] = {
+    "A": (100_000, 50_000),
+    "B": (10_000, 5_000),
+    "C": (1_000, 500),
+}
 
 
 @dataclass
@@ -106,7 +110,9 @@ class ObservedData:
                     f"(N, {theory.event_dim})"
                 )
             if len(ev) == 0:
-                raise EventFileError(f"{source}: channel {name} has no events; every channel needs some")
+                raise EventFileError(
+                    f"{source}: channel {name} has no events; every channel needs some"
+                )
             if not np.isfinite(ev).all():
                 bad = int((~np.isfinite(ev)).any(1).sum())
                 raise EventFileError(
@@ -154,7 +160,9 @@ def read_events(path: str | Path, theory: Theory) -> ObservedData:
     """
     path = Path(path)
     if not path.is_file():
-        raise EventFileError(f"event file '{path}' not found; make one with `python -m surrogates.simulate observed`")
+        raise EventFileError(
+            f"event file '{path}' not found; make one with `python -m surrogates.simulate observed`"
+        )
     suffix = path.suffix.lower()
     if suffix == ".npz":
         data = _read_npz(path, theory)
@@ -170,7 +178,9 @@ def _read_npz(path: Path, theory: Theory) -> ObservedData:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same message
-        raise EventFileError(f"cannot read '{path}' as .npz ({type(err).__name__}); is it an event file?") from None
+        raise EventFileError(
+            f"cannot read '{path}' as .npz ({type(err).__name__}); is it an event file?"
+        ) from None
     try:
         meta = json.loads(str(arrays["meta"]))
         if meta.get("kind") not in (None, "observed"):
@@ -212,20 +222,30 @@ def _read_csv(path: Path, theory: Theory) -> ObservedData:
     if not rows:
         raise EventFileError(f"'{path}' has no header and no events")
     header = [h.strip() for h in rows[0].split(",")]
+    cells = [r.split(",") for r in rows[1:]]
+    if any(len(r) != len(header) for r in cells):
+        raise EventFileError(
+            f"'{path}': every row must have {len(header)} numeric fields (header {header})"
+        )
+    empty = np.array([[not v.strip() for v in r] for r in cells], dtype=bool).reshape(
+        len(cells), len(header)
+    )
     try:
-        table = [[float(v) if v.strip() else math.nan for v in r.split(",")] for r in rows[1:]]
-        body = np.array(table, dtype=float).reshape(len(table), len(header))
+        body = np.array(
+            [[float(v) if v.strip() else math.nan for v in r] for r in cells], dtype=float
+        )
     except ValueError:
         raise EventFileError(
             f"'{path}': every row must have {len(header)} numeric fields (header {header})"
         ) from None
+    body = body.reshape(len(cells), len(header))
     if "channel" in header:
         col = header.index("channel")
         dims = [i for i in range(len(header)) if i != col]
         labels = body[:, col]
-        events = [body[labels == k][:, dims] for k in range(theory.n_channels)]
-        if np.isnan(labels).any() or not np.isin(labels, np.arange(theory.n_channels)).all():
+        if not np.isin(labels, np.arange(theory.n_channels)).all():
             raise EventFileError(f"'{path}': channel column must hold 0..{theory.n_channels - 1}")
+        events = [body[labels == k][:, dims] for k in range(theory.n_channels)]
     else:
         missing = [c for c in theory.channels if c not in header]
         if missing or theory.event_dim != 1:
@@ -235,9 +255,14 @@ def _read_csv(path: Path, theory: Theory) -> ObservedData:
             )
         events = []
         for c in theory.channels:
-            colv = body[:, header.index(c)]
-            last = len(colv) - int(np.argmax(~np.isnan(colv[::-1]))) if (~np.isnan(colv)).any() else 0
-            events.append(colv[:last].reshape(-1, 1))
+            j = header.index(c)
+            filled = np.flatnonzero(~empty[:, j])
+            last = int(filled[-1]) + 1 if filled.size else 0
+            if empty[:last, j].any():
+                raise EventFileError(
+                    f"'{path}': column {c} has an empty cell before its last event"
+                )
+            events.append(body[:last, j].reshape(-1, 1))
     try:
         norms = np.array([float(v) for v in comments["norms"].split(",")])
         sigma = np.array([float(v) for v in comments["norms_sigma"].split(",")])
@@ -395,9 +420,7 @@ def load_training(path: str | Path, theory: Theory | None = None) -> TrainingSet
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
-            ts = TrainingSet(
-                f["theta"], f["events"], f["grid"], f["densities"], f["norms"], meta
-            )
+            ts = TrainingSet(f["theta"], f["events"], f["grid"], f["densities"], f["norms"], meta)
     except (KeyError, ValueError, OSError) as err:
         raise EventFileError(f"'{path}' is not a training set ({err})") from None
     if meta.get("kind") != "training":

@@ -23,7 +23,9 @@ def counts_per_channel(n: int | Sequence[int], n_channels: int) -> list[int]:
     """Expand an event count (int, or one per channel) into a list with one entry per channel."""
     counts = [int(n)] * n_channels if isinstance(n, int) else [int(v) for v in n]
     if len(counts) != n_channels or any(v < 0 for v in counts):
-        raise InputError(f"event counts {n!r} must be one non-negative integer or {n_channels} of them")
+        raise InputError(
+            f"event counts {n!r} must be one non-negative integer or {n_channels} of them"
+        )
     return counts
 
 
@@ -137,7 +139,7 @@ class InverseCDFSampler:
         """x with F(x) = u for a piecewise-linear density q on the grid; q, cdf (B, G), u (B, n)."""
         grid = self.grid.to(u.device)
         n_bins = grid.numel() - 1
-        idx = (torch.searchsorted(cdf.detach().contiguous(), u.detach().contiguous(), right=True) - 1)
+        idx = torch.searchsorted(cdf.detach().contiguous(), u.detach().contiguous(), right=True) - 1
         idx = idx.clamp(0, n_bins - 1)
         x0 = grid[idx]
         h = grid.diff()[idx]

@@ -25,7 +25,9 @@ def parse_theta(text: str, theory: Theory) -> np.ndarray:
     try:
         values = np.array([float(v) for v in text.split(",")])
     except ValueError:
-        raise ParameterError(f"--theta '{text}' must be 'truth' or {theory.n_params} comma-separated numbers") from None
+        raise ParameterError(
+            f"--theta '{text}' must be 'truth' or {theory.n_params} comma-separated numbers"
+        ) from None
     if values.shape != (theory.n_params,):
         raise ParameterError(
             f"--theta has {values.size} values; theory '{theory.name}' has {theory.n_params} "
@@ -46,7 +48,9 @@ def parse_counts(case: str | None, events: str | None, theory: Theory) -> tuple[
         return counts, "custom"
     case = (case or "B").upper()
     if case not in CASES:
-        raise InputError(f"unknown case '{case}'; choose one of {', '.join(CASES)} or pass --events N1,N2")
+        raise InputError(
+            f"unknown case '{case}'; choose one of {', '.join(CASES)} or pass --events N1,N2"
+        )
     return list(CASES[case]), case
 
 
@@ -88,10 +92,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {path}: counts {data.counts.tolist()} (expected {counts}), case {case}")
     else:
         ts = simulate_training(
-            theory, args.n_params, args.events_per_param, args.seed, args.grid_size, method=args.sampler
+            theory,
+            args.n_params,
+            args.events_per_param,
+            args.seed,
+            args.grid_size,
+            method=args.sampler,
         )
         path = ts.save(args.out)
-        print(f"wrote {path}: {len(ts.theta)} θ × {ts.events.shape[2]} events × {ts.events.shape[1]} channels")
+        print(
+            f"wrote {path}: {len(ts.theta)} θ × {ts.events.shape[2]} events × {ts.events.shape[1]} channels"
+        )
     return 0
 
 

@@ -200,4 +200,3 @@ class Theory(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, params={list(self.param_names)})"
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.integrate import quad
 from scipy.special import beta as beta_fn
 from scipy.special import betainc
 from torch import Tensor
@@ -32,7 +33,7 @@ class ProxyTheory(Theory):
 
     >>> theory = ProxyTheory()
     >>> [round(v, 4) for v in theory.norms(theory.truth)[0].tolist()]
-    [7.9203, 5.1036]
+    [3.2685, 1.8726]
     """
 
     name = "proxy"
@@ -42,7 +43,12 @@ class ProxyTheory(Theory):
 
     def __init__(self, dtype: torch.dtype = torch.float64) -> None:
         super().__init__(
-            PROXY_PRIOR_LOW, PROXY_PRIOR_HIGH, PROXY_X_RANGE[:1], PROXY_X_RANGE[1:], PROXY_TRUTH, dtype
+            PROXY_PRIOR_LOW,
+            PROXY_PRIOR_HIGH,
+            PROXY_X_RANGE[:1],
+            PROXY_X_RANGE[1:],
+            PROXY_TRUTH,
+            dtype,
         )
 
     def pdfs(self, x: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
@@ -60,7 +66,20 @@ class ProxyTheory(Theory):
         lo = PROXY_X_RANGE[0]
 
         def integral(n: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return n * beta_fn(a + 1, b + 1) * (1.0 - betainc(a + 1, b + 1, lo))
+            # 1 − I_lo(a+1, b+1) = I_{1−lo}(b+1, a+1); at a → −1 B(a+1, ·) diverges: use quad there.
+            regular = a > -1 + 1e-6
+            a_safe = np.where(regular, a, 0.0)
+            closed = n * beta_fn(a_safe + 1, b + 1) * betainc(b + 1, a_safe + 1, 1.0 - lo)
+            numeric = [
+                n_
+                * quad(
+                    lambda x, a_=a_, b_=b_: x**a_ * (1 - x) ** b_, lo, 1.0, epsabs=0, epsrel=1e-13
+                )[0]
+                if not r
+                else 0.0
+                for n_, a_, b_, r in zip(n, a, b, regular, strict=True)
+            ]
+            return np.where(regular, closed, numeric)
 
         iu = integral(*theta[:, :3].T)
         idd = integral(*theta[:, 3:].T)

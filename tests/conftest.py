@@ -1,0 +1,40 @@
+"""Shared fixtures: seeded, offline, tiny."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+from surrogates.data import CASES, simulate_observed, write_events  # noqa: E402
+from surrogates.theory import ProxyTheory, get_theory  # noqa: E402
+
+# Parameter points across the prior box, edges included (never only the seed's truth).
+BOX_POINTS = [
+    [2.1875, -0.5, 3.0, 1.09375, -0.5, 4.0],
+    [0.5, -1.0, 0.0, 2.5, 1.0, 5.0],
+    [3.0, 1.0, 5.0, 0.0, -1.0, 0.01],
+    [1.0, 0.3, 0.2, 1.0, -0.9, 4.9],
+    [0.2, 0.8, 1.5, 2.9, -0.2, 0.5],
+]
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def proxy() -> ProxyTheory:
+    return get_theory("proxy")
+
+
+@pytest.fixture
+def obs_file(tmp_path, proxy):
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=7)
+    return write_events(tmp_path / "obs.npz", data, proxy.channels)
