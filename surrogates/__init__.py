@@ -16,4 +16,13 @@ __all__ = [
     "ProxyTheory",
     "Theory",
     "get_theory",
+    "load_surrogate",
 ]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy: loading surrogates pulls in Lightning
+    if name == "load_surrogate":
+        from surrogates.zoo import load_surrogate
+
+        return load_surrogate
+    raise AttributeError(f"module 'surrogates' has no attribute {name!r}")

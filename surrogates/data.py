@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 
 import surrogates
 from surrogates.errors import EventFileError, InputError
 from surrogates.sampling import InverseCDFSampler, MetropolisSampler
-from surrogates.theory import Theory
+from surrogates.theory import Theory, get_theory
 from surrogates.theory.base import chebyshev_grid
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "simulate_training",
     "load_training",
     "event_sampler",
+    "TrainingDataModule",
+    "trapezoid_weights",
 ]
 
 CASES: dict[str, tuple[int, int]] = {
@@ -430,3 +433,93 @@ def load_training(path: str | Path, theory: Theory | None = None) -> TrainingSet
             f"training set '{path}' is for theory '{meta.get('theory')}', not '{theory.name}'"
         )
     return ts
+
+
+def trapezoid_weights(grid: np.ndarray) -> np.ndarray:
+    """Trapezoid-rule weights of a 1-D grid (G,) so that Σ w f ≈ ∫ f dx."""
+    h = np.diff(grid)
+    w = np.zeros_like(grid)
+    w[:-1] += h / 2
+    w[1:] += h / 2
+    return w
+
+
+class _PerTheta(torch.utils.data.Dataset):
+    """One item per θ: θ, log norms, events (C, K, d), normalized grid densities (C, G)."""
+
+    def __init__(self, ts: TrainingSet, index: np.ndarray) -> None:
+        self.theta = torch.as_tensor(ts.theta[index], dtype=torch.float32)
+        self.log_norms = torch.as_tensor(
+            np.log(np.clip(ts.norms[index], 1e-300, None)), dtype=torch.float32
+        )
+        self.events = torch.as_tensor(ts.events[index], dtype=torch.float32)
+        norms = np.clip(ts.norms[index], 1e-300, None)[..., None]
+        self.pdf = torch.as_tensor(ts.densities[index] / norms, dtype=torch.float32)
+        self.grid = torch.as_tensor(ts.grid, dtype=torch.float32)
+        self.weights = torch.as_tensor(trapezoid_weights(ts.grid[:, 0]), dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.theta)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {
+            "theta": self.theta[i],
+            "log_norms": self.log_norms[i],
+            "events": self.events[i],
+            "pdf": self.pdf[i],
+            "grid": self.grid,
+            "weights": self.weights,
+        }
+
+
+class TrainingDataModule(pl.LightningDataModule):
+    """Training set for a surrogate: read from ``path`` or simulated on the fly from the theory.
+
+    Args:
+        path: a training set from `python -m surrogates.simulate training`; None simulates one.
+        theory: registry name (must match the file's theory).
+        n_params, events_per_param, grid_size: size of a simulated set.
+        seed: seed of a simulated set and of the train/validation split.
+        batch_size: θ per batch (each with all its events and grid densities).
+        val_fraction: share of θ held out for validation.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        theory: str = "proxy",
+        n_params: int = 20000,
+        events_per_param: int = 10,
+        grid_size: int = 128,
+        seed: int = 1,
+        batch_size: int = 256,
+        val_fraction: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.training_set: TrainingSet | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.training_set is not None:
+            return
+        hp = self.hparams
+        theory = get_theory(hp.theory)
+        if hp.path:
+            self.training_set = load_training(hp.path, theory)
+        else:
+            self.training_set = simulate_training(
+                theory, hp.n_params, hp.events_per_param, hp.seed, hp.grid_size
+            )
+        n = len(self.training_set.theta)
+        order = np.random.default_rng(hp.seed).permutation(n)
+        n_val = max(1, int(round(hp.val_fraction * n))) if n > 1 else 0
+        self.train_set = _PerTheta(self.training_set, order[n_val:])
+        self.val_set = _PerTheta(self.training_set, order[:n_val])
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            self.train_set, batch_size=self.hparams.batch_size, shuffle=True
+        )
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(self.val_set, batch_size=self.hparams.batch_size)

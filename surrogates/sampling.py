@@ -16,7 +16,13 @@ from torch import Tensor
 from surrogates.errors import InputError
 from surrogates.theory.base import ArrayLike, Theory, chebyshev_grid
 
-__all__ = ["InverseCDFSampler", "MetropolisSampler", "counts_per_channel"]
+__all__ = [
+    "InverseCDFSampler",
+    "MetropolisSampler",
+    "counts_per_channel",
+    "grid_cdf",
+    "invert_cdf",
+]
 
 
 def counts_per_channel(n: int | Sequence[int], n_channels: int) -> list[int]:
@@ -33,6 +39,52 @@ def _safe_div(num: Tensor, den: Tensor, eps: float, fallback: float | Tensor = 0
     """num / den where |den| > eps, else fallback, with finite gradients on both branches."""
     ok = den.abs() > eps
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), fallback)
+
+
+def grid_cdf(grid: Tensor, dens: Tensor) -> tuple[Tensor, Tensor]:
+    """Normalized densities and CDF of a piecewise-linear density on a grid.
+
+    Args:
+        grid: (G,) increasing x values.
+        dens: (..., G) non-negative densities (unnormalized).
+
+    Returns:
+        q (..., G) normalized so that the trapezoid integral is 1, and F (..., G) with F[..., 0] = 0
+        and F[..., -1] = 1. A density that vanishes (or overflows) everywhere becomes uniform.
+    """
+    dens = dens.clamp(min=0.0)
+    h = grid.diff()
+    mass = h * (dens[..., 1:] + dens[..., :-1]) / 2
+    total = mass.sum(-1, keepdim=True)
+    tiny = torch.finfo(dens.dtype).tiny ** 0.5
+    degenerate = ~(total > tiny) | ~torch.isfinite(total)
+    dens = torch.where(degenerate, torch.ones_like(dens), dens)
+    mass = torch.where(degenerate, h.expand_as(mass), mass)
+    total = torch.where(degenerate, h.sum().expand_as(total), total)
+    cdf = torch.cat([torch.zeros_like(total), (mass / total).cumsum(-1)], dim=-1)
+    return dens / total, cdf
+
+
+def invert_cdf(grid: Tensor, q: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
+    """x with F(x) = u for the piecewise-linear density q on the grid; q, cdf (B, G), u (B, n).
+
+    Inside a bin the CDF is quadratic, F = F_i + q_i t + (q_{i+1} − q_i) t²/(2h), and is inverted
+    with the stable root t = 2c / (q_i + √(q_i² + 4ac)); every division is guarded.
+    """
+    n_bins = grid.numel() - 1
+    idx = torch.searchsorted(cdf.detach().contiguous(), u.detach().contiguous(), right=True) - 1
+    idx = idx.clamp(0, n_bins - 1)
+    x0 = grid[idx]
+    h = grid.diff()[idx]
+    f0 = cdf.gather(1, idx)
+    q0, q1 = q.gather(1, idx), q.gather(1, idx + 1)
+    bin_mass = cdf.gather(1, idx + 1) - f0
+    c = torch.minimum((u - f0).clamp(min=0.0), bin_mass.clamp(min=0.0))
+    a = (q1 - q0) / (2 * h)
+    eps = torch.finfo(u.dtype).eps ** 2
+    disc = (q0 * q0 + 4 * a * c).clamp(min=eps)
+    t = _safe_div(2 * c, q0 + disc.sqrt(), eps)
+    return x0 + torch.minimum(t.clamp(min=0.0), h)
 
 
 class InverseCDFSampler:
@@ -88,19 +140,7 @@ class InverseCDFSampler:
         """Normalized grid densities q (B, C, G) and CDF F (B, C, G), F[..., 0] = 0, F[..., -1] = 1."""
         grid = self.grid.to(theta.device)
         dens = self.theory._density(grid.view(1, -1, 1).expand(theta.shape[0], -1, -1), theta)
-        dens = dens.clamp(min=0.0)
-        h = grid.diff()
-        mass = h * (dens[..., 1:] + dens[..., :-1]) / 2
-        total = mass.sum(-1, keepdim=True)
-        tiny = torch.finfo(theta.dtype).tiny ** 0.5
-        degenerate = ~(total > tiny) | ~torch.isfinite(total)
-        # A density that vanishes (or overflows) everywhere: sample uniformly rather than 0/0.
-        dens = torch.where(degenerate, torch.ones_like(dens), dens)
-        mass = torch.where(degenerate, h.expand_as(mass), mass)
-        total = torch.where(degenerate, h.sum().expand_as(total), total)
-        q = dens / total
-        cdf = torch.cat([torch.zeros_like(total), (mass / total).cumsum(-1)], dim=-1)
-        return q, cdf
+        return grid_cdf(grid, dens)
 
     def sample(
         self,
@@ -132,26 +172,8 @@ class InverseCDFSampler:
                 uc = torch.rand(t.shape[0], n_c, dtype=t.dtype, generator=generator).to(t.device)
             else:
                 uc = torch.as_tensor(u[c], dtype=t.dtype, device=t.device).clamp(0.0, 1.0)
-            events.append(self._invert(q[:, c], cdf[:, c], uc).unsqueeze(-1))
+            events.append(invert_cdf(self.grid.to(t.device), q[:, c], cdf[:, c], uc).unsqueeze(-1))
         return tuple(events)
-
-    def _invert(self, q: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
-        """x with F(x) = u for a piecewise-linear density q on the grid; q, cdf (B, G), u (B, n)."""
-        grid = self.grid.to(u.device)
-        n_bins = grid.numel() - 1
-        idx = torch.searchsorted(cdf.detach().contiguous(), u.detach().contiguous(), right=True) - 1
-        idx = idx.clamp(0, n_bins - 1)
-        x0 = grid[idx]
-        h = grid.diff()[idx]
-        f0 = cdf.gather(1, idx)
-        q0, q1 = q.gather(1, idx), q.gather(1, idx + 1)
-        bin_mass = cdf.gather(1, idx + 1) - f0
-        c = torch.minimum((u - f0).clamp(min=0.0), bin_mass.clamp(min=0.0))
-        a = (q1 - q0) / (2 * h)
-        eps = torch.finfo(u.dtype).eps ** 2
-        disc = (q0 * q0 + 4 * a * c).clamp(min=eps)
-        t = _safe_div(2 * c, q0 + disc.sqrt(), eps)
-        return x0 + torch.minimum(t.clamp(min=0.0), h)
 
 
 class MetropolisSampler:

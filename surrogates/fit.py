@@ -1,0 +1,194 @@
+"""`python -m surrogates.fit {flow,...}`: train a surrogate of module-2 with LightningCLI.
+
+    python -m surrogates.fit flow --config configs/surrogates/flow.yaml \\
+        --data train.npz --out runs/flow --model.backend zuko --trainer.max_epochs 5
+
+Any option of the model (``--model.*``), the data (``--data.*``) and the Lightning Trainer
+(``--trainer.*``) can be set on the command line or in the YAML; ``--data FILE.npz`` is short for
+``--data.path FILE.npz`` (no path: a training set is simulated from the theory). ``--ckpt_path
+last`` resumes an interrupted run in the same ``--out``. The run directory receives the resolved
+``config.yaml``, ``checkpoints/{last,best}.ckpt``, ``metrics.json``, ``environment.json``, CSV
+logs, PNG plots against the exact theory at held-out θ, and the wandb run (offline unless
+``WANDB_MODE`` says otherwise; ``disabled`` turns it off).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+from surrogates.data import TrainingDataModule
+from surrogates.errors import InputError
+from surrogates.metrics import evaluate_surrogate
+from surrogates.models import FAMILIES, Surrogate, get_family
+from surrogates.runs import cli_errors, write_run_files
+from surrogates.theory import get_theory
+
+__all__ = ["main", "SurrogateCLI"]
+
+
+class SurrogateCLI(LightningCLI):
+    """LightningCLI with ``--out`` and ``--ckpt_path``, the theory linked from data to model."""
+
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - LightningArgumentParser
+        parser.add_argument(
+            "--out",
+            type=str | None,
+            default=None,
+            help="run directory (default runs/<family>-<time>)",
+        )
+        parser.add_argument(
+            "--ckpt_path", type=str | None, default=None, help="'last' resumes the run in --out"
+        )
+        parser.add_argument(
+            "--eval.held_out", type=int, default=5, help="held-out θ for the fidelity plots/metrics"
+        )
+        parser.add_argument(
+            "--eval.events",
+            type=int,
+            default=100_000,
+            help="events per channel per held-out θ (histograms, W1, KS, C2ST)",
+        )
+        parser.add_argument(
+            "--eval.shift_events",
+            type=int,
+            default=10_000_000,
+            help="events per channel for theta_shift_crb (0: skip)",
+        )
+        parser.link_arguments("data.theory", "model.theory")
+        if "grid_size" in inspect.signature(self.model_class).parameters:
+            parser.link_arguments("data.grid_size", "model.grid_size")
+
+    def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201
+        out = Path(self.config["out"])
+        family = self.model_class.family
+        kwargs["callbacks"] = [
+            ModelCheckpoint(
+                dirpath=out / "checkpoints", filename="best", monitor="val_loss", save_last=True
+            )
+        ]
+        loggers = [CSVLogger(out, name="logs", version="")]
+        mode = os.environ.setdefault("WANDB_MODE", "offline")
+        if mode != "disabled":
+            loggers.append(
+                WandbLogger(
+                    project="surrogate-zoo",
+                    group=family,
+                    job_type="fit",
+                    save_dir=str(out),
+                    offline=mode != "online",
+                    tags=[family, self.config["model"].get("backend", "")],
+                )
+            )
+        kwargs["logger"] = loggers
+        kwargs["default_root_dir"] = str(out)
+        return super().instantiate_trainer(**kwargs)
+
+
+def _expand_shorthand(argv: list[str]) -> list[str]:
+    """``--data FILE.npz`` → ``--data.path FILE.npz`` (``--data`` alone would read a YAML)."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--data" and i + 1 < len(argv) and argv[i + 1].endswith(".npz"):
+            out += ["--data.path", argv[i + 1]]
+            i += 2
+            continue
+        if a.startswith("--data=") and a.endswith(".npz"):
+            a = "--data.path=" + a.split("=", 1)[1]
+        out.append(a)
+        i += 1
+    return out
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        raise InputError(
+            f"say which surrogate to fit: python -m surrogates.fit {{{','.join(FAMILIES)}}} [options]"
+        )
+    family = argv.pop(0)
+    model_class = get_family(family)
+    argv = _expand_shorthand(argv)
+    if "--out" not in " ".join(argv):
+        argv += ["--out", f"runs/{family}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    if "--ckpt_path" in argv:
+        i = argv.index("--ckpt_path")
+        if i + 1 < len(argv) and argv[i + 1] == "last":
+            out = Path(argv[argv.index("--out") + 1])
+            if not (out / "checkpoints" / "last.ckpt").is_file():
+                raise InputError(
+                    f"--ckpt_path last: no {out}/checkpoints/last.ckpt to resume; check --out"
+                )
+            argv[i + 1] = str(out / "checkpoints" / "last.ckpt")
+    cli = SurrogateCLI(
+        model_class,
+        TrainingDataModule,
+        run=False,
+        args=argv,
+        save_config_callback=None,
+        seed_everything_default=1,
+        trainer_defaults={
+            "accelerator": "auto",
+            "devices": 1,
+            "log_every_n_steps": 10,
+            "max_epochs": 10,
+        },
+        parser_kwargs={"prog": f"python -m surrogates.fit {family}", "description": __doc__},
+    )
+    out = Path(cli.config["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    cli.parser.save(cli.config, out / "config.yaml", overwrite=True, skip_none=False)
+    model: Surrogate = cli.model
+    t0 = time.perf_counter()
+    cli.trainer.fit(model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
+    train_seconds = time.perf_counter() - t0
+    best = cli.trainer.checkpoint_callback.best_model_path
+    if best:
+        model = type(model).load_from_checkpoint(best, map_location="cpu")
+    model.eval()
+    theory = get_theory(cli.config["data"]["theory"])
+    metrics = {
+        "model": family,
+        "backend": getattr(model, "backend", None),
+        "objective": getattr(model, "objective", None),
+        "theory": theory.name,
+        "train_seconds": train_seconds,
+        "epochs": cli.trainer.current_epoch,
+        "steps": cli.trainer.global_step,
+        "val_loss": float(cli.trainer.callback_metrics.get("val_loss", torch.tensor(float("nan")))),
+        "checkpoint": best or None,
+        **evaluate_surrogate(
+            model,
+            theory,
+            out,
+            n_held_out=cli.config["eval"]["held_out"],
+            n_events=cli.config["eval"]["events"],
+            seed=int(cli.config["seed_everything"]) + 1_000_003,
+            shift_events=cli.config["eval"]["shift_events"],
+        ),
+    }
+    config = cli.parser.dump(cli.config, format="yaml", skip_none=False)
+    write_run_files(out, {"cli": config}, metrics)
+    (out / "config.yaml").write_text(config)
+    for logger in cli.trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(
+                {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            )
+    print(f"{family} surrogate trained in {train_seconds:.1f} s; metrics in {out / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The common base of every surrogate: a LightningModule that is also an EventSource."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from surrogates.errors import ParameterError
+from surrogates.sampling import counts_per_channel
+from surrogates.theory import get_theory
+
+__all__ = ["Surrogate", "mlp"]
+
+
+def mlp(
+    inputs: int, outputs: int, hidden: Sequence[int], activation: str = "silu"
+) -> nn.Sequential:
+    """A plain multilayer perceptron."""
+    acts = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "elu": nn.ELU}
+    if activation not in acts:
+        raise ValueError(f"unknown activation '{activation}'; choose one of {', '.join(acts)}")
+    layers: list[nn.Module] = []
+    sizes = [inputs, *hidden]
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), acts[activation]()]
+    layers.append(nn.Linear(sizes[-1], outputs))
+    return nn.Sequential(*layers)
+
+
+class Surrogate(pl.LightningModule):
+    """A learned p̂(x | θ, channel) and ∫σ_c(θ): the EventSource that replaces module-2.
+
+    Subclasses implement `_sample_unit` (events in the unbounded event variable y) and, where the
+    model has a density, `_log_prob_unit`, plus `training_loss`. This class owns what they share:
+    the theory's description (prior box, channels, x range), the conditioning vector, the event
+    variable y = logit((x − x_low)/(x_high − x_low)) in which the steep edges of the densities
+    become smooth exponential tails, the norm network, validation of public inputs, and the
+    optimizer with its scheduler.
+
+    Args:
+        theory: registry name of the theory the surrogate learns.
+        lr: learning rate (Adam).
+        weight_decay: Adam weight decay.
+        scheduler: "cosine" (decay to 1% over max_epochs) or "none".
+        norm_hidden: hidden widths of the norm network θ → log ∫σ_c.
+        norm_weight: weight of the norm regression loss.
+    """
+
+    family: str = "surrogate"
+
+    def __init__(
+        self,
+        theory: str = "proxy",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "cosine",
+        norm_hidden: Sequence[int] = (64, 64),
+        norm_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        th = get_theory(theory)
+        self.theory_name = th.name
+        self.param_names = th.param_names
+        self.channels = th.channels
+        self.event_dim = th.event_dim
+        self.register_buffer("prior_low", th.prior_low.float())
+        self.register_buffer("prior_high", th.prior_high.float())
+        self.register_buffer("x_low", th.x_low.float())
+        self.register_buffer("x_high", th.x_high.float())
+        self.norm_net = mlp(th.n_params, th.n_channels, list(norm_hidden))
+
+    # ------------------------------------------------------------------ conditioning
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def context_dim(self) -> int:
+        return len(self.param_names) + self.n_channels
+
+    def scale_theta(self, theta: Tensor) -> Tensor:
+        """θ mapped from the prior box to [−1, 1]."""
+        return 2 * (theta - self.prior_low) / (self.prior_high - self.prior_low) - 1
+
+    def context(self, theta: Tensor, channel: Tensor) -> Tensor:
+        """Conditioning vector: scaled θ and the one-hot channel, shape (..., P + C)."""
+        onehot = nn.functional.one_hot(channel.long(), self.n_channels).to(theta.dtype)
+        return torch.cat([self.scale_theta(theta), onehot], dim=-1)
+
+    # ------------------------------------------------------------------ event variable
+    def to_unit(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """y = logit((x − lo)/(hi − lo)) and log|dy/dx| (summed over event dimensions)."""
+        span = self.x_high - self.x_low
+        s = ((x - self.x_low) / span).clamp(1e-7, 1 - 1e-7)
+        y = torch.log(s) - torch.log1p(-s)
+        log_jac = -(torch.log(s) + torch.log1p(-s) + torch.log(span)).sum(-1)
+        return y, log_jac
+
+    def from_unit(self, y: Tensor) -> Tensor:
+        """x = lo + (hi − lo) sigmoid(y)."""
+        return self.x_low + (self.x_high - self.x_low) * torch.sigmoid(y)
+
+    # ------------------------------------------------------------------ EventSource
+    def check_theta(self, theta: Tensor) -> Tensor:
+        """θ as a (B, P) float tensor on this device, or a `ParameterError` naming the problem."""
+        t = torch.as_tensor(theta)
+        if t.dim() == 1:
+            t = t.unsqueeze(0)
+        if t.dim() != 2 or t.shape[-1] != len(self.param_names):
+            raise ParameterError(
+                f"theta has shape {tuple(t.shape)}; this {self.family} surrogate of "
+                f"'{self.theory_name}' expects (B, {len(self.param_names)})"
+            )
+        if not torch.isfinite(t).all():
+            raise ParameterError("theta contains NaN or inf; pass finite parameter values")
+        low, high = self.prior_low.to(t), self.prior_high.to(t)
+        tol = 1e-6 * (high - low)
+        outside = ((t < low - tol) | (t > high + tol)).any(0)
+        if outside.any():
+            j = int(outside.nonzero()[0])
+            raise ParameterError(
+                f"{self.param_names[j]} outside the box [{float(low[j]):g}, {float(high[j]):g}] "
+                f"this surrogate was trained on; retrain it on a wider prior"
+            )
+        return t.to(self.prior_low.device)
+
+    def norms(self, theta: Tensor) -> Tensor:
+        """Predicted ∫σ_c dx, shape (B, C), differentiable with respect to θ."""
+        t = self.check_theta(theta)
+        return self.log_norms(t.to(self.prior_low.dtype)).exp().to(t.dtype)
+
+    def log_norms(self, theta: Tensor) -> Tensor:
+        return self.norm_net(self.scale_theta(theta))
+
+    def sample(
+        self, theta: Tensor, n: int | Sequence[int], generator: torch.Generator | None = None
+    ) -> tuple[Tensor, ...]:
+        """Events per channel, each (B, n_c, event_dim), reparameterized (differentiable in θ)."""
+        t = self.check_theta(theta)
+        counts = counts_per_channel(n, self.n_channels)
+        tf = t.to(self.prior_low.dtype)
+        out = []
+        for c, n_c in enumerate(counts):
+            y = self._sample_unit(tf, c, n_c, generator)  # (B, n_c, d)
+            out.append(self.from_unit(y).to(t.dtype))
+        return tuple(out)
+
+    def log_prob(self, x: Tensor, theta: Tensor) -> Tensor:
+        """log p̂_c(x | θ) for every channel, x (B, n, event_dim) → (B, C, n)."""
+        t = self.check_theta(theta).to(self.prior_low.dtype)
+        x = torch.as_tensor(x, dtype=t.dtype, device=t.device)
+        if x.dim() == 2:
+            x = x.unsqueeze(-1)
+        if x.dim() != 3 or x.shape[-1] != self.event_dim or x.shape[0] not in (1, t.shape[0]):
+            raise ParameterError(f"x has shape {tuple(x.shape)}; expected (B, n, {self.event_dim})")
+        x = x.expand(t.shape[0], -1, -1)
+        y, log_jac = self.to_unit(x)
+        return torch.stack(
+            [self._log_prob_unit(y, t, c) + log_jac for c in range(self.n_channels)], dim=1
+        )
+
+    def _sample_unit(
+        self, theta: Tensor, channel: int, n: int, generator: torch.Generator | None
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def _log_prob_unit(self, y: Tensor, theta: Tensor, channel: int) -> Tensor:
+        raise NotImplementedError(f"the {self.family} surrogate has no density")
+
+    # ------------------------------------------------------------------ checkpoints
+    def zoo_metadata(self) -> dict:
+        """What a checkpoint must carry to be loaded safely: family, backend, theory, version."""
+        import surrogates
+
+        th = get_theory(self.theory_name)
+        return {
+            "family": self.family,
+            "backend": getattr(self, "backend", None),
+            "theory": th.describe(),
+            "version": surrogates.__version__,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["surrogate_zoo"] = self.zoo_metadata()
+
+    # ------------------------------------------------------------------ training
+    def norm_loss(self, theta: Tensor, log_norms: Tensor) -> Tensor:
+        return nn.functional.mse_loss(self.log_norms(theta), log_norms)
+
+    def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        losses = self.training_loss(batch)
+        self.log_dict(
+            {f"train_{k}": v for k, v in losses.items()},
+            prog_bar=True,
+            on_epoch=True,
+            on_step=False,
+        )
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        losses = self.training_loss(batch)
+        self.log_dict({f"val_{k}": v for k, v in losses.items()}, prog_bar=True)
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
+        opt = torch.optim.Adam(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        if self.hparams.scheduler == "none":
+            return opt
+        if self.hparams.scheduler != "cosine":
+            raise ValueError(f"unknown scheduler '{self.hparams.scheduler}'; choose cosine or none")
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=epochs, eta_min=self.hparams.lr / 100
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,0 +1,202 @@
+"""Trained surrogates on disk: export with a JSON card, load with checks, list what is shipped.
+
+    python -m surrogates.zoo list
+    python -m surrogates.zoo export runs/flow --name flow-zuko     # → checkpoints/flow-zuko.{ckpt,json}
+
+A card holds family, backend, theory (name, parameters, prior box, x range), training data,
+metrics, package version and the checkpoint's SHA-256. `load_surrogate` refuses a missing or
+corrupt file, a checkpoint of another theory or prior than requested, or an incompatible version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+import surrogates
+from surrogates.errors import InputError
+from surrogates.models import FAMILIES, Surrogate, get_family
+from surrogates.runs import cli_errors, to_jsonable
+from surrogates.theory import Theory, get_theory
+
+__all__ = ["CHECKPOINTS", "load_surrogate", "export_checkpoint", "list_checkpoints", "card_of"]
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+_KEY = "surrogate_zoo"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _compatible(version: str) -> bool:
+    """Same major.minor as this package (0.x: the minor must match too)."""
+    return version.split(".")[:2] == surrogates.__version__.split(".")[:2]
+
+
+def list_checkpoints(folder: str | Path = CHECKPOINTS) -> list[str]:
+    """Names of the checkpoints with cards in a folder."""
+    return sorted(p.stem for p in Path(folder).glob("*.json") if p.with_suffix(".ckpt").exists())
+
+
+def card_of(path: str | Path) -> dict:
+    """The JSON card beside a checkpoint, or the zoo metadata stored inside it."""
+    path = Path(path)
+    card = path.with_suffix(".json")
+    if card.is_file():
+        try:
+            return json.loads(card.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(
+                f"card '{card}' is not valid JSON ({err.msg}); re-export the checkpoint"
+            ) from None
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True).get(_KEY)
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint gets one message
+        raise InputError(
+            f"'{path}' is not a readable checkpoint (corrupt or not a torch file)"
+        ) from None
+    if not meta:
+        raise InputError(f"'{path}' is not a surrogate-zoo checkpoint (no '{_KEY}' metadata)")
+    return meta
+
+
+def _resolve(path_or_name: str | Path) -> Path:
+    path = Path(path_or_name)
+    if path.suffix != ".ckpt":
+        path = CHECKPOINTS / f"{path_or_name}.ckpt"
+    if not path.is_file():
+        known = ", ".join(list_checkpoints()) or "none shipped yet"
+        raise InputError(
+            f"checkpoint '{path_or_name}' not found; give a .ckpt path or a zoo name ({known})"
+        )
+    return path
+
+
+def load_surrogate(path_or_name: str | Path, theory: str | Theory | None = None) -> Surrogate:
+    """A trained surrogate, ready as an EventSource (eval mode, on the CPU).
+
+    Args:
+        path_or_name: a ``.ckpt`` file, or the name of a checkpoint shipped in ``checkpoints/``.
+        theory: when given, the surrogate must be of this theory with the same prior box.
+
+    Raises:
+        InputError: missing or corrupt file, checksum mismatch, another theory or prior box,
+            or a checkpoint written by an incompatible package version.
+    """
+    path = _resolve(path_or_name)
+    card = card_of(path)
+    if "sha256" in card and card["sha256"] != _sha256(path):
+        raise InputError(
+            f"checkpoint '{path}' does not match its card's checksum: the file is corrupt or was replaced"
+        )
+    version = card.get("version", "?")
+    if not _compatible(version):
+        raise InputError(
+            f"checkpoint '{path}' was written by surrogate-zoo {version}, this is {surrogates.__version__}; "
+            "retrain it with `python -m surrogates.fit`"
+        )
+    if theory is not None:
+        th = get_theory(theory)
+        info = card.get("theory", {})
+        if info.get("theory") != th.name:
+            raise InputError(
+                f"checkpoint '{path}' is a surrogate of theory '{info.get('theory')}', not '{th.name}'"
+            )
+        for key in ("prior_low", "prior_high"):
+            want = th.describe()[key]
+            if [round(v, 9) for v in info.get(key, [])] != [round(v, 9) for v in want]:
+                raise InputError(
+                    f"checkpoint '{path}' was trained on the prior box {info.get('prior_low')}..{info.get('prior_high')}, "
+                    f"theory '{th.name}' needs {th.describe()['prior_low']}..{th.describe()['prior_high']}"
+                )
+    cls = get_family(card.get("family", "?"))
+    try:
+        model = cls.load_from_checkpoint(path, map_location="cpu")
+    except Exception as err:  # noqa: BLE001
+        raise InputError(
+            f"cannot load '{path}' as a {cls.family} surrogate ({type(err).__name__}); is it corrupt?"
+        ) from None
+    return model.eval()
+
+
+def export_checkpoint(
+    source: str | Path, name: str, folder: str | Path = CHECKPOINTS, metrics: dict | None = None
+) -> Path:
+    """Copy a trained model (a run directory or a .ckpt) into ``folder`` as ``name.ckpt`` + card.
+
+    Only the weights and hyperparameters are kept (no optimizer state), so checkpoints stay small.
+    """
+    source = Path(source)
+    run = source if source.is_dir() else source.parent.parent
+    ckpt = source / "checkpoints" / "best.ckpt" if source.is_dir() else source
+    if not ckpt.is_file():
+        raise InputError(f"no checkpoint at '{ckpt}'; train one with `python -m surrogates.fit`")
+    meta = card_of(ckpt) if ckpt.with_suffix(".json").is_file() else None
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    meta = raw.get(_KEY) or meta
+    if not meta:
+        raise InputError(f"'{ckpt}' is not a surrogate-zoo checkpoint")
+    slim = {
+        k: raw[k]
+        for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version", _KEY)
+        if k in raw
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{name}.ckpt"
+    torch.save(slim, out)
+    if metrics is None and (run / "metrics.json").is_file():
+        metrics = json.loads((run / "metrics.json").read_text())
+    card = {
+        **meta,
+        "name": name,
+        "metrics": metrics or {},
+        "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "sha256": _sha256(out),
+        "size_bytes": out.stat().st_size,
+    }
+    out.with_suffix(".json").write_text(json.dumps(to_jsonable(card), indent=2) + "\n")
+    return out
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m surrogates.zoo", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="the shipped checkpoints and their headline metrics")
+    exp = sub.add_parser("export", help="copy a trained run into checkpoints/ with a card")
+    exp.add_argument("run", help="run directory of surrogates.fit, or a .ckpt")
+    exp.add_argument("--name", required=True)
+    exp.add_argument("--folder", default=str(CHECKPOINTS))
+    args = parser.parse_args(argv)
+    if args.cmd == "export":
+        out = export_checkpoint(args.run, args.name, args.folder)
+        print(
+            f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json').name}"
+        )
+        return 0
+    for name in list_checkpoints():
+        card = json.loads((CHECKPOINTS / f"{name}.json").read_text())
+        m = card.get("metrics", {})
+        shift = m.get("theta_shift_crb")
+        shift_text = f"max |θ shift| {max(shift):.2f} σ_CRB(A)" if shift else "no fidelity yet"
+        print(
+            f"{name:<20} {card.get('family', '?'):<5} {card.get('backend') or '':<10} {shift_text}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
