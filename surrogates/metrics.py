@@ -53,7 +53,6 @@ def theta_shift(
     Its statistical noise is about √(N_A / n_events) σ_CRB(A): 0.1 at 10^7 events.
     """
     from inverse.baselines import BinnedEvents, crb_std, fit_binned_mle
-
     from surrogates.data import CASES
 
     theta = theory.check_theta(theta)
@@ -156,7 +155,7 @@ def evaluate_surrogate(
     )
     worst = np.argmax(auc, axis=0)
     with torch.enable_grad():
-        rate = sampling_rate(model, theta[:1].float(), 100_000)
+        rate = sampling_rate(model, theta[:1].float(), min(n_events, 100_000))
     _plot_held_out(Path(out) / "heldout.png", model, theory, theta[: min(3, n_held_out)], sur, ref)
     return {
         "theta_shift_crb": np.abs(shifts).max(0),

@@ -22,11 +22,18 @@ import torch
 
 import surrogates
 from surrogates.errors import InputError
-from surrogates.models import FAMILIES, Surrogate, get_family
+from surrogates.models import Surrogate, get_family
 from surrogates.runs import cli_errors, to_jsonable
 from surrogates.theory import Theory, get_theory
 
-__all__ = ["CHECKPOINTS", "load_surrogate", "export_checkpoint", "list_checkpoints", "card_of"]
+__all__ = [
+    "CHECKPOINTS",
+    "load_surrogate",
+    "save_model",
+    "export_checkpoint",
+    "list_checkpoints",
+    "card_of",
+]
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 _KEY = "surrogate_zoo"
@@ -129,6 +136,24 @@ def load_surrogate(path_or_name: str | Path, theory: str | Theory | None = None)
             f"cannot load '{path}' as a {cls.family} surrogate ({type(err).__name__}); is it corrupt?"
         ) from None
     return model.eval()
+
+
+def save_model(model: Surrogate, path: str | Path) -> Path:
+    """Write a minimal checkpoint (weights, hyperparameters, zoo metadata) that `load_surrogate` reads."""
+    import pytorch_lightning as pl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": pl.__version__,
+            _KEY: model.zoo_metadata(),
+        },
+        path,
+    )
+    return path
 
 
 def export_checkpoint(

@@ -9,6 +9,9 @@ import pytest
 import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# One torch thread: on a 2-core machine, torch's OpenMP pool and OpenBLAS threads left spinning
+# by scipy/scikit-learn otherwise slow the many small operations of these tests several-fold.
+torch.set_num_threads(1)
 
 from surrogates.data import CASES, simulate_observed, write_events  # noqa: E402
 from surrogates.theory import ProxyTheory, get_theory  # noqa: E402

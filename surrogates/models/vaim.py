@@ -23,7 +23,7 @@ class VAIMNet(nn.Module):
     """The VAIM pair: forward θ → (observable, latent w), backward (observable, w) → θ.
 
     Training minimizes |ŷ − y|² + |θ̂ − θ|² + β KL(q(w | θ) ‖ N(0, I)), with θ̂ decoded from
-    the predicted observable and a sampled w. Inversion draws w ~ N(0, I) for a given observable,
+    the observable and a latent w drawn from q(w | θ). Inversion draws w ~ N(0, I) for a given observable,
     so an ill-posed problem (several θ giving one observable) yields every branch.
 
     >>> net = VAIMNet(1, 1, latent=2, hidden=(8,))
@@ -55,7 +55,9 @@ class VAIMNet(nn.Module):
     def loss(self, theta: Tensor, obs: Tensor, beta: float = 1.0) -> dict[str, Tensor]:
         pred, mu, log_var = self(theta)
         w = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
-        back = self.backward_net(torch.cat([pred, w], -1))
+        # the backward mapper reads the true observable (as at inversion time), so θ cannot be
+        # smuggled through the predicted one: the latent alone must carry what y does not fix
+        back = self.backward_net(torch.cat([obs, w], -1))
         forward_loss = (pred - obs).pow(2).mean()
         backward_loss = (back - theta).pow(2).mean()
         kl = (0.5 * (mu**2 + log_var.exp() - 1 - log_var)).sum(-1).mean()
