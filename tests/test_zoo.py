@@ -117,28 +117,20 @@ def test_vaim_recovers_both_branches_of_x_squared():
 
 
 def _tiny_args(out: Path) -> list[str]:
-    return [
-        "--data.n_params",
-        "48",
-        "--data.events_per_param",
-        "4",
-        "--data.grid_size",
-        "32",
-        "--data.batch_size",
-        "16",
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--eval.held_out",
-        "2",
-        "--eval.events",
-        "500",
-        "--eval.shift_events",
-        "5000",
-        "--out",
-        str(out),
-    ]
+    tiny = {
+        "data.n_params": 48,
+        "data.events_per_param": 4,
+        "data.grid_size": 32,
+        "data.batch_size": 16,
+        "model.norm_steps": 200,
+        "trainer.max_epochs": 1,
+        "trainer.enable_progress_bar": "false",
+        "eval.held_out": 2,
+        "eval.events": 500,
+        "eval.shift_events": 5000,
+        "out": out,
+    }
+    return [item for key, value in tiny.items() for item in (f"--{key}", str(value))]
 
 
 SHIPPED = [

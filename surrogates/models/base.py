@@ -46,7 +46,10 @@ class Surrogate(pl.LightningModule):
         weight_decay: Adam weight decay.
         scheduler: "cosine" (decay to 1% over max_epochs) or "none".
         norm_hidden: hidden widths of the norm network θ → log ∫σ_c.
-        norm_weight: weight of the norm regression loss.
+        norm_weight: weight of the norm regression loss (when trained jointly, norm_steps = 0).
+        norm_steps: if > 0, the norm network is fitted alone to the training set's norms for this
+            many Adam steps when training starts, then kept fixed; a plain regression converges
+            far better on its own than inside the shape model's optimizer and schedule.
     """
 
     family: str = "surrogate"
@@ -57,10 +60,12 @@ class Surrogate(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
-        norm_hidden: Sequence[int] = (64, 64),
+        norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
+        norm_steps: int = 20000,
     ) -> None:
         super().__init__()
+        self.norm_steps = norm_steps
         th = get_theory(theory)
         self.theory_name = th.name
         self.param_names = th.param_names
@@ -71,6 +76,7 @@ class Surrogate(pl.LightningModule):
         self.register_buffer("x_low", th.x_low.float())
         self.register_buffer("x_high", th.x_high.float())
         self.norm_net = mlp(th.n_params, th.n_channels, list(norm_hidden))
+        self.register_buffer("norms_fitted", torch.tensor(False))
 
     # ------------------------------------------------------------------ conditioning
     @property
@@ -188,7 +194,47 @@ class Surrogate(pl.LightningModule):
 
     # ------------------------------------------------------------------ training
     def norm_loss(self, theta: Tensor, log_norms: Tensor) -> Tensor:
+        if self.norm_steps > 0:  # fitted on its own at the start; only monitored here
+            with torch.no_grad():
+                return nn.functional.mse_loss(self.log_norms(theta), log_norms)
         return nn.functional.mse_loss(self.log_norms(theta), log_norms)
+
+    def fit_norms(
+        self, theta: Tensor, log_norms: Tensor, steps: int, batch: int = 512, lr: float = 3e-3
+    ) -> float:
+        """Fit the norm network alone: Adam with cosine decay on (θ, log ∫σ_c); returns the last MSE."""
+        opt = torch.optim.Adam(self.norm_net.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 100)
+        gen = torch.Generator().manual_seed(0)
+        loss = torch.zeros(())
+        with torch.enable_grad():
+            for _ in range(steps):
+                idx = torch.randint(0, len(theta), (min(batch, len(theta)),), generator=gen)
+                loss = nn.functional.mse_loss(self.log_norms(theta[idx]), log_norms[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        self.norms_fitted.fill_(True)
+        return float(loss)
+
+    def on_fit_start(self) -> None:
+        data = getattr(self.trainer, "datamodule", None)
+        if self.norm_steps <= 0 or bool(self.norms_fitted) or data is None:
+            return
+        train = data.train_set
+        mse = self.fit_norms(
+            train.theta.to(self.device), train.log_norms.to(self.device), self.norm_steps
+        )
+        self.print(
+            f"norm network fitted on its own: {self.norm_steps} steps, MSE(log norm) {mse:.2e}"
+        )
+
+    def shape_parameters(self) -> list[nn.Parameter]:
+        """Parameters the main optimizer trains (all but the norm network when it is fitted alone)."""
+        if self.norm_steps > 0:
+            return [p for n, p in self.named_parameters() if not n.startswith("norm_net.")]
+        return list(self.parameters())
 
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -209,7 +255,7 @@ class Surrogate(pl.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
         opt = torch.optim.Adam(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+            self.shape_parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
         if self.hparams.scheduler == "none":
             return opt

@@ -153,7 +153,7 @@ class FlowSurrogate(Surrogate):
         bins: spline bins per transform.
         hidden: hidden widths of each transform's conditioner.
         tail_bound: half-width of the spline interval in y (linear tails outside).
-        lr, weight_decay, scheduler, norm_hidden, norm_weight: see `Surrogate`.
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
 
     >>> flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8))
     >>> s1, s2 = flow.sample(flow.prior_low + 0.5 * (flow.prior_high - flow.prior_low), 10)
@@ -175,10 +175,11 @@ class FlowSurrogate(Surrogate):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
-        norm_hidden: Sequence[int] = (64, 64),
+        norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
+        norm_steps: int = 20000,
     ) -> None:
-        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight)
+        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps)
         self.save_hyperparameters()
         if backend not in BACKENDS:
             raise InputError(

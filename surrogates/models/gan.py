@@ -39,7 +39,7 @@ class GANSurrogate(Surrogate):
         n_critic: critic updates per generator update.
         mmd_weight: weight of the MMD between generated and real events of the same θ.
         fake_per_real: generated events per real event in each step.
-        lr, weight_decay, scheduler, norm_hidden, norm_weight: see `Surrogate`.
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
 
     >>> gan = GANSurrogate(hidden=(8,), critic_hidden=(8,))
     >>> gan.sample(gan.prior_low + 0.5 * (gan.prior_high - gan.prior_low), 4)[0].shape
@@ -62,10 +62,11 @@ class GANSurrogate(Surrogate):
         lr: float = 2e-4,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
-        norm_hidden: Sequence[int] = (64, 64),
+        norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
+        norm_steps: int = 20000,
     ) -> None:
-        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight)
+        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps)
         self.save_hyperparameters()
         if loss not in ("wgan-gp", "lsgan"):
             raise InputError(f"unknown GAN loss '{loss}'; choose wgan-gp or lsgan")
@@ -162,7 +163,9 @@ class GANSurrogate(Surrogate):
 
     def configure_optimizers(self):  # noqa: ANN201
         hp = self.hparams
-        gen_params = list(self.generator.parameters()) + list(self.norm_net.parameters())
+        gen_params = [
+            p for p in self.shape_parameters() if not any(p is q for q in self.critic.parameters())
+        ]
         opt_g = torch.optim.Adam(
             gen_params, lr=hp.lr, betas=(0.5, 0.9), weight_decay=hp.weight_decay
         )

@@ -30,7 +30,7 @@ class VAESurrogate(Surrogate):
         latent: latent dimension.
         hidden: encoder and decoder widths.
         beta: weight of the KL term.
-        lr, weight_decay, scheduler, norm_hidden, norm_weight: see `Surrogate`.
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
 
     >>> vae = VAESurrogate(hidden=(8,))
     >>> vae.sample(vae.prior_low + 0.5 * (vae.prior_high - vae.prior_low), 4)[1].shape
@@ -48,10 +48,11 @@ class VAESurrogate(Surrogate):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
-        norm_hidden: Sequence[int] = (64, 64),
+        norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
+        norm_steps: int = 20000,
     ) -> None:
-        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight)
+        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps)
         self.save_hyperparameters()
         self.encoder = mlp(self.event_dim + self.context_dim, 2 * latent, list(hidden))
         self.decoder = mlp(latent + self.context_dim, 2 * self.event_dim, list(hidden))

@@ -88,7 +88,7 @@ class VAIMSurrogate(Surrogate):
         grid_size: points of the x grid (must equal the training data's grid_size).
         latent: latent dimension; hidden: widths of both mappers; beta: KL weight.
         floor: added to the normalized densities before the log (dynamic-range floor).
-        lr, weight_decay, scheduler, norm_hidden, norm_weight: see `Surrogate`.
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
     """
 
     family = "vaim"
@@ -104,10 +104,11 @@ class VAIMSurrogate(Surrogate):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
-        norm_hidden: Sequence[int] = (64, 64),
+        norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
+        norm_steps: int = 20000,
     ) -> None:
-        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight)
+        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps)
         self.save_hyperparameters()
         grid = chebyshev_grid(float(self.x_low[0]), float(self.x_high[0]), grid_size)
         self.register_buffer("grid", torch.as_tensor(grid, dtype=torch.float32))

@@ -1,0 +1,112 @@
+"""The zoo on one table: fidelity from each shipped checkpoint's card, speed measured here.
+
+    python benchmarks/surrogates.py [--out runs/benchmarks/surrogates.json] [--theta 64] [--events 1000]
+
+For every checkpoint in checkpoints/: family, backend, max |θ shift| (σ_CRB(A)), C2ST AUC and W1
+per channel, norm error, training seconds (from the card), and sampling speed with gradients for
+a batch of θ, as events per second and as a ratio to the exact differentiable sampler and to the
+NumPy black-box theory (which has no gradients: its speed is for events alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from surrogates.runs import environment, to_jsonable
+from surrogates.sampling import InverseCDFSampler
+from surrogates.theory import get_theory
+from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate
+
+
+def events_per_second(source, theta: torch.Tensor, n: int, grad: bool, repeats: int = 3) -> float:  # noqa: ANN001
+    def once() -> float:
+        th = theta.clone().requires_grad_(grad)
+        t0 = time.perf_counter()
+        with torch.set_grad_enabled(grad):
+            events = source.sample(th, n)
+            if grad:
+                sum(e.sum() for e in events).backward()
+        return time.perf_counter() - t0
+
+    once()
+    return theta.shape[0] * n * 2 / statistics.median(once() for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="runs/benchmarks/surrogates.json")
+    parser.add_argument("--theta", type=int, default=64, help="θ per batch")
+    parser.add_argument("--events", type=int, default=1000, help="events per θ per channel")
+    args = parser.parse_args()
+    theory = get_theory("proxy")
+    theta = theory.sample_prior(args.theta, torch.Generator().manual_seed(0))
+    exact = events_per_second(InverseCDFSampler(theory), theta, args.events, grad=True)
+    blackbox = events_per_second(
+        InverseCDFSampler(get_theory("proxy-numpy")), theta, args.events, grad=False
+    )
+    rows = []
+    for name in list_checkpoints():
+        card = json.loads((CHECKPOINTS / f"{name}.json").read_text())
+        m = card.get("metrics", {})
+        model = load_surrogate(name, theory="proxy")
+        rate = events_per_second(model, theta.float(), args.events, grad=True)
+        rows.append(
+            {
+                "name": name,
+                "family": card["family"],
+                "backend": card.get("backend"),
+                "theta_shift_crb_max": max(m["theta_shift_crb"])
+                if m.get("theta_shift_crb")
+                else None,
+                "c2st_auc": m.get("c2st_auc"),
+                "w1": m.get("w1"),
+                "norm_error": m.get("norm_error"),
+                "train_seconds": m.get("train_seconds"),
+                "events_per_second_grad": rate,
+                "vs_exact": rate / exact,
+                "vs_numpy_blackbox": rate / blackbox,
+            }
+        )
+    print(
+        f"exact inverse CDF (grad): {exact:.3g} events/s; NumPy black box (no grad): {blackbox:.3g} events/s"
+    )
+    head = f"{'checkpoint':<18}{'family':<7}{'backend':<10}{'|Δθ|/σA':>8}{'C2ST σ1':>9}{'C2ST σ2':>9}{'W1 σ1':>8}{'W1 σ2':>8}{'norm err':>9}{'train s':>8}{'ev/s':>9}{'×exact':>7}{'×numpy':>7}"
+    print(head)
+    for r in rows:
+        c2 = r["c2st_auc"] or [float("nan")] * 2
+        w1 = r["w1"] or [float("nan")] * 2
+        shift = r["theta_shift_crb_max"]
+        print(
+            f"{r['name']:<18}{r['family']:<7}{r['backend'] or '':<10}{shift if shift is not None else float('nan'):8.2f}"
+            f"{c2[0]:9.3f}{c2[1]:9.3f}{w1[0]:8.4f}{w1[1]:8.4f}{r['norm_error'] or float('nan'):9.4f}"
+            f"{r['train_seconds'] or float('nan'):8.0f}{r['events_per_second_grad']:9.3g}{r['vs_exact']:7.2f}{r['vs_numpy_blackbox']:7.2f}"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            to_jsonable(
+                {
+                    "exact_events_per_second_grad": exact,
+                    "numpy_blackbox_events_per_second": blackbox,
+                    "theta": args.theta,
+                    "events_per_theta": args.events,
+                    "rows": rows,
+                    "environment": environment(),
+                }
+            ),
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

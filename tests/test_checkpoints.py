@@ -1,0 +1,60 @@
+"""The shipped checkpoints: they load as EventSources and their gradients follow the exact theory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from surrogates.sampling import InverseCDFSampler
+from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate
+
+SHIPPED = list_checkpoints()
+HELD_OUT = [[1.5, 0.2, 2.0, 1.8, -0.3, 2.5], [2.5, -0.7, 3.5, 0.8, 0.1, 3.0]]
+
+
+def test_checkpoints_are_shipped_small_with_cards():
+    assert SHIPPED, "checkpoints/ must ship trained surrogates"
+    for name in SHIPPED:
+        card = json.loads((CHECKPOINTS / f"{name}.json").read_text())
+        assert card["theory"]["theory"] == "proxy" and card["family"] in (
+            "flow",
+            "gan",
+            "vae",
+            "vaim",
+        )
+        assert (CHECKPOINTS / f"{name}.ckpt").stat().st_size <= 5 * 2**20
+        for key in ("theta_shift_crb", "c2st_auc", "norm_error", "w1"):
+            assert key in card["metrics"], (name, key)
+
+
+def mean_x_gradient(
+    source, theta: list[float], replicas: int = 8, n: int = 20_000
+) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """d<x>/dθ of channel σ1 per replica (common random numbers within a replica): mean, SE."""
+    th = torch.tensor([theta] * replicas, dtype=torch.float64, requires_grad=True)
+    events = source.sample(th, n, generator=torch.Generator().manual_seed(5))
+    (grad,) = torch.autograd.grad(events[0].mean(dim=(1, 2)).sum(), th)
+    g = grad.numpy()
+    return g.mean(0), g.std(0, ddof=1) / np.sqrt(replicas)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("theta", HELD_OUT)
+def test_surrogate_gradient_follows_the_exact_one(proxy, name, theta):
+    """Sign equal and size within a factor 2 where the exact |d<x>/dθ| is at least 0.02."""
+    model = load_surrogate(name, theory="proxy")
+    model.double()
+    exact, exact_se = mean_x_gradient(InverseCDFSampler(proxy), theta)
+    got, got_se = mean_x_gradient(model, theta)
+    for j, pname in enumerate(proxy.param_names):
+        if abs(exact[j]) < 0.02:
+            continue
+        assert np.sign(got[j]) == np.sign(exact[j]), (
+            f"{name} d<x>/d{pname}: {got[j]:.3g} vs exact {exact[j]:.3g}"
+        )
+        assert 0.5 < got[j] / exact[j] < 2.0, (
+            f"{name} d<x>/d{pname}: {got[j]:.3g} vs exact {exact[j]:.3g}"
+        )
