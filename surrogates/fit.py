@@ -86,7 +86,7 @@ class SurrogateCLI(LightningCLI):
                     job_type="fit",
                     save_dir=str(out),
                     offline=mode != "online",
-                    tags=[family, self.config["model"].get("backend", "")],
+                    tags=[t for t in (family, self.config["model"].get("backend")) if t],
                 )
             )
         kwargs["logger"] = loggers

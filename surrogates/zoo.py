@@ -184,9 +184,16 @@ def export_checkpoint(
     torch.save(slim, out)
     if metrics is None and (run / "metrics.json").is_file():
         metrics = json.loads((run / "metrics.json").read_text())
+    training_data = None
+    if (run / "config.yaml").is_file():
+        import yaml
+
+        config = yaml.safe_load((run / "config.yaml").read_text()) or {}
+        training_data = config.get("data") if isinstance(config, dict) else None
     card = {
         **meta,
         "name": name,
+        "training_data": training_data,
         "metrics": metrics or {},
         "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
         "sha256": _sha256(out),

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# How the shipped checkpoints were made (2-core CPU, one torch thread per run, two runs at a time).
+# Usage: bash checkpoints/train.sh NAME   (NAME: flow-zuko flow-nflows flow-normflows gan vae vaim)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=$1
+python=${PYTHON:-.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=${WANDB_MODE:-offline}
+test -f runs/zoo/train.npz || $python -m surrogates.simulate training --theory proxy --n-params 20000 \
+    --events-per-param 10 --grid-size 128 --seed 1 --out runs/zoo/train.npz
+case $name in
+  flow-*) family=flow; extra=(--model.backend "${name#flow-}" --trainer.max_epochs "${EPOCHS:-12}") ;;
+  gan) family=gan; extra=(--trainer.max_epochs "${EPOCHS:-6}") ;;
+  vae) family=vae; extra=(--trainer.max_epochs "${EPOCHS:-30}") ;;
+  vaim) family=vaim; extra=(--trainer.max_epochs "${EPOCHS:-40}") ;;
+  *) echo "unknown checkpoint name '$name'" >&2; exit 2 ;;
+esac
+$python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data runs/zoo/train.npz \
+    --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
+    --out "runs/zoo/$name" "${extra[@]}"
+$python -m surrogates.zoo export "runs/zoo/$name" --name "$name"
