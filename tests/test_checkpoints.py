@@ -74,7 +74,11 @@ def test_vaim_inverts_exact_proxy_densities(proxy):
     for theta in HELD_OUT:
         with torch.no_grad():
             pdf = proxy.density(grid, theta) / proxy.norms(theta).unsqueeze(-1)
-            samples = model.invert(pdf.float(), 2000, torch.Generator().manual_seed(0))[0].double().numpy()
+            samples = (
+                model.invert(pdf.float(), 2000, torch.Generator().manual_seed(0))[0]
+                .double()
+                .numpy()
+            )
         shapes = [1, 2, 4, 5]
         off = np.abs(np.median(samples[:, shapes], 0) - np.array(theta)[shapes]) / width[shapes]
         assert np.all(off < 0.05), f"exponents off by {off.round(3)} of the box width at {theta}"

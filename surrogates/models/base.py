@@ -96,6 +96,11 @@ class Surrogate(pl.LightningModule):
         onehot = nn.functional.one_hot(channel.long(), self.n_channels).to(theta.dtype)
         return torch.cat([self.scale_theta(theta), onehot], dim=-1)
 
+    def event_context(self, theta: Tensor, channel: int, n: int) -> Tensor:
+        """The conditioning vector repeated for n events per θ of one channel: (B, n, P + C)."""
+        ch = torch.full((theta.shape[0],), channel, device=theta.device)
+        return self.context(theta, ch).unsqueeze(1).expand(-1, n, -1)
+
     # ------------------------------------------------------------------ event variable
     def to_unit(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """y = logit((x − lo)/(hi − lo)) and log|dy/dx| (summed over event dimensions)."""

@@ -193,9 +193,8 @@ class FlowSurrogate(Surrogate):
             self.event_dim, self.context_dim, transforms, bins, list(hidden), tail_bound
         )
 
-    def _flat_context(self, theta: Tensor, channel: int | Tensor, n: int) -> Tensor:
-        ch = torch.as_tensor(channel, device=theta.device).expand(theta.shape[0])
-        return self.context(theta, ch).repeat_interleave(n, dim=0)
+    def _flat_context(self, theta: Tensor, channel: int, n: int) -> Tensor:
+        return self.event_context(theta, channel, n).reshape(theta.shape[0] * n, -1)
 
     def _sample_unit(
         self, theta: Tensor, channel: int, n: int, generator: torch.Generator | None

@@ -76,17 +76,15 @@ class GANSurrogate(Surrogate):
             self.event_dim + self.context_dim, 1, list(critic_hidden), activation="elu"
         )
 
-    def _context(self, theta: Tensor, channel: int, n: int) -> Tensor:
-        ch = torch.full((theta.shape[0],), channel, device=theta.device)
-        return self.context(theta, ch).unsqueeze(1).expand(-1, n, -1)
-
     def _sample_unit(
         self, theta: Tensor, channel: int, n: int, generator: torch.Generator | None
     ) -> Tensor:
         z = torch.randn(
             theta.shape[0], n, self.hparams.latent, generator=generator, dtype=theta.dtype
         )
-        return self.generator(torch.cat([z.to(theta.device), self._context(theta, channel, n)], -1))
+        return self.generator(
+            torch.cat([z.to(theta.device), self.event_context(theta, channel, n)], -1)
+        )
 
     def _critic_loss(self, real: Tensor, fake: Tensor, ctx_r: Tensor, ctx_f: Tensor) -> Tensor:
         d_real = self.critic(torch.cat([real, ctx_r], -1))
@@ -115,7 +113,7 @@ class GANSurrogate(Surrogate):
         d_loss = g_loss = torch.zeros((), device=theta.device)
         for c in range(self.n_channels):
             real, _ = self.to_unit(batch["events"][:, c])
-            ctx_r, ctx_f = self._context(theta, c, k), self._context(theta, c, m)
+            ctx_r, ctx_f = self.event_context(theta, c, k), self.event_context(theta, c, m)
             for _ in range(self.hparams.n_critic):
                 fake = self._sample_unit(theta, c, m, None).detach()
                 loss_d = self._critic_loss(real, fake, ctx_r, ctx_f)

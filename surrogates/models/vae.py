@@ -57,10 +57,6 @@ class VAESurrogate(Surrogate):
         self.encoder = mlp(self.event_dim + self.context_dim, 2 * latent, list(hidden))
         self.decoder = mlp(latent + self.context_dim, 2 * self.event_dim, list(hidden))
 
-    def _context(self, theta: Tensor, channel: int, n: int) -> Tensor:
-        ch = torch.full((theta.shape[0],), channel, device=theta.device)
-        return self.context(theta, ch).unsqueeze(1).expand(-1, n, -1)
-
     def _decode(self, w: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_std = self.decoder(torch.cat([w, ctx], -1)).chunk(2, dim=-1)
         return mean, log_std.clamp(-7.0, 3.0)
@@ -73,7 +69,7 @@ class VAESurrogate(Surrogate):
             theta.device
         )
         eps = torch.randn(b, n, d, generator=generator, dtype=theta.dtype).to(theta.device)
-        mean, log_std = self._decode(w, self._context(theta, channel, n))
+        mean, log_std = self._decode(w, self.event_context(theta, channel, n))
         return mean + log_std.exp() * eps
 
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -82,7 +78,7 @@ class VAESurrogate(Surrogate):
         recon = kl = torch.zeros((), device=theta.device)
         for c in range(self.n_channels):
             y, _ = self.to_unit(batch["events"][:, c])
-            ctx = self._context(theta, c, k)
+            ctx = self.event_context(theta, c, k)
             mu, log_var = self.encoder(torch.cat([y, ctx], -1)).chunk(2, dim=-1)
             w = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
             mean, log_std = self._decode(w, ctx)
