@@ -50,6 +50,9 @@ class SurrogateCLI(LightningCLI):
             "--ckpt_path", type=str | None, default=None, help="'last' resumes the run in --out"
         )
         parser.add_argument(
+            "--eval.checkpoint", type=str, default="best", help="evaluate and report 'best' (validation loss) or 'last'"
+        )
+        parser.add_argument(
             "--eval.held_out", type=int, default=5, help="held-out θ for the fidelity plots/metrics"
         )
         parser.add_argument(
@@ -71,10 +74,13 @@ class SurrogateCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201
         out = Path(self.config["out"])
         family = self.model_class.family
+        # best.ckpt by validation loss; last.ckpt rewritten every epoch (the resume point) whether
+        # or not the validation loss improved (save_last=True refreshes it only with a new best)
         kwargs["callbacks"] = [
+            ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss", save_top_k=1),
             ModelCheckpoint(
-                dirpath=out / "checkpoints", filename="best", monitor="val_loss", save_last=True
-            )
+                dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
+            ),
         ]
         loggers = [CSVLogger(out, name="logs", version="")]
         mode = os.environ.setdefault("WANDB_MODE", "offline")
@@ -153,9 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     cli.trainer.fit(model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
     train_seconds = time.perf_counter() - t0
-    best = cli.trainer.checkpoint_callback.best_model_path
-    if best:
+    which = cli.config["eval"]["checkpoint"]
+    if which not in ("best", "last"):
+        raise InputError(f"--eval.checkpoint '{which}': choose best or last")
+    best = str(out / "checkpoints" / f"{which}.ckpt")
+    if Path(best).is_file():
         model = type(model).load_from_checkpoint(best, map_location="cpu")
+    else:
+        best = ""
     model.eval()
     theory = get_theory(cli.config["data"]["theory"])
     metrics = {

@@ -31,7 +31,7 @@ def test_checkpoints_are_shipped_small_with_cards():
 
 
 def mean_x_gradient(
-    source, theta: list[float], replicas: int = 8, n: int = 20_000
+    source, theta: list[float], replicas: int = 8, n: int = 10_000
 ) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     """d<x>/dθ of channel σ1 per replica (common random numbers within a replica): mean, SE."""
     th = torch.tensor([theta] * replicas, dtype=torch.float64, requires_grad=True)
