@@ -50,7 +50,10 @@ class SurrogateCLI(LightningCLI):
             "--ckpt_path", type=str | None, default=None, help="'last' resumes the run in --out"
         )
         parser.add_argument(
-            "--eval.checkpoint", type=str, default="best", help="evaluate and report 'best' (validation loss) or 'last'"
+            "--eval.checkpoint",
+            type=str,
+            default="best",
+            help="evaluate and report 'best' (validation loss) or 'last'",
         )
         parser.add_argument(
             "--eval.held_out", type=int, default=5, help="held-out θ for the fidelity plots/metrics"
@@ -77,9 +80,14 @@ class SurrogateCLI(LightningCLI):
         # best.ckpt by validation loss; last.ckpt rewritten every epoch (the resume point) whether
         # or not the validation loss improved (save_last=True refreshes it only with a new best)
         kwargs["callbacks"] = [
-            ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss", save_top_k=1),
             ModelCheckpoint(
-                dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
+                dirpath=out / "checkpoints", filename="best", monitor="val_loss", save_top_k=1
+            ),
+            ModelCheckpoint(
+                dirpath=out / "checkpoints",
+                filename="last",
+                save_top_k=1,
+                enable_version_counter=False,
             ),
         ]
         loggers = [CSVLogger(out, name="logs", version="")]

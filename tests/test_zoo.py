@@ -268,3 +268,16 @@ def test_families_registry_matches_configs():
     assert sorted(FAMILIES) == sorted(
         p.stem for p in (ROOT / "configs" / "surrogates").glob("*.yaml")
     )
+
+
+def test_last_checkpoint_follows_every_epoch_without_improvement(tmp_path, capsys):
+    """With lr = 0 the validation loss never improves: best.ckpt stays at epoch 0, last.ckpt moves on."""
+    config = str(ROOT / "configs" / "surrogates" / "flow.yaml")  # pdf objective: deterministic loss
+    args = _tiny_args(tmp_path / "run")
+    args[args.index("--trainer.max_epochs") + 1] = "3"
+    small = ["--model.hidden", "[16, 16]", "--model.transforms", "1", "--model.lr", "0"]
+    status, _, err = run_cli(fit.main, ["flow", "--config", config, *small, *args], capsys)
+    assert status == 0, err
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert torch.load(ckpts / "best.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(ckpts / "last.ckpt", weights_only=False)["epoch"] == 2
