@@ -13,15 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
-import torch
+# this file is named like the package: keep its own folder off the import path
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from surrogates.runs import environment, to_jsonable
-from surrogates.sampling import InverseCDFSampler
-from surrogates.theory import get_theory
-from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate
+import torch  # noqa: E402
+
+from surrogates.runs import environment, to_jsonable  # noqa: E402
+from surrogates.sampling import InverseCDFSampler  # noqa: E402
+from surrogates.theory import get_theory  # noqa: E402
+from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa: E402
 
 
 def events_per_second(source, theta: torch.Tensor, n: int, grad: bool, repeats: int = 3) -> float:  # noqa: ANN001

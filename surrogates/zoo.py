@@ -167,7 +167,11 @@ def export_checkpoint(
     run = source if source.is_dir() else source.parent.parent
     ckpt = source
     if source.is_dir():  # the checkpoint the run's metrics describe (best unless it says otherwise)
-        recorded = json.loads((run / "metrics.json").read_text()).get("checkpoint") if (run / "metrics.json").is_file() else None
+        recorded = (
+            json.loads((run / "metrics.json").read_text()).get("checkpoint")
+            if (run / "metrics.json").is_file()
+            else None
+        )
         ckpt = source / "checkpoints" / (Path(recorded).name if recorded else "best.ckpt")
     if not ckpt.is_file():
         raise InputError(f"no checkpoint at '{ckpt}'; train one with `python -m surrogates.fit`")

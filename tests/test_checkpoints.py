@@ -48,7 +48,12 @@ GRADIENT_NOT_YET = {
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.xfail(reason=GRADIENT_NOT_YET[n], strict=False)) if n in GRADIENT_NOT_YET else n for n in SHIPPED],
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason=GRADIENT_NOT_YET[n], strict=False))
+        if n in GRADIENT_NOT_YET
+        else n
+        for n in SHIPPED
+    ],
 )
 @pytest.mark.parametrize("theta", HELD_OUT)
 def test_surrogate_gradient_follows_the_exact_one(proxy, name, theta):
