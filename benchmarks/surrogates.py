@@ -14,7 +14,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 # this file is named like the package: keep its own folder off the import path
@@ -22,6 +21,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import torch  # noqa: E402
 
+from surrogates.metrics import sampling_rate  # noqa: E402
 from surrogates.runs import environment, to_jsonable  # noqa: E402
 from surrogates.sampling import InverseCDFSampler  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
@@ -29,17 +29,9 @@ from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa
 
 
 def events_per_second(source, theta: torch.Tensor, n: int, grad: bool, repeats: int = 3) -> float:  # noqa: ANN001
-    def once() -> float:
-        th = theta.clone().requires_grad_(grad)
-        t0 = time.perf_counter()
-        with torch.set_grad_enabled(grad):
-            events = source.sample(th, n)
-            if grad:
-                sum(e.sum() for e in events).backward()
-        return time.perf_counter() - t0
-
-    once()
-    return theta.shape[0] * n * 2 / statistics.median(once() for _ in range(repeats))
+    """Median over repeats (after a warm-up) of `surrogates.metrics.sampling_rate`."""
+    sampling_rate(source, theta, n, grad)
+    return statistics.median(sampling_rate(source, theta, n, grad) for _ in range(repeats))
 
 
 def main() -> None:

@@ -188,22 +188,15 @@ def _plot_held_out(path: Path, model, theory: Theory, theta, sur, ref) -> None: 
         for c in range(cols):
             ax = axes[b, c]
             bins = np.linspace(lo, hi, 61)
-            ax.hist(
-                ref[c][b, :, 0].numpy(),
-                bins=bins,
-                density=True,
-                histtype="step",
-                color="k",
-                label="exact",
-            )
-            ax.hist(
-                sur[c][b, :, 0].numpy(),
-                bins=bins,
-                density=True,
-                histtype="step",
-                color="C1",
-                label="surrogate",
-            )
+            for events, color, label in ((ref, "k", "exact"), (sur, "C1", "surrogate")):
+                ax.hist(
+                    events[c][b, :, 0].numpy(),
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    color=color,
+                    label=label,
+                )
             ax.plot(grid[0, :, 0], exact_pdf[b, c], "k--", lw=0.8)
             if has_density:
                 ax.plot(grid[0, :, 0], model_pdf[b, c], "C1:", lw=1)
