@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from surrogates.data import ObservedData  # noqa: E402
 from surrogates.theory import Theory  # noqa: E402
 
-__all__ = ["plot_fit"]
+__all__ = ["plot_fit", "plot_traces", "plot_curves", "plot_events"]
 
 
 def plot_fit(
@@ -72,5 +72,104 @@ def plot_fit(
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_traces(
+    path: str | Path,
+    names: list[str],
+    steps: np.ndarray,
+    trace: np.ndarray,
+    truth: np.ndarray | None,
+    crb: np.ndarray,
+    reference: np.ndarray | None = None,
+    reference_label: str = "MLE",
+) -> Path:
+    """θ per training step: replica 0 (the data), the replicas' 16–84% band, truth ± σ_CRB."""
+    p = len(names)
+    cols = min(p, 3)
+    rows = -(-p // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= p:
+            ax.axis("off")
+            continue
+        centre = truth[j] if truth is not None else trace[-1, 0, j]
+        if trace.shape[1] > 2:
+            lo, hi = np.percentile(trace[:, 1:, j], [16, 84], axis=1)
+            ax.fill_between(steps, lo, hi, color="C0", alpha=0.25, lw=0, label="replicas 16–84%")
+        ax.plot(steps, trace[:, 0, j], color="C0", lw=1, label="θ (data)")
+        if truth is not None:
+            ax.axhspan(truth[j] - crb[j], truth[j] + crb[j], color="0.85", label="truth ± σ_CRB")
+            ax.axhline(truth[j], color="k", lw=0.8)
+        if reference is not None:
+            ax.axhline(reference[j], color="C3", ls="--", lw=0.8, label=reference_label)
+        ax.set_ylim(centre - 8 * crb[j], centre + 8 * crb[j])
+        ax.set_title(names[j], fontsize=10)
+        ax.set_xlabel("step")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(
+    path: str | Path, theory: Theory, samples: np.ndarray, truth: np.ndarray | None
+) -> Path:
+    """The theory's curves (u, d, σ1, σ2 for the proxy): 16–84% band of the θ samples vs truth."""
+    lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
+    x = torch.linspace(lo, hi - 1e-3 * (hi - lo), 200, dtype=theory.dtype).view(1, -1, 1)
+    with torch.no_grad():
+        fits = theory.curves(x.expand(len(samples), -1, -1), samples)
+        true = theory.curves(x, truth) if truth is not None else None
+    fig, axes = plt.subplots(1, len(fits), figsize=(3.8 * len(fits), 3.2))
+    xs = x[0, :, 0].numpy()
+    for ax, (name, val) in zip(np.atleast_1d(axes), fits.items(), strict=True):
+        v = (xs * val.numpy()) if name in ("u", "d") else val.numpy()
+        q16, q50, q84 = np.percentile(v, [16, 50, 84], axis=0)
+        ax.fill_between(xs, q16, q84, color="C0", alpha=0.35, lw=0, label="fit 16–84%")
+        ax.plot(xs, q50, color="C0", lw=1)
+        if true is not None:
+            t = true[name][0].numpy()
+            ax.plot(xs, xs * t if name in ("u", "d") else t, "k--", lw=1, label="truth")
+        ax.set_title(f"x·{name}(x)" if name in ("u", "d") else name, fontsize=10)
+        if name not in ("u", "d"):
+            ax.set_yscale("log")
+        ax.set_xlabel("x")
+    np.atleast_1d(axes)[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_events(
+    path: str | Path, theory: Theory, data: ObservedData, generated: list[np.ndarray]
+) -> Path:
+    """Observed against generated event histograms per channel (first event coordinate)."""
+    n_ch = len(data.events)
+    fig, axes = plt.subplots(1, n_ch, figsize=(4.5 * n_ch, 3.4))
+    lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
+    for c, ax in enumerate(np.atleast_1d(axes)):
+        bins = np.linspace(lo, hi, 61)
+        ax.hist(generated[c][:, 0], bins=bins, density=True, histtype="stepfilled", alpha=0.35,
+                color="C0", label=f"generated ({len(generated[c])})")
+        obs, _ = np.histogram(data.events[c][:, 0], bins=bins)
+        width = np.diff(bins)
+        norm = max(obs.sum(), 1) * width
+        centres = (bins[1:] + bins[:-1]) / 2
+        ax.errorbar(centres, obs / norm, yerr=np.sqrt(obs) / norm, fmt="k.", ms=3,
+                    label=f"observed ({len(data.events[c])})")
+        ax.set_yscale("log")
+        ax.set_title(theory.channels[c])
+        ax.set_xlabel("x")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

@@ -33,6 +33,7 @@ __all__ = [
     "export_checkpoint",
     "list_checkpoints",
     "card_of",
+    "resolve_checkpoint",
 ]
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -79,7 +80,8 @@ def card_of(path: str | Path) -> dict:
     return meta
 
 
-def _resolve(path_or_name: str | Path) -> Path:
+def resolve_checkpoint(path_or_name: str | Path) -> Path:
+    """A zoo name or a .ckpt path → the checkpoint file, or an InputError listing the shipped ones."""
     path = Path(path_or_name)
     if path.suffix != ".ckpt":
         path = CHECKPOINTS / f"{path_or_name}.ckpt"
@@ -102,7 +104,7 @@ def load_surrogate(path_or_name: str | Path, theory: str | Theory | None = None)
         InputError: missing or corrupt file, checksum mismatch, another theory or prior box,
             or a checkpoint written by an incompatible package version.
     """
-    path = _resolve(path_or_name)
+    path = resolve_checkpoint(path_or_name)
     card = card_of(path)
     if "sha256" in card and card["sha256"] != _sha256(path):
         raise InputError(

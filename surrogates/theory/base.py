@@ -193,6 +193,14 @@ class Theory(ABC):
         nodes, weights = nodes.to(theta.device), weights.to(theta.device)
         return self._density(nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta) @ weights
 
+    def curves(self, x: Tensor, theta: ArrayLike) -> dict[str, Tensor]:
+        """Named functions of x to plot against the truth (B, n each); default: the channels' σ_c.
+
+        Theories override it to add what a physicist reads off a fit (the PDFs themselves).
+        """
+        dens = self.density(x, theta)
+        return {name: dens[:, c] for c, name in enumerate(self.channels)}
+
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n points drawn uniformly from the prior box, shape (n, P)."""
         u = torch.rand(n, self.n_params, dtype=self.dtype, generator=generator)

@@ -56,6 +56,13 @@ class ProxyTheory(Theory):
         p = [theta[:, i : i + 1] for i in range(6)]
         return _shape(x, *p[:3]), _shape(x, *p[3:])
 
+    def curves(self, x: Tensor, theta: Tensor) -> dict[str, Tensor]:
+        """u(x), d(x), σ1, σ2 for x (B, n, 1) or (B, n)."""
+        t = self.check_theta(theta)
+        x = self._check_x(torch.as_tensor(x), t.shape[0])
+        u, d = self.pdfs(x[..., 0], t)
+        return {"u": u, "d": d, "sigma1": 4 * u + d, "sigma2": 4 * d + u}
+
     def _density(self, x: Tensor, theta: Tensor) -> Tensor:
         u, d = self.pdfs(x[..., 0], theta)
         return torch.stack([4 * u + d, 4 * d + u], dim=1)

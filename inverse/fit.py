@@ -1,0 +1,348 @@
+"""`python -m inverse.fit`: recover θ from observed events with the outer GAN.
+
+    python -m inverse.fit --config configs/inverse/proxy.yaml --events obs.npz --source exact --out DIR
+    python -m inverse.fit --events obs.npz --source flow-zuko          # a shipped surrogate
+    python -m inverse.fit --events obs.npz --source runs/flow/checkpoints/best.ckpt --resume
+
+``--source`` is ``exact`` (the theory and its differentiable inverse-CDF sampler) or a trained
+surrogate (a zoo name or a ``.ckpt`` path); its theory and prior box must be the data's. The run
+directory receives ``metrics.json`` (params_mean, params_std, params_true, crb_std, pull, the MLE on
+the same data for comparison, seconds, steps), ``params.npz`` (θ of every replica and the traces),
+``traces.png``, ``curves.png``, ``events.png``, the resolved ``config.yaml``, ``environment.json``,
+``checkpoints/last.ckpt`` (``--resume`` continues from it), CSV logs and the wandb run (offline
+unless ``WANDB_MODE`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+from inverse.baselines import crb_std, fit_mle
+from inverse.gan import OuterGAN
+from inverse.plots import plot_curves, plot_events, plot_traces
+from surrogates.data import ObservedData, read_events
+from surrogates.errors import InputError
+from surrogates.runs import cli_errors, write_run_files
+from surrogates.sampling import InverseCDFSampler
+from surrogates.theory import Theory, get_theory
+
+__all__ = ["main", "DEFAULTS", "load_config", "make_source", "run_outer_gan", "format_table"]
+
+DEFAULTS: dict = {
+    "theory": "proxy",
+    "source": "exact",
+    "seed": 0,
+    "steps": 3000,
+    "replicas": 16,
+    "events_per_step": 256,
+    "average_last": 0.3,
+    "compare_mle": True,
+    "gan": {
+        "lr_g": 3e-3,
+        "lr_d": 1e-3,
+        "d_steps": 1,
+        "d_lr_floor": 1.0,
+        "g_lr_floor": 0.01,
+        "d_hidden": [32, 32],
+        "shared": False,
+        "g_latent": 4,
+        "g_hidden": [32],
+        "norm_weight": 1.0,
+        "inset": 1e-3,
+        "trace_every": 10,
+    },
+    "trainer": {"accelerator": "auto", "devices": 1, "checkpoint_every": 250},
+}
+
+
+def _merge(base: dict, new: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in new.items():
+        if key not in base:
+            raise InputError(f"{where}: unknown key '{key}'; known keys: {', '.join(base)}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise InputError(f"{where}: '{key}' must be a mapping")
+            out[key] = _merge(base[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None) -> dict:
+    """DEFAULTS updated by a YAML file; unknown keys and malformed files get one-line errors."""
+    if path is None:
+        return copy.deepcopy(DEFAULTS)
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config '{path}' not found; see configs/inverse/proxy.yaml")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"config '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(cfg, dict):
+        raise InputError(f"config '{path}' must be a mapping of keys to values")
+    return _merge(DEFAULTS, cfg, str(path))
+
+
+def make_source(spec: str, theory: Theory):  # noqa: ANN201 - an EventSource
+    """The EventSource named by ``spec`` for data of ``theory``, or an InputError saying why not."""
+    if spec == "exact":
+        if not theory.differentiable:
+            raise InputError(
+                f"theory '{theory.name}' has no gradients, so --source exact cannot drive the GAN; "
+                "train a surrogate (python -m surrogates.fit flow --data.theory "
+                f"{theory.name}) and pass its checkpoint as --source"
+            )
+        return InverseCDFSampler(theory)
+    from surrogates.zoo import card_of, load_surrogate, resolve_checkpoint
+
+    info = card_of(resolve_checkpoint(spec)).get("theory", {})
+    if info.get("theory") == theory.name and info.get("prior_low") is not None:
+        lo, hi = np.asarray(info["prior_low"]), np.asarray(info["prior_high"])
+        need_lo, need_hi = theory.prior_low.numpy(), theory.prior_high.numpy()
+        narrow = (lo > need_lo + 1e-9) | (hi < need_hi - 1e-9)
+        if narrow.any():
+            j = int(np.flatnonzero(narrow)[0])
+            raise InputError(
+                f"surrogate '{spec}' was trained on {theory.param_names[j]} in "
+                f"[{lo[j]:g}, {hi[j]:g}], narrower than the prior [{need_lo[j]:g}, "
+                f"{need_hi[j]:g}] the data's theory needs; retrain it on the full box"
+            )
+    model = load_surrogate(spec, theory)
+    model.requires_grad_(False)
+    return model
+
+
+def _trace_average(trace: np.ndarray, fraction: float) -> np.ndarray:
+    """Mean θ per replica over the last ``fraction`` of the recorded trace (Polyak averaging)."""
+    k0 = min(int(len(trace) * (1 - fraction)), len(trace) - 1)
+    return trace[k0:].mean(0)
+
+
+def run_outer_gan(
+    theory: Theory,
+    data: ObservedData,
+    source,  # noqa: ANN001 - EventSource
+    cfg: dict,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train the outer GAN on ``data`` through ``source`` and write the run directory.
+
+    Returns the metrics dictionary (also written to ``out/metrics.json``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise InputError(f"--resume: no {last} to continue from; check --out")
+    if not 0 < cfg["average_last"] <= 1:
+        raise InputError(f"average_last must be in (0, 1], got {cfg['average_last']}")
+    if cfg["replicas"] < 1 or cfg["steps"] < 1 or cfg["events_per_step"] < 1:
+        raise InputError("replicas, steps and events_per_step must be positive")
+    pl.seed_everything(cfg["seed"], verbose=False)
+    model = OuterGAN(
+        source,
+        data,
+        theory.prior_low,
+        theory.prior_high,
+        theory.param_names,
+        theory.x_low,
+        theory.x_high,
+        replicas=cfg["replicas"],
+        events_per_step=cfg["events_per_step"],
+        steps=cfg["steps"],
+        seed=cfg["seed"],
+        **cfg["gan"],
+    )
+    loggers: list = [CSVLogger(out, name="logs", version="")]
+    mode = os.environ.setdefault("WANDB_MODE", "offline")
+    if mode != "disabled":
+        loggers.append(
+            WandbLogger(
+                project="surrogate-zoo",
+                group="inverse",
+                job_type="outer-gan",
+                save_dir=str(out),
+                offline=mode != "online",
+                tags=["inverse", theory.name, str(cfg["source"]).split("/")[-1]],
+                config=cfg,
+            )
+        )
+    trainer = pl.Trainer(
+        max_steps=model.trainer_steps,
+        max_epochs=1,
+        accelerator=cfg["trainer"]["accelerator"],
+        devices=cfg["trainer"]["devices"],
+        logger=loggers,
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=out / "checkpoints",
+                filename="last",
+                every_n_train_steps=cfg["trainer"]["checkpoint_every"] * (1 + model.d_steps),
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        ],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=20,
+        default_root_dir=str(out),
+    )
+    steps = torch.utils.data.DataLoader(range(cfg["steps"]), batch_size=None)
+    t0 = time.perf_counter()
+    trainer.fit(model, steps, ckpt_path=str(last) if resume else None)
+    seconds = time.perf_counter() - t0
+    trainer.save_checkpoint(last)
+
+    trace = np.asarray(model.trace)  # (K, R, P)
+    trace_steps = np.asarray(model.trace_steps)
+    final = _trace_average(trace, cfg["average_last"])  # (R, P)
+    mean = final[0]
+    std = final[1:].std(0, ddof=1) if len(final) > 2 else np.full(len(mean), np.nan)
+    counts = data.expected_counts if data.expected_counts is not None else data.counts
+    truth = data.theta_true
+    crb = crb_std(theory, truth if truth is not None else mean, counts)
+    metrics: dict = {
+        "method": "outer-gan",
+        "source": str(cfg["source"]),
+        "theory": theory.name,
+        "param_names": list(theory.param_names),
+        "params_mean": mean,
+        "params_std": std,
+        "params_true": truth,
+        "crb_std": crb,
+        "crb_at": "truth" if truth is not None else "fit",
+        "pull": None if truth is None else (mean - truth) / crb,
+        "std_over_crb": std / crb,
+        "counts": data.counts,
+        "replicas": cfg["replicas"],
+        "seconds": seconds,
+        "steps": int(model.step_count),
+    }
+    mle = None
+    if cfg["compare_mle"]:
+        mle = fit_mle(theory, data, start=mean)
+        metrics["mle"] = {"params": mle.theta, "std": mle.std, "seconds": mle.seconds}
+        metrics["gan_minus_mle_crb"] = (mean - mle.theta) / crb
+    np.savez(
+        out / "params.npz",
+        theta=final,
+        param_names=np.asarray(theory.param_names),
+        trace=trace,
+        trace_steps=trace_steps,
+        **({"theta_true": truth} if truth is not None else {}),
+    )
+    write_run_files(out, cfg, metrics)
+    plot_traces(
+        out / "traces.png",
+        list(theory.param_names),
+        trace_steps,
+        trace,
+        truth,
+        crb,
+        None if mle is None else mle.theta,
+    )
+    if theory.event_dim == 1:
+        plot_curves(out / "curves.png", theory, final[1:] if len(final) > 2 else final, truth)
+        with torch.no_grad():
+            gen = source.sample(torch.as_tensor(mean).unsqueeze(0), 100_000)
+        plot_events(out / "events.png", theory, data, [g[0].double().numpy() for g in gen])
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            logger.experiment.summary.update(
+                {
+                    f"{k}/{n}": float(v)
+                    for k in ("params_mean", "params_std", "pull", "crb_std")
+                    if metrics.get(k) is not None
+                    for n, v in zip(theory.param_names, metrics[k], strict=True)
+                }
+                | {"seconds": seconds, "steps": metrics["steps"]}
+            )
+            for name in ("traces", "curves", "events"):
+                if (out / f"{name}.png").is_file():
+                    logger.experiment.log({name: wandb.Image(str(out / f"{name}.png"))})
+            logger.experiment.finish()
+    return metrics
+
+
+def format_table(metrics: dict, title: str = "") -> str:
+    """Truth, GAN θ ± σ, σ_CRB, pull and the MLE on the same data, as aligned text."""
+    lines = [title] if title else []
+    mle = metrics.get("mle")
+    head = f"{'param':>6} {'truth':>9} {'GAN':>9} {'± σ':>8} {'σ_CRB':>8} {'pull':>6}"
+    if mle:
+        head += f" {'MLE':>9} {'(GAN−MLE)/σ_CRB':>16}"
+    lines.append(head)
+    truth = metrics["params_true"]
+    for i, name in enumerate(metrics["param_names"]):
+        t = f"{truth[i]:9.4f}" if truth is not None else f"{'?':>9}"
+        p = f"{metrics['pull'][i]:6.2f}" if metrics["pull"] is not None else f"{'':>6}"
+        row = (
+            f"{name:>6} {t} {metrics['params_mean'][i]:9.4f} {metrics['params_std'][i]:8.4f} "
+            f"{metrics['crb_std'][i]:8.4f} {p}"
+        )
+        if mle:
+            row += f" {mle['params'][i]:9.4f} {metrics['gan_minus_mle_crb'][i]:16.2f}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inverse.fit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None, help="YAML (default: built-in defaults)")
+    parser.add_argument("--events", required=True, help="observed events (.npz or .csv)")
+    parser.add_argument("--source", default=None, help="exact, a zoo name or a .ckpt path")
+    parser.add_argument("--theory", default=None, help="theory of the data (default: config)")
+    parser.add_argument("--steps", type=int, default=None, help="generator updates")
+    parser.add_argument("--replicas", type=int, default=None, help="data replicas (≥ 3 for σ)")
+    parser.add_argument("--events-per-step", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--out", default=None, help="run directory (default runs/inverse-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue from --out's last.ckpt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+@cli_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config)
+    for key in ("source", "theory", "steps", "replicas", "events_per_step", "seed"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    theory = get_theory(cfg["theory"])
+    data = read_events(args.events, theory)
+    source = make_source(str(cfg["source"]), theory)
+    out = Path(args.out or f"runs/inverse-{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg["events"] = str(args.events)
+    metrics = run_outer_gan(theory, data, source, cfg, out, args.resume, not args.no_progress)
+    title = (
+        f"outer GAN, source {cfg['source']}, counts {data.counts.tolist()}: "
+        f"{metrics['steps']} steps, {metrics['seconds']:.0f} s"
+    )
+    print(format_table(metrics, title))
+    print(f"plots (traces.png, curves.png, events.png), params.npz and metrics.json in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""The outer GAN: a parameter generator, per-channel discriminators, any EventSource in between.
+
+The seed's loop: a generator proposes θ, the event source (module-2 with the differentiable
+inverse CDF, or a trained surrogate) turns θ into events, discriminators compare those with the
+observed events, and the generator follows their gradients through the source back to θ. The
+norms enter as a χ² against the measured norms with their uncertainties ("regulating norms").
+
+Uncertainties come from data replicas, as in global PDF fits: replica 0 is the observed data,
+replicas 1…R−1 are bootstrap resamples of the events with the norms fluctuated by their errors.
+The generator maps one fixed latent vector per replica to θ_r, and every replica has its own
+discriminators, so each θ_r is the GAN's estimate on its replica. θ_0 is the answer and the spread
+of θ_1…θ_{R−1} its uncertainty: posterior-like samples whose width follows the data, not the
+optimizer.
+
+What the seed's roadblocks need, and where it is handled:
+- insensitive gradients: discriminators look at standardized logit(x), where the steep edges of
+  the densities are resolved; the generator uses the non-saturating loss; the loss of each
+  channel is weighted by its share of the events and the norm χ² by 1/(4 N) so that their balance
+  is the likelihood's (near equilibrium the non-saturating loss is ¼ δθᵀ I₁ δθ per event).
+- divide by zero: the sources guard every division; the generator maps into the prior box shrunk
+  by ``inset`` so no θ reaches a degenerate edge (N = 0: both norms zero).
+- slow convergence: Adam with cosine decay of both learning rates; all replicas train in one
+  batched pass (batched matrix products for the R × C discriminators).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from surrogates.data import ObservedData
+
+__all__ = ["ParameterGenerator", "BatchedMLP", "OuterGAN", "make_replicas"]
+
+
+class ParameterGenerator(nn.Module):
+    """Noise → θ inside the prior box, one small generator per replica evaluated in one pass.
+
+    Replica r maps its fixed latent vector z_r through its own MLP and a sigmoid into the prior
+    box (shrunk by ``inset`` at each edge). Separate generators keep the replicas independent:
+    with one shared network the replicas' common motion dominates and their spread, the
+    uncertainty, comes out too small.
+
+    Args:
+        low, high: the prior box.
+        replicas: number of replicas (rows of θ it returns).
+        latent: latent dimension; hidden: MLP widths.
+        inset: fraction of the box kept free at each edge.
+        seed: seed of the latent vectors.
+    """
+
+    def __init__(
+        self,
+        low: Tensor,
+        high: Tensor,
+        replicas: int,
+        latent: int = 4,
+        hidden: Sequence[int] = (32,),
+        inset: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer(
+            "z", torch.randn(replicas, 1, latent, generator=g, dtype=torch.float64)
+        )
+        self.register_buffer("low", low.to(torch.float64))
+        self.register_buffer("high", high.to(torch.float64))
+        self.inset = inset
+        self.net = BatchedMLP(replicas, latent, hidden, torch.float64, outputs=len(low))
+        # start every replica at the box centre: last layer small, bias zero
+        with torch.no_grad():
+            self.net.weights[-1].mul_(1e-2)
+            self.net.biases[-1].zero_()
+
+    def unit(self) -> Tensor:
+        """θ scaled to [0, 1] per parameter, (R, P)."""
+        u = torch.sigmoid(self.net(self.z)[:, 0])
+        return self.inset + (1 - 2 * self.inset) * u
+
+    def forward(self) -> Tensor:
+        return self.low + (self.high - self.low) * self.unit()
+
+
+class BatchedMLP(nn.Module):
+    """K independent MLPs evaluated in one pass: x (K, n, d) → (K, n, outputs), or (K, n) for one."""
+
+    def __init__(
+        self, k: int, inputs: int, hidden: Sequence[int], dtype: torch.dtype, outputs: int = 1
+    ) -> None:
+        super().__init__()
+        self.outputs = outputs
+        sizes = [inputs, *hidden, outputs]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = 1 / math.sqrt(a)
+            self.weights.append(nn.Parameter(torch.empty(k, a, b, dtype=dtype).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(k, 1, b, dtype=dtype).uniform_(-bound, bound)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        n_layers = len(self.weights)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(b, x, w)
+            if i < n_layers - 1:
+                x = nn.functional.leaky_relu(x, 0.2)
+        return x.squeeze(-1) if self.outputs == 1 else x
+
+
+def make_replicas(data: ObservedData, replicas: int, seed: int) -> tuple[list[Tensor], Tensor]:
+    """Bootstrap event indices per replica and channel, and fluctuated norms per replica.
+
+    Returns:
+        indices: one (R, N_c) long tensor per channel (row 0 = the events themselves).
+        norms: (R, C) measured norms (row 0 = the measured ones, the others ± their σ).
+    """
+    rng = np.random.default_rng(seed)
+    indices = []
+    for ev in data.events:
+        n = len(ev)
+        idx = rng.integers(0, n, size=(replicas, n))
+        idx[0] = np.arange(n)
+        indices.append(torch.as_tensor(idx))
+    norms = data.norms + data.norms_sigma * rng.standard_normal((replicas, len(data.norms)))
+    norms[0] = data.norms
+    return indices, torch.as_tensor(np.maximum(norms, 1e-3 * data.norms))
+
+
+class OuterGAN(pl.LightningModule):
+    """θ generator + R × C discriminators + an EventSource, trained with manual optimization.
+
+    Args:
+        source: the EventSource (`InverseCDFSampler` or a trained `Surrogate`).
+        data: observed events and norms (validated against the source's theory beforehand).
+        low, high, param_names: the prior box and parameter names.
+        replicas: R (1 = no uncertainty estimate).
+        events_per_step: generated and observed events per replica and channel each step.
+        steps: total steps (for the learning-rate schedule).
+        lr_g, lr_d: Adam learning rates of generator and discriminators.
+        d_steps: discriminator updates per generator update.
+        d_lr_floor: the discriminators' learning rate decays (cosine) to this fraction.
+        d_hidden: discriminator widths; shared: one discriminator for all channels (channel as
+            an input) instead of one per channel.
+        g_latent, g_hidden: generator latent size and widths.
+        norm_weight: factor on the likelihood-balanced norm χ² (1 = the likelihood's balance).
+        inset: fraction of the prior box the generator keeps away from each edge.
+        trace_every: record every replica's θ each this many steps.
+        seed: seed of the replicas and latents.
+    """
+
+    def __init__(
+        self,
+        source,  # noqa: ANN001 - any EventSource
+        data: ObservedData,
+        low: Tensor,
+        high: Tensor,
+        param_names: Sequence[str],
+        x_low: Tensor,
+        x_high: Tensor,
+        replicas: int = 16,
+        events_per_step: int = 256,
+        steps: int = 3000,
+        lr_g: float = 3e-3,
+        lr_d: float = 1e-3,
+        d_steps: int = 1,
+        d_lr_floor: float = 1.0,
+        g_lr_floor: float = 0.01,
+        d_hidden: Sequence[int] = (32, 32),
+        shared: bool = False,
+        g_latent: int = 4,
+        g_hidden: Sequence[int] = (32,),
+        norm_weight: float = 1.0,
+        inset: float = 1e-3,
+        trace_every: int = 10,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.source = source
+        self.param_names = list(param_names)
+        self.n_channels = len(data.events)
+        self.replicas = replicas
+        self.events_per_step = events_per_step
+        self.steps = steps
+        self.lr_g, self.lr_d, self.d_steps = lr_g, lr_d, d_steps
+        self.d_lr_floor, self.g_lr_floor = d_lr_floor, g_lr_floor
+        self.shared = shared
+        self.trace_every = trace_every
+        dtype = torch.float64
+        self.generator_net = ParameterGenerator(low, high, replicas, g_latent, g_hidden, inset, seed)
+        event_dim = data.events[0].shape[1]
+        inputs = 3 * event_dim + (self.n_channels if shared else 0)
+        k = replicas * (1 if shared else self.n_channels)
+        self.discriminator = BatchedMLP(k, inputs, d_hidden, dtype)
+        self.register_buffer("x_low", x_low.to(dtype))
+        self.register_buffer("x_high", x_high.to(dtype))
+        events = [torch.as_tensor(e, dtype=dtype) for e in data.events]
+        feats = [self._raw_features(e) for e in events]
+        self.register_buffer("feat_mean", torch.stack([f.mean(0) for f in feats]))
+        self.register_buffer("feat_std", torch.stack([f.std(0).clamp(min=1e-6) for f in feats]))
+        for c, e in enumerate(events):
+            self.register_buffer(f"events_{c}", e)
+        idx, norms = make_replicas(data, replicas, seed)
+        for c, i in enumerate(idx):
+            self.register_buffer(f"replica_idx_{c}", i)
+        self.register_buffer("replica_norms", norms.to(dtype))
+        self.register_buffer("norms_sigma", torch.as_tensor(data.norms_sigma, dtype=dtype))
+        counts = torch.as_tensor(data.counts, dtype=dtype)
+        self.register_buffer("channel_weight", counts / counts.sum())
+        self.norm_scale = norm_weight / (4 * float(counts.sum()))
+        self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
+        self._previous_fake: list[Tensor] | None = None
+        self.trace: list[np.ndarray] = []
+        self.trace_steps: list[int] = []
+
+    @property
+    def trainer_steps(self) -> int:
+        """Lightning's max_steps for ``steps`` generator updates (it counts every optimizer step)."""
+        return self.steps * (1 + self.d_steps)
+
+    # ------------------------------------------------------------------ pieces
+    def _raw_features(self, x: Tensor) -> Tensor:
+        """log s, log(1 − s) and logit s of s = x scaled to [0, 1]: the edges resolved, (…, 3d)."""
+        s = ((x - self.x_low) / (self.x_high - self.x_low)).clamp(1e-12, 1 - 1e-12)
+        lo, hi = torch.log(s), torch.log1p(-s)
+        return torch.cat([lo, hi, lo - hi], -1)
+
+    def features(self, x: Tensor, c: int) -> Tensor:
+        """Standardized edge features of channel c (and the channel one-hot when shared)."""
+        f = (self._raw_features(x) - self.feat_mean[c]) / self.feat_std[c]
+        if self.shared:
+            onehot = torch.zeros(*f.shape[:-1], self.n_channels, dtype=f.dtype, device=f.device)
+            onehot[..., c] = 1
+            f = torch.cat([f, onehot], -1)
+        return f
+
+    def theta(self) -> Tensor:
+        """θ of every replica, (R, P)."""
+        return self.generator_net()
+
+    def observed_batch(self, c: int) -> Tensor:
+        """n events of channel c from each replica, (R, n, d)."""
+        idx = getattr(self, f"replica_idx_{c}")
+        pick = torch.randint(0, idx.shape[1], (self.replicas, self.events_per_step), device=idx.device)
+        return getattr(self, f"events_{c}")[torch.gather(idx, 1, pick)]
+
+    def logits(self, feats: Sequence[Tensor]) -> list[Tensor]:
+        """Discriminator logits per channel, each (R, n)."""
+        if self.shared:
+            n = [f.shape[1] for f in feats]
+            out = self.discriminator(torch.cat(list(feats), 1))
+            return list(out.split(n, dim=1))
+        stacked = torch.cat(list(feats), 0)  # (C·R, n, d): channel-major
+        return list(self.discriminator(stacked).split(self.replicas, 0))
+
+    def norm_chi2(self, theta: Tensor) -> Tensor:
+        """Per replica χ² of the predicted norms against the replica's measured norms, (R,)."""
+        pred = self.source.norms(theta).to(theta.dtype)
+        return (((pred - self.replica_norms) / self.norms_sigma) ** 2).sum(-1)
+
+    # ------------------------------------------------------------------ training
+    def configure_optimizers(self):  # noqa: ANN201
+        opt_g = torch.optim.Adam(self.generator_net.parameters(), lr=self.lr_g, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=(0.5, 0.999))
+
+        def cosine(floor: float):  # noqa: ANN202
+            def f(step: int) -> float:
+                c = 0.5 * (1 + math.cos(math.pi * min(step / self.steps, 1.0)))
+                return floor + (1 - floor) * c
+
+            return f
+
+        # the generator's rate decays to 1%: its noise shrinks as it settles; the discriminators'
+        # only to d_lr_floor: a frozen discriminator turns the generator into a mode seeker
+        return [opt_g, opt_d], [
+            torch.optim.lr_scheduler.LambdaLR(opt_g, cosine(self.g_lr_floor)),
+            torch.optim.lr_scheduler.LambdaLR(opt_d, cosine(self.d_lr_floor)),
+        ]
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        sch_g, sch_d = self.lr_schedulers()
+        theta = self.theta()
+        fake = [e.to(torch.float64) for e in self.source.sample(theta, self.events_per_step)]
+        fake_feats = [self.features(f, c) for c, f in enumerate(fake)]
+        bce = nn.functional.softplus
+        d_loss = torch.zeros((), dtype=torch.float64)
+        # the discriminators learn on the previous step's events, the generator's gradient comes
+        # from fresh ones: a discriminator just fitted to the very events it then scores pushes
+        # them apart, a bias toward broader densities
+        previous = self._previous_fake or [f.detach() for f in fake_feats]
+        self._previous_fake = [f.detach() for f in fake_feats]
+        for _ in range(self.d_steps):
+            real_feats = [self.features(self.observed_batch(c), c) for c in range(self.n_channels)]
+            real = self.logits(real_feats)
+            gen = self.logits(previous)
+            d_loss = sum(
+                (bce(-r).mean(-1) + bce(g).mean(-1)).sum() for r, g in zip(real, gen, strict=True)
+            )
+            opt_d.zero_grad()
+            self.manual_backward(d_loss)
+            opt_d.step()
+        gen = self.logits(fake_feats)
+        shape = torch.stack([bce(-g).mean(-1) for g in gen], -1)  # (R, C) non-saturating
+        chi2 = self.norm_chi2(theta)
+        g_loss = ((shape * self.channel_weight).sum(-1) + self.norm_scale * chi2).sum()
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+        sch_g.step()
+        sch_d.step()
+        step = int(self.step_count)
+        self.step_count += 1
+        if step % self.trace_every and step != self.steps - 1:
+            return
+        self.trace.append(theta.detach().cpu().numpy())
+        self.trace_steps.append(step)
+        log = {"d_loss": d_loss.detach() / self.replicas, "g_shape": shape.detach()[0].sum()}
+        log["norm_chi2"] = chi2.detach()[0]
+        for name, v in zip(self.param_names, theta.detach()[0], strict=True):
+            log[f"theta/{name}"] = v
+        self.log_dict(log, prog_bar=False, on_step=True)
+        self.log("chi2", chi2.detach()[0], prog_bar=True)
+
+    def on_train_start(self) -> None:
+        if isinstance(self.source, nn.Module):
+            self.source.eval()  # a surrogate is a fixed function here, never in training mode
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["outer_gan_trace"] = {"steps": self.trace_steps, "theta": self.trace}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        tr = checkpoint.get("outer_gan_trace", {})
+        self.trace_steps = list(tr.get("steps", []))
+        self.trace = list(tr.get("theta", []))
