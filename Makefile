@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo demo-mle demo-blackbox test test-slow bench lint clean
 
 setup: $(VENV)/.installed
 
@@ -15,8 +15,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# The main job: case-B events at the truth → outer GAN through the shipped flow surrogate → θ ± σ.
 demo: setup
+	$(BIN)/python -m surrogates.simulate observed --case B --seed 1 --out runs/demo/observed.npz
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m inverse.fit --config configs/inverse/proxy.yaml \
+		--events runs/demo/observed.npz --source flow-zuko --out runs/demo/flow-zuko
+
+# The statistical yardstick: maximum likelihood for cases A, B, C.
+demo-mle: setup
 	$(BIN)/python -m inverse.closure --config configs/closure/proxy.yaml --out runs/closure
+
+# A theory with no gradients: training set → VAIM surrogate → outer GAN.
+demo-blackbox: setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m inverse.blackbox \
+		--config configs/inverse/blackbox.yaml --out runs/blackbox
 
 test: setup
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q

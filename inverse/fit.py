@@ -306,8 +306,11 @@ def format_table(metrics: dict, title: str = "") -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m inverse.fit", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m inverse.fit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", default=None, help="YAML (default: built-in defaults)")
     parser.add_argument("--events", required=True, help="observed events (.npz or .csv)")
     parser.add_argument("--source", default=None, help="exact, a zoo name or a .ckpt path")

@@ -100,8 +100,12 @@ class BatchedMLP(nn.Module):
         self.biases = nn.ParameterList()
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
             bound = 1 / math.sqrt(a)
-            self.weights.append(nn.Parameter(torch.empty(k, a, b, dtype=dtype).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(k, 1, b, dtype=dtype).uniform_(-bound, bound)))
+            self.weights.append(
+                nn.Parameter(torch.empty(k, a, b, dtype=dtype).uniform_(-bound, bound))
+            )
+            self.biases.append(
+                nn.Parameter(torch.empty(k, 1, b, dtype=dtype).uniform_(-bound, bound))
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         n_layers = len(self.weights)
@@ -192,7 +196,9 @@ class OuterGAN(pl.LightningModule):
         self.shared = shared
         self.trace_every = trace_every
         dtype = torch.float64
-        self.generator_net = ParameterGenerator(low, high, replicas, g_latent, g_hidden, inset, seed)
+        self.generator_net = ParameterGenerator(
+            low, high, replicas, g_latent, g_hidden, inset, seed
+        )
         event_dim = data.events[0].shape[1]
         inputs = 3 * event_dim + (self.n_channels if shared else 0)
         k = replicas * (1 if shared else self.n_channels)
@@ -246,7 +252,9 @@ class OuterGAN(pl.LightningModule):
     def observed_batch(self, c: int) -> Tensor:
         """n events of channel c from each replica, (R, n, d)."""
         idx = getattr(self, f"replica_idx_{c}")
-        pick = torch.randint(0, idx.shape[1], (self.replicas, self.events_per_step), device=idx.device)
+        pick = torch.randint(
+            0, idx.shape[1], (self.replicas, self.events_per_step), device=idx.device
+        )
         return getattr(self, f"events_{c}")[torch.gather(idx, 1, pick)]
 
     def logits(self, feats: Sequence[Tensor]) -> list[Tensor]:
@@ -332,9 +340,11 @@ class OuterGAN(pl.LightningModule):
             self.source.eval()  # a surrogate is a fixed function here, never in training mode
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["outer_gan_trace"] = {"steps": self.trace_steps, "theta": self.trace}
+        # tensors and ints only: checkpoints must load with torch.load(weights_only=True)
+        theta = torch.as_tensor(np.stack(self.trace)) if self.trace else torch.zeros(0)
+        checkpoint["outer_gan_trace"] = {"steps": list(self.trace_steps), "theta": theta}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         tr = checkpoint.get("outer_gan_trace", {})
-        self.trace_steps = list(tr.get("steps", []))
-        self.trace = list(tr.get("theta", []))
+        self.trace_steps = [int(s) for s in tr.get("steps", [])]
+        self.trace = [t.numpy() for t in tr.get("theta", torch.zeros(0))]

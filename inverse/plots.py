@@ -156,14 +156,27 @@ def plot_events(
     lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
     for c, ax in enumerate(np.atleast_1d(axes)):
         bins = np.linspace(lo, hi, 61)
-        ax.hist(generated[c][:, 0], bins=bins, density=True, histtype="stepfilled", alpha=0.35,
-                color="C0", label=f"generated ({len(generated[c])})")
+        ax.hist(
+            generated[c][:, 0],
+            bins=bins,
+            density=True,
+            histtype="stepfilled",
+            alpha=0.35,
+            color="C0",
+            label=f"generated ({len(generated[c])})",
+        )
         obs, _ = np.histogram(data.events[c][:, 0], bins=bins)
         width = np.diff(bins)
         norm = max(obs.sum(), 1) * width
         centres = (bins[1:] + bins[:-1]) / 2
-        ax.errorbar(centres, obs / norm, yerr=np.sqrt(obs) / norm, fmt="k.", ms=3,
-                    label=f"observed ({len(data.events[c])})")
+        ax.errorbar(
+            centres,
+            obs / norm,
+            yerr=np.sqrt(obs) / norm,
+            fmt="k.",
+            ms=3,
+            label=f"observed ({len(data.events[c])})",
+        )
         ax.set_yscale("log")
         ax.set_title(theory.channels[c])
         ax.set_xlabel("x")

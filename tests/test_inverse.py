@@ -1,0 +1,236 @@
+"""The outer GAN: recovery against the MLE on the same data, output contract, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from inverse.fit import DEFAULTS, load_config, main, make_source, run_outer_gan
+from inverse.gan import BatchedMLP, OuterGAN, make_replicas
+from surrogates.data import CASES, read_events, simulate_observed, write_events
+from surrogates.errors import InputError
+from surrogates.models import FlowSurrogate
+from surrogates.sampling import InverseCDFSampler
+from surrogates.zoo import save_model
+
+
+def _cfg(**over) -> dict:
+    cfg = load_config(None)
+    cfg.update(over)
+    return cfg
+
+
+def test_batched_mlp_members_are_independent():
+    net = BatchedMLP(3, 2, [5], torch.float64)
+    x = torch.randn(3, 7, 2, dtype=torch.float64, requires_grad=True)
+    out = net(x)
+    assert out.shape == (3, 7)
+    out[1].sum().backward()
+    assert x.grad[0].abs().sum() == 0 and x.grad[2].abs().sum() == 0
+    assert x.grad[1].abs().sum() > 0
+
+
+def test_replicas_are_bootstrap_resamples(proxy):
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=3)
+    idx, norms = make_replicas(data, 5, seed=0)
+    assert torch.equal(idx[0][0], torch.arange(len(data.events[0])))
+    assert np.allclose(norms[0].numpy(), data.norms)
+    # a bootstrap resample repeats about 1 − 1/e ≈ 63% distinct events
+    distinct = len(torch.unique(idx[0][1])) / idx[0].shape[1]
+    assert 0.55 < distinct < 0.70
+    assert not np.allclose(norms[1].numpy(), data.norms)
+
+
+def test_generator_stays_inside_the_prior_box(proxy):
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=3)
+    gan = OuterGAN(
+        InverseCDFSampler(proxy),
+        data,
+        proxy.prior_low,
+        proxy.prior_high,
+        proxy.param_names,
+        proxy.x_low,
+        proxy.x_high,
+        replicas=4,
+    )
+    with torch.no_grad():
+        for p in gan.generator_net.parameters():
+            p.mul_(1e3)  # drive the sigmoids into saturation
+    theta = gan.theta()
+    low, high = proxy.prior_low, proxy.prior_high
+    assert ((theta > low) & (theta < high)).all()
+    assert ((theta - low) / (high - low)).min() >= 1e-3 - 1e-12
+
+
+def test_outer_gan_recovers_the_mle_on_case_b(tmp_path, proxy):
+    """Case B at a non-seed θ: the GAN lands near the MLE on the same data; σ near σ_CRB."""
+    theta = np.array([1.6, 0.2, 2.0, 1.9, -0.3, 3.0])
+    data = simulate_observed(proxy, theta, CASES["B"], seed=21)
+    cfg = _cfg(steps=1200, replicas=6, events_per_step=256, seed=1)
+    m = run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
+    delta = np.abs(m["gan_minus_mle_crb"])
+    # a short run: within 1 σ_CRB of the MLE (the full default run reaches ~0.2)
+    assert delta.max() < 1.0, delta
+    # the start (box centre) is 1.5–5 σ_CRB away in several parameters: the GAN moved there
+    centre = (proxy.prior_low + proxy.prior_high).numpy() / 2
+    assert np.abs((centre - m["params_mean"]) / m["crb_std"]).max() > 1.5
+    ratio = np.asarray(m["std_over_crb"])
+    assert ((ratio > 0.25) & (ratio < 2.5)).all(), ratio  # 5 replicas: a loose band
+    for name in (
+        "metrics.json",
+        "config.yaml",
+        "environment.json",
+        "params.npz",
+        "traces.png",
+        "curves.png",
+        "events.png",
+        "checkpoints/last.ckpt",
+    ):
+        assert (tmp_path / name).is_file(), name
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("params_mean", "params_std", "params_true", "crb_std", "pull", "seconds", "steps"):
+        assert saved[key] is not None, key
+    assert saved["steps"] == 1200
+    params = np.load(tmp_path / "params.npz")
+    assert params["theta"].shape == (6, 6)
+    assert params["trace"].shape[1:] == (6, 6)
+
+
+class _Interrupt(Callback):
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if int(pl_module.step_count) == self.at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, proxy, monkeypatch):
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=5)
+    cfg = _cfg(steps=60, replicas=3, events_per_step=32, compare_mle=False)
+    cfg["trainer"] = {**cfg["trainer"], "checkpoint_every": 20}
+    cfg["gan"] = {**cfg["gan"], "trace_every": 5}
+    import inverse.fit as fit
+
+    original = fit.pl.Trainer
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        kwargs["callbacks"] = [*kwargs["callbacks"], _Interrupt(30)]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fit.pl, "Trainer", interrupted)
+    with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into exit status 1
+        run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert int(ckpt["state_dict"]["step_count"]) == 20  # the last periodic checkpoint
+    monkeypatch.setattr(fit.pl, "Trainer", original)
+    m = run_outer_gan(
+        proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, resume=True, progress=False
+    )
+    assert m["steps"] == 60
+    steps = np.load(tmp_path / "params.npz")["trace_steps"]
+    assert list(steps) == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 59
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gan:\n  lr_q: 1\n")
+    with pytest.raises(InputError, match="unknown key 'lr_q'"):
+        load_config(bad)
+    bad.write_text("steps: [1\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(InputError, match="not found"):
+        load_config(tmp_path / "none.yaml")
+    assert load_config("configs/inverse/proxy.yaml")["gan"].keys() == DEFAULTS["gan"].keys()
+
+
+def _run_main(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_bad_input_is_refused_before_training(tmp_path, capsys, proxy, obs_file):
+    out = str(tmp_path / "run")
+    # an event file of another theory
+    other = get_numpy_theory()
+    data = simulate_observed(other, other.truth.numpy(), CASES["C"], seed=1)
+    wrong = write_events(tmp_path / "other.npz", data, other.channels)
+    assert "theory 'proxy-numpy'" in _run_main(capsys, "--events", str(wrong), "--out", out)
+    # counts that do not match the events
+    with np.load(obs_file) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["counts"] = arrays["counts"] + 1
+    np.savez(tmp_path / "counts.npz", **arrays)
+    assert "do not match" in _run_main(capsys, "--events", str(tmp_path / "counts.npz"))
+    # an empty channel
+    arrays = {k: v for k, v in arrays.items() if k != "counts"}
+    arrays["events_sigma2"] = np.zeros((0, 1))
+    np.savez(tmp_path / "empty.npz", **arrays)
+    assert "no events" in _run_main(capsys, "--events", str(tmp_path / "empty.npz"))
+    # a black-box theory cannot drive the exact source
+    assert "no gradients" in _run_main(
+        capsys, "--events", str(wrong), "--theory", "proxy-numpy", "--source", "exact"
+    )
+    # an unknown surrogate
+    assert "not found" in _run_main(capsys, "--events", str(obs_file), "--source", "nope")
+    assert not (tmp_path / "run").exists()
+
+
+def get_numpy_theory():
+    from surrogates.theory import get_theory
+
+    return get_theory("proxy-numpy")
+
+
+def test_surrogate_of_a_narrower_box_is_refused(tmp_path, proxy):
+    flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8))
+    path = save_model(flow, tmp_path / "narrow.ckpt")
+    card = flow.zoo_metadata()
+    card["theory"]["prior_high"][2] = 4.0  # b_u only up to 4
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match="b_u .* narrower than the prior"):
+        make_source(str(path), proxy)
+    # with the full box it is accepted, frozen, and an EventSource
+    path.with_suffix(".json").unlink()
+    source = make_source(str(path), proxy)
+    assert not any(p.requires_grad for p in source.parameters())
+    assert len(source.sample(proxy.truth, 5)) == 2
+
+
+def test_cli_runs_end_to_end_with_a_surrogate(tmp_path, capsys, proxy, obs_file):
+    flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8))
+    ckpt = save_model(flow, tmp_path / "tiny.ckpt")
+    out = tmp_path / "run"
+    code = main(
+        [
+            "--events",
+            str(obs_file),
+            "--source",
+            str(ckpt),
+            "--steps",
+            "20",
+            "--replicas",
+            "3",
+            "--events-per-step",
+            "16",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "(GAN−MLE)/σ_CRB" in text and "N_u" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["source"] == str(ckpt) and metrics["steps"] == 20
+    data = read_events(obs_file, proxy)
+    assert metrics["counts"] == data.counts.tolist()
