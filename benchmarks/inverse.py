@@ -80,6 +80,53 @@ def vaim_inverse(theory, data: ObservedData, name: str = "vaim", n: int = 2000) 
     return {"params": samples.mean(0), "std": samples.std(0), "seconds": time.perf_counter() - t0}
 
 
+def summary(theory, data: ObservedData, bins: int = 16) -> np.ndarray:  # noqa: ANN001
+    """A fixed-length summary of a data set for NPE: bin fractions per channel in logit(s), log norms."""
+    lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
+    edges = np.linspace(-5.0, 4.0, bins + 1)
+    out = []
+    for ev in data.events:
+        s = np.clip((ev[:, 0] - lo) / (hi - lo), 1e-12, 1 - 1e-12)
+        h = np.histogram(np.clip(np.log(s) - np.log1p(-s), -4.999, 3.999), edges)[0]
+        out.append(h / max(h.sum(), 1))
+    out.append(np.log(data.norms))
+    return np.concatenate(out)
+
+
+def npe_baseline(theory, data: ObservedData, counts, n_sims: int, seed: int) -> dict:  # noqa: ANN001
+    """Neural posterior estimation (sbi, NSF) on binned summaries, ``n_sims`` simulated data sets."""
+    from sbi.inference import NPE
+    from sbi.utils import BoxUniform
+
+    t0 = time.perf_counter()
+    low, high = theory.prior_low.float(), theory.prior_high.float()
+    gen = torch.Generator().manual_seed(seed)
+    thetas = low + (high - low) * torch.rand(n_sims, len(low), generator=gen)
+    xs = np.stack(
+        [
+            summary(
+                theory, simulate_observed(theory, t.double().numpy(), counts, seed=seed + 1 + i)
+            )
+            for i, t in enumerate(thetas)
+        ]
+    )
+    sim_seconds = time.perf_counter() - t0
+    torch.manual_seed(seed)
+    inference = NPE(prior=BoxUniform(low, high), density_estimator="nsf", show_progress_bars=False)
+    inference.append_simulations(thetas, torch.as_tensor(xs, dtype=torch.float32))
+    estimator = inference.train()
+    posterior = inference.build_posterior(estimator)
+    obs = torch.as_tensor(summary(theory, data), dtype=torch.float32)
+    samples = posterior.sample((4000,), x=obs, show_progress_bars=False).double().numpy()
+    return {
+        "params": samples.mean(0),
+        "std": samples.std(0),
+        "n_sims": n_sims,
+        "sim_seconds": sim_seconds,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN001
     cfg = load_config(args.config)
     theta = np.asarray(args.theta, dtype=float) if args.theta else theory.truth.numpy()
@@ -92,6 +139,10 @@ def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN00
             c = {**cfg, "source": source, "seed": args.seed, "compare_mle": False}
             if args.steps:
                 c["steps"] = args.steps
+            if args.events_per_step:
+                c["events_per_step"] = args.events_per_step
+            if args.lr_g:
+                c["gan"] = {**c["gan"], "lr_g": args.lr_g}
             out = Path(args.runs) / f"{case}-{source}"
             m = run_outer_gan(theory, data, make_source(source, theory), c, out, progress=False)
             p = np.load(out / "params.npz")
@@ -112,6 +163,31 @@ def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN00
                     "steps_to_0.5": reach,
                     "seconds_to_0.5": None if reach is None else m["seconds"] * reach / m["steps"],
                     "mle_seconds": mle.seconds,
+                }
+            )
+        if args.npe:
+            cfg_steps = args.steps or cfg["steps"]
+            budget = cfg_steps * cfg["replicas"] * cfg["events_per_step"] * len(CASES[case])
+            v = npe_baseline(
+                theory, data, CASES[case], max(budget // sum(CASES[case]), 50), args.seed
+            )
+            rows.append(
+                {
+                    "method": "sbi-npe",
+                    "source": f"{v['n_sims']} sims",
+                    "case": case,
+                    "params": v["params"],
+                    "std": v["std"],
+                    "mle": mle.theta,
+                    "crb": crb,
+                    "max_dmle_crb": float(np.max(np.abs(v["params"] - mle.theta) / crb)),
+                    "std_over_crb": v["std"] / crb,
+                    "steps": None,
+                    "seconds": v["seconds"],
+                    "steps_to_0.5": None,
+                    "seconds_to_0.5": None,
+                    "mle_seconds": mle.seconds,
+                    "pull": (v["params"] - theta) / crb,
                 }
             )
         if args.vaim:
@@ -187,7 +263,10 @@ def main() -> None:
     parser.add_argument("--sources", nargs="*", default=["exact"])
     parser.add_argument("--theta", nargs="*", type=float, default=None)
     parser.add_argument("--no-vaim", dest="vaim", action="store_false")
+    parser.add_argument("--npe", action="store_true", help="add sbi's NPE (pip install .[sbi])")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--events-per-step", type=int, default=None)
+    parser.add_argument("--lr-g", type=float, default=None)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pseudo", type=int, default=0, help="pseudo-experiments (0: none)")
     parser.add_argument("--pseudo-case", default="C")

@@ -51,7 +51,7 @@ DEFAULTS: dict = {
     "average_last": 0.3,
     "compare_mle": True,
     "gan": {
-        "lr_g": 3e-3,
+        "lr_g": 6e-3,
         "lr_d": 1e-3,
         "d_steps": 1,
         "d_lr_floor": 1.0,

@@ -169,7 +169,7 @@ class OuterGAN(pl.LightningModule):
         replicas: int = 16,
         events_per_step: int = 256,
         steps: int = 3000,
-        lr_g: float = 3e-3,
+        lr_g: float = 6e-3,
         lr_d: float = 1e-3,
         d_steps: int = 1,
         d_lr_floor: float = 1.0,

@@ -234,3 +234,28 @@ def test_cli_runs_end_to_end_with_a_surrogate(tmp_path, capsys, proxy, obs_file)
     assert metrics["source"] == str(ckpt) and metrics["steps"] == 20
     data = read_events(obs_file, proxy)
     assert metrics["counts"] == data.counts.tolist()
+
+
+def test_blackbox_closure_runs_end_to_end(tmp_path, capsys):
+    """No gradients anywhere in the theory: training set → surrogate → outer GAN, one command."""
+    from inverse.blackbox import main as blackbox_main
+
+    inverse_cfg = tmp_path / "gan.yaml"
+    inverse_cfg.write_text("steps: 30\nreplicas: 3\nevents_per_step: 32\n")
+    cfg = tmp_path / "bb.yaml"
+    cfg.write_text(
+        "theory: proxy-numpy\ncase: C\n"
+        "training: {n_params: 64, events_per_param: 4, grid_size: 32}\n"
+        "surrogate:\n  family: vaim\n  config: configs/surrogates/vaim.yaml\n"
+        "  args: [--trainer.max_epochs, 1, --model.norm_steps, 20, --model.hidden, '[16]',"
+        " --data.batch_size, 16, --eval.held_out, 1, --eval.events, 500, --eval.shift_events, 0]\n"
+        f"inverse: {inverse_cfg}\n"
+    )
+    out = tmp_path / "bb"
+    assert blackbox_main(["--config", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "inverse" / "metrics.json").read_text())
+    assert metrics["theory"] == "proxy-numpy" and metrics["steps"] == 30
+    assert metrics["source"].endswith("best.ckpt")
+    ckpt = torch.load(metrics["source"], map_location="cpu", weights_only=False)
+    assert ckpt["surrogate_zoo"]["theory"]["theory"] == "proxy-numpy"
+    assert "black-box closure" in capsys.readouterr().out
