@@ -184,10 +184,13 @@ def run_outer_gan(
                 config=cfg,
             )
         )
+    accelerator = cfg["trainer"]["accelerator"]
+    if not isinstance(source, torch.nn.Module) and accelerator == "auto":
+        accelerator = "cpu"  # the exact theory's tensors live on the CPU (and it is cheap there)
     trainer = pl.Trainer(
         max_steps=model.trainer_steps,
         max_epochs=1,
-        accelerator=cfg["trainer"]["accelerator"],
+        accelerator=accelerator,
         devices=cfg["trainer"]["devices"],
         logger=loggers,
         callbacks=[

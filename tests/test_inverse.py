@@ -259,3 +259,14 @@ def test_blackbox_closure_runs_end_to_end(tmp_path, capsys):
     ckpt = torch.load(metrics["source"], map_location="cpu", weights_only=False)
     assert ckpt["surrogate_zoo"]["theory"]["theory"] == "proxy-numpy"
     assert "black-box closure" in capsys.readouterr().out
+
+
+def test_one_shared_discriminator_for_all_channels(tmp_path, proxy):
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=9)
+    cfg = _cfg(steps=20, replicas=3, events_per_step=16, compare_mle=False)
+    cfg["gan"] = {**cfg["gan"], "shared": True}
+    m = run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
+    assert m["steps"] == 20 and np.isfinite(m["params_mean"]).all()
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    # R discriminators (not R × C), each reading 3 edge features + the channel one-hot
+    assert state["discriminator.weights.0"].shape == (3, 3 + 2, 32)
