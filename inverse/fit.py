@@ -52,6 +52,7 @@ DEFAULTS: dict = {
     "compare_mle": True,
     "gan": {
         "lr_g": 6e-3,
+        "lr_g_events": 15000,
         "lr_d": 1e-3,
         "d_steps": 1,
         "d_lr_floor": 1.0,
@@ -156,6 +157,11 @@ def run_outer_gan(
     if cfg["replicas"] < 1 or cfg["steps"] < 1 or cfg["events_per_step"] < 1:
         raise InputError("replicas, steps and events_per_step must be positive")
     pl.seed_everything(cfg["seed"], verbose=False)
+    gan_cfg = dict(cfg["gan"])
+    # the generator's steps must be small against σ_CRB ∝ 1/√N: data larger than lr_g_events
+    # (case B) get lr_g scaled by √(lr_g_events / N); smaller data keep lr_g (faster is unstable)
+    n_events = int(data.counts.sum())
+    gan_cfg["lr_g"] *= min(1.0, (gan_cfg.pop("lr_g_events") / n_events) ** 0.5)
     model = OuterGAN(
         source,
         data,
@@ -168,7 +174,7 @@ def run_outer_gan(
         events_per_step=cfg["events_per_step"],
         steps=cfg["steps"],
         seed=cfg["seed"],
-        **cfg["gan"],
+        **gan_cfg,
     )
     loggers: list = [CSVLogger(out, name="logs", version="")]
     mode = os.environ.setdefault("WANDB_MODE", "offline")
@@ -235,6 +241,7 @@ def run_outer_gan(
         "std_over_crb": std / crb,
         "counts": data.counts,
         "replicas": cfg["replicas"],
+        "lr_g_used": gan_cfg["lr_g"],
         "seconds": seconds,
         "steps": int(model.step_count),
     }
