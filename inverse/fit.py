@@ -30,7 +30,7 @@ import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from inverse.baselines import crb_std, fit_mle
+from inverse.baselines import crb_std, fisher_information, fit_mle
 from inverse.gan import OuterGAN
 from inverse.plots import plot_curves, plot_events, plot_traces
 from surrogates.data import ObservedData, read_events
@@ -64,6 +64,8 @@ DEFAULTS: dict = {
         "norm_weight": 1.0,
         "inset": 1e-3,
         "trace_every": 10,
+        "precondition": True,
+        "precondition_at": 0.1,
     },
     "trainer": {"accelerator": "auto", "devices": 1, "checkpoint_every": 250},
 }
@@ -162,6 +164,13 @@ def run_outer_gan(
     # (case B) get lr_g scaled by √(lr_g_events / N); smaller data keep lr_g (faster is unstable)
     n_events = int(data.counts.sum())
     gan_cfg["lr_g"] *= min(1.0, (gan_cfg.pop("lr_g_events") / n_events) ** 0.5)
+    precondition = gan_cfg.pop("precondition", True)
+
+    def covariance(theta: np.ndarray) -> np.ndarray:
+        """The Cramér–Rao covariance for these counts (finite differences for black boxes)."""
+        info = fisher_information(theory, theta, data.counts)
+        return torch.linalg.pinv(info).numpy()
+
     model = OuterGAN(
         source,
         data,
@@ -174,6 +183,7 @@ def run_outer_gan(
         events_per_step=cfg["events_per_step"],
         steps=cfg["steps"],
         seed=cfg["seed"],
+        covariance=covariance if precondition else None,
         **gan_cfg,
     )
     loggers: list = [CSVLogger(out, name="logs", version="")]

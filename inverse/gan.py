@@ -73,15 +73,44 @@ class ParameterGenerator(nn.Module):
         self.register_buffer("high", high.to(torch.float64))
         self.inset = inset
         self.net = BatchedMLP(replicas, latent, hidden, torch.float64, outputs=len(low))
-        # start every replica at the box centre: last layer small, bias zero
+        # s = s0 + L·net(z) is the logit of the unit-box position; L = 1 until `precondition`
+        self.register_buffer("s0", torch.zeros(replicas, len(low), dtype=torch.float64))
+        self.register_buffer("L", torch.eye(len(low), dtype=torch.float64))
+        self._zero_last_layer()
+
+    def _zero_last_layer(self) -> None:
+        # every replica starts where s0 says (the box centre at first): last layer small, bias 0
         with torch.no_grad():
             self.net.weights[-1].mul_(1e-2)
             self.net.biases[-1].zero_()
 
+    def logit(self) -> Tensor:
+        """s (R, P): the unit-box position through the sigmoid."""
+        return self.s0 + self.net(self.z)[:, 0] @ self.L.T
+
     def unit(self) -> Tensor:
         """θ scaled to [0, 1] per parameter, (R, P)."""
-        u = torch.sigmoid(self.net(self.z)[:, 0])
-        return self.inset + (1 - 2 * self.inset) * u
+        return self.inset + (1 - 2 * self.inset) * torch.sigmoid(self.logit())
+
+    @torch.no_grad()
+    def precondition(self, cov_theta: Tensor) -> None:
+        """Whiten the generator's coordinates with a θ covariance (the Cramér–Rao one).
+
+        The likelihood is ill-conditioned: N_u or the d-quark parameters are soft directions
+        that move 10–100× slower than b_u under one learning rate, so they lag and their replicas
+        never spread fully. With s = s0 + L·net(z), L = chol(cov in s)/ḡ (ḡ: geometric mean of
+        its σ, so the overall scale stays), every direction moves at the same pace. The current
+        positions become s0 and the last layer restarts near zero, so θ is continuous.
+        """
+        s = self.logit()
+        u = torch.sigmoid(s)
+        jac = (self.high - self.low) * (1 - 2 * self.inset) * u[0] * (1 - u[0])  # dθ/ds
+        cov_s = cov_theta / torch.outer(jac, jac)
+        chol = torch.linalg.cholesky(cov_s + 1e-12 * torch.eye(len(jac), dtype=cov_s.dtype))
+        g = torch.exp(torch.log(cov_s.diagonal().clamp(min=1e-300)).mean() / 2)
+        self.L.copy_(chol / g)
+        self._zero_last_layer()
+        self.s0.copy_(s - self.net(self.z)[:, 0] @ self.L.T)  # θ exactly continuous
 
     def forward(self) -> Tensor:
         return self.low + (self.high - self.low) * self.unit()
@@ -154,7 +183,10 @@ class OuterGAN(pl.LightningModule):
         norm_weight: factor on the likelihood-balanced norm χ² (1 = the likelihood's balance).
         inset: fraction of the prior box the generator keeps away from each edge.
         trace_every: record every replica's θ each this many steps.
+        precondition_at: fraction of the steps after which the generator's coordinates are
+            whitened with ``covariance`` at replica 0's θ (see `ParameterGenerator.precondition`).
         seed: seed of the replicas and latents.
+        covariance: θ → Cramér–Rao covariance of the data (None: no preconditioning).
     """
 
     def __init__(
@@ -181,10 +213,14 @@ class OuterGAN(pl.LightningModule):
         norm_weight: float = 1.0,
         inset: float = 1e-3,
         trace_every: int = 10,
+        precondition_at: float = 0.1,
         seed: int = 0,
+        covariance=None,  # noqa: ANN001 - callable θ (P,) → Cramér–Rao covariance (P, P)
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
+        self.covariance = covariance
+        self.precondition_step = int(precondition_at * steps) if covariance is not None else -1
         self.source = source
         self.param_names = list(param_names)
         self.n_channels = len(data.events)
@@ -293,6 +329,12 @@ class OuterGAN(pl.LightningModule):
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         sch_g, sch_d = self.lr_schedulers()
+        if int(self.step_count) == self.precondition_step:
+            with torch.no_grad():
+                at = self.theta()[0].cpu().numpy()
+            cov = torch.as_tensor(self.covariance(at), dtype=torch.float64, device=self.device)
+            self.generator_net.precondition(cov)
+            opt_g.optimizer.state.clear()  # Adam's moments belong to the old coordinates
         theta = self.theta()
         fake = [e.to(torch.float64) for e in self.source.sample(theta, self.events_per_step)]
         fake_feats = [self.features(f, c) for c, f in enumerate(fake)]

@@ -270,3 +270,25 @@ def test_one_shared_discriminator_for_all_channels(tmp_path, proxy):
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     # R discriminators (not R × C), each reading 3 edge features + the channel one-hot
     assert state["discriminator.weights.0"].shape == (3, 3 + 2, 32)
+
+
+def test_preconditioning_keeps_theta_and_whitens(proxy):
+    from inverse.baselines import fisher_information
+    from inverse.gan import ParameterGenerator
+
+    gen = ParameterGenerator(proxy.prior_low, proxy.prior_high, replicas=3)
+    with torch.no_grad():
+        gen.net.biases[-1].normal_()  # replicas somewhere inside the box
+        before = gen()
+    cov = torch.linalg.inv(fisher_information(proxy, before[0], [10_000, 5_000]))
+    gen.precondition(cov)
+    with torch.no_grad():
+        after = gen()
+    assert torch.allclose(before, after, rtol=0, atol=1e-6 * 5)
+    # L Lᵀ is the covariance in the logit coordinates up to one overall factor
+    u = (before[0] - proxy.prior_low) / (proxy.prior_high - proxy.prior_low)
+    u = (u - 1e-3) / (1 - 2e-3)
+    jac = (proxy.prior_high - proxy.prior_low) * (1 - 2e-3) * u * (1 - u)
+    cov_s = cov / torch.outer(jac, jac)
+    ratio = (gen.L @ gen.L.T) / cov_s
+    assert torch.allclose(ratio, ratio[0, 0].expand_as(ratio), rtol=1e-6)
