@@ -20,6 +20,7 @@ import copy
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,7 +65,7 @@ DEFAULTS: dict = {
         "norm_weight": 1.0,
         "inset": 1e-3,
         "trace_every": 10,
-        "precondition": True,
+        "precondition": False,
         "precondition_at": 0.1,
     },
     "trainer": {"accelerator": "auto", "devices": 1, "checkpoint_every": 250},
@@ -164,7 +165,7 @@ def run_outer_gan(
     # (case B) get lr_g scaled by √(lr_g_events / N); smaller data keep lr_g (faster is unstable)
     n_events = int(data.counts.sum())
     gan_cfg["lr_g"] *= min(1.0, (gan_cfg.pop("lr_g_events") / n_events) ** 0.5)
-    precondition = gan_cfg.pop("precondition", True)
+    precondition = gan_cfg.pop("precondition", False)
 
     def covariance(theta: np.ndarray) -> np.ndarray:
         """The Cramér–Rao covariance for these counts (finite differences for black boxes)."""
@@ -223,6 +224,9 @@ def run_outer_gan(
         log_every_n_steps=20,
         default_root_dir=str(out),
     )
+    # Lightning warns that manual-optimization checkpoints hold the state after the step: that
+    # is the state a resumed run needs
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     steps = torch.utils.data.DataLoader(range(cfg["steps"]), batch_size=None)
     t0 = time.perf_counter()
     trainer.fit(model, steps, ckpt_path=str(last) if resume else None)
