@@ -127,6 +127,27 @@ def npe_baseline(theory, data: ObservedData, counts, n_sims: int, seed: int) -> 
     }
 
 
+def peer_row(method: str, source: str, case: str, v: dict, mle, crb, theta) -> dict:  # noqa: ANN001
+    """A table row for a method that reports params and std without GAN steps."""
+    return {
+        "method": method,
+        "source": source,
+        "case": case,
+        "params": v["params"],
+        "std": v["std"],
+        "mle": mle.theta,
+        "crb": crb,
+        "pull": (v["params"] - theta) / crb,
+        "max_dmle_crb": float(np.max(np.abs(v["params"] - mle.theta) / crb)),
+        "std_over_crb": v["std"] / crb,
+        "steps": None,
+        "seconds": v["seconds"],
+        "steps_to_0.5": None,
+        "seconds_to_0.5": None,
+        "mle_seconds": mle.seconds,
+    }
+
+
 def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN001
     cfg = load_config(args.config)
     theta = np.asarray(args.theta, dtype=float) if args.theta else theory.truth.numpy()
@@ -171,45 +192,10 @@ def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN00
             v = npe_baseline(
                 theory, data, CASES[case], max(budget // sum(CASES[case]), 50), args.seed
             )
-            rows.append(
-                {
-                    "method": "sbi-npe",
-                    "source": f"{v['n_sims']} sims",
-                    "case": case,
-                    "params": v["params"],
-                    "std": v["std"],
-                    "mle": mle.theta,
-                    "crb": crb,
-                    "max_dmle_crb": float(np.max(np.abs(v["params"] - mle.theta) / crb)),
-                    "std_over_crb": v["std"] / crb,
-                    "steps": None,
-                    "seconds": v["seconds"],
-                    "steps_to_0.5": None,
-                    "seconds_to_0.5": None,
-                    "mle_seconds": mle.seconds,
-                    "pull": (v["params"] - theta) / crb,
-                }
-            )
+            rows.append(peer_row("sbi-npe", f"{v['n_sims']} sims", case, v, mle, crb, theta))
         if args.vaim:
             v = vaim_inverse(theory, data)
-            rows.append(
-                {
-                    "method": "vaim-invert",
-                    "source": "vaim",
-                    "case": case,
-                    "params": v["params"],
-                    "std": v["std"],
-                    "mle": mle.theta,
-                    "crb": crb,
-                    "max_dmle_crb": float(np.max(np.abs(v["params"] - mle.theta) / crb)),
-                    "std_over_crb": v["std"] / crb,
-                    "steps": None,
-                    "seconds": v["seconds"],
-                    "steps_to_0.5": None,
-                    "seconds_to_0.5": None,
-                    "mle_seconds": mle.seconds,
-                }
-            )
+            rows.append(peer_row("vaim-invert", "vaim", case, v, mle, crb, theta))
     return rows
 
 

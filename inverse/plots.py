@@ -76,6 +76,14 @@ def plot_fit(
     return path
 
 
+def _save(fig: plt.Figure, path: str | Path, dpi: int = 80) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_traces(
     path: str | Path,
     names: list[str],
@@ -109,11 +117,7 @@ def plot_traces(
         ax.set_title(names[j], fontsize=10)
         ax.set_xlabel("step")
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_curves(
@@ -140,11 +144,7 @@ def plot_curves(
             ax.set_yscale("log")
         ax.set_xlabel("x")
     np.atleast_1d(axes)[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_events(
@@ -181,8 +181,4 @@ def plot_events(
         ax.set_title(theory.channels[c])
         ax.set_xlabel("x")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
