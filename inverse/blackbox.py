@@ -19,17 +19,16 @@ so an interrupted run continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
-from inverse.fit import format_table, load_config, make_source, run_outer_gan
+from inverse.fit import format_table, make_source, run_outer_gan
+from inverse.fit import load_config as load_inverse_config
 from surrogates.data import read_events, simulate_observed, simulate_training, write_events
-from surrogates.errors import InputError
-from surrogates.runs import cli_errors
+from surrogates.runs import cli_errors, load_config
 from surrogates.simulate import parse_counts, parse_theta
 from surrogates.theory import get_theory
 
@@ -46,23 +45,6 @@ BLACKBOX_DEFAULTS: dict = {
 }
 
 
-def _load(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"config '{path}' not found; see configs/inverse/blackbox.yaml")
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(f"config '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
-    unknown = set(cfg) - set(BLACKBOX_DEFAULTS)
-    if unknown:
-        raise InputError(f"config '{path}' has unknown keys {sorted(unknown)}")
-    out = copy.deepcopy(BLACKBOX_DEFAULTS)
-    for key, value in cfg.items():
-        out[key] = {**out[key], **value} if isinstance(out[key], dict) else value
-    return out
-
-
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
     from surrogates.fit import main as fit_main
@@ -76,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/blackbox")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    cfg = _load(args.config)
+    cfg = load_config(args.config, BLACKBOX_DEFAULTS, "configs/inverse/blackbox.yaml")
     theory = get_theory(cfg["theory"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data.meta["case"] = case
         write_events(observed, data, theory.channels)
     data = read_events(observed, theory)
-    inv = load_config(cfg["inverse"])
+    inv = load_inverse_config(cfg["inverse"])
     inv.update(theory=theory.name, source=str(ckpt), events=str(observed))
     print(f"[4/4] outer GAN through the surrogate {ckpt}")
     metrics = run_outer_gan(

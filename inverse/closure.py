@@ -9,39 +9,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from inverse.mle import format_table, run_mle
 from surrogates.data import simulate_observed, write_events
-from surrogates.errors import InputError
 from surrogates.runs import cli_errors, to_jsonable
+from surrogates.runs import load_config as read_config
 from surrogates.simulate import parse_counts, parse_theta
 from surrogates.theory import get_theory
 
 __all__ = ["main"]
 
 
+DEFAULTS = {"theory": "proxy", "theta": "truth", "cases": ["A", "B", "C"], "seed": 1, "starts": 4}
+
+
 def load_config(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"config '{path}' not found; see configs/closure/proxy.yaml")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise InputError(f"config '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(cfg, dict):
-        raise InputError(f"config '{path}' must be a mapping of keys to values")
-    unknown = set(cfg) - {"theory", "theta", "cases", "seed", "starts"}
-    if unknown:
-        raise InputError(f"config '{path}' has unknown keys {sorted(unknown)}")
-    return {
-        "theory": "proxy",
-        "theta": "truth",
-        "cases": ["A", "B", "C"],
-        "seed": 1,
-        "starts": 4,
-        **cfg,
-    }
+    return read_config(path, DEFAULTS, "configs/closure/proxy.yaml")
 
 
 @cli_errors

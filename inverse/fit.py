@@ -16,7 +16,6 @@ unless ``WANDB_MODE`` says otherwise).
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import time
@@ -27,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
@@ -37,6 +35,7 @@ from inverse.plots import plot_curves, plot_events, plot_traces
 from surrogates.data import ObservedData, read_events
 from surrogates.errors import InputError
 from surrogates.runs import cli_errors, write_run_files
+from surrogates.runs import load_config as read_config
 from surrogates.sampling import InverseCDFSampler
 from surrogates.theory import Theory, get_theory
 
@@ -72,34 +71,9 @@ DEFAULTS: dict = {
 }
 
 
-def _merge(base: dict, new: dict, where: str) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in new.items():
-        if key not in base:
-            raise InputError(f"{where}: unknown key '{key}'; known keys: {', '.join(base)}")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise InputError(f"{where}: '{key}' must be a mapping")
-            out[key] = _merge(base[key], value, f"{where}.{key}")
-        else:
-            out[key] = value
-    return out
-
-
 def load_config(path: str | Path | None) -> dict:
     """DEFAULTS updated by a YAML file; unknown keys and malformed files get one-line errors."""
-    if path is None:
-        return copy.deepcopy(DEFAULTS)
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"config '{path}' not found; see configs/inverse/proxy.yaml")
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(f"config '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(cfg, dict):
-        raise InputError(f"config '{path}' must be a mapping of keys to values")
-    return _merge(DEFAULTS, cfg, str(path))
+    return read_config(path, DEFAULTS, "configs/inverse/proxy.yaml")
 
 
 def make_source(spec: str, theory: Theory):  # noqa: ANN201 - an EventSource
