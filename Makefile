@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo demo-mle demo-blackbox test test-slow bench lint clean
+.PHONY: setup demo demo-mle demo-blackbox dashboard test test-slow bench lint clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ demo-mle: setup
 demo-blackbox: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m inverse.blackbox \
 		--config configs/inverse/blackbox.yaml --out runs/blackbox
+
+# The local comparison page of every run under runs/ (open runs/dashboard/index.html).
+dashboard: setup
+	$(BIN)/python -m surrogates.dashboard runs --out runs/dashboard
 
 test: setup
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q

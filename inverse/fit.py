@@ -16,7 +16,6 @@ unless ``WANDB_MODE`` says otherwise).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -27,7 +26,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger
 
 from inverse.baselines import crb_std, fisher_information, fit_mle
 from inverse.gan import OuterGAN
@@ -38,6 +37,7 @@ from surrogates.runs import cli_errors, write_run_files
 from surrogates.runs import load_config as read_config
 from surrogates.sampling import InverseCDFSampler
 from surrogates.theory import Theory, get_theory
+from surrogates.tracking import finish_wandb, per_name, wandb_logger
 
 __all__ = ["main", "DEFAULTS", "load_config", "make_source", "run_outer_gan", "format_table"]
 
@@ -162,19 +162,15 @@ def run_outer_gan(
         **gan_cfg,
     )
     loggers: list = [CSVLogger(out, name="logs", version="")]
-    mode = os.environ.setdefault("WANDB_MODE", "offline")
-    if mode != "disabled":
-        loggers.append(
-            WandbLogger(
-                project="surrogate-zoo",
-                group="inverse",
-                job_type="outer-gan",
-                save_dir=str(out),
-                offline=mode != "online",
-                tags=["inverse", theory.name, str(cfg["source"]).split("/")[-1]],
-                config=cfg,
-            )
-        )
+    wandb = wandb_logger(
+        out,
+        group="inverse",
+        job_type="outer-gan",
+        tags=["inverse", theory.name, str(cfg["source"]).split("/")[-1]],
+        config=cfg,
+    )
+    if wandb is not None:
+        loggers.append(wandb)
     accelerator = cfg["trainer"]["accelerator"]
     if not isinstance(source, torch.nn.Module) and accelerator == "auto":
         accelerator = "cpu"  # the exact theory's tensors live on the CPU (and it is cheap there)
@@ -261,23 +257,35 @@ def run_outer_gan(
         with torch.no_grad():
             gen = source.sample(torch.as_tensor(mean).unsqueeze(0), 100_000)
         plot_events(out / "events.png", theory, data, [g[0].double().numpy() for g in gen])
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            import wandb
-
-            logger.experiment.summary.update(
-                {
-                    f"{k}/{n}": float(v)
-                    for k in ("params_mean", "params_std", "pull", "crb_std")
-                    if metrics.get(k) is not None
-                    for n, v in zip(theory.param_names, metrics[k], strict=True)
-                }
-                | {"seconds": seconds, "steps": metrics["steps"]}
-            )
-            for name in ("traces", "curves", "events"):
-                if (out / f"{name}.png").is_file():
-                    logger.experiment.log({name: wandb.Image(str(out / f"{name}.png"))})
-            logger.experiment.finish()
+    names = theory.param_names
+    columns = ["param", "truth", "mean", "std", "crb_std", "pull", "mle", "gan_minus_mle_crb"]
+    per_param = {
+        "truth": metrics.get("params_true"),
+        "mean": metrics["params_mean"],
+        "std": metrics["params_std"],
+        "crb_std": metrics.get("crb_std"),
+        "pull": metrics.get("pull"),
+        "mle": (metrics.get("mle") or {}).get("params"),
+        "gan_minus_mle_crb": metrics.get("gan_minus_mle_crb"),
+    }
+    finish_wandb(
+        loggers,
+        metrics | {"seconds": seconds},
+        images={name: out / f"{name}.png" for name in ("traces", "curves", "events")},
+        table=(
+            "recovered_theta",
+            columns,
+            [
+                [n] + [None if per_param[c] is None else per_param[c][i] for c in columns[1:]]
+                for i, n in enumerate(names)
+            ],
+        ),
+        scalars={
+            k: v
+            for key in ("params_mean", "params_std", "pull", "crb_std", "gan_minus_mle_crb")
+            for k, v in per_name(metrics, key, names).items()
+        },
+    )
     return metrics
 
 

@@ -15,7 +15,6 @@ logs, PNG plots against the exact theory at held-out θ, and the wandb run (offl
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger
 
 from surrogates.data import TrainingDataModule
 from surrogates.errors import InputError
@@ -32,6 +31,7 @@ from surrogates.metrics import evaluate_surrogate
 from surrogates.models import FAMILIES, Surrogate, get_family
 from surrogates.runs import cli_errors, write_run_files
 from surrogates.theory import get_theory
+from surrogates.tracking import finish_wandb, per_name, wandb_logger
 
 __all__ = ["main", "SurrogateCLI"]
 
@@ -90,19 +90,29 @@ class SurrogateCLI(LightningCLI):
                 enable_version_counter=False,
             ),
         ]
-        loggers = [CSVLogger(out, name="logs", version="")]
-        mode = os.environ.setdefault("WANDB_MODE", "offline")
-        if mode != "disabled":
-            loggers.append(
-                WandbLogger(
-                    project="surrogate-zoo",
-                    group=family,
-                    job_type="fit",
-                    save_dir=str(out),
-                    offline=mode != "online",
-                    tags=[t for t in (family, self.config["model"].get("backend")) if t],
-                )
-            )
+        cfg = self.config.as_dict()
+        loggers: list = [CSVLogger(out, name="logs", version="")]
+        wandb = wandb_logger(
+            out,
+            group=family,
+            job_type="fit",
+            tags=[family, cfg["model"].get("backend"), cfg["data"]["theory"]],
+            config={
+                "family": family,
+                "backend": cfg["model"].get("backend"),
+                "theory": cfg["data"]["theory"],
+                "seed": cfg["seed_everything"],
+                "model": cfg["model"],
+                "data": cfg["data"],
+                "trainer": {
+                    k: cfg["trainer"].get(k)
+                    for k in ("max_epochs", "max_steps", "accelerator", "devices", "strategy")
+                },
+                "eval": cfg["eval"],
+            },
+        )
+        if wandb is not None:
+            loggers.append(wandb)
         kwargs["logger"] = loggers
         kwargs["default_root_dir"] = str(out)
         return super().instantiate_trainer(**kwargs)
@@ -200,11 +210,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = cli.parser.dump(cli.config, format="yaml", skip_none=False)
     write_run_files(out, {"cli": config}, metrics)
     (out / "config.yaml").write_text(config)
-    for logger in cli.trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.summary.update(
-                {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-            )
+    names = theory.param_names
+    finish_wandb(
+        cli.trainer.loggers,
+        metrics,
+        images={"heldout": out / "heldout.png"},
+        table=(
+            "held_out_fidelity",
+            ["point", *names, *(f"shift_{n}" for n in names)],
+            [
+                [i, *theta, *shift]
+                for i, (theta, shift) in enumerate(
+                    zip(metrics.get("held_out_theta", []), metrics.get("theta_shift_crb_all", []))
+                )
+            ],
+        ),
+        scalars=per_name(metrics, "theta_shift_crb", names)
+        | per_name(metrics, "c2st_auc", theory.channels)
+        | per_name(metrics, "w1", theory.channels),
+    )
     print(f"{family} surrogate trained in {train_seconds:.1f} s; metrics in {out / 'metrics.json'}")
     return 0
 
