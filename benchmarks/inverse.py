@@ -204,7 +204,7 @@ def pseudo_experiments(args: argparse.Namespace, theory) -> dict:  # noqa: ANN00
     rng = np.random.default_rng(args.seed)
     low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
     counts = CASES[args.pseudo_case]
-    pulls, covered, dmle = [], [], []
+    pulls, covered, dmle, ratio, mle_covered = [], [], [], [], []
     t0 = time.perf_counter()
     for k in range(args.pseudo):
         truth = low + (high - low) * (0.1 + 0.8 * rng.random(len(low)))
@@ -224,8 +224,16 @@ def pseudo_experiments(args: argparse.Namespace, theory) -> dict:  # noqa: ANN00
         pulls.append(np.asarray(m["pull"]))
         covered.append(np.abs(pull) <= 1)
         dmle.append(np.asarray(m["gan_minus_mle_crb"]))
+        ratio.append(np.asarray(m["std_over_crb"]))
+        # the same question for the MLE ± its Hessian σ on the same data: the yardstick
+        mle_covered.append(
+            np.abs(np.asarray(m["mle"]["params"]) - truth) <= np.asarray(m["mle"]["std"])
+        )
         print(f"  pseudo-experiment {k}: pull/σ_CRB {np.round(m['pull'], 2).tolist()}", flush=True)
-    pulls, covered, dmle = map(np.asarray, (pulls, covered, dmle))
+    pulls, covered, dmle, ratio, mle_covered = map(
+        np.asarray, (pulls, covered, dmle, ratio, mle_covered)
+    )
+    pooled = covered.mean()
     return {
         "case": args.pseudo_case,
         "n": args.pseudo,
@@ -234,6 +242,11 @@ def pseudo_experiments(args: argparse.Namespace, theory) -> dict:  # noqa: ANN00
         "pull_mean_se": pulls.std(0, ddof=1) / np.sqrt(len(pulls)),
         "pull_rms": np.sqrt((pulls**2).mean(0)),
         "coverage_1sigma": covered.mean(0),
+        "coverage_pooled": pooled,
+        "coverage_pooled_se": np.sqrt(pooled * (1 - pooled) / covered.size),
+        "mle_coverage_1sigma": mle_covered.mean(0),
+        "mle_coverage_pooled": mle_covered.mean(),
+        "std_over_crb_mean": ratio.mean(0),
         "gan_minus_mle_rms": np.sqrt((dmle**2).mean(0)),
         "pulls": pulls,
         "seconds": time.perf_counter() - t0,
@@ -271,14 +284,19 @@ def main() -> None:
         )
         print(
             f"{'param':>6} {'pull mean':>10} {'± se':>6} {'pull rms':>9} {'1σ coverage':>12} "
-            f"{'rms (GAN−MLE)/σ_CRB':>20}"
+            f"{'rms (GAN−MLE)/σ_CRB':>20} {'σ/σ_CRB':>8} {'MLE coverage':>13}"
         )
         for i, name in enumerate(s["param_names"]):
             print(
                 f"{name:>6} {s['pull_mean'][i]:10.2f} {s['pull_mean_se'][i]:6.2f} "
                 f"{s['pull_rms'][i]:9.2f} {s['coverage_1sigma'][i]:12.2f} "
-                f"{s['gan_minus_mle_rms'][i]:20.2f}"
+                f"{s['gan_minus_mle_rms'][i]:20.2f} {s['std_over_crb_mean'][i]:8.2f} "
+                f"{s['mle_coverage_1sigma'][i]:13.2f}"
             )
+        print(
+            f"pooled 1σ coverage: GAN {s['coverage_pooled']:.2f} ± {s['coverage_pooled_se']:.2f}"
+            f" (binomial se, parameters pooled), MLE ± Hessian σ {s['mle_coverage_pooled']:.2f}"
+        )
     else:
         rows = closure_rows(args, theory)
         result["rows"] = rows

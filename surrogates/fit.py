@@ -115,6 +115,10 @@ class SurrogateCLI(LightningCLI):
             loggers.append(wandb)
         kwargs["logger"] = loggers
         kwargs["default_root_dir"] = str(out)
+        if cfg["trainer"].get("strategy") == "ddp" and not self.model.automatic_optimization:
+            # manual optimization (the GAN) steps the critic and the generator on separate losses,
+            # so each backward pass leaves the other network's parameters unused
+            kwargs["strategy"] = "ddp_find_unused_parameters_true"
         return super().instantiate_trainer(**kwargs)
 
 
@@ -177,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     cli.trainer.fit(model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
     train_seconds = time.perf_counter() - t0
+    if cli.trainer.global_rank != 0:  # under DDP the other processes stop here
+        return 0
     which = cli.config["eval"]["checkpoint"]
     if which not in ("best", "last"):
         raise InputError(f"--eval.checkpoint '{which}': choose best or last")

@@ -212,6 +212,8 @@ class Surrogate(pl.LightningModule):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 100)
         gen = torch.Generator().manual_seed(0)
         loss = torch.zeros(())
+        frozen = not next(self.norm_net.parameters()).requires_grad
+        self.norm_net.requires_grad_(True)
         with torch.enable_grad():
             for _ in range(steps):
                 idx = torch.randint(0, len(theta), (min(batch, len(theta)),), generator=gen)
@@ -220,8 +222,15 @@ class Surrogate(pl.LightningModule):
                 loss.backward()
                 opt.step()
                 sched.step()
+        self.norm_net.requires_grad_(not frozen)
         self.norms_fitted.fill_(True)
-        return float(loss)
+        return float(loss.detach())
+
+    def setup(self, stage: str) -> None:
+        # A norm network fitted on its own takes no part in the main loss: frozen before the
+        # strategy wraps the model, so that DDP sees only the parameters the loss uses.
+        if self.norm_steps > 0:
+            self.norm_net.requires_grad_(False)
 
     def on_fit_start(self) -> None:
         data = getattr(self.trainer, "datamodule", None)
@@ -251,12 +260,13 @@ class Surrogate(pl.LightningModule):
             prog_bar=True,
             on_epoch=True,
             on_step=False,
+            sync_dist=True,  # averaged over processes under DDP
         )
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         losses = self.training_loss(batch)
-        self.log_dict({f"val_{k}": v for k, v in losses.items()}, prog_bar=True)
+        self.log_dict({f"val_{k}": v for k, v in losses.items()}, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
         opt = torch.optim.Adam(

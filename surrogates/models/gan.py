@@ -135,6 +135,7 @@ class GANSurrogate(Surrogate):
             prog_bar=True,
             on_epoch=True,
             on_step=False,
+            sync_dist=True,
         )
 
     def on_train_epoch_end(self) -> None:

@@ -1,0 +1,54 @@
+"""Multi-process training: `surrogates.fit` under Lightning's DDP with 2 CPU processes (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fit(out: Path, seed: int, batch: int, *extra: str) -> dict:
+    args = ["vaim", "--config", str(ROOT / "configs" / "surrogates" / "vaim.yaml")]
+    args += ["--seed_everything", str(seed), "--data.seed", "1", "--data.n_params", "400"]
+    args += ["--data.events_per_param", "4", "--data.grid_size", "32"]
+    args += ["--data.batch_size", str(batch), "--model.hidden", "[32, 32]"]
+    args += ["--model.norm_steps", "200", "--trainer.max_epochs", "4"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
+    args += ["--eval.held_out", "1", "--eval.events", "200", "--eval.shift_events", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "surrogates.fit", *args, *extra, "--out", str(out)],
+        cwd=ROOT,
+        env=os.environ | {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_two_process_ddp_matches_one_process(tmp_path):
+    """2 processes × batch 16 (DDP, gloo) against 1 process × batch 32: the same effective batch
+    and number of optimizer steps, so the validation loss must agree within the seed-to-seed
+    spread of single-process runs."""
+    ddp = _fit(tmp_path / "ddp", 1, 16, "--trainer.strategy", "ddp", "--trainer.devices", "2")
+    single = [_fit(tmp_path / f"one-{s}", s, 32) for s in (1, 2, 3)]
+    steps = [m["steps"] for m in single]
+    assert ddp["steps"] == steps[0], "DDP must take the same optimizer steps per epoch"
+    losses = np.array([m["val_loss"] for m in single])
+    spread = losses.std(ddof=1)
+    assert np.isfinite(ddp["val_loss"]) and spread > 0
+    assert abs(ddp["val_loss"] - losses.mean()) < 4 * spread + 1e-3 * abs(losses.mean()), (
+        ddp["val_loss"],
+        losses,
+    )
+    # one run directory, written by rank 0 only: metrics, plots, checkpoints
+    run = tmp_path / "ddp"
+    assert (run / "heldout.png").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert ddp["epochs"] == 4
