@@ -32,6 +32,7 @@ from inverse.baselines import crb_std, fisher_information, fit_mle
 from inverse.gan import OuterGAN
 from inverse.plots import plot_curves, plot_events, plot_traces
 from surrogates.data import ObservedData, read_events
+from surrogates.ensemble import surrogate_share
 from surrogates.errors import InputError
 from surrogates.runs import cli_errors, write_run_files
 from surrogates.runs import load_config as read_config
@@ -86,6 +87,14 @@ def make_source(spec: str, theory: Theory):  # noqa: ANN201 - an EventSource
                 f"{theory.name}) and pass its checkpoint as --source"
             )
         return InverseCDFSampler(theory)
+    if "," in spec:  # an ensemble: every member checked like a single surrogate
+        from surrogates.ensemble import Ensemble
+
+        specs = [s.strip() for s in spec.split(",") if s.strip()]
+        members = [make_source(s, theory) for s in specs]
+        if any(not isinstance(m, torch.nn.Module) for m in members):
+            raise InputError("an ensemble source takes surrogates only, not 'exact'")
+        return Ensemble(members, names=[Path(s).stem for s in specs]).requires_grad_(False)
     from surrogates.zoo import card_of, load_surrogate, resolve_checkpoint
 
     info = card_of(resolve_checkpoint(spec)).get("theory", {})
@@ -146,6 +155,15 @@ def run_outer_gan(
         info = fisher_information(theory, theta, data.counts)
         return torch.linalg.pinv(info).numpy()
 
+    ensemble = getattr(source, "family", None) == "ensemble"
+    if ensemble:  # replica 0 (the data) through the mixture, replica r ≥ 1 through member r−1 mod M
+        if cfg["replicas"] < 2 * source.n_members + 1:
+            raise InputError(
+                f"an ensemble of {source.n_members} surrogates needs replicas ≥ "
+                f"{2 * source.n_members + 1} (2 per member, plus the data) to split the surrogates' "
+                "share of the uncertainty; raise --replicas"
+            )
+        source.rows = [-1] + [(r - 1) % source.n_members for r in range(1, cfg["replicas"])]
     model = OuterGAN(
         source,
         data,
@@ -229,6 +247,10 @@ def run_outer_gan(
         "seconds": seconds,
         "steps": int(model.step_count),
     }
+    if ensemble:
+        split = surrogate_share(final[1:], source.rows[1:])
+        metrics["ensemble"] = {"members": source.names, **split}
+        source.rows = None
     mle = None
     if cfg["compare_mle"]:
         mle = fit_mle(theory, data, start=mean)
@@ -296,6 +318,9 @@ def format_table(metrics: dict, title: str = "") -> str:
     head = f"{'param':>6} {'truth':>9} {'GAN':>9} {'± σ':>8} {'σ_CRB':>8} {'pull':>6}"
     if mle:
         head += f" {'MLE':>9} {'(GAN−MLE)/σ_CRB':>16}"
+    ens = metrics.get("ensemble")
+    if ens:
+        head += f" {'σ_surr':>9} {'share':>9}"
     lines.append(head)
     truth = metrics["params_true"]
     for i, name in enumerate(metrics["param_names"]):
@@ -307,7 +332,14 @@ def format_table(metrics: dict, title: str = "") -> str:
         )
         if mle:
             row += f" {mle['params'][i]:9.4f} {metrics['gan_minus_mle_crb'][i]:16.2f}"
+        if ens:
+            row += f" {ens['surrogate_std'][i]:9.4f} {ens['surrogate_share'][i]:9.2f}"
         lines.append(row)
+    if ens:
+        lines.append(
+            f"ensemble of {len(ens['members'])} ({', '.join(ens['members'])}): σ_surr is the "
+            "members' disagreement, share = σ_surr² / σ²"
+        )
     return "\n".join(lines)
 
 
@@ -319,7 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", default=None, help="YAML (default: built-in defaults)")
     parser.add_argument("--events", required=True, help="observed events (.npz or .csv)")
-    parser.add_argument("--source", default=None, help="exact, a zoo name or a .ckpt path")
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="exact, a zoo name or a .ckpt path; several, comma-separated: an ensemble",
+    )
     parser.add_argument("--theory", default=None, help="theory of the data (default: config)")
     parser.add_argument("--steps", type=int, default=None, help="generator updates")
     parser.add_argument("--replicas", type=int, default=None, help="data replicas (≥ 3 for σ)")
