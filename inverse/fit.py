@@ -68,7 +68,7 @@ DEFAULTS: dict = {
         "precondition": False,
         "precondition_at": 0.1,
     },
-    "trainer": {"accelerator": "auto", "devices": 1, "checkpoint_every": 250},
+    "trainer": {"accelerator": "auto", "devices": 1, "strategy": "auto", "checkpoint_every": 250},
 }
 
 
@@ -192,11 +192,16 @@ def run_outer_gan(
     accelerator = cfg["trainer"]["accelerator"]
     if not isinstance(source, torch.nn.Module) and accelerator == "auto":
         accelerator = "cpu"  # the exact theory's tensors live on the CPU (and it is cheap there)
+    strategy = cfg["trainer"]["strategy"]
+    if strategy == "ddp":  # each backward pass (critic, generator) leaves the other's weights unused
+        strategy = "ddp_find_unused_parameters_true"
     trainer = pl.Trainer(
         max_steps=model.trainer_steps,
         max_epochs=1,
         accelerator=accelerator,
         devices=cfg["trainer"]["devices"],
+        strategy=strategy,
+        use_distributed_sampler=False,  # under DDP every process runs all the steps
         logger=loggers,
         callbacks=[
             ModelCheckpoint(
@@ -220,6 +225,8 @@ def run_outer_gan(
     trainer.fit(model, steps, ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - t0
     trainer.save_checkpoint(last)
+    if trainer.global_rank != 0:  # under DDP the other processes stop here
+        return {}
 
     trace = np.asarray(model.trace)  # (K, R, P)
     trace_steps = np.asarray(model.trace_steps)
@@ -364,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="run directory (default runs/inverse-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue from --out's last.ckpt")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--trainer.strategy", dest="strategy", default=None, help="e.g. ddp")
+    parser.add_argument("--trainer.devices", dest="devices", type=int, default=None)
     return parser
 
 
@@ -374,12 +383,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ("source", "theory", "steps", "replicas", "events_per_step", "seed"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
+    for key in ("strategy", "devices"):
+        if getattr(args, key) is not None:
+            cfg["trainer"][key] = getattr(args, key)
     theory = get_theory(cfg["theory"])
     data = read_events(args.events, theory)
     source = make_source(str(cfg["source"]), theory)
     out = Path(args.out or f"runs/inverse-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg["events"] = str(args.events)
     metrics = run_outer_gan(theory, data, source, cfg, out, args.resume, not args.no_progress)
+    if not metrics:  # a DDP process other than rank 0
+        return 0
     title = (
         f"outer GAN, source {cfg['source']}, counts {data.counts.tolist()}: "
         f"{metrics['steps']} steps, {metrics['seconds']:.0f} s"

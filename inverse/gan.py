@@ -231,6 +231,7 @@ class OuterGAN(pl.LightningModule):
         self.d_lr_floor, self.g_lr_floor = d_lr_floor, g_lr_floor
         self.shared = shared
         self.trace_every = trace_every
+        self.seed = seed
         dtype = torch.float64
         self.generator_net = ParameterGenerator(
             low, high, replicas, g_latent, g_hidden, inset, seed
@@ -378,6 +379,8 @@ class OuterGAN(pl.LightningModule):
         self.log("chi2", chi2.detach()[0], prog_bar=True)
 
     def on_train_start(self) -> None:
+        if self.trainer.world_size > 1:  # DDP: every process draws its own events
+            torch.manual_seed(self.seed * 7919 + self.trainer.global_rank + 1)
         if isinstance(self.source, nn.Module):
             self.source.eval()  # a surrogate is a fixed function here, never in training mode
 
