@@ -127,18 +127,22 @@ class Ensemble(nn.Module):
                 if k > 0
             ]
             return [torch.cat([p[c] for p in parts], dim=1) for c in range(len(self.channels))]
-        out: list[list[Tensor]] = [[] for _ in self.channels]
-        for b, r in enumerate(rows):
-            one = theta[b : b + 1]
+        # rows grouped by member: one batched call per member, scattered back into row order
+        out: list[Tensor | None] = [None] * len(self.channels)
+        for r in sorted(set(rows)):
+            idx = [b for b, rb in enumerate(rows) if rb == r]
+            sub = theta[idx]
             if r < 0:
                 self.rows, saved = None, self.rows
-                events = self.sample(one, n, generator)
+                events = self.sample(sub, n, generator)
                 self.rows = saved
             else:
-                events = self.members[r].sample(one, n, generator=generator)
+                events = self.members[r].sample(sub, n, generator=generator)
             for c, e in enumerate(events):
-                out[c].append(e)
-        return [torch.cat(o, dim=0) for o in out]
+                if out[c] is None:
+                    out[c] = e.new_empty((theta.shape[0], *e.shape[1:]))
+                out[c] = out[c].index_copy(0, torch.as_tensor(idx, device=e.device), e)
+        return out
 
     def member_norms(self, theta: Tensor) -> Tensor:
         """(M, B, C) each member's ∫σ_c."""
