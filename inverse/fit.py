@@ -88,13 +88,13 @@ def make_source(spec: str, theory: Theory):  # noqa: ANN201 - an EventSource
             )
         return InverseCDFSampler(theory)
     if "," in spec:  # an ensemble: every member checked like a single surrogate
-        from surrogates.ensemble import Ensemble
+        from surrogates.ensemble import Ensemble, member_names
 
         specs = [s.strip() for s in spec.split(",") if s.strip()]
         members = [make_source(s, theory) for s in specs]
         if any(not isinstance(m, torch.nn.Module) for m in members):
             raise InputError("an ensemble source takes surrogates only, not 'exact'")
-        return Ensemble(members, names=[Path(s).stem for s in specs]).requires_grad_(False)
+        return Ensemble(members, names=member_names(specs)).requires_grad_(False)
     from surrogates.zoo import card_of, load_surrogate, resolve_checkpoint
 
     info = card_of(resolve_checkpoint(spec)).get("theory", {})
@@ -193,7 +193,9 @@ def run_outer_gan(
     if not isinstance(source, torch.nn.Module) and accelerator == "auto":
         accelerator = "cpu"  # the exact theory's tensors live on the CPU (and it is cheap there)
     strategy = cfg["trainer"]["strategy"]
-    if strategy == "ddp":  # each backward pass (critic, generator) leaves the other's weights unused
+    if (
+        strategy == "ddp"
+    ):  # each backward pass (critic, generator) leaves the other's weights unused
         strategy = "ddp_find_unused_parameters_true"
     trainer = pl.Trainer(
         max_steps=model.trainer_steps,

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from surrogates.errors import InputError
 
-__all__ = ["Ensemble", "surrogate_share"]
+__all__ = ["Ensemble", "member_names", "surrogate_share"]
 
 
 class Ensemble(nn.Module):
@@ -71,7 +71,7 @@ class Ensemble(nn.Module):
         from surrogates.zoo import load_surrogate
 
         members = [load_surrogate(s, theory) for s in specs]
-        return cls(members, names=[Path(str(s)).stem for s in specs])
+        return cls(members, names=member_names(specs))
 
     @classmethod
     def from_search(cls, search_dir: str | Path, k: int = 3, theory: str | None = None) -> Ensemble:
@@ -189,6 +189,22 @@ class Ensemble(nn.Module):
             "mean_x_aleatoric": (sds.mean(0) / np.sqrt(n)).numpy(),
             "norm_epistemic": (norms.std(0) / norms.mean(0)).numpy(),
         }
+
+
+def member_names(specs: Sequence[str | Path]) -> list[str]:
+    """Short names for checkpoints: the file stem, or the run directory for ``RUN/checkpoints/X.ckpt``.
+
+    >>> member_names(["flow-zuko", "runs/a/checkpoints/best.ckpt", "runs/b/checkpoints/best.ckpt"])
+    ['flow-zuko', 'a', 'b']
+    """
+    paths = [Path(str(s)) for s in specs]
+    stems = [p.stem for p in paths]
+    return [
+        p.parent.parent.name
+        if stems.count(p.stem) > 1 and p.parent.name == "checkpoints"
+        else p.stem
+        for p in paths
+    ]
 
 
 def surrogate_share(theta: np.ndarray, groups: Sequence[int]) -> dict[str, np.ndarray]:
