@@ -34,7 +34,7 @@ from inverse.plots import plot_curves, plot_events, plot_traces
 from surrogates.data import ObservedData, read_events
 from surrogates.ensemble import surrogate_share
 from surrogates.errors import InputError
-from surrogates.runs import cli_errors, write_run_files
+from surrogates.runs import cli_errors, default_run_dir, is_rank_zero, write_run_files
 from surrogates.runs import load_config as read_config
 from surrogates.sampling import InverseCDFSampler
 from surrogates.theory import Theory, get_theory
@@ -134,7 +134,8 @@ def run_outer_gan(
     Returns the metrics dictionary (also written to ``out/metrics.json``).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if is_rank_zero():  # under DDP the other processes write nothing
+        out.mkdir(parents=True, exist_ok=True)
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise InputError(f"--resume: no {last} to continue from; check --out")
@@ -193,9 +194,9 @@ def run_outer_gan(
     if not isinstance(source, torch.nn.Module) and accelerator == "auto":
         accelerator = "cpu"  # the exact theory's tensors live on the CPU (and it is cheap there)
     strategy = cfg["trainer"]["strategy"]
-    if (
-        strategy == "ddp"
-    ):  # each backward pass (critic, generator) leaves the other's weights unused
+    several = cfg["trainer"]["devices"] not in (1, "1", "auto")
+    if strategy == "ddp" or (several and strategy == "auto"):
+        # each backward pass (critic, generator) leaves the other's weights unused
         strategy = "ddp_find_unused_parameters_true"
     trainer = pl.Trainer(
         max_steps=model.trainer_steps,
@@ -347,7 +348,8 @@ def format_table(metrics: dict, title: str = "") -> str:
     if ens:
         lines.append(
             f"ensemble of {len(ens['members'])} ({', '.join(ens['members'])}): σ_surr is the "
-            "members' disagreement, share = σ_surr² / σ²"
+            "members' disagreement, σ_stat the spread within one member's replicas, "
+            "share = σ_surr² / (σ_surr² + σ_stat²)"
         )
     return "\n".join(lines)
 
@@ -391,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     theory = get_theory(cfg["theory"])
     data = read_events(args.events, theory)
     source = make_source(str(cfg["source"]), theory)
-    out = Path(args.out or f"runs/inverse-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out or default_run_dir("inverse"))
     cfg["events"] = str(args.events)
     metrics = run_outer_gan(theory, data, source, cfg, out, args.resume, not args.no_progress)
     if not metrics:  # a DDP process other than rank 0

@@ -47,17 +47,8 @@ CURVES = {
     "inverse": [("g_shape", "step"), ("d_loss", "step"), ("norm_chi2", "step")],
 }
 IMAGES = {"surrogate": ["heldout"], "inverse": ["traces", "curves", "events"]}
-_SKIP = {
-    "latest-run",
-    "checkpoints",
-    "media",
-    "files",
-    "tmp",
-    "__pycache__",
-    ".git",
-    ".venv",
-    "node_modules",
-}
+# never runs: (a wandb run's own media/, files/, tmp/ are not entered: its folder is a run)
+_SKIP = {"latest-run", "checkpoints", "__pycache__", ".git", ".venv", "node_modules"}
 
 
 @dataclass
@@ -108,7 +99,8 @@ def find_runs(roots: Sequence[str | Path]) -> list[Path]:
         for folder, dirs, files in os.walk(root):
             here = Path(folder)
             dirs[:] = sorted(d for d in dirs if d not in _SKIP)
-            if "metrics.json" in files or any(f.endswith(".wandb") for f in files):
+            running = "config.yaml" in files and (here / "logs" / "metrics.csv").is_file()
+            if "metrics.json" in files or running or any(f.endswith(".wandb") for f in files):
                 found.append(here)
                 dirs[:] = []
             elif "metrics.csv" in files:
@@ -160,13 +152,16 @@ def _label(path: Path, root: Path) -> str:
 
 def load_run(path: Path, root: Path) -> Run:
     """Read one run folder found by `find_runs`."""
-    if (path / "metrics.json").is_file():
-        try:
-            metrics = json.loads((path / "metrics.json").read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(
-                f"{path / 'metrics.json'} is not valid JSON ({err}); rerun that fit"
-            ) from None
+    finished = (path / "metrics.json").is_file()
+    if finished or (path / "config.yaml").is_file() and (path / "logs" / "metrics.csv").is_file():
+        metrics = {}
+        if finished:
+            try:
+                metrics = json.loads((path / "metrics.json").read_text())
+            except json.JSONDecodeError as err:
+                raise InputError(
+                    f"{path / 'metrics.json'} is not valid JSON ({err}); rerun that fit"
+                ) from None
         config = {}
         if (path / "config.yaml").is_file():
             config = yaml.safe_load((path / "config.yaml").read_text()) or {}
@@ -177,8 +172,11 @@ def load_run(path: Path, root: Path) -> Run:
         elif wb := sorted(path.glob("wandb/offline-run-*")):
             curves = _wandb_curves(_wandb(wb[-1]).history)
         images = {p.stem: p for p in sorted(path.glob("*.png"))}
-        kind = _kind(metrics, config)
-        return Run(_label(path, root), path, "run dir", kind, config, metrics, curves, images)
+        if not finished:  # still training: the last logged values stand in for metrics.json
+            metrics = _last_values(curves)
+        kind = _kind(metrics, config, list(curves))
+        origin = "run dir" if finished else "run dir (running)"
+        return Run(_label(path, root), path, origin, kind, config, metrics, curves, images)
     if any(path.glob("*.wandb")):
         wb = _wandb(path)
         owner = path.parent.parent if path.parent.name == "wandb" else path.parent
@@ -200,12 +198,18 @@ def load_run(path: Path, root: Path) -> Run:
     if (path / "hparams.yaml").is_file():
         config = yaml.safe_load((path / "hparams.yaml").read_text()) or {}
     owner = path.parent if path.name == "logs" and path != root else path
+    metrics = _last_values(curves)
+    name = f"{_label(owner, root)} (csv)"
+    return Run(name, path, "CSV log", _kind(metrics, config, list(curves)), config, metrics, curves)
+
+
+def _last_values(curves: dict) -> dict:
+    """The last logged value of every column, and the last step."""
     metrics = {k: float(y[-1]) for k, (_, y) in curves.items() if not k.endswith("@epoch")}
     steps = [x for k, (x, _) in curves.items() if not k.endswith("@epoch")]
     if steps:
         metrics["steps"] = float(np.nanmax(np.concatenate(steps)))
-    name = f"{_label(owner, root)} (csv)"
-    return Run(name, path, "CSV log", _kind(metrics, config, list(curves)), config, metrics, curves)
+    return metrics
 
 
 def _wandb(path: Path):  # noqa: ANN202 - WandbRun
@@ -291,7 +295,11 @@ def _cell(v: object, digits: int = 3) -> str:
         return '<td data-v=""></td>'
     if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool):
         f = float(v)
-        return f'<td class="num" data-v="{f!r}">{html.escape(_fmt(f, digits))}</td>'
+        if math.isnan(f):
+            return '<td data-v=""></td>'
+        key = repr(f) if math.isfinite(f) else ("Infinity" if f > 0 else "-Infinity")
+        shown = _fmt(f, digits) if math.isfinite(f) else str(f)
+        return f'<td class="num" data-v="{key}">{html.escape(shown)}</td>'
     return f"<td>{html.escape(str(v))}</td>"
 
 
@@ -393,7 +401,7 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
         const x = cellValue(a, i), y = cellValue(b, i);
         const bx = x === "" || Number.isNaN(x), by = y === "" || Number.isNaN(y);
         if (bx || by) return bx === by ? 0 : (bx ? 1 : -1);
-        const d = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
+        const d = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y), undefined, {numeric: true});
         return asc ? d : -d;
       });
       rows.forEach(function (r) { body.appendChild(r); });
@@ -499,7 +507,11 @@ def build_dashboard(
     """Write ``out/index.html`` for the runs under ``roots``; returns its path."""
     runs: list[Run] = []
     for root in map(Path, roots):
-        runs += [load_run(p, root) for p in find_runs([root])]
+        for path in find_runs([root]):
+            try:
+                runs.append(load_run(path, root))
+            except (InputError, OSError, ValueError) as err:  # one broken run spoils no page
+                print(f"dashboard: skipped {path}: {err}", file=sys.stderr)
     runs = [r for r in runs if r.metrics or r.curves]  # not a wandb run that failed to start
     if not runs:
         raise InputError(

@@ -78,6 +78,8 @@ class Ensemble(nn.Module):
         """The top-k evaluations of a `surrogates.hpo` search (by its objective)."""
         import csv
 
+        if k < 2:
+            raise InputError(f"an ensemble needs at least 2 members, k = {k} asked for")
         path = Path(search_dir) / "results.csv"
         if not path.is_file():
             raise InputError(
@@ -230,7 +232,12 @@ def surrogate_share(theta: np.ndarray, groups: Sequence[int]) -> dict[str, np.nd
     return {
         "surrogate_std": np.sqrt(surrogate),
         "statistical_std": np.sqrt(within),
-        "surrogate_share": surrogate / (surrogate + within),
+        "surrogate_share": np.divide(
+            surrogate,
+            surrogate + within,
+            out=np.zeros_like(surrogate),
+            where=surrogate + within > 0,
+        ),
     }
 
 

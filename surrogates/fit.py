@@ -29,7 +29,7 @@ from surrogates.data import TrainingDataModule
 from surrogates.errors import InputError
 from surrogates.metrics import evaluate_surrogate
 from surrogates.models import FAMILIES, Surrogate, get_family
-from surrogates.runs import cli_errors, write_run_files
+from surrogates.runs import cli_errors, default_run_dir, is_rank_zero, write_run_files
 from surrogates.theory import get_theory
 from surrogates.tracking import finish_wandb, per_name, wandb_logger
 
@@ -115,7 +115,14 @@ class SurrogateCLI(LightningCLI):
             loggers.append(wandb)
         kwargs["logger"] = loggers
         kwargs["default_root_dir"] = str(out)
-        if cfg["trainer"].get("strategy") == "ddp" and not self.model.automatic_optimization:
+        several = (
+            str(cfg["trainer"].get("devices")) not in ("1", "auto", "None")
+            or (cfg["trainer"].get("num_nodes") or 1) > 1
+        )
+        strategy = cfg["trainer"].get("strategy")
+        if (strategy == "ddp" or (several and strategy == "auto")) and (
+            not self.model.automatic_optimization
+        ):
             # manual optimization (the GAN) steps the critic and the generator on separate losses,
             # so each backward pass leaves the other network's parameters unused
             kwargs["strategy"] = "ddp_find_unused_parameters_true"
@@ -149,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_class = get_family(family)
     argv = _expand_shorthand(argv)
     if "--out" not in " ".join(argv):
-        argv += ["--out", f"runs/{family}-{time.strftime('%Y%m%d-%H%M%S')}"]
+        argv += ["--out", default_run_dir(family)]
     if "--ckpt_path" in argv:
         i = argv.index("--ckpt_path")
         if i + 1 < len(argv) and argv[i + 1] == "last":
@@ -175,8 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser_kwargs={"prog": f"python -m surrogates.fit {family}", "description": __doc__},
     )
     out = Path(cli.config["out"])
-    out.mkdir(parents=True, exist_ok=True)
-    cli.parser.save(cli.config, out / "config.yaml", overwrite=True, skip_none=False)
+    if is_rank_zero():  # under DDP the other processes write nothing
+        out.mkdir(parents=True, exist_ok=True)
+        cli.parser.save(cli.config, out / "config.yaml", overwrite=True, skip_none=False)
     model: Surrogate = cli.model
     t0 = time.perf_counter()
     cli.trainer.fit(model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])

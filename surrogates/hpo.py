@@ -40,14 +40,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from surrogates.errors import InputError
@@ -163,6 +164,8 @@ def run_evaluation(job, family: str, out: str, budget: dict) -> dict | str:  # n
     ]
     cmd += ["--eval.events", str(budget["events"]), *budget.get("extra", [])]
     cmd += [*_overrides(family, params), "--out", str(run_dir)]  # fmt: skip
+    if run_dir.exists():  # a job cut short by a stopped search, rerun under its id on --resume
+        shutil.rmtree(run_dir)
     t0 = time.perf_counter()
     env = os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.setdefault("WANDB_MODE", "offline")
@@ -175,18 +178,19 @@ def run_evaluation(job, family: str, out: str, budget: dict) -> dict | str:  # n
         last = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
         return f"F_fit_failed: {last}"
     metrics = json.loads(metrics_path.read_text())
-    shift = max(metrics.get("theta_shift_crb") or [math.inf])
-    if not math.isfinite(shift):
+    shifts = np.asarray(metrics.get("theta_shift_crb") or [np.nan], dtype=float)
+    if not np.all(np.isfinite(shifts)):  # a failed fit of one parameter must not look good
         return "F_no_fidelity"
+    shift = float(shifts.max())
     return {
         "objective": -float(shift),
         "metadata": {
             "run_dir": str(run_dir),
             "seconds": seconds,
             "theta_shift_crb_max": float(shift),
-            "c2st_auc_max": float(max(metrics.get("c2st_auc") or [math.nan])),
-            "norm_error": float(metrics.get("norm_error", math.nan)),
-            "val_loss": float(metrics.get("val_loss", math.nan)),
+            "c2st_auc_max": float(np.max(metrics.get("c2st_auc") or [np.nan])),
+            "norm_error": float(metrics.get("norm_error", np.nan)),
+            "val_loss": float(metrics.get("val_loss", np.nan)),
         },
     }
 
@@ -215,7 +219,6 @@ def _plot(results, path: Path) -> None:  # noqa: ANN001 - pandas DataFrame
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     import pandas as pd
 
     obj = pd.to_numeric(results["objective"], errors="coerce").to_numpy()
@@ -292,8 +295,6 @@ def run_search(
         raise InputError(
             f"--data {data}: no such training set; make one with python -m surrogates.simulate training"
         )
-    import numpy as np
-
     with np.load(data) as arrays:  # the models' x grid must be the training set's
         grid_size = int(arrays["grid"].shape[0])
     extra = ["--data.grid_size", str(grid_size), *extra]

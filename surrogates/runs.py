@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -70,6 +72,25 @@ def write_run_files(out: str | Path, config: dict, metrics: dict) -> Path:
     (out / "metrics.json").write_text(json.dumps(to_jsonable(metrics), indent=2) + "\n")
     (out / "environment.json").write_text(json.dumps(environment(), indent=2) + "\n")
     return out
+
+
+def default_run_dir(prefix: str) -> str:
+    """``runs/PREFIX-<time>``, the same in every process of one launch.
+
+    Lightning's DDP launcher starts the other processes from the original command line seconds
+    later; the first process's choice travels to them in the environment.
+    """
+    key = "SURROGATE_ZOO_RUN_DIR"
+    if is_rank_zero() or key not in os.environ:
+        os.environ[key] = f"runs/{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return os.environ[key]
+
+
+def is_rank_zero() -> bool:
+    """True in the process that writes run files (always, without DDP)."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
 
 
 def cli_errors(main: Callable[..., int | None]) -> Callable[..., int]:

@@ -225,4 +225,27 @@ def test_dashboard_cli_errors(tmp_path, capsys):
     bad.mkdir()
     (bad / "metrics.json").write_text("{not json")
     status, _, err = run_cli(dashboard_main, [str(bad), "--out", str(tmp_path / "d")], capsys)
-    assert status == 2 and "not valid JSON" in err
+    assert status == 2 and "not valid JSON" in err and "skipped" in err  # then: no runs at all
+
+
+def test_running_fits_count_once_and_broken_runs_are_skipped(runs, tmp_path, capsys):
+    root = tmp_path / "runs"
+    # a fit still training: config and CSV log and its wandb run, no metrics.json yet
+    shutil.copytree(runs / "inv-exact" / "logs", root / "running" / "logs")
+    shutil.copy(runs / "inv-exact" / "config.yaml", root / "running" / "config.yaml")
+    shutil.copytree(runs / "inv-exact" / "wandb", root / "running" / "wandb", symlinks=True)
+    # a wandb run file that is not one, and a user's own folder named tmp holding a run
+    (root / "broken" / "wandb" / "offline-run-x").mkdir(parents=True)
+    (root / "broken" / "wandb" / "offline-run-x" / "run-x.wandb").write_bytes(b"garbage")
+    shutil.copytree(runs / "vaim", root / "tmp" / "vaim", ignore=shutil.ignore_patterns("wandb"))
+    page = build_dashboard([root], tmp_path / "dash")
+    err = capsys.readouterr().err
+    assert "skipped" in err and "broken" in err and len(err.strip().splitlines()) == 1
+    found = [load_run(p, root) for p in find_runs([root]) if "broken" not in str(p)]
+    assert sorted((r.name, r.origin) for r in found) == [
+        ("running", "run dir (running)"),
+        ("tmp/vaim", "run dir"),
+    ]
+    running = next(r for r in found if r.name == "running")
+    assert running.kind == "inverse" and running.metrics["steps"] > 0
+    assert "<td>running</td>" in page.read_text()

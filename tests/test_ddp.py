@@ -60,16 +60,23 @@ def test_outer_gan_under_two_process_ddp(tmp_path, obs_file):
 
     def run(name: str, *extra: str) -> dict:
         args = ["--events", str(obs_file), "--source", "exact", "--steps", "400"]
-        args += ["--replicas", "3", "--no-progress", "--seed", "0", "--out", str(tmp_path / name)]
+        args += ["--replicas", "3", "--no-progress", "--seed", "0"]
+        if name != "ddp":
+            args += ["--out", str(tmp_path / name)]
+        (tmp_path / "cwd").mkdir(exist_ok=True)
         done = subprocess.run(
             [sys.executable, "-m", "inverse.fit", *args, *extra],
-            cwd=ROOT,
+            cwd=tmp_path / "cwd",
             env=os.environ | {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"},
             capture_output=True,
             text=True,
             timeout=900,
         )
         assert done.returncode == 0, done.stderr[-3000:]
+        if name == "ddp":  # default run directory: one, shared by both processes
+            made = list((tmp_path / "cwd" / "runs").iterdir())
+            assert len(made) == 1, made
+            return json.loads((made[0] / "metrics.json").read_text())
         return json.loads((tmp_path / name / "metrics.json").read_text())
 
     ddp = run("ddp", "--trainer.strategy", "ddp", "--trainer.devices", "2")
