@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,15 @@ TINY = {
     "flow-normflows": lambda: FlowSurrogate(
         backend="normflows", transforms=2, bins=4, hidden=(16, 16)
     ),
+    **{
+        f"flow-{backend}-{variable}": (
+            lambda backend=backend, variable=variable: FlowSurrogate(
+                backend=backend, event_variable=variable, transforms=2, bins=4, hidden=(16, 16)
+            )
+        )
+        for backend in ("zuko", "nflows", "normflows")
+        for variable in ("unit", "probit")
+    },
     "gan": lambda: GANSurrogate(hidden=(16, 16), critic_hidden=(16,)),
     "vae": lambda: VAESurrogate(hidden=(16, 16)),
     "vaim": lambda: VAIMSurrogate(grid_size=32, hidden=(16, 16)),
@@ -68,6 +78,29 @@ def test_zoo_invariants(name, tmp_path):
         model.sample([[4.0, 0, 1, 1, 0, 1]], 5)
     with pytest.raises(ParameterError, match="NaN"):
         model.norms([[float("nan"), 0, 1, 1, 0, 1]])
+
+
+@pytest.mark.parametrize("variable", ["logit", "probit", "unit"])
+def test_flow_event_variables_are_normalized_densities(variable):
+    """Every event variable: from_unit inverts to_unit, and the flow's density in x integrates to
+    1 less the mass the (untrained) flow puts beyond the clamp of s at 1e−7 from the ends."""
+    torch.manual_seed(0)
+    model = FlowSurrogate(event_variable=variable, transforms=2, bins=4, hidden=(16, 16)).eval()
+    # x = 0.1 + 0.9 Φ(t): nodes dense enough at both ends for every event variable
+    t = torch.linspace(-5.19, 5.19, 20001, dtype=torch.float64)
+    x = (0.1 + 0.9 * torch.special.ndtr(t)).view(1, -1, 1)
+    y, _ = model.to_unit(x.float())
+    assert torch.allclose(model.from_unit(y).double(), x, atol=1e-5)
+    theta = torch.tensor([THETA[0]])
+    with torch.no_grad():
+        p = model.log_prob(x, theta).exp().double()
+        ys = model._sample_unit(theta, 0, 200_000, torch.Generator().manual_seed(1))
+    edge, _ = model.to_unit(x[:, [0, -1]].float())
+    outside = ((ys < edge[0, 0]) | (ys > edge[0, 1])).double().mean()
+    integral = torch.trapezoid(p[0, 0] * 0.9 * torch.exp(-0.5 * t**2) / math.sqrt(2 * math.pi), t)
+    assert abs(float(integral + outside) - 1) < 1e-2, (float(integral), float(outside))
+    with pytest.raises(InputError, match="event_variable"):
+        FlowSurrogate(event_variable="tanh")
 
 
 def test_training_reduces_the_loss_of_every_family():

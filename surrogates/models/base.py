@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
@@ -12,7 +13,10 @@ from surrogates.errors import ParameterError
 from surrogates.sampling import counts_per_channel
 from surrogates.theory import get_theory
 
-__all__ = ["Surrogate", "mlp"]
+__all__ = ["Surrogate", "mlp", "EVENT_VARIABLES"]
+
+EVENT_VARIABLES = ("logit", "probit", "unit")
+_UNIT_EPS = 1e-6  # s is kept this far inside [0, 1] (float32 resolves 1 − 1e-6)
 
 
 def mlp(
@@ -33,12 +37,14 @@ def mlp(
 class Surrogate(pl.LightningModule):
     """A learned p̂(x | θ, channel) and ∫σ_c(θ): the EventSource that replaces module-2.
 
-    Subclasses implement `_sample_unit` (events in the unbounded event variable y) and, where the
-    model has a density, `_log_prob_unit`, plus `training_loss`. This class owns what they share:
-    the theory's description (prior box, channels, x range), the conditioning vector, the event
-    variable y = logit((x − x_low)/(x_high − x_low)) in which the steep edges of the densities
-    become smooth exponential tails, the norm network, validation of public inputs, and the
-    optimizer with its scheduler.
+    Subclasses implement `_sample_unit` (events in the event variable y) and, where the model has
+    a density, `_log_prob_unit`, plus `training_loss`. This class owns what they share: the
+    theory's description (prior box, channels, x range), the conditioning vector, the event
+    variable y of s = (x − x_low)/(x_high − x_low) ∈ [0, 1] (`event_variable`: "logit", the
+    default, y = logit(s), in which the edges of the densities become exponential tails;
+    "probit", y = Φ⁻¹(s), in which a density that is finite at an edge becomes the standard
+    normal's tail; "unit", y = s itself, for models with a bounded support), the norm network,
+    validation of public inputs, and the optimizer with its scheduler.
 
     Args:
         theory: registry name of the theory the surrogate learns.
@@ -53,6 +59,7 @@ class Surrogate(pl.LightningModule):
     """
 
     family: str = "surrogate"
+    event_variable: str = "logit"
 
     def __init__(
         self,
@@ -103,16 +110,35 @@ class Surrogate(pl.LightningModule):
 
     # ------------------------------------------------------------------ event variable
     def to_unit(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """y = logit((x − lo)/(hi − lo)) and log|dy/dx| (summed over event dimensions)."""
+        """The event variable y of s = (x − lo)/(hi − lo) and log|dy/dx| (summed over event dims).
+
+        logit: y = log s − log(1 − s); probit: y = Φ⁻¹(s); unit: y = s.
+        """
         span = self.x_high - self.x_low
-        s = ((x - self.x_low) / span).clamp(1e-7, 1 - 1e-7)
-        y = torch.log(s) - torch.log1p(-s)
-        log_jac = -(torch.log(s) + torch.log1p(-s) + torch.log(span)).sum(-1)
+        s = (x - self.x_low) / span
+        if self.event_variable == "logit":
+            s = s.clamp(1e-7, 1 - 1e-7)
+            y = torch.log(s) - torch.log1p(-s)
+            log_jac = -(torch.log(s) + torch.log1p(-s) + torch.log(span)).sum(-1)
+        elif self.event_variable == "probit":
+            s = s.clamp(1e-7, 1 - 1e-7)
+            y = torch.special.ndtri(s)
+            # dy/ds = 1/φ(y)
+            log_jac = (0.5 * y**2 + 0.5 * math.log(2 * math.pi) - torch.log(span)).sum(-1)
+        else:
+            y = s.clamp(_UNIT_EPS, 1 - _UNIT_EPS)
+            log_jac = -torch.log(span).sum(-1).expand(y.shape[:-1])
         return y, log_jac
 
     def from_unit(self, y: Tensor) -> Tensor:
-        """x = lo + (hi − lo) sigmoid(y)."""
-        return self.x_low + (self.x_high - self.x_low) * torch.sigmoid(y)
+        """x = lo + (hi − lo) s(y), the inverse of `to_unit`."""
+        if self.event_variable == "logit":
+            s = torch.sigmoid(y)
+        elif self.event_variable == "probit":
+            s = torch.special.ndtr(y)
+        else:
+            s = y.clamp(0.0, 1.0)
+        return self.x_low + (self.x_high - self.x_low) * s
 
     # ------------------------------------------------------------------ EventSource
     def check_theta(self, theta: Tensor) -> Tensor:

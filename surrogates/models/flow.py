@@ -5,19 +5,32 @@ References: C. Durkan et al., "Neural Spline Flows", NeurIPS 2019 (arXiv:1906.04
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from surrogates.errors import InputError
-from surrogates.models.base import Surrogate
+from surrogates.models.base import EVENT_VARIABLES, Surrogate
 
 __all__ = ["FlowSurrogate", "BACKENDS"]
 
 
 class _Backend(nn.Module):
-    """A conditional flow on R^d: log_prob(y, context) and inverse(z, context) → y."""
+    """A conditional flow: log_prob(y, context) and inverse(z, context) → y, z standard normal.
+
+    With ``bounded`` the flow lives on the unit box [0, 1]^d: a uniform base and splines without
+    tails whose boundary slopes are learned, so that a density that is finite and nonzero at an
+    edge of the x range needs no tail; `inverse` still takes standard-normal z (mapped to the
+    uniform base by Φ), so that sampling is the same for every backend. Otherwise the flow is on
+    R^d with a standard-normal base and linear tails outside ±tail_bound.
+
+    y and z are (N, d) with context (N, c); a backend with ``broadcasts`` also takes y, z
+    (B, n, d) with context (B, 1, c) and returns (B, n) log densities or (B, n, d) events.
+    """
+
+    broadcasts = False
 
     def log_prob(self, y: Tensor, context: Tensor) -> Tensor:
         raise NotImplementedError
@@ -26,7 +39,47 @@ class _Backend(nn.Module):
         raise NotImplementedError
 
 
+def _zuko_bounded_rqs() -> type:
+    """zuko's monotonic rational-quadratic spline on [−bound, bound] with learned end slopes.
+
+    zuko's `MonotonicRQSTransform` fixes the slope at both ends to 1 (it is the identity outside);
+    on a bounded domain with a uniform base those end slopes set the density at the edges, so here
+    they are parameters too: ``derivatives`` has bins + 1 entries instead of bins − 1.
+    """
+    import math
+
+    import torch.nn.functional as F
+    from zuko.transforms import MonotonicRQSTransform
+
+    class BoundedRQSTransform(MonotonicRQSTransform):
+        def __init__(
+            self,
+            widths: Tensor,
+            heights: Tensor,
+            derivatives: Tensor,
+            bound: float = 5.0,
+            slope: float = 1e-3,
+            **kwargs,
+        ) -> None:
+            super(MonotonicRQSTransform, self).__init__(**kwargs)
+            soft = -math.log(slope)  # keeps every slope and bin above `slope`, as zuko does
+            widths = widths / (1 + abs(2 * widths / soft))
+            heights = heights / (1 + abs(2 * heights / soft))
+            derivatives = derivatives / (1 + abs(derivatives / soft))
+            widths = F.pad(F.softmax(widths, dim=-1), (1, 0), value=0)
+            heights = F.pad(F.softmax(heights, dim=-1), (1, 0), value=0)
+            self.horizontal = bound * (2 * torch.cumsum(widths, dim=-1) - 1)
+            self.vertical = bound * (2 * torch.cumsum(heights, dim=-1) - 1)
+            self.derivatives = torch.exp(derivatives)
+
+    return BoundedRQSTransform
+
+
 class _Zuko(_Backend):
+    # zuko's splines act on [−5, 5]
+    BOUND = 5.0
+    broadcasts = True  # zuko's transforms broadcast their parameters over the events
+
     def __init__(
         self,
         dim: int,
@@ -35,26 +88,55 @@ class _Zuko(_Backend):
         bins: int,
         hidden: Sequence[int],
         tail_bound: float,
+        bounded: bool = False,
     ) -> None:
         super().__init__()
         import zuko
 
-        self.flow = zuko.flows.NSF(
-            features=dim,
-            context=context,
-            transforms=transforms,
-            bins=bins,
-            hidden_features=list(hidden),
-        )
-        self.bound = tail_bound
+        self.bounded = bounded
+        if bounded:
+            self.flow = zuko.flows.MAF(
+                features=dim,
+                context=context,
+                transforms=transforms,
+                univariate=_zuko_bounded_rqs(),
+                shapes=[(bins,), (bins,), (bins + 1,)],
+                hidden_features=list(hidden),
+            )
+            self.flow.base = zuko.flows.UnconditionalDistribution(
+                zuko.distributions.BoxUniform,
+                torch.full((dim,), -self.BOUND),
+                torch.full((dim,), self.BOUND),
+                buffer=True,
+            )
+            self.scale = 2 * self.BOUND  # y ∈ [0, 1] → [−5, 5]
+        else:
+            self.flow = zuko.flows.NSF(
+                features=dim,
+                context=context,
+                transforms=transforms,
+                bins=bins,
+                hidden_features=list(hidden),
+            )
+            self.scale = self.BOUND / tail_bound  # y ∈ [−tail_bound, tail_bound] → [−5, 5]
+
+    def _to_flow(self, y: Tensor) -> Tensor:
+        return y * self.scale - self.BOUND if self.bounded else y * self.scale
 
     def log_prob(self, y: Tensor, context: Tensor) -> Tensor:
-        # zuko's spline acts on [−5, 5]; scale the event variable into it
-        s = 5.0 / self.bound
-        return self.flow(context).log_prob(y * s) + y.shape[-1] * torch.log(torch.tensor(s))
+        if self.bounded:
+            # the uniform base's log density by hand: its support is half-open, and a spline
+            # output rounded onto the upper end would get −inf
+            _, ladj = self.flow(context).transform.call_and_ladj(self._to_flow(y))
+            return ladj  # + d log(scale) − d log(2 bound) = 0
+        return self.flow(context).log_prob(self._to_flow(y)) + y.shape[-1] * math.log(self.scale)
 
     def inverse(self, z: Tensor, context: Tensor) -> Tensor:
-        return self.flow(context).transform.inv(z) * (self.bound / 5.0)
+        if self.bounded:
+            u = (torch.special.ndtr(z) * 2 - 1) * self.BOUND
+            u = u.clamp(-self.BOUND * (1 - 1e-6), self.BOUND * (1 - 1e-6))
+            return (self.flow(context).transform.inv(u) + self.BOUND) / self.scale
+        return self.flow(context).transform.inv(z) / self.scale
 
 
 class _Nflows(_Backend):
@@ -66,6 +148,7 @@ class _Nflows(_Backend):
         bins: int,
         hidden: Sequence[int],
         tail_bound: float,
+        bounded: bool = False,
     ) -> None:
         super().__init__()
         from nflows.distributions import StandardNormal
@@ -75,6 +158,7 @@ class _Nflows(_Backend):
             MaskedPiecewiseRationalQuadraticAutoregressiveTransform as Spline,
         )
 
+        self.bounded = bounded
         layers = [
             Spline(
                 features=dim,
@@ -82,18 +166,33 @@ class _Nflows(_Backend):
                 context_features=context,
                 num_blocks=max(len(hidden) - 1, 1),
                 num_bins=bins,
-                tails="linear",
+                # tails=None: a spline on [0, 1] with learned end slopes
+                tails=None if bounded else "linear",
                 tail_bound=tail_bound,
             )
             for _ in range(transforms)
         ]
-        self.flow = Flow(CompositeTransform(layers), StandardNormal([dim]))
+        if bounded:
+            self.layers = nn.ModuleList(layers)
+        else:
+            self.flow = Flow(CompositeTransform(layers), StandardNormal([dim]))
 
     def log_prob(self, y: Tensor, context: Tensor) -> Tensor:
-        return self.flow.log_prob(y, context=context)
+        if not self.bounded:
+            return self.flow.log_prob(y, context=context)
+        total = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+        for layer in self.layers:  # data → uniform base, whose log density is 0
+            y, ladj = layer(y.clamp(0.0, 1.0), context=context)
+            total = total + ladj
+        return total
 
     def inverse(self, z: Tensor, context: Tensor) -> Tensor:
-        return self.flow._transform.inverse(z, context=context)[0]
+        if not self.bounded:
+            return self.flow._transform.inverse(z, context=context)[0]
+        u = torch.special.ndtr(z)
+        for layer in reversed(self.layers):
+            u = layer.inverse(u.clamp(0.0, 1.0), context=context)[0]
+        return u
 
 
 class _Normflows(_Backend):
@@ -105,10 +204,12 @@ class _Normflows(_Backend):
         bins: int,
         hidden: Sequence[int],
         tail_bound: float,
+        bounded: bool = False,
     ) -> None:
         super().__init__()
         import normflows as nf
 
+        self.bounded = bounded
         flows = [
             nf.flows.AutoregressiveRationalQuadraticSpline(
                 dim,
@@ -121,16 +222,46 @@ class _Normflows(_Backend):
             )
             for _ in range(transforms)
         ]
+        if bounded:
+            # normflows' wrapper always asks for linear tails; rebuild its spline on [0, 1]
+            from normflows.flows.neural_spline.autoregressive import (
+                MaskedPiecewiseRationalQuadraticAutoregressive,
+            )
+
+            for f in flows:
+                f.mprqat = MaskedPiecewiseRationalQuadraticAutoregressive(
+                    features=dim,
+                    hidden_features=hidden[0],
+                    context_features=context,
+                    num_bins=bins,
+                    tails=None,
+                    num_blocks=max(len(hidden) - 1, 1),
+                    use_residual_blocks=True,
+                    random_mask=False,
+                    permute_mask=False,
+                    activation=nn.ReLU(),
+                    dropout_probability=0.0,
+                    use_batch_norm=False,
+                    init_identity=False,
+                )
         self.flow = nf.ConditionalNormalizingFlow(
             nf.distributions.DiagGaussian(dim, trainable=False), flows
         )
 
     def log_prob(self, y: Tensor, context: Tensor) -> Tensor:
-        return self.flow.log_prob(y, context=context)
+        if not self.bounded:
+            return self.flow.log_prob(y, context=context)
+        total = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+        for layer in reversed(self.flow.flows):  # data → uniform base, whose log density is 0
+            y, ladj = layer.inverse(y.clamp(0.0, 1.0), context=context)
+            total = total + ladj
+        return total
 
     def inverse(self, z: Tensor, context: Tensor) -> Tensor:
+        if self.bounded:
+            z = torch.special.ndtr(z)
         for layer in self.flow.flows:
-            z, _ = layer(z, context=context)
+            z, _ = layer(z.clamp(0.0, 1.0) if self.bounded else z, context=context)
         return z
 
 
@@ -142,17 +273,28 @@ BACKENDS: dict[str, Callable[..., _Backend]] = {
 
 
 class FlowSurrogate(Surrogate):
-    """Conditional neural spline flow over the event variable y = logit of x in its range.
+    """Conditional neural spline flow over an event variable y of x in its range (logit default).
 
     Args:
         theory: registry name of the theory.
         backend: "zuko" (maintained, default), "nflows" or "normflows".
         objective: "events" (maximum likelihood on sampled events) or "pdf" (cross-entropy
             against the exact normalized densities on the training set's x grid, lower variance).
+        pdf_points: where the "pdf" objective evaluates the flow: "grid" (the grid's nodes, with
+            trapezoid weights; the flow is free between nodes, and the shipped logit flows
+            oscillate by ±100% between the nodes near x_low) or "stratified" (one uniform random
+            point in every grid interval, a new one each step, with the exact density
+            interpolated linearly between the nodes: a stratified Monte Carlo estimate of the
+            same cross-entropy that penalizes the flow everywhere; validation uses fixed points).
         transforms: number of autoregressive spline transforms.
         bins: spline bins per transform.
         hidden: hidden widths of each transform's conditioner.
-        tail_bound: half-width of the spline interval in y (linear tails outside).
+        tail_bound: half-width of the spline interval in y (linear tails outside); not used with
+            event_variable "unit".
+        event_variable: "logit" (y = logit of x scaled to [0, 1]; splines on ±tail_bound with a
+            normal base), "probit" (y = Φ⁻¹ of it; same flow) or "unit" (y = x scaled to [0, 1]
+            itself; bounded splines with learned end slopes and a uniform base): see
+            `Surrogate.to_unit`.
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
 
     >>> flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8))
@@ -168,10 +310,12 @@ class FlowSurrogate(Surrogate):
         theory: str = "proxy",
         backend: str = "zuko",
         objective: str = "events",
+        pdf_points: str = "grid",
         transforms: int = 4,
         bins: int = 16,
         hidden: Sequence[int] = (128, 128),
         tail_bound: float = 10.0,
+        event_variable: str = "logit",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
@@ -187,44 +331,80 @@ class FlowSurrogate(Surrogate):
             )
         if objective not in ("events", "pdf"):
             raise InputError(f"unknown objective '{objective}'; choose events or pdf")
+        if pdf_points not in ("grid", "stratified"):
+            raise InputError(f"unknown pdf_points '{pdf_points}'; choose grid or stratified")
+        if event_variable not in EVENT_VARIABLES:
+            raise InputError(
+                f"unknown event_variable '{event_variable}'; choose one of {', '.join(EVENT_VARIABLES)}"
+            )
         self.backend = backend
         self.objective = objective
+        self.pdf_points = pdf_points
+        self.event_variable = event_variable
         self.net = BACKENDS[backend](
-            self.event_dim, self.context_dim, transforms, bins, list(hidden), tail_bound
+            self.event_dim,
+            self.context_dim,
+            transforms,
+            bins,
+            list(hidden),
+            tail_bound,
+            bounded=event_variable == "unit",
         )
 
-    def _flat_context(self, theta: Tensor, channel: int, n: int) -> Tensor:
+    def _context(self, theta: Tensor, channel: int, n: int) -> Tensor:
+        """The conditioning of n events per θ: (B, 1, P + C) for a backend that broadcasts it
+        over the events (the conditioner then runs once per θ, not once per event), else
+        (B·n, P + C)."""
+        if self.net.broadcasts:
+            return self.event_context(theta, channel, 1)
         return self.event_context(theta, channel, n).reshape(theta.shape[0] * n, -1)
 
     def _sample_unit(
         self, theta: Tensor, channel: int, n: int, generator: torch.Generator | None
     ) -> Tensor:
-        b = theta.shape[0]
-        z = torch.randn(b * n, self.event_dim, generator=generator, dtype=theta.dtype).to(
-            theta.device
-        )
-        return self.net.inverse(z, self._flat_context(theta, channel, n)).view(b, n, self.event_dim)
+        b, d = theta.shape[0], self.event_dim
+        z = torch.randn(b * n, d, generator=generator, dtype=theta.dtype).to(theta.device)
+        if self.net.broadcasts:
+            z = z.view(b, n, d)
+        return self.net.inverse(z, self._context(theta, channel, n)).view(b, n, d)
 
     def _log_prob_unit(self, y: Tensor, theta: Tensor, channel: int) -> Tensor:
         b, n, d = y.shape
-        return self.net.log_prob(y.reshape(b * n, d), self._flat_context(theta, channel, n)).view(
-            b, n
-        )
+        if not self.net.broadcasts:
+            y = y.reshape(b * n, d)
+        return self.net.log_prob(y, self._context(theta, channel, n)).view(b, n)
+
+    def _pdf_points(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Points x (B, G', d), exact normalized densities there (B, C, G') and weights (G',).
+
+        "grid": the grid's nodes with trapezoid weights. "stratified": one uniform point per grid
+        interval and θ, the density interpolated linearly from the interval's ends, weight = the
+        interval's width (1-D grids; fixed points, seed 0, when not training).
+        """
+        theta, grid, pdf = batch["theta"], batch["grid"][0], batch["pdf"]
+        if self.pdf_points == "grid":
+            return grid.unsqueeze(0).expand(theta.shape[0], -1, -1), pdf, batch["weights"][0]
+        g = grid[:, 0]
+        gen = None if self.training else torch.Generator().manual_seed(0)
+        u = torch.rand(theta.shape[0], 1, g.shape[0] - 1, generator=gen).to(g)
+        x = g[:-1] + u * (g[1:] - g[:-1])  # (B, 1, G − 1)
+        p = pdf[..., :-1] * (1 - u) + pdf[..., 1:] * u  # (B, C, G − 1)
+        return x[:, 0, :, None], p, g[1:] - g[:-1]
 
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         theta = batch["theta"]
         terms = []
+        if self.objective == "pdf":
+            x, pdf, weights = self._pdf_points(batch)
+            y, log_jac = self.to_unit(x)
         for c in range(self.n_channels):
             if self.objective == "events":
                 y, log_jac = self.to_unit(batch["events"][:, c])
                 terms.append(-(self._log_prob_unit(y, theta, c) + log_jac).mean())
             else:
-                y, log_jac = self.to_unit(
-                    batch["grid"][0].unsqueeze(0).expand(theta.shape[0], -1, -1)
-                )
                 logq = self._log_prob_unit(y, theta, c) + log_jac
-                # cross-entropy −∫ p log q dx with the grid's quadrature weights
-                terms.append(-(batch["weights"][0] * batch["pdf"][:, c] * logq).sum(-1).mean())
+                # cross-entropy −∫ p log q dx with the points' quadrature weights
+                terms.append(-(weights * pdf[:, c] * logq).sum(-1).mean())
         shape = torch.stack(terms).sum()
         norm = self.norm_loss(theta, batch["log_norms"])
         return {
