@@ -9,7 +9,10 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=${WANDB_MODE:-offline}
 test -f runs/zoo/train.npz || $python -m surrogates.simulate training --theory proxy --n-params 20000 \
     --events-per-param 10 --grid-size 128 --seed 1 --out runs/zoo/train.npz
 case $name in
-  flow-*) family=flow; extra=(--model.backend "${name#flow-}" --trainer.max_epochs "${EPOCHS:-12}") ;;
+  flow-zuko) family=flow; extra=(--model.backend zuko --model.event_variable unit --model.pdf_points stratified \
+      --trainer.max_epochs "${EPOCHS:-150}") ;;
+  flow-nflows|flow-normflows) family=flow; extra=(--model.backend "${name#flow-}" --model.event_variable logit \
+      --model.pdf_points grid --trainer.max_epochs "${EPOCHS:-12}") ;;
   gan) family=gan; extra=(--trainer.max_epochs "${EPOCHS:-10}") ;;  # best val MMD: after epoch 1
   vae) family=vae; extra=(--trainer.max_epochs "${EPOCHS:-30}") ;;
   vaim) family=vaim; extra=(--trainer.max_epochs "${EPOCHS:-40}") ;;
