@@ -15,7 +15,8 @@ The search space (``SPACE``; the family's YAML in ``configs/surrogates/`` fixes 
     scheduler     cosine | none
     layers        1 … 3                             hidden layers of the main networks
     width         32, 64, 128, 256                  their width
-    flow only:    bins 4 … 16, transforms 1 … 6, backend zuko | nflows | normflows
+    flow only:    bins 4 … 16, transforms 1 … 6, backend zuko | nflows | normflows,
+                  event_variable logit | probit | unit, pdf_points grid | stratified
     gan only:     critic_width 32 … 256
     vae, vaim:    latent 1 … 8
 
@@ -70,6 +71,8 @@ SPACE: dict[str, tuple] = {
     "bins": ((4, 16), None, ("flow",)),
     "transforms": ((1, 6), None, ("flow",)),
     "backend": (["zuko", "nflows", "normflows"], None, ("flow",)),
+    "event_variable": (["logit", "probit", "unit"], None, ("flow",)),
+    "pdf_points": (["grid", "stratified"], None, ("flow",)),
     "critic_width": ([32, 64, 128, 256], None, ("gan",)),
     "latent": ((1, 8), None, ("vae", "vaim")),
 }
@@ -92,6 +95,8 @@ def build_problem(family: str, backends: Sequence[str] | None = None):  # noqa: 
         "bins": model.get("bins", 8),
         "transforms": model.get("transforms", 4),
         "backend": model.get("backend", "zuko"),
+        "event_variable": model.get("event_variable", "logit"),
+        "pdf_points": model.get("pdf_points", "grid"),
         "critic_width": (model.get("critic_hidden") or [128])[0],
         "latent": model.get("latent", 2),
     }
@@ -136,6 +141,8 @@ def _overrides(family: str, p: dict) -> list[str]:
             str(int(p["transforms"])),
         ]
         args += ["--model.backend", str(p["backend"])]
+        args += ["--model.event_variable", str(p["event_variable"])]
+        args += ["--model.pdf_points", str(p["pdf_points"])]
     if family == "gan":
         args += ["--model.critic_hidden", json.dumps([int(p["critic_width"])] * int(p["layers"]))]
     if family in ("vae", "vaim"):
