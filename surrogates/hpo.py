@@ -13,6 +13,9 @@ The search space (``SPACE``; the family's YAML in ``configs/surrogates/`` fixes 
     weight_decay  1e-7 … 1e-3, log-uniform
     batch_size    64, 128, 256, 512
     scheduler     cosine | none
+    optimizer     adam | adamw | sgd (Nesterov momentum 0.9)
+    activation    silu | relu | tanh | gelu | elu   (gan, vae, vaim; flow conditioners keep
+                                                     each flow library's own activation)
     layers        1 … 3                             hidden layers of the main networks
     width         32, 64, 128, 256                  their width
     flow only:    bins 4 … 16, transforms 1 … 6, backend zuko | nflows | normflows,
@@ -66,6 +69,8 @@ SPACE: dict[str, tuple] = {
     "weight_decay": ((1e-7, 1e-3), "log-uniform", FAMILIES),
     "batch_size": ([64, 128, 256, 512], None, FAMILIES),
     "scheduler": (["cosine", "none"], None, FAMILIES),
+    "optimizer": (["adam", "adamw", "sgd"], None, FAMILIES),
+    "activation": (["silu", "relu", "tanh", "gelu", "elu"], None, ("gan", "vae", "vaim")),
     "layers": ((1, 3), None, FAMILIES),
     "width": ([32, 64, 128, 256], None, FAMILIES),
     "bins": ((4, 16), None, ("flow",)),
@@ -90,6 +95,8 @@ def build_problem(family: str, backends: Sequence[str] | None = None):  # noqa: 
         "weight_decay": max(model.get("weight_decay", 0.0) or 0.0, 1e-7),
         "batch_size": data.get("batch_size", 256),
         "scheduler": model.get("scheduler", "cosine"),
+        "optimizer": model.get("optimizer", "adam"),
+        "activation": model.get("activation", "silu"),
         "layers": min(max(len(hidden), 1), 3),
         "width": hidden[0] if hidden and hidden[0] in (32, 64, 128, 256) else 128,
         "bins": model.get("bins", 8),
@@ -132,7 +139,9 @@ def _overrides(family: str, p: dict) -> list[str]:
         "--data.batch_size",
         str(int(p["batch_size"])),
     ]
-    args += ["--model.hidden", json.dumps(hidden)]
+    args += ["--model.hidden", json.dumps(hidden), "--model.optimizer", str(p["optimizer"])]
+    if "activation" in p:
+        args += ["--model.activation", str(p["activation"])]
     if family == "flow":
         args += [
             "--model.bins",

@@ -314,3 +314,33 @@ def test_last_checkpoint_follows_every_epoch_without_improvement(tmp_path, capsy
     ckpts = tmp_path / "run" / "checkpoints"
     assert torch.load(ckpts / "best.ckpt", weights_only=False)["epoch"] == 0
     assert torch.load(ckpts / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    "family, optimizer, activation",
+    [
+        ("vae", "adamw", "gelu"),
+        ("vaim", "sgd", "tanh"),
+        ("gan", "adamw", "relu"),
+        ("flow", "sgd", None),
+    ],
+)
+def test_optimizer_and_activation_options(family, optimizer, activation):
+    """The hyperparameter search's optimizer and activation choices build what they name."""
+    from surrogates.models import get_family
+
+    kwargs = {"optimizer": optimizer, "hidden": (8,)}
+    if activation:
+        kwargs["activation"] = activation
+    model = get_family(family)(**kwargs)
+    model.trainer = type("T", (), {"max_epochs": 2})()  # what configure_optimizers reads
+    got = model.configure_optimizers()
+    opts = got if isinstance(got, list) else [got["optimizer"] if isinstance(got, dict) else got]
+    opts = [o for o in opts if isinstance(o, torch.optim.Optimizer)] or got[0]
+    want = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optimizer]
+    assert all(type(o) is want for o in opts), opts
+    if activation:
+        acts = {"gelu": torch.nn.GELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]
+        assert any(isinstance(m, acts) for m in model.modules())
+    with pytest.raises(InputError, match="unknown optimizer"):
+        get_family(family)(optimizer="lbfgs", hidden=(8,))

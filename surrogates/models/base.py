@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from surrogates.errors import ParameterError
+from surrogates.errors import InputError, ParameterError
 from surrogates.sampling import counts_per_channel
 from surrogates.theory import get_theory
 
@@ -19,13 +19,21 @@ EVENT_VARIABLES = ("logit", "probit", "unit")
 _UNIT_EPS = 1e-6  # s is kept this far inside [0, 1] (float32 resolves 1 − 1e-6)
 
 
+# the main optimizer (the norm network fitted alone always uses Adam)
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, nesterov=True, **kw),
+}
+
+
 def mlp(
     inputs: int, outputs: int, hidden: Sequence[int], activation: str = "silu"
 ) -> nn.Sequential:
     """A plain multilayer perceptron."""
     acts = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "elu": nn.ELU}
     if activation not in acts:
-        raise ValueError(f"unknown activation '{activation}'; choose one of {', '.join(acts)}")
+        raise InputError(f"unknown activation '{activation}'; choose one of {', '.join(acts)}")
     layers: list[nn.Module] = []
     sizes = [inputs, *hidden]
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
@@ -48,7 +56,8 @@ class Surrogate(pl.LightningModule):
 
     Args:
         theory: registry name of the theory the surrogate learns.
-        lr: learning rate (Adam).
+        lr: learning rate.
+        optimizer: "adam" (default), "adamw" or "sgd" (Nesterov momentum 0.9) for the main networks.
         weight_decay: Adam weight decay.
         scheduler: "cosine" (decay to 1% over max_epochs) or "none".
         norm_hidden: hidden widths of the norm network θ → log ∫σ_c.
@@ -70,8 +79,14 @@ class Surrogate(pl.LightningModule):
         norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
+        optimizer: str = "adam",
     ) -> None:
         super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise InputError(
+                f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        self.optimizer_name = optimizer
         self.norm_steps = norm_steps
         th = get_theory(theory)
         self.theory_name = th.name
@@ -295,13 +310,13 @@ class Surrogate(pl.LightningModule):
         self.log_dict({f"val_{k}": v for k, v in losses.items()}, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
-        opt = torch.optim.Adam(
+        opt = OPTIMIZERS[self.optimizer_name](
             self.shape_parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
         if self.hparams.scheduler == "none":
             return opt
         if self.hparams.scheduler != "cosine":
-            raise ValueError(f"unknown scheduler '{self.hparams.scheduler}'; choose cosine or none")
+            raise InputError(f"unknown scheduler '{self.hparams.scheduler}'; choose cosine or none")
         epochs = max(int(self.trainer.max_epochs or 1), 1)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=epochs, eta_min=self.hparams.lr / 100

@@ -319,11 +319,14 @@ class FlowSurrogate(Surrogate):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
+        optimizer: str = "adam",
         norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
     ) -> None:
-        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps)
+        super().__init__(
+            theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
+        )
         self.save_hyperparameters()
         if backend not in BACKENDS:
             raise InputError(

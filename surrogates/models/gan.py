@@ -6,13 +6,14 @@ References: I. Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIP
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from surrogates.errors import InputError
-from surrogates.models.base import Surrogate, mlp
+from surrogates.models.base import OPTIMIZERS, Surrogate, mlp
 
 __all__ = ["GANSurrogate", "mmd"]
 
@@ -54,6 +55,7 @@ class GANSurrogate(Surrogate):
         latent: int = 4,
         hidden: Sequence[int] = (128, 128, 128),
         critic_hidden: Sequence[int] = (128, 128, 128),
+        activation: str = "silu",
         loss: str = "wgan-gp",
         gp_weight: float = 10.0,
         n_critic: int = 3,
@@ -62,16 +64,19 @@ class GANSurrogate(Surrogate):
         lr: float = 2e-4,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
+        optimizer: str = "adam",
         norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
     ) -> None:
-        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps)
+        super().__init__(
+            theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
+        )
         self.save_hyperparameters()
         if loss not in ("wgan-gp", "lsgan"):
             raise InputError(f"unknown GAN loss '{loss}'; choose wgan-gp or lsgan")
         self.automatic_optimization = False
-        self.generator = mlp(latent + self.context_dim, self.event_dim, list(hidden))
+        self.generator = mlp(latent + self.context_dim, self.event_dim, list(hidden), activation)
         self.critic = mlp(
             self.event_dim + self.context_dim, 1, list(critic_hidden), activation="elu"
         )
@@ -165,10 +170,13 @@ class GANSurrogate(Surrogate):
         gen_params = [
             p for p in self.shape_parameters() if not any(p is q for q in self.critic.parameters())
         ]
-        opt_g = torch.optim.Adam(
-            gen_params, lr=hp.lr, betas=(0.5, 0.9), weight_decay=hp.weight_decay
-        )
-        opt_d = torch.optim.Adam(self.critic.parameters(), lr=hp.lr, betas=(0.5, 0.9))
+        if self.optimizer_name == "sgd":
+            make = OPTIMIZERS["sgd"]
+        else:  # Adam(W) with the β₁ = 0.5 that WGAN-GP training wants
+            adam = torch.optim.Adam if self.optimizer_name == "adam" else torch.optim.AdamW
+            make = functools.partial(adam, betas=(0.5, 0.9))
+        opt_g = make(gen_params, lr=hp.lr, weight_decay=hp.weight_decay)
+        opt_d = make(self.critic.parameters(), lr=hp.lr, weight_decay=0.0)
         if hp.scheduler == "none":
             return [opt_g, opt_d]
         epochs = max(int(self.trainer.max_epochs or 1), 1)

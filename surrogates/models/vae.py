@@ -44,18 +44,22 @@ class VAESurrogate(Surrogate):
         theory: str = "proxy",
         latent: int = 2,
         hidden: Sequence[int] = (128, 128, 128),
+        activation: str = "silu",
         beta: float = 1.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
+        optimizer: str = "adam",
         norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
     ) -> None:
-        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps)
+        super().__init__(
+            theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
+        )
         self.save_hyperparameters()
-        self.encoder = mlp(self.event_dim + self.context_dim, 2 * latent, list(hidden))
-        self.decoder = mlp(latent + self.context_dim, 2 * self.event_dim, list(hidden))
+        self.encoder = mlp(self.event_dim + self.context_dim, 2 * latent, list(hidden), activation)
+        self.decoder = mlp(latent + self.context_dim, 2 * self.event_dim, list(hidden), activation)
 
     def _decode(self, w: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_std = self.decoder(torch.cat([w, ctx], -1)).chunk(2, dim=-1)

@@ -37,11 +37,12 @@ class VAIMNet(nn.Module):
         observables: int,
         latent: int = 4,
         hidden: Sequence[int] = (128, 128, 128),
+        activation: str = "silu",
     ) -> None:
         super().__init__()
         self.latent = latent
-        self.forward_net = mlp(params, observables + 2 * latent, list(hidden))
-        self.backward_net = mlp(observables + latent, params, list(hidden))
+        self.forward_net = mlp(params, observables + 2 * latent, list(hidden), activation)
+        self.backward_net = mlp(observables + latent, params, list(hidden), activation)
 
     def forward(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Predicted observable, latent mean and log-variance."""
@@ -99,20 +100,26 @@ class VAIMSurrogate(Surrogate):
         grid_size: int = 128,
         latent: int = 4,
         hidden: Sequence[int] = (256, 256, 256),
+        activation: str = "silu",
         beta: float = 0.1,
         floor: float = 1e-6,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
+        optimizer: str = "adam",
         norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
     ) -> None:
-        super().__init__(theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps)
+        super().__init__(
+            theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
+        )
         self.save_hyperparameters()
         grid = chebyshev_grid(float(self.x_low[0]), float(self.x_high[0]), grid_size)
         self.register_buffer("grid", torch.as_tensor(grid, dtype=torch.float32))
-        self.vaim = VAIMNet(len(self.param_names), self.n_channels * grid_size, latent, hidden)
+        self.vaim = VAIMNet(
+            len(self.param_names), self.n_channels * grid_size, latent, hidden, activation
+        )
 
     def observable(self, pdf: Tensor) -> Tensor:
         """Normalized grid densities (B, C, G) → the VAIM observable log(p + floor), flattened."""
