@@ -34,7 +34,13 @@ from inverse.plots import plot_curves, plot_events, plot_traces
 from surrogates.data import ObservedData, read_events
 from surrogates.ensemble import surrogate_share
 from surrogates.errors import InputError
-from surrogates.runs import cli_errors, default_run_dir, is_rank_zero, write_run_files
+from surrogates.runs import (
+    cli_errors,
+    default_run_dir,
+    is_rank_zero,
+    unused_parameters_strategy,
+    write_run_files,
+)
 from surrogates.runs import load_config as read_config
 from surrogates.sampling import InverseCDFSampler
 from surrogates.theory import Theory, get_theory
@@ -193,11 +199,8 @@ def run_outer_gan(
     accelerator = cfg["trainer"]["accelerator"]
     if not isinstance(source, torch.nn.Module) and accelerator == "auto":
         accelerator = "cpu"  # the exact theory's tensors live on the CPU (and it is cheap there)
-    strategy = cfg["trainer"]["strategy"]
-    several = cfg["trainer"]["devices"] not in (1, "1", "auto")
-    if strategy == "ddp" or (several and strategy == "auto"):
-        # each backward pass (critic, generator) leaves the other's weights unused
-        strategy = "ddp_find_unused_parameters_true"
+    # the outer GAN steps discriminators and generator on separate losses (manual optimization)
+    strategy = unused_parameters_strategy(cfg["trainer"]["strategy"], cfg["trainer"]["devices"])
     trainer = pl.Trainer(
         max_steps=model.trainer_steps,
         max_epochs=1,

@@ -122,22 +122,15 @@ class Ensemble(nn.Module):
             raise InputError("an ensemble samples the same number of events in every channel")
         theta = theta if theta.dim() == 2 else theta.unsqueeze(0)
         rows = self._row_members(theta.shape[0])
-        if all(r < 0 for r in rows):  # every row from the mixture: n/M events per member
-            parts = [
-                m.sample(theta, k, generator=generator)
-                for m, k in zip(self.members, self._counts(n), strict=True)
-                if k > 0
-            ]
-            return [torch.cat([p[c] for p in parts], dim=1) for c in range(len(self.channels))]
+        if all(r < 0 for r in rows):
+            return self._mixture(theta, n, generator)
         # rows grouped by member: one batched call per member, scattered back into row order
         out: list[Tensor | None] = [None] * len(self.channels)
         for r in sorted(set(rows)):
             idx = [b for b, rb in enumerate(rows) if rb == r]
             sub = theta[idx]
             if r < 0:
-                self.rows, saved = None, self.rows
-                events = self.sample(sub, n, generator)
-                self.rows = saved
+                events = self._mixture(sub, n, generator)
             else:
                 events = self.members[r].sample(sub, n, generator=generator)
             for c, e in enumerate(events):
@@ -145,6 +138,15 @@ class Ensemble(nn.Module):
                     out[c] = e.new_empty((theta.shape[0], *e.shape[1:]))
                 out[c] = out[c].index_copy(0, torch.as_tensor(idx, device=e.device), e)
         return out
+
+    def _mixture(self, theta: Tensor, n: int, generator: torch.Generator | None) -> list[Tensor]:
+        """Every row from the mixture: n/M events from each member."""
+        parts = [
+            m.sample(theta, k, generator=generator)
+            for m, k in zip(self.members, self._counts(n), strict=True)
+            if k > 0
+        ]
+        return [torch.cat([p[c] for p in parts], dim=1) for c in range(len(self.channels))]
 
     def member_norms(self, theta: Tensor) -> Tensor:
         """(M, B, C) each member's ∫σ_c."""

@@ -29,7 +29,13 @@ from surrogates.data import TrainingDataModule
 from surrogates.errors import InputError
 from surrogates.metrics import evaluate_surrogate
 from surrogates.models import FAMILIES, Surrogate, get_family
-from surrogates.runs import cli_errors, default_run_dir, is_rank_zero, write_run_files
+from surrogates.runs import (
+    cli_errors,
+    default_run_dir,
+    is_rank_zero,
+    unused_parameters_strategy,
+    write_run_files,
+)
 from surrogates.theory import get_theory
 from surrogates.tracking import finish_wandb, per_name, wandb_logger
 
@@ -115,17 +121,12 @@ class SurrogateCLI(LightningCLI):
             loggers.append(wandb)
         kwargs["logger"] = loggers
         kwargs["default_root_dir"] = str(out)
-        several = (
-            str(cfg["trainer"].get("devices")) not in ("1", "auto", "None")
-            or (cfg["trainer"].get("num_nodes") or 1) > 1
+        trainer = cfg["trainer"]
+        strategy = unused_parameters_strategy(
+            trainer.get("strategy"), trainer.get("devices"), trainer.get("num_nodes") or 1
         )
-        strategy = cfg["trainer"].get("strategy")
-        if (strategy == "ddp" or (several and strategy == "auto")) and (
-            not self.model.automatic_optimization
-        ):
-            # manual optimization (the GAN) steps the critic and the generator on separate losses,
-            # so each backward pass leaves the other network's parameters unused
-            kwargs["strategy"] = "ddp_find_unused_parameters_true"
+        if not self.model.automatic_optimization and strategy != trainer.get("strategy"):
+            kwargs["strategy"] = strategy  # the GAN: critic and generator on separate losses
         return super().instantiate_trainer(**kwargs)
 
 

@@ -86,6 +86,22 @@ def default_run_dir(prefix: str) -> str:
     return os.environ[key]
 
 
+def unused_parameters_strategy(
+    strategy: str | None, devices: object, num_nodes: int = 1
+) -> str | None:
+    """The DDP strategy for models whose backward passes leave some weights unused.
+
+    Manual optimization (a critic and a generator stepped on separate losses) leaves the other
+    network's parameters without gradients in each pass, which plain DDP refuses; so wherever
+    DDP would run (asked for, or chosen by ``auto`` for several devices or nodes) it becomes
+    ``ddp_find_unused_parameters_true``. Other strategies are returned unchanged.
+    """
+    several = str(devices) not in ("1", "auto", "None") or (num_nodes or 1) > 1
+    if strategy == "ddp" or (several and strategy in ("auto", None)):
+        return "ddp_find_unused_parameters_true"
+    return strategy
+
+
 def is_rank_zero() -> bool:
     """True in the process that writes run files (always, without DDP)."""
     from pytorch_lightning.utilities import rank_zero_only
