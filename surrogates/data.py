@@ -34,7 +34,7 @@ import torch
 
 import surrogates
 from surrogates.errors import EventFileError, InputError
-from surrogates.sampling import InverseCDFSampler, MetropolisSampler
+from surrogates.sampling import InverseCDFSampler, InverseCDFSampler2D, MetropolisSampler
 from surrogates.theory import Theory, get_theory
 from surrogates.theory.base import chebyshev_grid
 
@@ -280,10 +280,13 @@ def _read_csv(path: Path, theory: Theory) -> ObservedData:
 
 
 def event_sampler(theory: Theory, method: str = "auto") -> InverseCDFSampler | MetropolisSampler:
-    """The exact sampler for a theory: inverse CDF for 1-D events, Metropolis otherwise."""
+    """The exact sampler: inverse CDF for 1-D events and for 2-D events on a region mapped onto the
+    unit square (`InverseCDFSampler2D`), Metropolis otherwise."""
     if method not in ("auto", "inverse-cdf", "mcmc"):
         raise InputError(f"unknown sampler '{method}'; choose auto, inverse-cdf or mcmc")
     if method == "mcmc" or (method == "auto" and theory.event_dim != 1):
+        if method == "auto" and getattr(theory, "support_map", False):
+            return InverseCDFSampler2D(theory)
         return MetropolisSampler(theory)
     return InverseCDFSampler(theory)
 
@@ -295,11 +298,14 @@ def simulate_observed(
     seed: int,
     method: str = "auto",
     fluctuate: bool = True,
+    detector=None,  # noqa: ANN001 - surrogates.detector.DISDetector or None
 ) -> ObservedData:
     """Simulate an observed data set: Poisson counts, events, and the norms they measure.
 
     The count N_c ~ Poisson(ν_c) of each channel measures its norm: m_c = ∫σ_c(θ) · N_c / ν_c,
-    with uncertainty m_c / √N_c.
+    with uncertainty m_c / √N_c. With a ``detector`` the ν_c true events are reconstructed through
+    it (efficiency, smearing, box acceptance); the data are the reconstructed events, and the norms
+    they measure are the accepted ones, ∫σ_c ε acc dx (``expected_counts`` = ν_c × acceptance).
     """
     theta_t = theory.check_theta(theta)
     rng = np.random.default_rng(seed)
@@ -314,9 +320,21 @@ def simulate_observed(
     with torch.no_grad():
         true_norms = theory.norms(theta_t)[0].numpy()
         events = event_sampler(theory, method).sample(theta_t, counts.tolist(), generator=generator)
+    events = [e[0].numpy() for e in events]
+    meta: dict = {}
+    if detector is not None:
+        nodes, weights = theory.quadrature()
+        with torch.no_grad():
+            dens = theory.density(nodes.unsqueeze(0), theta_t)[0]
+            accepted = (dens @ (weights * detector.acceptance(nodes))).numpy()
+        expected = expected * accepted / true_norms
+        true_norms = accepted
+        events = [detector.simulate(e, rng) for e in events]
+        counts = np.array([max(len(e), 1) for e in events])
+        meta["detector"] = detector.describe()
     norms = true_norms * counts / expected
     return ObservedData(
-        events=[e[0].numpy() for e in events],
+        events=events,
         norms=norms,
         norms_sigma=norms / np.sqrt(counts),
         theory=theory.name,
@@ -327,6 +345,7 @@ def simulate_observed(
             "seed": seed,
             "param_names": list(theory.param_names),
             "version": surrogates.__version__,
+            **meta,
         },
     )
 

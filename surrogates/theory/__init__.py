@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from surrogates.errors import InputError
 from surrogates.theory.base import Theory
+from surrogates.theory.dis import DISTheory
 from surrogates.theory.numpy_wrapper import NoGradientError, NumpyTheory
 from surrogates.theory.proxy import (
     PROXY_PRIOR_HIGH,
@@ -16,7 +17,7 @@ from surrogates.theory.proxy import (
     proxy_numpy,
 )
 
-__all__ = ["Theory", "ProxyTheory", "NumpyTheory", "NoGradientError", "THEORIES", "get_theory"]
+__all__ = ["Theory", "ProxyTheory", "DISTheory", "NumpyTheory", "NoGradientError", "THEORIES", "get_theory"]
 
 
 def _proxy_blackbox() -> NumpyTheory:
@@ -37,6 +38,7 @@ def _proxy_blackbox() -> NumpyTheory:
 THEORIES: dict[str, Callable[[], Theory]] = {
     "proxy": ProxyTheory,
     "proxy-numpy": _proxy_blackbox,
+    "dis": DISTheory,
 }
 
 
