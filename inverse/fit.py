@@ -29,9 +29,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from inverse.baselines import crb_std, fisher_information, fit_mle
+from inverse.folded import FoldedModel
 from inverse.gan import OuterGAN
 from inverse.plots import plot_curves, plot_events, plot_traces
-from surrogates.data import ObservedData, read_events
+from surrogates.data import ObservedData, event_sampler, read_events
+from surrogates.detector import make_detector
 from surrogates.ensemble import surrogate_share
 from surrogates.errors import InputError
 from surrogates.runs import (
@@ -42,7 +44,6 @@ from surrogates.runs import (
     write_run_files,
 )
 from surrogates.runs import load_config as read_config
-from surrogates.sampling import InverseCDFSampler
 from surrogates.theory import Theory, get_theory
 from surrogates.tracking import finish_wandb, per_name, wandb_logger
 
@@ -57,6 +58,7 @@ DEFAULTS: dict = {
     "events_per_step": 256,
     "average_last": 0.3,
     "compare_mle": True,
+    "detector": None,
     "gan": {
         "lr_g": 6e-3,
         "lr_g_events": 15000,
@@ -92,7 +94,7 @@ def make_source(spec: str, theory: Theory):  # noqa: ANN201 - an EventSource
                 "train a surrogate (python -m surrogates.fit flow --data.theory "
                 f"{theory.name}) and pass its checkpoint as --source"
             )
-        return InverseCDFSampler(theory)
+        return event_sampler(theory)
     if "," in spec:  # an ensemble: every member checked like a single surrogate
         from surrogates.ensemble import Ensemble, member_names
 
@@ -118,6 +120,19 @@ def make_source(spec: str, theory: Theory):  # noqa: ANN201 - an EventSource
     model = load_surrogate(spec, theory)
     model.requires_grad_(False)
     return model
+
+
+def check_detector(spec: dict | None, theory: Theory, data: ObservedData):  # noqa: ANN201
+    """The config's detector, checked against the one the data were simulated through (if known)."""
+    detector = make_detector(spec, theory)
+    simulated = data.meta.get("detector")
+    if simulated is not None and (detector is None or detector.describe() != simulated):
+        have = "no detector" if detector is None else f"detector {detector.describe()}"
+        raise InputError(
+            f"the events were simulated through detector {simulated}, but the config has {have}; "
+            "set the config's detector block to the data's settings"
+        )
+    return detector
 
 
 def _trace_average(trace: np.ndarray, fraction: float) -> np.ndarray:
@@ -156,11 +171,21 @@ def run_outer_gan(
     n_events = int(data.counts.sum())
     gan_cfg["lr_g"] *= min(1.0, (gan_cfg.pop("lr_g_events") / n_events) ** 0.5)
     precondition = gan_cfg.pop("precondition", False)
+    detector = check_detector(cfg.get("detector"), theory, data)
+    folded = FoldedModel(theory, detector) if detector is not None else None
 
     def covariance(theta: np.ndarray) -> np.ndarray:
         """The Cramér–Rao covariance for these counts (finite differences for black boxes)."""
-        info = fisher_information(theory, theta, data.counts)
+        if folded is not None:
+            info = folded.fisher_information(theta, data.counts)
+        else:
+            info = fisher_information(theory, theta, data.counts)
         return torch.linalg.pinv(info).numpy()
+
+    def bound(theta: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        if folded is not None:
+            return folded.crb_std(theta, counts)
+        return crb_std(theory, theta, counts)
 
     ensemble = getattr(source, "family", None) == "ensemble"
     if ensemble:  # replica 0 (the data) through the mixture, replica r ≥ 1 through member r−1 mod M
@@ -184,6 +209,7 @@ def run_outer_gan(
         steps=cfg["steps"],
         seed=cfg["seed"],
         covariance=covariance if precondition else None,
+        detector=detector,
         **gan_cfg,
     )
     loggers: list = [CSVLogger(out, name="logs", version="")]
@@ -241,7 +267,7 @@ def run_outer_gan(
     std = final[1:].std(0, ddof=1) if len(final) > 2 else np.full(len(mean), np.nan)
     counts = data.expected_counts if data.expected_counts is not None else data.counts
     truth = data.theta_true
-    crb = crb_std(theory, truth if truth is not None else mean, counts)
+    crb = bound(truth if truth is not None else mean, counts)
     metrics: dict = {
         "method": "outer-gan",
         "source": str(cfg["source"]),
@@ -255,6 +281,7 @@ def run_outer_gan(
         "pull": None if truth is None else (mean - truth) / crb,
         "std_over_crb": std / crb,
         "counts": data.counts,
+        "detector": None if detector is None else detector.describe(),
         "replicas": cfg["replicas"],
         "lr_g_used": gan_cfg["lr_g"],
         "seconds": seconds,
@@ -266,8 +293,10 @@ def run_outer_gan(
         source.rows = None
     mle = None
     if cfg["compare_mle"]:
-        mle = fit_mle(theory, data, start=mean)
+        mle = fit_mle(theory, data, start=mean) if folded is None else folded.fit(data, start=mean)
         metrics["mle"] = {"params": mle.theta, "std": mle.std, "seconds": mle.seconds}
+        if folded is not None:
+            metrics["mle"]["kind"] = "binned, folded through the detector"
         metrics["gan_minus_mle_crb"] = (mean - mle.theta) / crb
     np.savez(
         out / "params.npz",
@@ -287,11 +316,14 @@ def run_outer_gan(
         crb,
         None if mle is None else mle.theta,
     )
-    if theory.event_dim == 1:
-        plot_curves(out / "curves.png", theory, final[1:] if len(final) > 2 else final, truth)
-        with torch.no_grad():
-            gen = source.sample(torch.as_tensor(mean).unsqueeze(0), 100_000)
-        plot_events(out / "events.png", theory, data, [g[0].double().numpy() for g in gen])
+    plot_curves(out / "curves.png", theory, final[1:] if len(final) > 2 else final, truth)
+    with torch.no_grad():
+        gen = source.sample(torch.as_tensor(mean).unsqueeze(0), 100_000)
+        weights = None
+        if detector is not None:
+            gen, w = detector.apply(gen)
+            weights = [wc[0].numpy() for wc in w]
+    plot_events(out / "events.png", theory, data, [g[0].double().numpy() for g in gen], weights)
     names = theory.param_names
     columns = ["param", "truth", "mean", "std", "crb_std", "pull", "mle", "gan_minus_mle_crb"]
     per_param = {

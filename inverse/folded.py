@@ -119,7 +119,9 @@ class FoldedModel:
             inv = torch.where(mu > 0, 1 / mu.clamp(min=torch.finfo(t.dtype).tiny), 0.0)
             return torch.einsum("cki,ckj,ck->ij", jac, jac, inv)
 
-    def crb_std(self, theta: Sequence[float] | Tensor, expected_counts: Sequence[float]) -> np.ndarray:
+    def crb_std(
+        self, theta: Sequence[float] | Tensor, expected_counts: Sequence[float]
+    ) -> np.ndarray:
         """Cramér–Rao 1σ per parameter for reconstructed data of these expected counts."""
         info = self.fisher_information(theta, expected_counts)
         return torch.linalg.inv(info).diagonal().clamp(min=0).sqrt().numpy()

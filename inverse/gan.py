@@ -187,6 +187,11 @@ class OuterGAN(pl.LightningModule):
             whitened with ``covariance`` at replica 0's θ (see `ParameterGenerator.precondition`).
         seed: seed of the replicas and latents.
         covariance: θ → Cramér–Rao covariance of the data (None: no preconditioning).
+        detector: the experimental module (`surrogates.detector.DISDetector`) between the source
+            and the discriminators, or None. Generated events are reconstructed through it
+            (reparameterized smearing) and weighted by its efficiency; the norm term compares the
+            accepted norms (exact quadrature for the exact source, the mean acceptance of the
+            generated events for a surrogate) with the measured ones.
     """
 
     def __init__(
@@ -216,9 +221,12 @@ class OuterGAN(pl.LightningModule):
         precondition_at: float = 0.1,
         seed: int = 0,
         covariance=None,  # noqa: ANN001 - callable θ (P,) → Cramér–Rao covariance (P, P)
+        detector=None,  # noqa: ANN001 - surrogates.detector.DISDetector or None
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
+        self.detector = detector
+        self._acceptance_quadrature = None
         self.covariance = covariance
         self.precondition_step = int(precondition_at * steps) if covariance is not None else -1
         self.source = source
@@ -257,7 +265,7 @@ class OuterGAN(pl.LightningModule):
         self.register_buffer("channel_weight", counts / counts.sum())
         self.norm_scale = norm_weight / (4 * float(counts.sum()))
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
-        self._previous_fake: list[Tensor] | None = None
+        self._previous_fake: list[tuple[Tensor, Tensor | None]] | None = None
         self.trace: list[np.ndarray] = []
         self.trace_steps: list[int] = []
 
@@ -303,9 +311,29 @@ class OuterGAN(pl.LightningModule):
         stacked = torch.cat(list(feats), 0)  # (C·R, n, d): channel-major
         return list(self.discriminator(stacked).split(self.replicas, 0))
 
-    def norm_chi2(self, theta: Tensor) -> Tensor:
-        """Per replica χ² of the predicted norms against the replica's measured norms, (R,)."""
-        pred = self.source.norms(theta).to(theta.dtype)
+    def norm_chi2(self, theta: Tensor, fake: Sequence[Tensor] | None = None) -> Tensor:
+        """Per replica χ² of the predicted norms against the replica's measured norms, (R,).
+
+        With a detector the prediction is the accepted norm: by quadrature for a source with an
+        exact theory, else the source's norm × the mean acceptance of its events ``fake`` (true).
+        """
+        if self.detector is None:
+            pred = self.source.norms(theta).to(theta.dtype)
+        elif getattr(self.source, "theory", None) is not None:
+            if self._acceptance_quadrature is None:
+                nodes, weights = self.source.theory.quadrature()
+                self._acceptance_quadrature = (
+                    nodes.to(theta),
+                    (weights * self.detector.acceptance(nodes)).to(theta),
+                )
+            nodes, weights = self._acceptance_quadrature
+            dens = self.source.theory._density(
+                nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta
+            )
+            pred = dens @ weights
+        else:
+            acc = torch.stack([self.detector.acceptance(f).mean(-1) for f in fake], -1)
+            pred = self.source.norms(theta).to(theta.dtype) * acc
         return (((pred - self.replica_norms) / self.norms_sigma) ** 2).sum(-1)
 
     # ------------------------------------------------------------------ training
@@ -338,27 +366,43 @@ class OuterGAN(pl.LightningModule):
             opt_g.optimizer.state.clear()  # Adam's moments belong to the old coordinates
         theta = self.theta()
         fake = [e.to(torch.float64) for e in self.source.sample(theta, self.events_per_step)]
+        true_fake = fake
+        weights: list[Tensor | None] = [None] * len(fake)
+        if self.detector is not None:  # reconstructed events, weighted by the efficiency
+            fake, w = self.detector.apply(fake)
+            weights = [wc / wc.mean(-1, keepdim=True).clamp(min=1e-12) for wc in w]
         fake_feats = [self.features(f, c) for c, f in enumerate(fake)]
         bce = nn.functional.softplus
+
+        def mean(v: Tensor, w: Tensor | None) -> Tensor:
+            return v.mean(-1) if w is None else (w * v).mean(-1)
+
         d_loss = torch.zeros((), dtype=torch.float64)
         # the discriminators learn on the previous step's events, the generator's gradient comes
         # from fresh ones: a discriminator just fitted to the very events it then scores pushes
         # them apart, a bias toward broader densities
-        previous = self._previous_fake or [f.detach() for f in fake_feats]
-        self._previous_fake = [f.detach() for f in fake_feats]
+        current = [
+            (f.detach(), None if w is None else w.detach())
+            for f, w in zip(fake_feats, weights, strict=True)
+        ]
+        previous = self._previous_fake or current
+        self._previous_fake = current
         for _ in range(self.d_steps):
             real_feats = [self.features(self.observed_batch(c), c) for c in range(self.n_channels)]
             real = self.logits(real_feats)
-            gen = self.logits(previous)
+            gen = self.logits([f for f, _ in previous])
             d_loss = sum(
-                (bce(-r).mean(-1) + bce(g).mean(-1)).sum() for r, g in zip(real, gen, strict=True)
+                (bce(-r).mean(-1) + mean(bce(g), w)).sum()
+                for r, g, (_, w) in zip(real, gen, previous, strict=True)
             )
             opt_d.zero_grad()
             self.manual_backward(d_loss)
             opt_d.step()
         gen = self.logits(fake_feats)
-        shape = torch.stack([bce(-g).mean(-1) for g in gen], -1)  # (R, C) non-saturating
-        chi2 = self.norm_chi2(theta)
+        shape = torch.stack(
+            [mean(bce(-g), w) for g, w in zip(gen, weights, strict=True)], -1
+        )  # (R, C) non-saturating
+        chi2 = self.norm_chi2(theta, true_fake)
         g_loss = ((shape * self.channel_weight).sum(-1) + self.norm_scale * chi2).sum()
         opt_g.zero_grad()
         self.manual_backward(g_loss)

@@ -148,37 +148,54 @@ def plot_curves(
 
 
 def plot_events(
-    path: str | Path, theory: Theory, data: ObservedData, generated: list[np.ndarray]
+    path: str | Path,
+    theory: Theory,
+    data: ObservedData,
+    generated: list[np.ndarray],
+    weights: list[np.ndarray] | None = None,
 ) -> Path:
-    """Observed against generated event histograms per channel (first event coordinate)."""
-    n_ch = len(data.events)
-    fig, axes = plt.subplots(1, n_ch, figsize=(4.5 * n_ch, 3.4))
-    lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
-    for c, ax in enumerate(np.atleast_1d(axes)):
-        bins = np.linspace(lo, hi, 61)
-        ax.hist(
-            generated[c][:, 0],
-            bins=bins,
-            density=True,
-            histtype="stepfilled",
-            alpha=0.35,
-            color="C0",
-            label=f"generated ({len(generated[c])})",
-        )
-        obs, _ = np.histogram(data.events[c][:, 0], bins=bins)
-        width = np.diff(bins)
-        norm = max(obs.sum(), 1) * width
-        centres = (bins[1:] + bins[:-1]) / 2
-        ax.errorbar(
-            centres,
-            obs / norm,
-            yerr=np.sqrt(obs) / norm,
-            fmt="k.",
-            ms=3,
-            label=f"observed ({len(data.events[c])})",
-        )
-        ax.set_yscale("log")
-        ax.set_title(theory.channels[c])
-        ax.set_xlabel("x")
-        ax.legend(fontsize=7)
+    """Observed against generated event histograms per channel, one row per event coordinate.
+
+    ``weights``: per generated event (the detector's efficiency), else equal. 2-D events are
+    histogrammed in the logarithm of each coordinate.
+    """
+    n_ch, dims = len(data.events), theory.event_dim
+    fig, axes = plt.subplots(dims, n_ch, figsize=(4.5 * n_ch, 3.4 * dims), squeeze=False)
+    labels = ["x"] if dims == 1 else ["x", "Q² [GeV²]"] + [f"x{k}" for k in range(2, dims)]
+    for d in range(dims):
+        lo, hi = float(theory.x_low[d]), float(theory.x_high[d])
+        if dims == 1:
+            bins = np.linspace(lo, hi, 61)
+        else:
+            allv = np.concatenate([e[:, d] for e in data.events])
+            bins = np.geomspace(max(lo, allv.min()), min(hi, allv.max()), 41)
+        for c in range(n_ch):
+            ax = axes[d, c]
+            ax.hist(
+                generated[c][:, d],
+                bins=bins,
+                weights=None if weights is None else weights[c],
+                density=True,
+                histtype="stepfilled",
+                alpha=0.35,
+                color="C0",
+                label=f"generated ({len(generated[c])})",
+            )
+            obs, _ = np.histogram(data.events[c][:, d], bins=bins)
+            norm = max(obs.sum(), 1) * np.diff(bins)
+            centres = (bins[1:] + bins[:-1]) / 2
+            ax.errorbar(
+                centres,
+                obs / norm,
+                yerr=np.sqrt(obs) / norm,
+                fmt="k.",
+                ms=3,
+                label=f"observed ({len(data.events[c])})",
+            )
+            ax.set_yscale("log")
+            if dims > 1:
+                ax.set_xscale("log")
+            ax.set_title(theory.channels[c])
+            ax.set_xlabel(labels[d])
+            ax.legend(fontsize=7)
     return _save(fig, path)

@@ -400,11 +400,17 @@ def simulate_training(
     generator = torch.Generator().manual_seed(seed)
     theta = theory.sample_prior(n_params, generator)
     sampler = event_sampler(theory, method)
+    unit = getattr(theory, "support_map", False)
+    extra: dict = {}
     if theory.event_dim == 1:
         grid = torch.as_tensor(
             chebyshev_grid(float(theory.x_low[0]), float(theory.x_high[0]), grid_size),
             dtype=theory.dtype,
         ).view(-1, 1)
+    elif unit:  # a uniform grid on the unit square of the event region; densities in u there
+        g = torch.linspace(0.0, 1.0, grid_size, dtype=theory.dtype)
+        grid = torch.cartesian_prod(g, g)
+        extra = {"density_space": "unit", "grid_shape": [grid_size, grid_size]}
     else:
         grid = theory.quadrature(grid_size)[0]
     events, densities, norms = [], [], []
@@ -413,7 +419,11 @@ def simulate_training(
             th = theta[start : start + batch]
             ev = sampler.sample(th, events_per_param, generator=generator)
             events.append(torch.stack(ev, dim=1).float().numpy())
-            densities.append(theory.density(grid.unsqueeze(0), th).float().numpy())
+            if unit:
+                dens = theory.unit_density(grid.unsqueeze(0).expand(len(th), -1, -1), th)
+            else:
+                dens = theory.density(grid.unsqueeze(0), th)
+            densities.append(dens.float().numpy())
             norms.append(theory.norms(th).numpy())
     meta = {
         **theory.describe(),
@@ -421,6 +431,7 @@ def simulate_training(
         "seed": seed,
         "events_per_param": events_per_param,
         "version": surrogates.__version__,
+        **extra,
     }
     return TrainingSet(
         theta=theta.numpy(),
@@ -475,7 +486,9 @@ class _PerTheta(torch.utils.data.Dataset):
         norms = np.clip(ts.norms[index], 1e-300, None)[..., None]
         self.pdf = torch.as_tensor(ts.densities[index] / norms, dtype=torch.float32)
         self.grid = torch.as_tensor(ts.grid, dtype=torch.float32)
-        self.weights = torch.as_tensor(trapezoid_weights(ts.grid[:, 0]), dtype=torch.float32)
+        # trapezoid weights of a 1-D grid (2-D grids: the model forms its own cells)
+        w = trapezoid_weights(ts.grid[:, 0]) if ts.grid.shape[1] == 1 else np.ones(len(ts.grid))
+        self.weights = torch.as_tensor(w, dtype=torch.float32)
 
     def __len__(self) -> int:
         return len(self.theta)

@@ -90,7 +90,9 @@ class DISDetector:
         """ε of true events x (…, 2) → (…)."""
         y = x[..., 1] / (x[..., 0] * self.theory.smm)
         energy = self.theory.beam_energy * (1 - y)
-        return self.efficiency_max * torch.sigmoid((energy - self.energy_threshold) / self.energy_width)
+        return self.efficiency_max * torch.sigmoid(
+            (energy - self.energy_threshold) / self.energy_width
+        )
 
     def in_box(self, x: Tensor) -> Tensor:
         lo, hi = self.theory.x_low.to(x), self.theory.x_high.to(x)

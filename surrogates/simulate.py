@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from surrogates.data import CASES, simulate_observed, simulate_training, write_events
 from surrogates.errors import InputError, ParameterError
@@ -54,6 +56,26 @@ def parse_counts(case: str | None, events: str | None, theory: Theory) -> tuple[
     return list(CASES[case]), case
 
 
+def parse_detector(text: str, theory: Theory):  # noqa: ANN201 - DISDetector | None
+    """``none``, ``dis`` (default settings) or a YAML file with a ``detector`` block."""
+    from surrogates.detector import DETECTOR_DEFAULTS, make_detector
+
+    if text == "none":
+        return None
+    if text == "dis":
+        return make_detector(DETECTOR_DEFAULTS, theory)
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(f"--detector '{text}': choose none, dis, or a YAML config file")
+    try:
+        block = (yaml.safe_load(path.read_text()) or {}).get("detector")
+    except (yaml.YAMLError, AttributeError):
+        raise InputError(f"--detector '{text}' is not a YAML mapping") from None
+    if block is None:
+        raise InputError(f"--detector '{text}' has no 'detector' block")
+    return make_detector(block, theory)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m surrogates.simulate", description=__doc__)
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -64,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     obs.add_argument("--events", default=None, help="expected counts per channel, N1,N2")
     obs.add_argument("--no-fluctuate", action="store_true", help="use the expected counts exactly")
     obs.add_argument("--sampler", default="auto", choices=["auto", "inverse-cdf", "mcmc"])
+    obs.add_argument(
+        "--detector",
+        default="none",
+        help="none, dis (default settings), or a YAML config whose 'detector' block to use",
+    )
     obs.add_argument("--seed", type=int, default=1)
     obs.add_argument("--out", required=True)
     tr = sub.add_parser("training", help="a training set for the surrogates")
@@ -85,7 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         theta = parse_theta(args.theta, theory)
         counts, case = parse_counts(args.case, args.events, theory)
         data = simulate_observed(
-            theory, theta, counts, args.seed, method=args.sampler, fluctuate=not args.no_fluctuate
+            theory,
+            theta,
+            counts,
+            args.seed,
+            method=args.sampler,
+            fluctuate=not args.no_fluctuate,
+            detector=parse_detector(args.detector, theory),
         )
         data.meta["case"] = case
         path = write_events(args.out, data, theory.channels)

@@ -93,6 +93,10 @@ class Surrogate(pl.LightningModule):
         self.param_names = th.param_names
         self.channels = th.channels
         self.event_dim = th.event_dim
+        self._theory = th
+        # the theory maps its event region onto the unit square (2-D DIS): s is that map, not x
+        # scaled to its box
+        self.support_map = bool(getattr(th, "support_map", False))
         self.register_buffer("prior_low", th.prior_low.float())
         self.register_buffer("prior_high", th.prior_high.float())
         self.register_buffer("x_low", th.x_low.float())
@@ -125,34 +129,43 @@ class Surrogate(pl.LightningModule):
 
     # ------------------------------------------------------------------ event variable
     def to_unit(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The event variable y of s = (x − lo)/(hi − lo) and log|dy/dx| (summed over event dims).
+        """The event variable y of s ∈ [0, 1]^d and log|dy/dx| (summed over event dims).
 
-        logit: y = log s − log(1 − s); probit: y = Φ⁻¹(s); unit: y = s.
+        s = (x − lo)/(hi − lo), or the theory's map of its event region onto the unit square
+        (`DISTheory.support_to_unit`) when it has one; then logit: y = log s − log(1 − s);
+        probit: y = Φ⁻¹(s); unit: y = s.
         """
-        span = self.x_high - self.x_low
-        s = (x - self.x_low) / span
+        if self.support_map:
+            s, log_jac = self._theory.support_to_unit(x)
+        else:
+            span = self.x_high - self.x_low
+            s = (x - self.x_low) / span
+            log_jac = -torch.log(span).sum(-1).expand(s.shape[:-1])
+        y, log_dy = self._y_of_s(s)
+        return y, log_jac + log_dy
+
+    def _y_of_s(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        """The event variable y of s ∈ [0, 1]^d and log|dy/ds| summed over dims."""
         if self.event_variable == "logit":
             s = s.clamp(1e-7, 1 - 1e-7)
-            y = torch.log(s) - torch.log1p(-s)
-            log_jac = -(torch.log(s) + torch.log1p(-s) + torch.log(span)).sum(-1)
-        elif self.event_variable == "probit":
+            return torch.log(s) - torch.log1p(-s), -(torch.log(s) + torch.log1p(-s)).sum(-1)
+        if self.event_variable == "probit":
             s = s.clamp(1e-7, 1 - 1e-7)
             y = torch.special.ndtri(s)
-            # dy/ds = 1/φ(y)
-            log_jac = (0.5 * y**2 + 0.5 * math.log(2 * math.pi) - torch.log(span)).sum(-1)
-        else:
-            y = s.clamp(_UNIT_EPS, 1 - _UNIT_EPS)
-            log_jac = -torch.log(span).sum(-1).expand(y.shape[:-1])
-        return y, log_jac
+            return y, (0.5 * y**2 + 0.5 * math.log(2 * math.pi)).sum(-1)  # dy/ds = 1/φ(y)
+        y = s.clamp(_UNIT_EPS, 1 - _UNIT_EPS)
+        return y, torch.zeros_like(y[..., 0])
 
     def from_unit(self, y: Tensor) -> Tensor:
-        """x = lo + (hi − lo) s(y), the inverse of `to_unit`."""
+        """x of the event variable y, the inverse of `to_unit`."""
         if self.event_variable == "logit":
             s = torch.sigmoid(y)
         elif self.event_variable == "probit":
             s = torch.special.ndtr(y)
         else:
             s = y.clamp(0.0, 1.0)
+        if self.support_map:
+            return self._theory.support_from_unit(s)[0]
         return self.x_low + (self.x_high - self.x_low) * s
 
     # ------------------------------------------------------------------ EventSource

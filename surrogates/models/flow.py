@@ -296,6 +296,8 @@ class FlowSurrogate(Surrogate):
             itself; bounded splines with learned end slopes and a uniform base): see
             `Surrogate.to_unit`.
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
+        pdf_cells: 2-D "stratified" only: this many random cells of the grid per θ each step
+            (0: all), each weighted by 1/pdf_cells: an unbiased estimate at a fraction of the cost.
 
     >>> flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8))
     >>> s1, s2 = flow.sample(flow.prior_low + 0.5 * (flow.prior_high - flow.prior_low), 10)
@@ -323,6 +325,7 @@ class FlowSurrogate(Surrogate):
         norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
+        pdf_cells: int = 0,
     ) -> None:
         super().__init__(
             theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
@@ -385,6 +388,8 @@ class FlowSurrogate(Surrogate):
         interval's width (1-D grids; fixed points, seed 0, when not training).
         """
         theta, grid, pdf = batch["theta"], batch["grid"][0], batch["pdf"]
+        if self.support_map:
+            return self._pdf_points_square(theta, grid, pdf)
         if self.pdf_points == "grid":
             return grid.unsqueeze(0).expand(theta.shape[0], -1, -1), pdf, batch["weights"][0]
         g = grid[:, 0]
@@ -394,12 +399,62 @@ class FlowSurrogate(Surrogate):
         p = pdf[..., :-1] * (1 - u) + pdf[..., 1:] * u  # (B, C, G − 1)
         return x[:, 0, :, None], p, g[1:] - g[:-1]
 
+    def _pdf_points_square(
+        self, theta: Tensor, grid: Tensor, pdf: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Points in the unit square of the event region (B, G', 2), the exact densities in u there
+        (B, C, G') and weights (G'): the training set's densities are in u on a uniform G × G grid.
+
+        "grid": the nodes (trapezoid weights); "stratified": one uniform point per cell, the
+        density interpolated bilinearly from the cell's corners, weight = the cell's area.
+        """
+        g = int(round(math.sqrt(grid.shape[0])))
+        if g * g != grid.shape[0]:
+            raise InputError("a unit-square training grid must be G × G points")
+        lin = torch.linspace(0.0, 1.0, g, device=theta.device, dtype=theta.dtype)
+        b, c = pdf.shape[:2]
+        if self.pdf_points == "grid":
+            w1 = torch.full((g,), 1.0 / (g - 1), device=theta.device, dtype=theta.dtype)
+            w1[0] = w1[-1] = 0.5 / (g - 1)
+            u = torch.cartesian_prod(lin, lin).unsqueeze(0).expand(b, -1, -1)
+            return u, pdf, torch.outer(w1, w1).reshape(-1)
+        table = pdf.view(b, c, g, g)
+        gen = None if self.training else torch.Generator().manual_seed(0)
+        r = torch.rand(b, g - 1, g - 1, 2, generator=gen).to(theta)
+        u = torch.stack(
+            [
+                (lin[:-1].view(1, -1, 1) + r[..., 0] / (g - 1)),
+                (lin[:-1].view(1, 1, -1) + r[..., 1] / (g - 1)),
+            ],
+            -1,
+        )  # (B, G−1, G−1, 2)
+        a, bb = r[..., 0].unsqueeze(1), r[..., 1].unsqueeze(1)
+        p = (
+            table[..., :-1, :-1] * (1 - a) * (1 - bb)
+            + table[..., 1:, :-1] * a * (1 - bb)
+            + table[..., :-1, 1:] * (1 - a) * bb
+            + table[..., 1:, 1:] * a * bb
+        )
+        u, p = u.reshape(b, -1, 2), p.reshape(b, c, -1)
+        cells = (g - 1) ** 2
+        k = self.hparams.pdf_cells
+        if 0 < k < cells:  # a random subset of the cells per θ: unbiased, k/cells the cost
+            pick = torch.rand(b, cells, generator=gen).argsort(-1)[:, :k].to(theta.device)
+            u = torch.gather(u, 1, pick.unsqueeze(-1).expand(-1, -1, 2))
+            p = torch.gather(p, 2, pick.unsqueeze(1).expand(-1, c, -1))
+            cells = k
+        area = torch.full((cells,), 1.0 / cells, device=theta.device, dtype=theta.dtype)
+        return u, p, area
+
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         theta = batch["theta"]
         terms = []
         if self.objective == "pdf":
             x, pdf, weights = self._pdf_points(batch)
-            y, log_jac = self.to_unit(x)
+            if self.support_map:  # points and densities in the unit square: y of s = u
+                y, log_jac = self._y_of_s(x)
+            else:
+                y, log_jac = self.to_unit(x)
         for c in range(self.n_channels):
             if self.objective == "events":
                 y, log_jac = self.to_unit(batch["events"][:, c])

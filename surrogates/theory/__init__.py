@@ -17,7 +17,15 @@ from surrogates.theory.proxy import (
     proxy_numpy,
 )
 
-__all__ = ["Theory", "ProxyTheory", "DISTheory", "NumpyTheory", "NoGradientError", "THEORIES", "get_theory"]
+__all__ = [
+    "Theory",
+    "ProxyTheory",
+    "DISTheory",
+    "NumpyTheory",
+    "NoGradientError",
+    "THEORIES",
+    "get_theory",
+]
 
 
 def _proxy_blackbox() -> NumpyTheory:

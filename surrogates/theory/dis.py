@@ -84,6 +84,7 @@ class DISTheory(Theory):
     event_dim = 2
     support_map = True
     quadrature_nodes = 48
+    closure_counts = (20_000, 20_000)  # expected true events per channel of the closure data
 
     def __init__(
         self,
@@ -94,9 +95,7 @@ class DISTheory(Theory):
         y_max: float = 0.95,
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        super().__init__(
-            DIS_PRIOR_LOW, DIS_PRIOR_HIGH, (0.04, 0.8), (0.95, 20.0), DIS_TRUTH, dtype
-        )
+        super().__init__(DIS_PRIOR_LOW, DIS_PRIOR_HIGH, (0.04, 0.8), (0.95, 20.0), DIS_TRUTH, dtype)
         self.beam_energy = beam_energy
         self.smm = 2 * PROTON_MASS * beam_energy  # s − M²
         self.q2_min, self.w2_min, self.y_min, self.y_max = q2_min, w2_min, y_min, y_max
