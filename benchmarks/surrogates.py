@@ -47,7 +47,7 @@ def main() -> None:
         InverseCDFSampler(get_theory("proxy-numpy")), theta, args.events, grad=False
     )
     rows = []
-    for name in list_checkpoints():
+    for name in list_checkpoints(theory="proxy"):
         card = json.loads((CHECKPOINTS / f"{name}.json").read_text())
         m = card.get("metrics", {})
         model = load_surrogate(name, theory="proxy")

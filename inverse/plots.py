@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -195,6 +196,7 @@ def plot_events(
             ax.set_yscale("log")
             if dims > 1:
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_title(theory.channels[c])
             ax.set_xlabel(labels[d])
             ax.legend(fontsize=7)

@@ -53,9 +53,17 @@ def _compatible(version: str) -> bool:
     return version.split(".")[:2] == surrogates.__version__.split(".")[:2]
 
 
-def list_checkpoints(folder: str | Path = CHECKPOINTS) -> list[str]:
-    """Names of the checkpoints with cards in a folder."""
-    return sorted(p.stem for p in Path(folder).glob("*.json") if p.with_suffix(".ckpt").exists())
+def list_checkpoints(folder: str | Path = CHECKPOINTS, theory: str | None = None) -> list[str]:
+    """Names of the checkpoints with cards in a folder (only those of ``theory`` if given)."""
+    names = sorted(p.stem for p in Path(folder).glob("*.json") if p.with_suffix(".ckpt").exists())
+    if theory is None:
+        return names
+    return [
+        n
+        for n in names
+        if json.loads((Path(folder) / f"{n}.json").read_text()).get("theory", {}).get("theory")
+        == theory
+    ]
 
 
 def card_of(path: str | Path) -> dict:
@@ -232,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         card = json.loads((CHECKPOINTS / f"{name}.json").read_text())
         m = card.get("metrics", {})
         shift = m.get("theta_shift_crb")
-        shift_text = f"max |θ shift| {max(shift):.2f} σ_CRB(A)" if shift else "no fidelity yet"
+        unit = "σ_CRB(A)" if card.get("theory", {}).get("theory") == "proxy" else "σ_CRB(closure)"
+        shift_text = f"max |θ shift| {max(shift):.2f} {unit}" if shift else "no fidelity yet"
         print(
             f"{name:<20} {card.get('family', '?'):<5} {card.get('backend') or '':<10} {shift_text}"
         )
