@@ -125,11 +125,15 @@ def make_source(spec: str, theory: Theory):  # noqa: ANN201 - an EventSource
 def check_detector(spec: dict | None, theory: Theory, data: ObservedData):  # noqa: ANN201
     """The config's detector, checked against the one the data were simulated through (if known)."""
     detector = make_detector(spec, theory)
-    simulated = data.meta.get("detector")
-    if simulated is not None and (detector is None or detector.describe() != simulated):
-        have = "no detector" if detector is None else f"detector {detector.describe()}"
+    if "detector" not in data.meta:  # data from elsewhere: the config says what the detector is
+        return detector
+    simulated = data.meta["detector"]
+    have = None if detector is None else detector.describe()
+    if simulated != have:
+        what = "no detector" if simulated is None else f"detector {simulated}"
+        config = "no detector" if have is None else f"detector {have}"
         raise InputError(
-            f"the events were simulated through detector {simulated}, but the config has {have}; "
+            f"the events were simulated with {what}, but the config has {config}; "
             "set the config's detector block to the data's settings"
         )
     return detector

@@ -321,7 +321,7 @@ def simulate_observed(
         true_norms = theory.norms(theta_t)[0].numpy()
         events = event_sampler(theory, method).sample(theta_t, counts.tolist(), generator=generator)
     events = [e[0].numpy() for e in events]
-    meta: dict = {}
+    meta: dict = {"detector": None}  # recorded either way, so a fit can refuse a mismatch
     if detector is not None:
         nodes, weights = theory.quadrature()
         with torch.no_grad():

@@ -157,7 +157,13 @@ class DISDetector:
 
 def make_detector(spec: dict | None, theory: Theory) -> DISDetector | None:
     """A detector from a config mapping ({kind: dis, ...}; None or kind none: no detector)."""
-    if not spec or spec.get("kind", "dis") in (None, "none"):
+    if not spec or spec in ("none", "None"):
+        return None
+    if not isinstance(spec, dict):
+        raise InputError(
+            f"detector must be a mapping (kind: dis, x_resolution: 0.03, ...), got {spec!r}"
+        )
+    if spec.get("kind", "dis") in (None, "none"):
         return None
     spec = dict(spec)
     kind = spec.pop("kind", "dis")
@@ -169,4 +175,7 @@ def make_detector(spec: dict | None, theory: Theory) -> DISDetector | None:
         raise InputError(
             f"unknown detector option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
         )
+    for key, value in spec.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"detector option {key} must be a number, got {value!r}")
     return DISDetector(theory, **spec)

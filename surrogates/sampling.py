@@ -242,8 +242,8 @@ class InverseCDFSampler2D(InverseCDFSampler):
             else:
                 uc = torch.as_tensor(u[c], dtype=t.dtype, device=t.device).clamp(0.0, 1.0)
             u1 = invert_cdf(grid, q[:, c], cdf[:, c], uc[..., 0])  # (B, n)
-            pos = (u1 * (g1 - 1)).clamp(0, g1 - 1 - 1e-9)
-            i = pos.detach().floor().long()
+            pos = u1 * (g1 - 1)
+            i = pos.detach().floor().long().clamp(0, g1 - 2)  # u₁ = 1 lies in the last cell
             lam = (pos - i).unsqueeze(-1)
             rows = table[:, c]  # (B, G₁, G₂)
             lo = torch.gather(rows, 1, i.unsqueeze(-1).expand(-1, -1, rows.shape[-1]))

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import surrogates
@@ -207,6 +208,19 @@ def export_checkpoint(
 
         config = yaml.safe_load((run / "config.yaml").read_text()) or {}
         training_data = config.get("data") if isinstance(config, dict) else None
+        path = (training_data or {}).get("path")
+        if path and Path(path).is_file():  # a file's own size and settings, not the unused defaults
+            with np.load(path, allow_pickle=False) as f:
+                file_meta = json.loads(str(f["meta"]))
+                n_params, events = len(f["theta"]), f["events"].shape[2]
+            training_data = {
+                **training_data,
+                "n_params": n_params,
+                "events_per_param": events,
+                "grid_size": file_meta.get("grid_shape", [None])[0]
+                or training_data.get("grid_size"),
+                "seed": file_meta.get("seed", training_data.get("seed")),
+            }
     card = {
         **meta,
         "name": name,

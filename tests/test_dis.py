@@ -207,6 +207,32 @@ def test_detector_bad_settings(theory: DISTheory) -> None:
     with pytest.raises(InputError, match="needs the DIS theory"):
         DISDetector(get_theory("proxy"))
     assert make_detector(None, theory) is None
+    with pytest.raises(InputError, match="must be a mapping"):
+        make_detector("dis", theory)
+    with pytest.raises(InputError, match="must be a number"):
+        make_detector({"kind": "dis", "x_resolution": "0.03"}, theory)
+
+
+def test_detector_of_the_data_and_of_the_config_must_agree(theory: DISTheory) -> None:
+    from inverse.fit import check_detector
+
+    det = make_detector(DETECTOR_DEFAULTS, theory)
+    plain = simulate_observed(theory, DIS_TRUTH_2, [500, 500], seed=1)
+    with pytest.raises(InputError, match="simulated with no detector"):
+        check_detector(DETECTOR_DEFAULTS, theory, plain)
+    seen = simulate_observed(theory, DIS_TRUTH_2, [500, 500], seed=1, detector=det)
+    with pytest.raises(InputError, match="config has detector"):
+        check_detector({**DETECTOR_DEFAULTS, "x_resolution": 0.05}, theory, seen)
+    assert check_detector(DETECTOR_DEFAULTS, theory, seen).describe() == det.describe()
+    seen.meta.pop("detector")  # data from elsewhere: the config's detector is taken
+    assert check_detector(DETECTOR_DEFAULTS, theory, seen) is not None
+
+
+def test_sampler_in_float32_at_the_unit_square_edges() -> None:
+    theory = DISTheory(dtype=torch.float32)
+    u = [torch.tensor([[[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.5, 1.0]]]) for _ in range(2)]
+    events = InverseCDFSampler2D(theory).sample(theory.truth, 4, u=u)
+    assert all(torch.isfinite(e).all() for e in events)
 
 
 def test_folded_mle_and_crb_on_simulated_data(theory: DISTheory, tmp_path) -> None:
@@ -265,7 +291,7 @@ def test_outer_gan_through_the_detector(theory: DISTheory, tmp_path) -> None:
     bad = tmp_path / "nodet.yaml"
     bad.write_text("theory: dis\n")
     r = _run("-m", "inverse.fit", "--config", str(bad), "--events", str(obs), "--steps", "5")
-    assert r.returncode == 2 and "simulated through detector" in r.stderr
+    assert r.returncode == 2 and "simulated with detector" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 

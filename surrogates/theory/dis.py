@@ -25,8 +25,9 @@ The normalization makes the valence number sum rules ∫u_v dx = 2, ∫d_v dx = 
 (exactly as under QCD evolution); the growing b_q (valence softening at large x) and sea with Q² is
 a parametric stand-in for DGLAP evolution, not a solution of it. θ = [a_u, b_u, a_d, b_d, A_s, β].
 
-Cuts (the event region): Q² ≥ 1 GeV², W² ≥ 4 GeV², 0.01 ≤ y ≤ 0.95; at E = 11 GeV (JLab 12 GeV
-era) they give 0.051 < x < 0.841 and Q² < 16.5 GeV², the valence region. Events are (x, Q²); the
+Cuts (the event region): Q² ≥ 1 GeV², W² ≥ 4 GeV², 0.01 ≤ y ≤ 0.95 (y ≥ 0.01 is never active
+here: Q² ≥ 1 already needs y > 0.048; the quadrature splits x only where the W² cut takes over from
+the Q² cut); at E = 11 GeV (JLab 12 GeV era) they give 0.051 < x < 0.841 and Q² < 16.5 GeV², the valence region. Events are (x, Q²); the
 theory's box [0.04, 0.95] × [0.8, 20] GeV² contains the region with room for detector smearing.
 The density is zero outside the region.
 
@@ -145,7 +146,8 @@ class DISTheory(Theory):
         lo, hi = self.q2_limits(x)
         width = torch.log(hi / lo).clamp(min=0.0)
         q2 = lo * torch.exp(u2 * width)
-        log_det = torch.log(x * self.log_x_span) + torch.log(q2 * width.clamp(min=1e-300))
+        tiny = torch.finfo(u.dtype).tiny
+        log_det = torch.log(x * self.log_x_span) + torch.log(q2 * width.clamp(min=tiny))
         return torch.stack([x, q2], -1), log_det
 
     def support_to_unit(self, xq: Tensor) -> tuple[Tensor, Tensor]:
@@ -154,8 +156,9 @@ class DISTheory(Theory):
         xs = x.clamp(self.x_min * (1 + 1e-12), self.x_max * (1 - 1e-12))
         u1 = torch.log(xs / self.x_min) / self.log_x_span
         lo, hi = self.q2_limits(xs)
-        width = torch.log(hi / lo).clamp(min=1e-300)
-        u2 = torch.log(q2.clamp(min=1e-300) / lo) / width
+        tiny = torch.finfo(xq.dtype).tiny
+        width = torch.log(hi / lo).clamp(min=tiny)
+        u2 = torch.log(q2.clamp(min=tiny) / lo) / width
         log_det = -(torch.log(xs * self.log_x_span) + torch.log(q2 * width))
         return torch.stack([u1, u2], -1), log_det
 
