@@ -372,3 +372,33 @@ def test_shipped_dis_flow_gradients_follow_the_exact_ones(theory: DISTheory, the
                 exact[k, j],
             )
     assert checked >= 4
+
+
+def test_accepted_norm_of_a_surrogate_by_quadrature(theory: DISTheory) -> None:
+    """The outer GAN's accepted norm for a surrogate with a density (its norm × the quadrature of
+    its density × the acceptance) agrees with the acceptance of 2·10^5 of its own events."""
+    from inverse.gan import OuterGAN
+    from surrogates.models.flow import FlowSurrogate
+
+    torch.manual_seed(0)
+    flow = FlowSurrogate(theory="dis", transforms=2, bins=6, hidden=(16, 16), event_variable="unit")
+    det = make_detector(DETECTOR_DEFAULTS, theory)
+    data = simulate_observed(theory, DIS_TRUTH_2, [400, 400], seed=1, detector=det)
+    gan = OuterGAN(
+        flow, data, theory.prior_low, theory.prior_high, theory.param_names,
+        theory.x_low, theory.x_high, replicas=1, detector=det,
+    )  # fmt: skip
+    theta = OTHER[None]
+    with torch.no_grad():
+        chi2 = gan.norm_chi2(theta)
+        nodes, weights, plain = gan._acceptance_quadrature
+        dens = flow.log_prob(nodes[None], theta.float()).double().exp()
+        acc_quad = (dens @ weights) / (dens @ plain)
+        pred = flow.norms(theta).double() * acc_quad
+        expected = (((pred - gan.replica_norms) / gan.norms_sigma) ** 2).sum(-1)
+        events = flow.sample(theta.float(), 200_000, generator=torch.Generator().manual_seed(1))
+        acc = [det.acceptance(e.double()) for e in events]
+    torch.testing.assert_close(chi2, expected)
+    mc = torch.stack([a.mean(-1) for a in acc], -1)
+    se = torch.stack([a.std(-1) for a in acc], -1) / 200_000**0.5
+    assert ((acc_quad - mc).abs() < 4 * se + 3e-3 * mc).all(), (acc_quad, mc)
