@@ -167,7 +167,7 @@ def test_wrong_theory_and_tampered_counts(tmp_path, proxy):
         (["observed", "--theta", "inf,0,1,1,0,1"], "NaN or inf"),
         (["observed", "--theta", "1,2"], "has 2 values"),
         (["observed", "--case", "Q"], "unknown case 'Q'"),
-        (["observed", "--theory", "dis"], "unknown theory 'dis'"),
+        (["observed", "--theory", "dls"], "unknown theory 'dls'"),
         (["observed", "--events", "10"], "needs 2 positive counts"),
         (["training", "--n-params", "0"], "n-params must be"),
     ],
