@@ -1,6 +1,6 @@
 """The inclusive-DIS closure through the detector: outer GAN per source and truth against the MLE.
 
-    python benchmarks/dis.py [--sources exact flow-dis] [--truths 1 2] [--steps 3000] [--out DIR]
+    python benchmarks/dis_closure.py [--sources exact flow-dis] [--truths 1 2] [--steps 3000] [--out DIR]
 
 For each truth (1 = the theory's truth, 2 = `DIS_TRUTH_2`, both inside the prior box) one data set
 of 20,000 + 20,000 expected true events is simulated and reconstructed through the detector of
@@ -39,12 +39,15 @@ def main() -> int:
     parser.add_argument("--truths", nargs="+", type=int, default=[1, 2], choices=sorted(TRUTHS))
     parser.add_argument("--config", default="configs/inverse/dis.yaml")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--replicas", type=int, default=None)
+    parser.add_argument("--events-per-step", type=int, default=None)
     parser.add_argument("--events", default="20000,20000", help="expected true events")
     parser.add_argument("--out", default="runs/benchmarks/dis")
     args = parser.parse_args()
     cfg = load_config(args.config)
-    if args.steps:
-        cfg["steps"] = args.steps
+    for key in ("steps", "replicas", "events_per_step"):
+        if getattr(args, key):
+            cfg[key] = getattr(args, key)
     theory = get_theory("dis")
     detector = make_detector(cfg["detector"], theory)
     out = Path(args.out)
