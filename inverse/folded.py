@@ -44,11 +44,11 @@ class FoldedModel:
         lo, hi = theory.x_low.numpy(), theory.x_high.numpy()
         self.x_edges = np.exp(np.linspace(np.log(lo[0]), np.log(hi[0]), bins + 1))
         self.q2_edges = np.exp(np.linspace(np.log(lo[1]), np.log(hi[1]), bins + 1))
-        self.nodes, self.weights = theory.quadrature(nodes)
+        self.n_nodes = nodes
+        self.nodes, self.weights, _ = detector.quadrature(nodes)
         resp = detector.response(self.nodes, self.x_edges, self.q2_edges)
         self.used = torch.nonzero(resp.sum(-1) > 1e-12)[:, 0]  # bins the region can reach
         self.response = resp[self.used] * self.weights  # (K, Q), quadrature weights folded in
-        self.acceptance_per_node = detector.acceptance(self.nodes)
 
     # ------------------------------------------------------------------ model
     def folded(self, theta: Tensor) -> Tensor:
@@ -58,8 +58,7 @@ class FoldedModel:
 
     def accepted_norms(self, theta: Tensor) -> Tensor:
         """∫σ_c ε acc dx: the norm of reconstructed events inside the box, (B, C)."""
-        dens = self.theory._density(self.nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta)
-        return dens @ (self.weights * self.acceptance_per_node)
+        return self.detector.accepted_norms(theta, self.n_nodes)
 
     def histogram(self, events: Sequence[np.ndarray]) -> Tensor:
         """Counts of reconstructed events in the used bins, (C, K)."""

@@ -320,37 +320,27 @@ class OuterGAN(pl.LightningModule):
         against 2·10^5 of its events; deterministic, differentiable); else its
         norm × the mean acceptance of its generated events ``fake`` (true level; noisy).
         """
-        if self.detector is None:
-            pred = self.source.norms(theta).to(theta.dtype)
-            return (((pred - self.replica_norms) / self.norms_sigma) ** 2).sum(-1)
-        exact = getattr(self.source, "theory", None) is not None
-        if self._acceptance_quadrature is None:
-            # the exact theory: its own rule; a surrogate's density: a coarser rule (its log_prob
-            # costs a network pass per node and replica; 512 nodes hold 1e-3)
-            theory = self.source.theory if exact else self.detector.theory
-            nodes, weights = theory.quadrature(None if exact else 16)
-            self._acceptance_quadrature = (
-                nodes.to(theta),
-                (weights * self.detector.acceptance(nodes)).to(theta),
-                weights.to(theta),
-            )
-        nodes, weights, plain = self._acceptance_quadrature
-        if exact:
-            dens = self.source.theory._density(
-                nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta
-            )
-            pred = dens @ weights
-        else:
-            try:
-                p = self.source.log_prob(nodes.unsqueeze(0), theta).to(theta.dtype).exp()
-                acc = (p @ weights) / (
-                    p @ plain
-                )  # (R, C); the ratio cancels the rule's error in ∫p̂
-
-            except NotImplementedError:  # no density (GAN, VAE): the generated events' mean
-                acc = torch.stack([self.detector.acceptance(f).mean(-1) for f in fake], -1)
-            pred = self.source.norms(theta).to(theta.dtype) * acc
+        pred = self._predicted_norms(theta, fake)
         return (((pred - self.replica_norms) / self.norms_sigma) ** 2).sum(-1)
+
+    def _predicted_norms(self, theta: Tensor, fake: Sequence[Tensor] | None) -> Tensor:
+        """The norms `norm_chi2` compares with the measured ones, (R, C)."""
+        if self.detector is None:
+            return self.source.norms(theta).to(theta.dtype)
+        if getattr(self.source, "theory", None) is not None:  # the exact source
+            return self.detector.accepted_norms(theta)
+        if self._acceptance_quadrature is None:
+            # a coarser rule than the exact theory's: log_prob costs a network pass per node and
+            # replica; 512 nodes hold 1e-3 in the ratio below
+            nodes, plain, accepted = self.detector.quadrature(16)
+            self._acceptance_quadrature = (nodes.to(theta), accepted.to(theta), plain.to(theta))
+        nodes, weights, plain = self._acceptance_quadrature
+        try:
+            p = self.source.log_prob(nodes.unsqueeze(0), theta).to(theta.dtype).exp()
+            acc = (p @ weights) / (p @ plain)  # (R, C); the ratio cancels the rule's error in ∫p̂
+        except NotImplementedError:  # no density (GAN, VAE): the generated events' mean
+            acc = torch.stack([self.detector.acceptance(f).mean(-1) for f in fake], -1)
+        return self.source.norms(theta).to(theta.dtype) * acc
 
     # ------------------------------------------------------------------ training
     def configure_optimizers(self):  # noqa: ANN201

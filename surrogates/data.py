@@ -323,10 +323,8 @@ def simulate_observed(
     events = [e[0].numpy() for e in events]
     meta: dict = {"detector": None}  # recorded either way, so a fit can refuse a mismatch
     if detector is not None:
-        nodes, weights = theory.quadrature()
         with torch.no_grad():
-            dens = theory.density(nodes.unsqueeze(0), theta_t)[0]
-            accepted = (dens @ (weights * detector.acceptance(nodes))).numpy()
+            accepted = detector.accepted_norms(theta_t)[0].numpy()
         expected = expected * accepted / true_norms
         true_norms = accepted
         events = [detector.simulate(e, rng) for e in events]

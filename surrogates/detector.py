@@ -73,6 +73,7 @@ class DISDetector:
         self.efficiency_max = efficiency_max
         self.energy_threshold = energy_threshold
         self.energy_width = energy_width
+        self._rules: dict[int | None, tuple[Tensor, Tensor, Tensor]] = {}
 
     def describe(self) -> dict:
         """The settings, as stored with data simulated through this detector."""
@@ -136,6 +137,21 @@ class DISDetector:
         s = self.r.to(nodes) * nodes
         p = torch.special.ndtr((hi - nodes) / s) - torch.special.ndtr((lo - nodes) / s)
         return self.efficiency(nodes) * p.prod(-1)
+
+    def quadrature(self, n: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """The theory's quadrature of its event region: nodes (Q, 2), weights (Q,) and the weights
+        × `acceptance` (Q,), so that σ(nodes) @ the last = ∫σ ε acc dx (cached per ``n``)."""
+        if n not in self._rules:
+            nodes, weights = self.theory.quadrature(n)
+            self._rules[n] = (nodes, weights, weights * self.acceptance(nodes))
+        return self._rules[n]
+
+    def accepted_norms(self, theta: Tensor, n: int | None = None) -> Tensor:
+        """∫σ_c ε acc dx of the exact theory: the norms of reconstructed events, (B, C),
+        differentiable in θ."""
+        nodes, _, accepted = (r.to(theta) for r in self.quadrature(n))
+        dens = self.theory._density(nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta)
+        return dens @ accepted
 
     def response(self, nodes: Tensor, x_edges: np.ndarray, q2_edges: np.ndarray) -> Tensor:
         """R[b, q]: probability that a true event at node q is reconstructed in bin b (x-major).
