@@ -20,8 +20,8 @@ test -f runs/zoo/train.npz || $python -m surrogates.simulate training --theory p
 case $name in
   flow-zuko) family=flow; extra=(--model.backend zuko --model.event_variable unit --model.pdf_points stratified \
       --trainer.max_epochs "${EPOCHS:-150}") ;;
-  flow-nflows|flow-normflows) family=flow; extra=(--model.backend "${name#flow-}" --model.event_variable logit \
-      --model.pdf_points grid --trainer.max_epochs "${EPOCHS:-12}") ;;
+  flow-nflows|flow-normflows) family=flow; extra=(--model.backend "${name#flow-}" --model.event_variable unit \
+      --model.pdf_points stratified --trainer.max_epochs "${EPOCHS:-120}") ;;
   gan) family=gan; extra=(--trainer.max_epochs "${EPOCHS:-10}") ;;  # best val MMD: after epoch 1
   vae) family=vae; extra=(--trainer.max_epochs "${EPOCHS:-30}") ;;
   vaim) family=vaim; extra=(--trainer.max_epochs "${EPOCHS:-40}") ;;

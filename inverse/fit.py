@@ -72,6 +72,7 @@ DEFAULTS: dict = {
         "g_hidden": [32],
         "norm_weight": 1.0,
         "inset": 1e-3,
+        "box_map": "sigmoid",
         "trace_every": 10,
         "precondition": False,
         "precondition_at": 0.1,

@@ -34,8 +34,11 @@ import torch
 from torch import Tensor, nn
 
 from surrogates.data import ObservedData
+from surrogates.errors import InputError
 
-__all__ = ["ParameterGenerator", "BatchedMLP", "OuterGAN", "make_replicas"]
+__all__ = ["ParameterGenerator", "BatchedMLP", "OuterGAN", "make_replicas", "BOX_MAPS"]
+
+BOX_MAPS = ("sigmoid", "reflect")
 
 
 class ParameterGenerator(nn.Module):
@@ -52,6 +55,11 @@ class ParameterGenerator(nn.Module):
         latent: latent dimension; hidden: MLP widths.
         inset: fraction of the box kept free at each edge.
         seed: seed of the latent vectors.
+        box_map: "sigmoid" (u = σ(s)) or "reflect" (u = s/4 + 1/2 folded back at 0 and 1: a
+            triangle wave with the sigmoid's slope at the centre). A replica that overshoots a
+            prior edge through a sigmoid lands where dθ/ds ≈ 0 and Adam's memory of the earlier,
+            larger gradients keeps it there; a reflecting wall keeps |dθ/ds| constant, so the
+            likelihood's pull brings it back. Use it where σ_CRB is a large fraction of the box.
     """
 
     def __init__(
@@ -63,8 +71,14 @@ class ParameterGenerator(nn.Module):
         hidden: Sequence[int] = (32,),
         inset: float = 1e-3,
         seed: int = 0,
+        box_map: str = "sigmoid",
     ) -> None:
         super().__init__()
+        if box_map not in BOX_MAPS:
+            raise InputError(
+                f"unknown gan.box_map '{box_map}'; choose one of {', '.join(BOX_MAPS)}"
+            )
+        self.box_map = box_map
         g = torch.Generator().manual_seed(seed)
         self.register_buffer(
             "z", torch.randn(replicas, 1, latent, generator=g, dtype=torch.float64)
@@ -85,12 +99,20 @@ class ParameterGenerator(nn.Module):
             self.net.biases[-1].zero_()
 
     def logit(self) -> Tensor:
-        """s (R, P): the unit-box position through the sigmoid."""
+        """s (R, P): the unit-box position through the box map."""
         return self.s0 + self.net(self.z)[:, 0] @ self.L.T
 
     def unit(self) -> Tensor:
         """θ scaled to [0, 1] per parameter, (R, P)."""
-        return self.inset + (1 - 2 * self.inset) * torch.sigmoid(self.logit())
+        return self.inset + (1 - 2 * self.inset) * self._box(self.logit())[0]
+
+    def _box(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        """The box map u(s) ∈ [0, 1] and its slope du/ds."""
+        if self.box_map == "reflect":
+            w = torch.remainder(s / 4 + 0.5, 2.0)
+            return torch.where(w < 1, w, 2 - w), torch.where(w < 1, 0.25, -0.25).to(s)
+        u = torch.sigmoid(s)
+        return u, u * (1 - u)
 
     @torch.no_grad()
     def precondition(self, cov_theta: Tensor) -> None:
@@ -103,8 +125,7 @@ class ParameterGenerator(nn.Module):
         positions become s0 and the last layer restarts near zero, so θ is continuous.
         """
         s = self.logit()
-        u = torch.sigmoid(s)
-        jac = (self.high - self.low) * (1 - 2 * self.inset) * u[0] * (1 - u[0])  # dθ/ds
+        jac = (self.high - self.low) * (1 - 2 * self.inset) * self._box(s)[1][0]  # dθ/ds
         cov_s = cov_theta / torch.outer(jac, jac)
         chol = torch.linalg.cholesky(cov_s + 1e-12 * torch.eye(len(jac), dtype=cov_s.dtype))
         g = torch.exp(torch.log(cov_s.diagonal().clamp(min=1e-300)).mean() / 2)
@@ -182,6 +203,8 @@ class OuterGAN(pl.LightningModule):
         g_latent, g_hidden: generator latent size and widths.
         norm_weight: factor on the likelihood-balanced norm χ² (1 = the likelihood's balance).
         inset: fraction of the prior box the generator keeps away from each edge.
+        box_map: how the generator's output reaches the box, "sigmoid" or "reflect" (see
+            `ParameterGenerator`).
         trace_every: record every replica's θ each this many steps.
         precondition_at: fraction of the steps after which the generator's coordinates are
             whitened with ``covariance`` at replica 0's θ (see `ParameterGenerator.precondition`).
@@ -217,6 +240,7 @@ class OuterGAN(pl.LightningModule):
         g_hidden: Sequence[int] = (32,),
         norm_weight: float = 1.0,
         inset: float = 1e-3,
+        box_map: str = "sigmoid",
         trace_every: int = 10,
         precondition_at: float = 0.1,
         seed: int = 0,
@@ -242,7 +266,7 @@ class OuterGAN(pl.LightningModule):
         self.seed = seed
         dtype = torch.float64
         self.generator_net = ParameterGenerator(
-            low, high, replicas, g_latent, g_hidden, inset, seed
+            low, high, replicas, g_latent, g_hidden, inset, seed, box_map
         )
         event_dim = data.events[0].shape[1]
         inputs = 3 * event_dim + (self.n_channels if shared else 0)

@@ -272,23 +272,60 @@ def test_one_shared_discriminator_for_all_channels(tmp_path, proxy):
     assert state["discriminator.weights.0"].shape == (3, 3 + 2, 32)
 
 
-def test_preconditioning_keeps_theta_and_whitens(proxy):
+@pytest.mark.parametrize("box_map", ["sigmoid", "reflect"])
+def test_preconditioning_keeps_theta_and_whitens(proxy, box_map):
     from inverse.baselines import fisher_information
     from inverse.gan import ParameterGenerator
 
-    gen = ParameterGenerator(proxy.prior_low, proxy.prior_high, replicas=3)
+    gen = ParameterGenerator(proxy.prior_low, proxy.prior_high, replicas=3, box_map=box_map)
     with torch.no_grad():
-        gen.net.biases[-1].normal_()  # replicas somewhere inside the box
+        gen.net.biases[-1].normal_(std=3.0)  # replicas anywhere, some past a reflecting wall
         before = gen()
+        # dθ/ds of replica 0 by central differences in s0: independent of the map's formula
+        eps, jac = 1e-6, torch.empty(6, dtype=torch.float64)
+        for i in range(6):
+            gen.s0[0, i] += eps
+            up = gen()[0, i]
+            gen.s0[0, i] -= 2 * eps
+            jac[i] = (up - gen()[0, i]) / (2 * eps)
+            gen.s0[0, i] += eps
     cov = torch.linalg.inv(fisher_information(proxy, before[0], [10_000, 5_000]))
     gen.precondition(cov)
     with torch.no_grad():
         after = gen()
     assert torch.allclose(before, after, rtol=0, atol=1e-6 * 5)
-    # L Lᵀ is the covariance in the logit coordinates up to one overall factor
-    u = (before[0] - proxy.prior_low) / (proxy.prior_high - proxy.prior_low)
-    u = (u - 1e-3) / (1 - 2e-3)
-    jac = (proxy.prior_high - proxy.prior_low) * (1 - 2e-3) * u * (1 - u)
+    # L Lᵀ is the covariance in the generator's coordinates s up to one overall factor
     cov_s = cov / torch.outer(jac, jac)
     ratio = (gen.L @ gen.L.T) / cov_s
-    assert torch.allclose(ratio, ratio[0, 0].expand_as(ratio), rtol=1e-6)
+    assert torch.allclose(ratio, ratio[0, 0].expand_as(ratio), rtol=1e-5)
+
+
+def test_reflecting_box_map_never_flattens(proxy):
+    """box_map reflect: θ stays inside the (inset) box for any s, is continuous, and |dθ/ds| is
+    the sigmoid's slope at the centre everywhere, so no replica can get stuck at an edge."""
+    from inverse.gan import BOX_MAPS as BOX
+    from inverse.gan import ParameterGenerator
+
+    gen = ParameterGenerator(proxy.prior_low, proxy.prior_high, replicas=1, box_map="reflect")
+    s = torch.linspace(-30, 30, 60001, dtype=torch.float64).unsqueeze(-1).expand(-1, 6)
+    s = s.clone().requires_grad_(True)
+    u = gen._box(s)[0]
+    (slope,) = torch.autograd.grad(u.sum(), s)
+    assert float(u.min()) == pytest.approx(0, abs=1e-3) and float(u.max()) == pytest.approx(
+        1, abs=1e-3
+    )
+    assert float(u.diff(dim=0).abs().max()) <= 0.25 * 1e-3 * (1 + 1e-9)  # continuous
+    assert torch.allclose(slope.abs(), torch.full_like(slope, 0.25))
+    with torch.no_grad():
+        gen.s0.fill_(37.0)  # far past the upper edge: folded back inside
+        theta = gen()
+    inside = (theta > proxy.prior_low) & (theta < proxy.prior_high)
+    assert inside.all()
+    # a fresh generator starts at the box centre with either map (same slope there)
+    fresh = []
+    for m in BOX:
+        torch.manual_seed(0)
+        fresh.append(ParameterGenerator(proxy.prior_low, proxy.prior_high, 4, box_map=m)())
+    assert torch.allclose(fresh[0], fresh[1], atol=1e-4)
+    with pytest.raises(InputError, match="box_map"):
+        ParameterGenerator(proxy.prior_low, proxy.prior_high, 1, box_map="tanh")

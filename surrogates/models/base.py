@@ -104,6 +104,35 @@ class Surrogate(pl.LightningModule):
         self.norm_net = mlp(th.n_params, th.n_channels, list(norm_hidden))
         self.register_buffer("norms_fitted", torch.tensor(False))
 
+    def training_events(self, batch: dict[str, Tensor], resample: int = 0) -> Tensor:
+        """Events (B, C, k, d) for an event-based loss: the batch's own, or with ``resample`` > 0
+        while training, that many fresh events per θ and channel drawn from the batch's
+        tabulated densities (piecewise linear between the grid's nodes, stratified in the CDF).
+
+        A training set holds ~10 events per θ but its densities on the grid describe every
+        event: redrawing them each step turns a fixed, small sample into an unlimited one (the
+        same information the flow's pdf objective uses).
+        """
+        if resample <= 0 or not self.training:
+            return batch["events"]
+        if self.event_dim != 1:
+            raise InputError(
+                "resample_events needs 1-D events (its densities are tabulated on a 1-D grid); "
+                "set resample_events: 0"
+            )
+        from surrogates.sampling import grid_cdf, invert_cdf
+
+        grid, pdf = batch["grid"][0, :, 0], batch["pdf"]
+        b = pdf.shape[0]
+        out = []
+        for c in range(pdf.shape[1]):
+            q, cdf = grid_cdf(grid, pdf[:, c])
+            u = (
+                torch.arange(resample, device=pdf.device) + torch.rand(b, resample).to(pdf)
+            ) / resample
+            out.append(invert_cdf(grid, q, cdf, u))
+        return torch.stack(out, 1).unsqueeze(-1).to(batch["events"].dtype)
+
     # ------------------------------------------------------------------ conditioning
     @property
     def n_channels(self) -> int:

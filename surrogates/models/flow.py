@@ -139,6 +139,38 @@ class _Zuko(_Backend):
         return self.flow(context).transform.inv(z) / self.scale
 
 
+def _made_spline_pass(
+    layers: Sequence[nn.Module], y: Tensor, context: Tensor, inverse: bool, bounded: bool
+) -> tuple[Tensor, Tensor]:
+    """1-D events through nflows-style masked autoregressive spline layers, conditioner once per θ.
+
+    For one event dimension a MADE's outputs do not depend on its input (the masks cut it), only
+    on the context, so the spline parameters are computed once per θ row and repeated over that
+    row's events. ``layers`` are in data → base order; y is (B, n, 1), context (B, 1, c). Returns
+    the transformed events (B, n, 1) and, for the data → base direction, log|det| (B, n).
+    """
+    b, n, _ = y.shape
+    ctx = context[:, 0]
+    flat = y.reshape(b * n, 1)
+    total = torch.zeros(b * n, dtype=y.dtype, device=y.device)
+    for layer in reversed(layers) if inverse else layers:
+        params = layer.autoregressive_net(torch.zeros_like(ctx[:, :1]), ctx)
+        params = params.repeat_interleave(n, dim=0)
+        if bounded:
+            flat = flat.clamp(0.0, 1.0)
+        if inverse:
+            flat, _ = layer._elementwise_inverse(flat, params)
+        else:
+            flat, ladj = layer._elementwise_forward(flat, params)
+            total = total + ladj
+    return flat.view(b, n, 1), total.view(b, n)
+
+
+def _normal_log_prob(z: Tensor) -> Tensor:
+    """Log density of a standard normal in the last dimension, summed over it."""
+    return (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
 class _Nflows(_Backend):
     def __init__(
         self,
@@ -176,8 +208,16 @@ class _Nflows(_Backend):
             self.layers = nn.ModuleList(layers)
         else:
             self.flow = Flow(CompositeTransform(layers), StandardNormal([dim]))
+        # 1-D events: the conditioner runs once per θ (see `_made_spline_pass`)
+        self.broadcasts = dim == 1
+
+    def _made_layers(self) -> Sequence[nn.Module]:  # data → base order
+        return self.layers if self.bounded else self.flow._transform._transforms
 
     def log_prob(self, y: Tensor, context: Tensor) -> Tensor:
+        if self.broadcasts:
+            z, ladj = _made_spline_pass(self._made_layers(), y, context, False, self.bounded)
+            return ladj if self.bounded else ladj + _normal_log_prob(z)
         if not self.bounded:
             return self.flow.log_prob(y, context=context)
         total = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
@@ -187,6 +227,9 @@ class _Nflows(_Backend):
         return total
 
     def inverse(self, z: Tensor, context: Tensor) -> Tensor:
+        if self.broadcasts:
+            u = torch.special.ndtr(z) if self.bounded else z
+            return _made_spline_pass(self._made_layers(), u, context, True, self.bounded)[0]
         if not self.bounded:
             return self.flow._transform.inverse(z, context=context)[0]
         u = torch.special.ndtr(z)
@@ -247,8 +290,16 @@ class _Normflows(_Backend):
         self.flow = nf.ConditionalNormalizingFlow(
             nf.distributions.DiagGaussian(dim, trainable=False), flows
         )
+        # 1-D events: the conditioner runs once per θ (see `_made_spline_pass`)
+        self.broadcasts = dim == 1
+
+    def _made_layers(self) -> list[nn.Module]:  # data → base order: normflows lists base → data
+        return [f.mprqat for f in reversed(self.flow.flows)]
 
     def log_prob(self, y: Tensor, context: Tensor) -> Tensor:
+        if self.broadcasts:
+            z, ladj = _made_spline_pass(self._made_layers(), y, context, False, self.bounded)
+            return ladj if self.bounded else ladj + _normal_log_prob(z)
         if not self.bounded:
             return self.flow.log_prob(y, context=context)
         total = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
@@ -260,6 +311,8 @@ class _Normflows(_Backend):
     def inverse(self, z: Tensor, context: Tensor) -> Tensor:
         if self.bounded:
             z = torch.special.ndtr(z)
+        if self.broadcasts:
+            return _made_spline_pass(self._made_layers(), z, context, True, self.bounded)[0]
         for layer in self.flow.flows:
             z, _ = layer(z.clamp(0.0, 1.0) if self.bounded else z, context=context)
         return z

@@ -40,6 +40,8 @@ class GANSurrogate(Surrogate):
         n_critic: critic updates per generator update.
         mmd_weight: weight of the MMD between generated and real events of the same θ.
         fake_per_real: generated events per real event in each step.
+        resample_events: > 0: the real events are this many per θ and channel drawn afresh each
+            step from the training set's tabulated densities (`Surrogate.training_events`).
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
 
     >>> gan = GANSurrogate(hidden=(8,), critic_hidden=(8,))
@@ -61,6 +63,7 @@ class GANSurrogate(Surrogate):
         n_critic: int = 3,
         mmd_weight: float = 10.0,
         fake_per_real: int = 4,
+        resample_events: int = 0,
         lr: float = 2e-4,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
@@ -113,11 +116,12 @@ class GANSurrogate(Surrogate):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         theta = batch["theta"]
-        k = batch["events"].shape[2]
+        events = self.training_events(batch, self.hparams.resample_events)
+        k = events.shape[2]
         m = k * self.hparams.fake_per_real
         d_loss = g_loss = torch.zeros((), device=theta.device)
         for c in range(self.n_channels):
-            real, _ = self.to_unit(batch["events"][:, c])
+            real, _ = self.to_unit(events[:, c])
             ctx_r, ctx_f = self.event_context(theta, c, k), self.event_context(theta, c, m)
             for _ in range(self.hparams.n_critic):
                 fake = self._sample_unit(theta, c, m, None).detach()

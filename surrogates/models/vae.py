@@ -30,6 +30,9 @@ class VAESurrogate(Surrogate):
         latent: latent dimension.
         hidden: encoder and decoder widths.
         beta: weight of the KL term.
+        resample_events: > 0: train on this many events per θ and channel drawn afresh each step
+            from the training set's tabulated densities (`Surrogate.training_events`); 0: on the
+            set's own events.
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
 
     >>> vae = VAESurrogate(hidden=(8,))
@@ -46,6 +49,7 @@ class VAESurrogate(Surrogate):
         hidden: Sequence[int] = (128, 128, 128),
         activation: str = "silu",
         beta: float = 1.0,
+        resample_events: int = 0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
@@ -78,10 +82,11 @@ class VAESurrogate(Surrogate):
 
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         theta = batch["theta"]
-        k = batch["events"].shape[2]
+        events = self.training_events(batch, self.hparams.resample_events)
+        k = events.shape[2]
         recon = kl = torch.zeros((), device=theta.device)
         for c in range(self.n_channels):
-            y, _ = self.to_unit(batch["events"][:, c])
+            y, _ = self.to_unit(events[:, c])
             ctx = self.event_context(theta, c, k)
             mu, log_var = self.encoder(torch.cat([y, ctx], -1)).chunk(2, dim=-1)
             w = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
