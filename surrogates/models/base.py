@@ -123,15 +123,11 @@ class Surrogate(pl.LightningModule):
         from surrogates.sampling import grid_cdf, invert_cdf
 
         grid, pdf = batch["grid"][0, :, 0], batch["pdf"]
-        b = pdf.shape[0]
-        out = []
-        for c in range(pdf.shape[1]):
-            q, cdf = grid_cdf(grid, pdf[:, c])
-            u = (
-                torch.arange(resample, device=pdf.device) + torch.rand(b, resample).to(pdf)
-            ) / resample
-            out.append(invert_cdf(grid, q, cdf, u))
-        return torch.stack(out, 1).unsqueeze(-1).to(batch["events"].dtype)
+        b, c = pdf.shape[:2]
+        q, cdf = grid_cdf(grid, pdf.reshape(b * c, -1))  # every θ and channel in one pass
+        u = torch.arange(resample, device=pdf.device) + torch.rand(b * c, resample).to(pdf)
+        x = invert_cdf(grid, q, cdf, u / resample)
+        return x.view(b, c, resample, 1).to(batch["events"].dtype)
 
     # ------------------------------------------------------------------ conditioning
     @property
