@@ -6,7 +6,8 @@
 Any option of the model (``--model.*``), the data (``--data.*``) and the Lightning Trainer
 (``--trainer.*``) can be set on the command line or in the YAML; ``--data FILE.npz`` is short for
 ``--data.path FILE.npz`` (no path: a training set is simulated from the theory). ``--ckpt_path
-last`` resumes an interrupted run in the same ``--out``. The run directory receives the resolved
+last`` resumes an interrupted run in the same ``--out``; ``--init_from CKPT`` starts a new run from
+a trained surrogate's weights (fine-tuning: fresh optimizer and schedule). The run directory receives the resolved
 ``config.yaml``, ``checkpoints/{last,best}.ckpt``, ``metrics.json``, ``environment.json``, CSV
 logs, PNG plots against the exact theory at held-out θ, and the wandb run (offline unless
 ``WANDB_MODE`` says otherwise; ``disabled`` turns it off).
@@ -54,6 +55,13 @@ class SurrogateCLI(LightningCLI):
         )
         parser.add_argument(
             "--ckpt_path", type=str | None, default=None, help="'last' resumes the run in --out"
+        )
+        parser.add_argument(
+            "--init_from",
+            type=str | None,
+            default=None,
+            help="start from the weights of this checkpoint (a .ckpt or zoo name of the same "
+            "family, theory and network sizes) with a fresh optimizer and schedule: fine-tuning",
         )
         parser.add_argument(
             "--eval.checkpoint",
@@ -146,6 +154,29 @@ def _expand_shorthand(argv: list[str]) -> list[str]:
     return out
 
 
+def _init_weights(model: Surrogate, source: str, theory: str) -> None:
+    """Copy a trained surrogate's weights (its norm network too, marked fitted) into ``model``."""
+    from surrogates.zoo import load_surrogate
+
+    trained = load_surrogate(source, theory)
+    if trained.family != model.family or getattr(trained, "backend", None) != getattr(
+        model, "backend", None
+    ):
+        raise InputError(
+            f"--init_from '{source}' is a {trained.family} surrogate "
+            f"({getattr(trained, 'backend', None) or 'no backend'}); this fit trains a "
+            f"{model.family} ({getattr(model, 'backend', None) or 'no backend'}): give a checkpoint "
+            "of the same kind"
+        )
+    try:
+        model.load_state_dict(trained.state_dict())
+    except RuntimeError:
+        raise InputError(
+            f"--init_from '{source}': its networks have other sizes than this config's; "
+            "use the same --model options it was trained with"
+        ) from None
+
+
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -187,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         cli.parser.save(cli.config, out / "config.yaml", overwrite=True, skip_none=False)
     model: Surrogate = cli.model
+    if cli.config["init_from"]:
+        _init_weights(model, cli.config["init_from"], cli.config["data"]["theory"])
     t0 = time.perf_counter()
     cli.trainer.fit(model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
     train_seconds = time.perf_counter() - t0

@@ -41,20 +41,7 @@ def mean_x_gradient(
     return g.mean(0), g.std(0, ddof=1) / np.sqrt(replicas)
 
 
-GRADIENT_NOT_YET = {
-    "gan": "the shipped GAN gets d<x>/db_u ~3.5x too small (sign right): it needs more training (issue 3)"
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=GRADIENT_NOT_YET[n], strict=False))
-        if n in GRADIENT_NOT_YET
-        else n
-        for n in SHIPPED
-    ],
-)
+@pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("theta", HELD_OUT)
 def test_surrogate_gradient_follows_the_exact_one(proxy, name, theta):
     """Sign equal and size within a factor 2 where the exact |d<x>/dθ| is at least 0.02."""

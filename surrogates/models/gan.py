@@ -19,13 +19,24 @@ __all__ = ["GANSurrogate", "mmd"]
 
 
 def mmd(a: Tensor, b: Tensor, scales: Sequence[float] = (0.1, 0.3, 1.0, 3.0)) -> Tensor:
-    """Squared maximum mean discrepancy per row, Gaussian kernels: a (B, n, d), b (B, m, d) → (B,)."""
+    """Unbiased squared maximum mean discrepancy per row, Gaussian kernels: a (B, n, d), b (B, m, d)
+    → (B,), n, m ≥ 2.
+
+    The within-sample terms leave out the diagonal (Gretton et al.'s U-statistic). With it, the
+    generator's self-term would carry weight (n − 1)/n against the cross term, and its optimum
+    would be a distribution narrower than the data's by a bias of order 1/n.
+    """
 
     def k(x: Tensor, y: Tensor) -> Tensor:
         d2 = torch.cdist(x, y).pow(2)
-        return sum(torch.exp(-d2 / (2 * s * s)) for s in scales).mean((-1, -2))
+        return sum(torch.exp(-d2 / (2 * s * s)) for s in scales)
 
-    return k(a, a) + k(b, b) - 2 * k(a, b)
+    def within(x: Tensor) -> Tensor:
+        n = x.shape[-2]
+        kxx = k(x, x)
+        return (kxx.sum((-1, -2)) - kxx.diagonal(dim1=-2, dim2=-1).sum(-1)) / (n * (n - 1))
+
+    return within(a) + within(b) - 2 * k(a, b).mean((-1, -2))
 
 
 class GANSurrogate(Surrogate):
