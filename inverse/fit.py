@@ -55,6 +55,7 @@ DEFAULTS: dict = {
     "seed": 0,
     "steps": 3000,
     "replicas": 16,
+    "data_replicas": 1,  # replicas on the observed data itself, θ = their mean; the rest bootstrap
     "events_per_step": 256,
     "average_last": 0.3,
     "compare_mle": True,
@@ -169,6 +170,12 @@ def run_outer_gan(
         raise InputError(f"average_last must be in (0, 1], got {cfg['average_last']}")
     if cfg["replicas"] < 1 or cfg["steps"] < 1 or cfg["events_per_step"] < 1:
         raise InputError("replicas, steps and events_per_step must be positive")
+    k = cfg.get("data_replicas", 1)
+    if not 1 <= k <= cfg["replicas"] or (k > 1 and cfg["replicas"] - k < 2):
+        raise InputError(
+            f"data_replicas {k} with replicas {cfg['replicas']}: need 1 ≤ data_replicas and at "
+            "least 2 bootstrap replicas beside them; raise replicas or lower data_replicas"
+        )
     pl.seed_everything(cfg["seed"], verbose=False)
     gan_cfg = dict(cfg["gan"])
     # the generator's steps must be small against σ_CRB ∝ 1/√N: data larger than lr_g_events
@@ -194,13 +201,13 @@ def run_outer_gan(
 
     ensemble = getattr(source, "family", None) == "ensemble"
     if ensemble:  # replica 0 (the data) through the mixture, replica r ≥ 1 through member r−1 mod M
-        if cfg["replicas"] < 2 * source.n_members + 1:
+        if cfg["replicas"] < 2 * source.n_members + k:
             raise InputError(
                 f"an ensemble of {source.n_members} surrogates needs replicas ≥ "
-                f"{2 * source.n_members + 1} (2 per member, plus the data) to split the surrogates' "
+                f"{2 * source.n_members + k} (2 per member, plus the data) to split the surrogates' "
                 "share of the uncertainty; raise --replicas"
             )
-        source.rows = [-1] + [(r - 1) % source.n_members for r in range(1, cfg["replicas"])]
+        source.rows = [-1] * k + [(r - k) % source.n_members for r in range(k, cfg["replicas"])]
     model = OuterGAN(
         source,
         data,
@@ -210,6 +217,7 @@ def run_outer_gan(
         theory.x_low,
         theory.x_high,
         replicas=cfg["replicas"],
+        data_replicas=k,
         events_per_step=cfg["events_per_step"],
         steps=cfg["steps"],
         seed=cfg["seed"],
@@ -268,8 +276,9 @@ def run_outer_gan(
     trace = np.asarray(model.trace)  # (K, R, P)
     trace_steps = np.asarray(model.trace_steps)
     final = _trace_average(trace, cfg["average_last"])  # (R, P)
-    mean = final[0]
-    std = final[1:].std(0, ddof=1) if len(final) > 2 else np.full(len(mean), np.nan)
+    mean = final[:k].mean(0)
+    boot = final[k:]
+    std = boot.std(0, ddof=1) if len(boot) > 1 else np.full(len(mean), np.nan)
     counts = data.expected_counts if data.expected_counts is not None else data.counts
     truth = data.theta_true
     crb = bound(truth if truth is not None else mean, counts)
@@ -293,7 +302,7 @@ def run_outer_gan(
         "steps": int(model.step_count),
     }
     if ensemble:
-        split = surrogate_share(final[1:], source.rows[1:])
+        split = surrogate_share(boot, source.rows[k:])
         metrics["ensemble"] = {"members": source.names, **split}
         source.rows = None
     mle = None
@@ -321,7 +330,7 @@ def run_outer_gan(
         crb,
         None if mle is None else mle.theta,
     )
-    plot_curves(out / "curves.png", theory, final[1:] if len(final) > 2 else final, truth)
+    plot_curves(out / "curves.png", theory, boot if len(boot) > 1 else final, truth)
     with torch.no_grad():
         gen = source.sample(torch.as_tensor(mean).unsqueeze(0), 100_000)
         weights = None

@@ -5,8 +5,9 @@ inverse CDF, or a trained surrogate) turns θ into events, discriminators compar
 observed events, and the generator follows their gradients through the source back to θ. The
 norms enter as a χ² against the measured norms with their uncertainties ("regulating norms").
 
-Uncertainties come from data replicas, as in global PDF fits: replica 0 is the observed data,
-replicas 1…R−1 are bootstrap resamples of the events with the norms fluctuated by their errors.
+Uncertainties come from data replicas, as in global PDF fits: replica 0 (or replicas 0…K−1,
+``data_replicas``) is the observed data, the others bootstrap resamples of the events with the
+norms fluctuated by their errors.
 The generator maps one fixed latent vector per replica to θ_r, and every replica has its own
 discriminators, so each θ_r is the GAN's estimate on its replica. θ_0 is the answer and the spread
 of θ_1…θ_{R−1} its uncertainty: posterior-like samples whose width follows the data, not the
@@ -166,22 +167,25 @@ class BatchedMLP(nn.Module):
         return x.squeeze(-1) if self.outputs == 1 else x
 
 
-def make_replicas(data: ObservedData, replicas: int, seed: int) -> tuple[list[Tensor], Tensor]:
+def make_replicas(
+    data: ObservedData, replicas: int, seed: int, data_replicas: int = 1
+) -> tuple[list[Tensor], Tensor]:
     """Bootstrap event indices per replica and channel, and fluctuated norms per replica.
 
     Returns:
-        indices: one (R, N_c) long tensor per channel (row 0 = the events themselves).
-        norms: (R, C) measured norms (row 0 = the measured ones, the others ± their σ).
+        indices: one (R, N_c) long tensor per channel (rows 0…K−1, K = ``data_replicas``: the
+            events themselves).
+        norms: (R, C) measured norms (rows 0…K−1 the measured ones, the others ± their σ).
     """
     rng = np.random.default_rng(seed)
     indices = []
     for ev in data.events:
         n = len(ev)
         idx = rng.integers(0, n, size=(replicas, n))
-        idx[0] = np.arange(n)
+        idx[:data_replicas] = np.arange(n)
         indices.append(torch.as_tensor(idx))
     norms = data.norms + data.norms_sigma * rng.standard_normal((replicas, len(data.norms)))
-    norms[0] = data.norms
+    norms[:data_replicas] = data.norms
     return indices, torch.as_tensor(np.maximum(norms, 1e-3 * data.norms))
 
 
@@ -193,6 +197,9 @@ class OuterGAN(pl.LightningModule):
         data: observed events and norms (validated against the source's theory beforehand).
         low, high, param_names: the prior box and parameter names.
         replicas: R (1 = no uncertainty estimate).
+        data_replicas: K ≥ 1 of the R replicas fit the observed data itself (independent
+            generators and discriminators), the rest bootstrap resamples; the estimate averages
+            the K, which removes part of the optimizer's own scatter.
         events_per_step: generated and observed events per replica and channel each step.
         steps: total steps (for the learning-rate schedule).
         lr_g, lr_d: Adam learning rates of generator and discriminators.
@@ -227,6 +234,7 @@ class OuterGAN(pl.LightningModule):
         x_low: Tensor,
         x_high: Tensor,
         replicas: int = 16,
+        data_replicas: int = 1,
         events_per_step: int = 256,
         steps: int = 3000,
         lr_g: float = 6e-3,
@@ -280,7 +288,7 @@ class OuterGAN(pl.LightningModule):
         self.register_buffer("feat_std", torch.stack([f.std(0).clamp(min=1e-6) for f in feats]))
         for c, e in enumerate(events):
             self.register_buffer(f"events_{c}", e)
-        idx, norms = make_replicas(data, replicas, seed)
+        idx, norms = make_replicas(data, replicas, seed, data_replicas)
         for c, i in enumerate(idx):
             self.register_buffer(f"replica_idx_{c}", i)
         self.register_buffer("replica_norms", norms.to(dtype))

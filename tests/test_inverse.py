@@ -45,6 +45,28 @@ def test_replicas_are_bootstrap_resamples(proxy):
     assert not np.allclose(norms[1].numpy(), data.norms)
 
 
+def test_data_replicas_fit_the_data_and_are_averaged(tmp_path, proxy):
+    """data_replicas K: replicas 0…K−1 see the observed events and norms themselves, the rest are
+    bootstrap resamples; θ is the mean of the K, σ the spread of the others; bad K → one line."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=3)
+    idx, norms = make_replicas(data, 6, seed=0, data_replicas=3)
+    for r in range(3):
+        assert torch.equal(idx[1][r], torch.arange(len(data.events[1])))
+        assert np.allclose(norms[r].numpy(), data.norms)
+    assert len(torch.unique(idx[1][3])) < idx[1].shape[1]
+    assert not np.allclose(norms[3].numpy(), data.norms)
+    cfg = _cfg(steps=20, replicas=5, data_replicas=2, events_per_step=16, compare_mle=False)
+    m = run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
+    final = np.load(tmp_path / "params.npz")["theta"]
+    assert not np.allclose(final[0], final[1])  # independent generators on the same data
+    assert np.allclose(m["params_mean"], final[:2].mean(0))
+    assert np.allclose(m["params_std"], final[2:].std(0, ddof=1))
+    with pytest.raises(InputError, match="data_replicas"):
+        run_outer_gan(
+            proxy, data, InverseCDFSampler(proxy), _cfg(replicas=4, data_replicas=3), tmp_path
+        )
+
+
 def test_generator_stays_inside_the_prior_box(proxy):
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=3)
     gan = OuterGAN(
