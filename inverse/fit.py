@@ -170,7 +170,7 @@ def run_outer_gan(
         raise InputError(f"average_last must be in (0, 1], got {cfg['average_last']}")
     if cfg["replicas"] < 1 or cfg["steps"] < 1 or cfg["events_per_step"] < 1:
         raise InputError("replicas, steps and events_per_step must be positive")
-    k = cfg.get("data_replicas", 1)
+    k = cfg["data_replicas"]
     if not 1 <= k <= cfg["replicas"] or (k > 1 and cfg["replicas"] - k < 2):
         raise InputError(
             f"data_replicas {k} with replicas {cfg['replicas']}: need 1 ≤ data_replicas and at "
@@ -200,7 +200,7 @@ def run_outer_gan(
         return crb_std(theory, theta, counts)
 
     ensemble = getattr(source, "family", None) == "ensemble"
-    if ensemble:  # replica 0 (the data) through the mixture, replica r ≥ 1 through member r−1 mod M
+    if ensemble:  # the K data replicas through the mixture, replica r ≥ K through member r−K mod M
         if cfg["replicas"] < 2 * source.n_members + k:
             raise InputError(
                 f"an ensemble of {source.n_members} surrogates needs replicas ≥ "

@@ -9,9 +9,9 @@ Uncertainties come from data replicas, as in global PDF fits: replica 0 (or repl
 ``data_replicas``) is the observed data, the others bootstrap resamples of the events with the
 norms fluctuated by their errors.
 The generator maps one fixed latent vector per replica to θ_r, and every replica has its own
-discriminators, so each θ_r is the GAN's estimate on its replica. θ_0 is the answer and the spread
-of θ_1…θ_{R−1} its uncertainty: posterior-like samples whose width follows the data, not the
-optimizer.
+discriminators, so each θ_r is the GAN's estimate on its replica. The mean of θ_0…θ_{K−1} is the
+answer and the spread of the bootstrap replicas' θ its uncertainty: posterior-like samples whose
+width follows the data, not the optimizer.
 
 What the seed's roadblocks need, and where it is handled:
 - insensitive gradients: discriminators look at standardized logit(x), where the steep edges of

@@ -6,10 +6,10 @@
 Any option of the model (``--model.*``), the data (``--data.*``) and the Lightning Trainer
 (``--trainer.*``) can be set on the command line or in the YAML; ``--data FILE.npz`` is short for
 ``--data.path FILE.npz`` (no path: a training set is simulated from the theory). ``--ckpt_path
-last`` resumes an interrupted run in the same ``--out``; ``--init_from CKPT`` starts a new run from
-a trained surrogate's weights (fine-tuning: fresh optimizer and schedule). The run directory receives the resolved
-``config.yaml``, ``checkpoints/{last,best}.ckpt``, ``metrics.json``, ``environment.json``, CSV
-logs, PNG plots against the exact theory at held-out θ, and the wandb run (offline unless
+last`` resumes an interrupted run in the same ``--out``; ``--init_from CKPT`` starts a new run
+from a trained surrogate's weights (fine-tuning: fresh optimizer and schedule). The run directory
+receives the resolved ``config.yaml``, ``checkpoints/{last,best}.ckpt``, ``metrics.json``,
+``environment.json``, CSV logs, PNG plots against the exact theory at held-out θ, and the wandb run (offline unless
 ``WANDB_MODE`` says otherwise; ``disabled`` turns it off).
 """
 
@@ -159,14 +159,14 @@ def _init_weights(model: Surrogate, source: str, theory: str) -> None:
     from surrogates.zoo import load_surrogate
 
     trained = load_surrogate(source, theory)
-    if trained.family != model.family or getattr(trained, "backend", None) != getattr(
-        model, "backend", None
-    ):
+
+    def kind(m: Surrogate) -> str:
+        return f"{m.family} surrogate ({getattr(m, 'backend', None) or 'no backend'})"
+
+    if kind(trained) != kind(model):
         raise InputError(
-            f"--init_from '{source}' is a {trained.family} surrogate "
-            f"({getattr(trained, 'backend', None) or 'no backend'}); this fit trains a "
-            f"{model.family} ({getattr(model, 'backend', None) or 'no backend'}): give a checkpoint "
-            "of the same kind"
+            f"--init_from '{source}' is a {kind(trained)}; this fit trains a {kind(model)}: "
+            "give a checkpoint of the same kind"
         )
     try:
         model.load_state_dict(trained.state_dict())
