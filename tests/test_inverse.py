@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from pytorch_lightning.callbacks import Callback
 
 from inverse.fit import DEFAULTS, load_config, main, make_source, run_outer_gan
@@ -256,6 +257,27 @@ def test_cli_runs_end_to_end_with_a_surrogate(tmp_path, capsys, proxy, obs_file)
     assert metrics["source"] == str(ckpt) and metrics["steps"] == 20
     data = read_events(obs_file, proxy)
     assert metrics["counts"] == data.counts.tolist()
+
+
+@pytest.mark.parametrize("name", ["proxy", "proxy-large"])
+def test_shipped_proxy_configs_run_through_the_cli(tmp_path, capsys, obs_file, name):
+    """Each shipped proxy config runs as written (its replicas, data replicas and discriminator
+    steps), only shortened: the run records them and averages the data replicas."""
+    path = f"configs/inverse/{name}.yaml"
+    cfg = load_config(path)
+    out = tmp_path / name
+    args = ["--config", path, "--events", str(obs_file), "--steps", "3", "--out", str(out)]
+    assert main([*args, "--events-per-step", "16", "--no-progress"]) == 0
+    capsys.readouterr()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["replicas"] == cfg["replicas"] and metrics["steps"] == 3
+    theta = np.load(out / "params.npz")["theta"]
+    assert theta.shape == (cfg["replicas"], 6)
+    k = cfg["data_replicas"]
+    assert np.allclose(metrics["params_mean"], theta[:k].mean(0))
+    assert not np.allclose(metrics["params_mean"], theta[0]) or k == 1
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["gan"]["d_steps"] == cfg["gan"]["d_steps"] and resolved["data_replicas"] == k
 
 
 def test_blackbox_closure_runs_end_to_end(tmp_path, capsys):
