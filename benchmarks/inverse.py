@@ -169,15 +169,8 @@ def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN00
             out = Path(args.runs) / f"{case}-{source}"
             m = run_outer_gan(theory, data, make_source(source, theory), c, out, progress=False)
             p = np.load(out / "params.npz")
-            reach = steps_to_mle(
-                p["trace"],
-                p["trace_steps"],
-                mle.theta,
-                crb,
-                c["average_last"],
-                0.5,
-                c["data_replicas"],
-            )
+            trace, k = p["trace"], c["data_replicas"]
+            reach = steps_to_mle(trace, p["trace_steps"], mle.theta, crb, c["average_last"], 0.5, k)
             rows.append(
                 {
                     "method": "outer-gan",

@@ -9,8 +9,8 @@ Any option of the model (``--model.*``), the data (``--data.*``) and the Lightni
 last`` resumes an interrupted run in the same ``--out``; ``--init_from CKPT`` starts a new run
 from a trained surrogate's weights (fine-tuning: fresh optimizer and schedule). The run directory
 receives the resolved ``config.yaml``, ``checkpoints/{last,best}.ckpt``, ``metrics.json``,
-``environment.json``, CSV logs, PNG plots against the exact theory at held-out θ, and the wandb run (offline unless
-``WANDB_MODE`` says otherwise; ``disabled`` turns it off).
+``environment.json``, CSV logs, PNG plots against the exact theory at held-out θ, and the wandb
+run (offline unless ``WANDB_MODE`` says otherwise; ``disabled`` turns it off).
 """
 
 from __future__ import annotations
