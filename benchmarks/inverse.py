@@ -25,7 +25,7 @@ import torch
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from inverse.baselines import crb_std, fit_mle  # noqa: E402
+from inverse.baselines import crb_std, fit_mle, negative_log_likelihood  # noqa: E402
 from inverse.fit import load_config, make_source, run_outer_gan  # noqa: E402
 from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
 from surrogates.runs import environment, to_jsonable  # noqa: E402
@@ -129,7 +129,14 @@ def npe_baseline(theory, data: ObservedData, counts, n_sims: int, seed: int) -> 
     }
 
 
-def peer_row(method: str, source: str, case: str, v: dict, mle, crb, theta) -> dict:  # noqa: ANN001
+def delta_nll(theory, data: ObservedData, params, mle) -> float:  # noqa: ANN001
+    """−log L(params) − −log L(θ_MLE): the likelihood's own distance, valid where it is skewed."""
+    with torch.no_grad():
+        t = torch.as_tensor(np.asarray(params), dtype=theory.dtype).unsqueeze(0)
+        return float(negative_log_likelihood(theory, t, data)[0]) - mle.nll
+
+
+def peer_row(method: str, source: str, case: str, v: dict, mle, crb, theta, dnll) -> dict:  # noqa: ANN001
     """A table row for a method that reports params and std without GAN steps."""
     return {
         "method": method,
@@ -141,6 +148,7 @@ def peer_row(method: str, source: str, case: str, v: dict, mle, crb, theta) -> d
         "crb": crb,
         "pull": (v["params"] - theta) / crb,
         "max_dmle_crb": float(np.max(np.abs(v["params"] - mle.theta) / crb)),
+        "dnll_mle": dnll,
         "std_over_crb": v["std"] / crb,
         "steps": None,
         "seconds": v["seconds"],
@@ -181,6 +189,7 @@ def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN00
                     "mle": mle.theta,
                     "crb": crb,
                     "max_dmle_crb": float(np.max(np.abs(m["params_mean"] - mle.theta) / crb)),
+                    "dnll_mle": delta_nll(theory, data, m["params_mean"], mle),
                     "std_over_crb": np.asarray(m["params_std"]) / crb,
                     "steps": m["steps"],
                     "seconds": m["seconds"],
@@ -195,10 +204,12 @@ def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN00
             v = npe_baseline(
                 theory, data, CASES[case], max(budget // sum(CASES[case]), 50), args.seed
             )
-            rows.append(peer_row("sbi-npe", f"{v['n_sims']} sims", case, v, mle, crb, theta))
+            dnll = delta_nll(theory, data, v["params"], mle)
+            rows.append(peer_row("sbi-npe", f"{v['n_sims']} sims", case, v, mle, crb, theta, dnll))
         if args.vaim:
             v = vaim_inverse(theory, data)
-            rows.append(peer_row("vaim-invert", "vaim", case, v, mle, crb, theta))
+            dnll = delta_nll(theory, data, v["params"], mle)
+            rows.append(peer_row("vaim-invert", "vaim", case, v, mle, crb, theta, dnll))
     return rows
 
 
@@ -207,7 +218,7 @@ def pseudo_experiments(args: argparse.Namespace, theory) -> dict:  # noqa: ANN00
     rng = np.random.default_rng(args.seed)
     low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
     counts = CASES[args.pseudo_case]
-    pulls, covered, dmle, ratio, mle_covered = [], [], [], [], []
+    pulls, covered, dmle, ratio, mle_covered, dnll = [], [], [], [], [], []
     t0 = time.perf_counter()
     for k in range(args.pseudo):
         truth = low + (high - low) * (0.1 + 0.8 * rng.random(len(low)))
@@ -227,6 +238,7 @@ def pseudo_experiments(args: argparse.Namespace, theory) -> dict:  # noqa: ANN00
         pulls.append(np.asarray(m["pull"]))
         covered.append(np.abs(pull) <= 1)
         dmle.append(np.asarray(m["gan_minus_mle_crb"]))
+        dnll.append(m["gan_minus_mle_nll"])
         ratio.append(np.asarray(m["std_over_crb"]))
         # the same question for the MLE ± its Hessian σ on the same data: the yardstick
         mle_covered.append(
@@ -234,7 +246,8 @@ def pseudo_experiments(args: argparse.Namespace, theory) -> dict:  # noqa: ANN00
         )
         print(
             f"  pseudo-experiment {k}: pull/σ_CRB {np.round(m['pull'], 2).tolist()}, "
-            f"max |GAN − MLE|/σ_CRB {np.abs(dmle[-1]).max():.2f}",
+            f"max |GAN − MLE|/σ_CRB {np.abs(dmle[-1]).max():.2f}, √(2ΔNLL) "
+            f"{np.sqrt(2 * max(dnll[-1], 0)):.2f}",
             flush=True,
         )
     pulls, covered, dmle, ratio, mle_covered = map(
@@ -256,6 +269,7 @@ def pseudo_experiments(args: argparse.Namespace, theory) -> dict:  # noqa: ANN00
         "std_over_crb_mean": ratio.mean(0),
         "gan_minus_mle_rms": np.sqrt((dmle**2).mean(0)),
         "gan_minus_mle_max_per_set": np.abs(dmle).max(1),
+        "gan_minus_mle_nll_per_set": np.asarray(dnll),
         "pulls": pulls,
         "seconds": time.perf_counter() - t0,
     }
@@ -308,7 +322,8 @@ def main() -> None:
         worst = s["gan_minus_mle_max_per_set"]
         print(
             f"max |GAN − MLE|/σ_CRB per set: {np.round(worst, 2).tolist()} "
-            f"({int((worst <= 0.5).sum())} of {len(worst)} within 0.5)"
+            f"({int((worst <= 0.5).sum())} of {len(worst)} within 0.5); √(2ΔNLL) per set: "
+            f"{np.round(np.sqrt(2 * np.clip(s['gan_minus_mle_nll_per_set'], 0, None)), 2).tolist()}"
         )
     else:
         rows = closure_rows(args, theory)
@@ -316,7 +331,7 @@ def main() -> None:
         print(
             f"{'method':>12} {'source':>14} {'case':>4} {'max|Δ_MLE|/σ':>13} "
             f"{'σ/σ_CRB (min–max)':>18} {'steps':>6} {'s':>6} {'steps→0.5':>9} "
-            f"{'s→0.5':>6} {'MLE s':>6}"
+            f"{'s→0.5':>6} {'MLE s':>6} {'√(2ΔNLL)':>9}"
         )
         for r in rows:
             ratio = np.asarray(r["std_over_crb"])
@@ -325,7 +340,8 @@ def main() -> None:
                 f"{r['method']:>12} {r['source']:>14} {r['case']:>4} {r['max_dmle_crb']:13.2f} "
                 f"{f'{ratio.min():.2f}–{ratio.max():.2f}':>18} {str(r['steps'] or '-'):>6} "
                 f"{r['seconds']:6.1f} {str(reach if reach is not None else '-'):>9} "
-                f"{(r['seconds_to_0.5'] or float('nan')):6.1f} {r['mle_seconds']:6.2f}"
+                f"{(r['seconds_to_0.5'] or float('nan')):6.1f} {r['mle_seconds']:6.2f} "
+                f"{np.sqrt(2 * max(r['dnll_mle'], 0)):9.2f}"
             )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from inverse.baselines import crb_std, fisher_information, fit_mle
+from inverse.baselines import crb_std, fisher_information, fit_mle, negative_log_likelihood
 from inverse.folded import FoldedModel
 from inverse.gan import OuterGAN
 from inverse.plots import plot_curves, plot_events, plot_traces
@@ -77,6 +77,8 @@ DEFAULTS: dict = {
         "trace_every": 10,
         "precondition": False,
         "precondition_at": 0.1,
+        "precondition_scale": "geometric",
+        "precondition_diagonal": False,
     },
     "trainer": {"accelerator": "auto", "devices": 1, "strategy": "auto", "checkpoint_every": 250},
 }
@@ -312,6 +314,16 @@ def run_outer_gan(
         if folded is not None:
             metrics["mle"]["kind"] = "binned, folded through the detector"
         metrics["gan_minus_mle_crb"] = (mean - mle.theta) / crb
+        # the likelihood's own yardstick, valid where it is not Gaussian: −log L(θ_GAN) − min;
+        # √(2Δ) is the Mahalanobis distance for a Gaussian one (≥ each parameter's offset in σ)
+        nll = (
+            (lambda t: negative_log_likelihood(theory, t, data))
+            if folded is None
+            else folded.nll_function(folded.histogram(data.events), data.exposure)
+        )
+        with torch.no_grad():
+            at_mean = float(nll(torch.as_tensor(mean, dtype=theory.dtype).unsqueeze(0))[0])
+        metrics["gan_minus_mle_nll"] = at_mean - mle.nll
     np.savez(
         out / "params.npz",
         theta=final,

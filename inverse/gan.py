@@ -116,26 +116,48 @@ class ParameterGenerator(nn.Module):
         return u, u * (1 - u)
 
     @torch.no_grad()
-    def precondition(self, cov_theta: Tensor) -> None:
+    def precondition(
+        self, cov_theta: Tensor, at: int = 0, scale: str = "geometric", diagonal: bool = False
+    ) -> None:
         """Whiten the generator's coordinates with a θ covariance (the Cramér–Rao one).
 
         The likelihood is ill-conditioned: N_u or the d-quark parameters are soft directions
         that move 10–100× slower than b_u under one learning rate, so they lag and their replicas
-        never spread fully. With s = s0 + L·net(z), L = chol(cov in s)/ḡ (ḡ: geometric mean of
-        its σ, so the overall scale stays), every direction moves at the same pace. The current
-        positions become s0 and the last layer restarts near zero, so θ is continuous.
+        never spread fully. With s = s0 + L·net(z), L = chol(cov in s)/ḡ, every direction moves
+        at the same pace in units of its σ. ḡ sets that pace: "geometric", the geometric mean of
+        the σ in s (the overall scale stays: soft directions speed up, stiff ones slow down);
+        "softest", the largest σ in s (no parameter moves faster, in units of its σ, than it did
+        before: only the stiff ones slow down). ``diagonal``: scale each parameter by its own σ
+        but leave out the correlations. The full whitening moves a soft parameter with the
+        gradients of the stiff ones it correlates with; where the GAN resolves that soft parameter
+        less well than the likelihood does (N_u small), the replicas then wander along it and
+        settle off the MLE (2.7 σ_CRB on such a case-A set, 0.37 with the diagonal). The
+        covariance is converted to s at replica ``at``'s position. The current positions become
+        s0 and the last layer restarts near zero, so θ is continuous; calling it again re-whitens
+        from the current L.
         """
+        if scale not in PRECONDITION_SCALES:
+            raise InputError(
+                f"unknown gan.precondition_scale '{scale}'; choose one of "
+                f"{', '.join(PRECONDITION_SCALES)}"
+            )
         s = self.logit()
-        jac = (self.high - self.low) * (1 - 2 * self.inset) * self._box(s)[1][0]  # dθ/ds
+        jac = (self.high - self.low) * (1 - 2 * self.inset) * self._box(s)[1][at]  # dθ/ds
         cov_s = cov_theta / torch.outer(jac, jac)
+        if diagonal:  # each parameter at its own pace, no coupling through the correlations
+            cov_s = torch.diag(cov_s.diagonal())
         chol = torch.linalg.cholesky(cov_s + 1e-12 * torch.eye(len(jac), dtype=cov_s.dtype))
-        g = torch.exp(torch.log(cov_s.diagonal().clamp(min=1e-300)).mean() / 2)
+        var = cov_s.diagonal().clamp(min=1e-300)
+        g = torch.exp(torch.log(var).mean() / 2) if scale == "geometric" else var.max().sqrt()
         self.L.copy_(chol / g)
         self._zero_last_layer()
         self.s0.copy_(s - self.net(self.z)[:, 0] @ self.L.T)  # θ exactly continuous
 
     def forward(self) -> Tensor:
         return self.low + (self.high - self.low) * self.unit()
+
+
+PRECONDITION_SCALES = ("geometric", "softest")
 
 
 class BatchedMLP(nn.Module):
@@ -213,8 +235,12 @@ class OuterGAN(pl.LightningModule):
         box_map: how the generator's output reaches the box, "sigmoid" or "reflect" (see
             `ParameterGenerator`).
         trace_every: record every replica's θ each this many steps.
-        precondition_at: fraction of the steps after which the generator's coordinates are
-            whitened with ``covariance`` at replica 0's θ (see `ParameterGenerator.precondition`).
+        precondition_at: fraction(s) of the steps after which the generator's coordinates are
+            whitened with ``covariance`` at the mean θ of the data replicas (each again: the
+            covariance re-estimated where the replicas have moved since; see
+            `ParameterGenerator.precondition`).
+        precondition_scale: the pace of the whitened directions, "geometric" or "softest".
+        precondition_diagonal: whiten each parameter by its own σ only (no correlations).
         seed: seed of the replicas and latents.
         covariance: θ → Cramér–Rao covariance of the data (None: no preconditioning).
         detector: the experimental module (`surrogates.detector.DISDetector`) between the source
@@ -250,7 +276,9 @@ class OuterGAN(pl.LightningModule):
         inset: float = 1e-3,
         box_map: str = "sigmoid",
         trace_every: int = 10,
-        precondition_at: float = 0.1,
+        precondition_at: float | Sequence[float] = 0.1,
+        precondition_scale: str = "geometric",
+        precondition_diagonal: bool = False,
         seed: int = 0,
         covariance=None,  # noqa: ANN001 - callable θ (P,) → Cramér–Rao covariance (P, P)
         detector=None,  # noqa: ANN001 - surrogates.detector.DISDetector or None
@@ -260,7 +288,24 @@ class OuterGAN(pl.LightningModule):
         self.detector = detector
         self._acceptance_quadrature = None
         self.covariance = covariance
-        self.precondition_step = int(precondition_at * steps) if covariance is not None else -1
+        fractions = (
+            [precondition_at] if isinstance(precondition_at, int | float) else precondition_at
+        )
+        if any(not 0 <= f < 1 for f in fractions):
+            raise InputError(
+                f"gan.precondition_at must be fractions in [0, 1), got {precondition_at}"
+            )
+        if precondition_scale not in PRECONDITION_SCALES:
+            raise InputError(
+                f"unknown gan.precondition_scale '{precondition_scale}'; choose one of "
+                f"{', '.join(PRECONDITION_SCALES)}"
+            )
+        self.precondition_steps = (
+            {int(f * steps) for f in fractions} if covariance is not None else set()
+        )
+        self.precondition_scale = precondition_scale
+        self.precondition_diagonal = precondition_diagonal
+        self.data_replicas = data_replicas
         self.source = source
         self.param_names = list(param_names)
         self.n_channels = len(data.events)
@@ -396,11 +441,16 @@ class OuterGAN(pl.LightningModule):
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         sch_g, sch_d = self.lr_schedulers()
-        if int(self.step_count) == self.precondition_step:
+        if int(self.step_count) in self.precondition_steps:
             with torch.no_grad():
-                at = self.theta()[0].cpu().numpy()
-            cov = torch.as_tensor(self.covariance(at), dtype=torch.float64, device=self.device)
-            self.generator_net.precondition(cov)
+                theta = self.theta()
+                mean = theta[: self.data_replicas].mean(0)
+                at = int((theta - mean).abs().sum(-1)[: self.data_replicas].argmin())
+            cov = self.covariance(mean.cpu().numpy())
+            cov = torch.as_tensor(cov, dtype=torch.float64, device=self.device)
+            self.generator_net.precondition(
+                cov, at, self.precondition_scale, self.precondition_diagonal
+            )
             opt_g.optimizer.state.clear()  # Adam's moments belong to the old coordinates
         theta = self.theta()
         fake = [e.to(torch.float64) for e in self.source.sample(theta, self.events_per_step)]

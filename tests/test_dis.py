@@ -285,6 +285,7 @@ def test_outer_gan_through_the_detector(theory: DISTheory, tmp_path) -> None:
     moved = np.abs(np.asarray(m["params_mean"]) - start) / np.asarray(m["crb_std"])
     assert moved.max() > 3  # it left the box centre ...
     assert np.abs(m["gan_minus_mle_crb"]).max() < 2.5, m["gan_minus_mle_crb"]  # ... for the MLE
+    assert -1e-6 < m["gan_minus_mle_nll"] < 20  # the binned likelihood's minimum is the MLE's
     for png in ("traces.png", "curves.png", "events.png"):
         assert (out / png).stat().st_size > 10_000
     # the same data with no detector in the config: refused before training, in one line

@@ -98,6 +98,17 @@ def test_outer_gan_recovers_the_mle_on_case_b(tmp_path, proxy):
     delta = np.abs(m["gan_minus_mle_crb"])
     # a short run: within 1 σ_CRB of the MLE (the full default run reaches ~0.2)
     assert delta.max() < 1.0, delta
+    # −log L at θ_GAN above its minimum: ≥ 0, what the likelihood says there, and at least the
+    # largest (offset / Hessian σ)²/2 (a Gaussian's Mahalanobis distance bounds every offset)
+    from inverse.baselines import negative_log_likelihood
+
+    both = torch.tensor([m["params_mean"], m["mle"]["params"]], dtype=torch.float64)
+    with torch.no_grad():
+        nll = negative_log_likelihood(proxy, both, data)
+    dnll = m["gan_minus_mle_nll"]
+    assert dnll > -1e-6 and dnll == pytest.approx(float(nll[0] - nll[1]), abs=1e-4)
+    offset = (both[0] - both[1]).numpy() / np.asarray(m["mle"]["std"])
+    assert 2 * dnll >= 0.8 * (offset**2).max(), (dnll, offset)
     # the start (box centre) is 1.5–5 σ_CRB away in several parameters: the GAN moved there
     centre = (proxy.prior_low + proxy.prior_high).numpy() / 2
     assert np.abs((centre - m["params_mean"]) / m["crb_std"]).max() > 1.5
@@ -316,8 +327,11 @@ def test_one_shared_discriminator_for_all_channels(tmp_path, proxy):
     assert state["discriminator.weights.0"].shape == (3, 3 + 2, 32)
 
 
-@pytest.mark.parametrize("box_map", ["sigmoid", "reflect"])
-def test_preconditioning_keeps_theta_and_whitens(proxy, box_map):
+@pytest.mark.parametrize(
+    ("box_map", "scale", "diagonal"),
+    [("sigmoid", "geometric", False), ("reflect", "softest", False), ("sigmoid", "softest", True)],
+)
+def test_preconditioning_keeps_theta_and_whitens(proxy, box_map, scale, diagonal):
     from inverse.baselines import fisher_information
     from inverse.gan import ParameterGenerator
 
@@ -334,14 +348,62 @@ def test_preconditioning_keeps_theta_and_whitens(proxy, box_map):
             jac[i] = (up - gen()[0, i]) / (2 * eps)
             gen.s0[0, i] += eps
     cov = torch.linalg.inv(fisher_information(proxy, before[0], [10_000, 5_000]))
-    gen.precondition(cov)
-    with torch.no_grad():
-        after = gen()
-    assert torch.allclose(before, after, rtol=0, atol=1e-6 * 5)
-    # L Lᵀ is the covariance in the generator's coordinates s up to one overall factor
-    cov_s = cov / torch.outer(jac, jac)
-    ratio = (gen.L @ gen.L.T) / cov_s
-    assert torch.allclose(ratio, ratio[0, 0].expand_as(ratio), rtol=1e-5)
+    for _ in range(2):  # a second call re-whitens from the first one's coordinates
+        gen.precondition(cov, at=0, scale=scale, diagonal=diagonal)
+        with torch.no_grad():
+            after = gen()
+        assert torch.allclose(before, after, rtol=0, atol=1e-6 * 5)
+        # L Lᵀ is the covariance in the generator's coordinates s up to one overall factor
+        # (diagonal: its diagonal only, each parameter scaled by its own σ, no coupling) ...
+        cov_s = cov / torch.outer(jac, jac)
+        if diagonal:
+            assert torch.equal(gen.L, torch.diag(gen.L.diagonal()))
+            cov_s = torch.diag(cov_s.diagonal())
+            sd = cov.diagonal().sqrt()
+            assert (cov / torch.outer(sd, sd) - torch.eye(6)).abs().max() > 0.5  # correlated
+        ratio = (gen.L @ gen.L.T).diagonal() / cov_s.diagonal()
+        assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-5)
+        assert torch.allclose(gen.L @ gen.L.T, ratio[0] * cov_s, rtol=1e-5, atol=1e-12)
+        # ... that gives the σ in s (the diagonal) geometric mean 1, or the largest one 1
+        sd = (gen.L @ gen.L.T).diagonal().sqrt()
+        pace = sd.log().mean().exp() if scale == "geometric" else sd.max()
+        assert float(pace) == pytest.approx(1.0, rel=1e-9)
+        assert scale == "geometric" or float(sd.min()) < 0.5  # stiff ones slowed
+    with pytest.raises(InputError, match="precondition_scale"):
+        gen.precondition(cov, scale="fastest")
+
+
+def test_preconditioning_repeats_at_the_data_replicas_mean(tmp_path, proxy, monkeypatch):
+    """precondition_at [0.1, 0.5]: the generator is whitened twice, each time with the
+    Cramér–Rao covariance at the mean θ of the data replicas (not one replica's θ)."""
+    from inverse.baselines import fisher_information
+    from inverse.gan import ParameterGenerator
+
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=3)
+    calls = []
+    whiten = ParameterGenerator.precondition
+
+    def spy(gen, cov_theta, at=0, scale="geometric", diagonal=False):  # noqa: ANN001, ANN202
+        with torch.no_grad():
+            theta = gen()
+        calls.append((theta[:2].mean(0), cov_theta, at, scale, diagonal))
+        return whiten(gen, cov_theta, at, scale, diagonal)
+
+    monkeypatch.setattr(ParameterGenerator, "precondition", spy)
+    cfg = _cfg(steps=20, replicas=5, data_replicas=2, events_per_step=16, compare_mle=False)
+    cfg["gan"] = {**cfg["gan"], "precondition": True, "precondition_at": [0.1, 0.5]}
+    cfg["gan"]["precondition_scale"] = "softest"
+    cfg["gan"]["precondition_diagonal"] = True
+    run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
+    assert len(calls) == 2
+    for mean, cov, at, scale, diagonal in calls:
+        expected = torch.linalg.pinv(fisher_information(proxy, mean, data.counts))
+        assert torch.allclose(cov.cpu(), expected, rtol=1e-6) and at in (0, 1)
+        assert scale == "softest" and diagonal
+    assert not torch.allclose(calls[0][0], calls[1][0])  # the replicas moved in between
+    cfg["gan"]["precondition_at"] = [0.1, 1.5]
+    with pytest.raises(InputError, match="precondition_at"):
+        run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "b", progress=False)
 
 
 def test_reflecting_box_map_never_flattens(proxy):
