@@ -289,6 +289,8 @@ def test_shipped_proxy_configs_run_through_the_cli(tmp_path, capsys, obs_file, n
     assert not np.allclose(metrics["params_mean"], theta[0]) or k == 1
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["gan"]["d_steps"] == cfg["gan"]["d_steps"] and resolved["data_replicas"] == k
+    for key in ("precondition", "precondition_at", "precondition_scale", "precondition_diagonal"):
+        assert resolved["gan"][key] == cfg["gan"][key]
 
 
 def test_blackbox_closure_runs_end_to_end(tmp_path, capsys):
