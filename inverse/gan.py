@@ -136,11 +136,7 @@ class ParameterGenerator(nn.Module):
         s0 and the last layer restarts near zero, so θ is continuous; calling it again re-whitens
         from the current L.
         """
-        if scale not in PRECONDITION_SCALES:
-            raise InputError(
-                f"unknown gan.precondition_scale '{scale}'; choose one of "
-                f"{', '.join(PRECONDITION_SCALES)}"
-            )
+        check_precondition_scale(scale)
         s = self.logit()
         jac = (self.high - self.low) * (1 - 2 * self.inset) * self._box(s)[1][at]  # dθ/ds
         cov_s = cov_theta / torch.outer(jac, jac)
@@ -158,6 +154,15 @@ class ParameterGenerator(nn.Module):
 
 
 PRECONDITION_SCALES = ("geometric", "softest")
+
+
+def check_precondition_scale(scale: str) -> None:
+    """One line naming the choices for an unknown ``gan.precondition_scale``."""
+    if scale not in PRECONDITION_SCALES:
+        raise InputError(
+            f"unknown gan.precondition_scale '{scale}'; choose one of "
+            f"{', '.join(PRECONDITION_SCALES)}"
+        )
 
 
 class BatchedMLP(nn.Module):
@@ -295,11 +300,7 @@ class OuterGAN(pl.LightningModule):
             raise InputError(
                 f"gan.precondition_at must be fractions in [0, 1), got {precondition_at}"
             )
-        if precondition_scale not in PRECONDITION_SCALES:
-            raise InputError(
-                f"unknown gan.precondition_scale '{precondition_scale}'; choose one of "
-                f"{', '.join(PRECONDITION_SCALES)}"
-            )
+        check_precondition_scale(precondition_scale)
         self.precondition_steps = (
             {int(f * steps) for f in fractions} if covariance is not None else set()
         )

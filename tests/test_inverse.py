@@ -406,6 +406,9 @@ def test_preconditioning_repeats_at_the_data_replicas_mean(tmp_path, proxy, monk
     cfg["gan"]["precondition_at"] = [0.1, 1.5]
     with pytest.raises(InputError, match="precondition_at"):
         run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "b", progress=False)
+    cfg["gan"]["precondition_at"], cfg["gan"]["precondition_scale"] = 0.1, "fastest"
+    with pytest.raises(InputError, match="precondition_scale 'fastest'; choose one of geometric"):
+        run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "c", progress=False)
 
 
 def test_reflecting_box_map_never_flattens(proxy):
