@@ -296,7 +296,10 @@ class OuterGAN(pl.LightningModule):
         fractions = (
             [precondition_at] if isinstance(precondition_at, int | float) else precondition_at
         )
-        if any(not 0 <= f < 1 for f in fractions):
+        if not isinstance(fractions, list | tuple) or any(
+            isinstance(f, bool) or not isinstance(f, int | float) or not 0 <= f < 1
+            for f in fractions
+        ):
             raise InputError(
                 f"gan.precondition_at must be fractions in [0, 1), got {precondition_at}"
             )

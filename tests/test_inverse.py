@@ -403,9 +403,10 @@ def test_preconditioning_repeats_at_the_data_replicas_mean(tmp_path, proxy, monk
         assert torch.allclose(cov.cpu(), expected, rtol=1e-6) and at in (0, 1)
         assert scale == "softest" and diagonal
     assert not torch.allclose(calls[0][0], calls[1][0])  # the replicas moved in between
-    cfg["gan"]["precondition_at"] = [0.1, 1.5]
-    with pytest.raises(InputError, match="precondition_at"):
-        run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "b", progress=False)
+    for bad in ([0.1, 1.5], "0.1", [0.1, "half"]):
+        cfg["gan"]["precondition_at"] = bad
+        with pytest.raises(InputError, match="precondition_at must be fractions"):
+            run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "b")
     cfg["gan"]["precondition_at"], cfg["gan"]["precondition_scale"] = 0.1, "fastest"
     with pytest.raises(InputError, match="precondition_scale 'fastest'; choose one of geometric"):
         run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "c", progress=False)
