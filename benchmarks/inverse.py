@@ -25,7 +25,12 @@ import torch
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from inverse.baselines import crb_std, fit_mle, negative_log_likelihood  # noqa: E402
+from inverse.baselines import (  # noqa: E402
+    crb_std,
+    fit_mle,
+    negative_log_likelihood,
+    nll_excess,
+)
 from inverse.fit import load_config, make_source, run_outer_gan  # noqa: E402
 from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
 from surrogates.runs import environment, to_jsonable  # noqa: E402
@@ -131,9 +136,8 @@ def npe_baseline(theory, data: ObservedData, counts, n_sims: int, seed: int) -> 
 
 def delta_nll(theory, data: ObservedData, params, mle) -> float:  # noqa: ANN001
     """−log L(params) − −log L(θ_MLE): the likelihood's own distance, valid where it is skewed."""
-    with torch.no_grad():
-        t = torch.as_tensor(np.asarray(params), dtype=theory.dtype).unsqueeze(0)
-        return float(negative_log_likelihood(theory, t, data)[0]) - mle.nll
+    nll = lambda t: negative_log_likelihood(theory, t, data)  # noqa: E731
+    return nll_excess(nll, params, mle, theory.dtype)
 
 
 def peer_row(method: str, source: str, case: str, v: dict, mle, crb, theta, dnll) -> dict:  # noqa: ANN001

@@ -32,6 +32,7 @@ __all__ = [
     "fisher_information",
     "crb_std",
     "fit_mle",
+    "nll_excess",
     "fit_binned_mle",
     "BinnedEvents",
     "MLEResult",
@@ -229,6 +230,16 @@ def fit_mle(
     return _maximize(
         theory, lambda t: negative_log_likelihood(theory, t, data), n_starts, seed, start
     )
+
+
+def nll_excess(
+    nll: NLL, theta: Sequence[float], mle: MLEResult, dtype: torch.dtype = torch.float64
+) -> float:
+    """−log L(θ) − −log L(θ̂) for the ``nll`` the MLE minimized: how far θ is by the likelihood's
+    own measure (√(2Δ) is the Mahalanobis distance where the likelihood is Gaussian)."""
+    with torch.no_grad():
+        t = torch.as_tensor(np.asarray(theta, dtype=float), dtype=dtype).unsqueeze(0)
+        return float(nll(t)[0]) - mle.nll
 
 
 class BinnedEvents:

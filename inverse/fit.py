@@ -28,7 +28,13 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from inverse.baselines import crb_std, fisher_information, fit_mle, negative_log_likelihood
+from inverse.baselines import (
+    crb_std,
+    fisher_information,
+    fit_mle,
+    negative_log_likelihood,
+    nll_excess,
+)
 from inverse.folded import FoldedModel
 from inverse.gan import OuterGAN
 from inverse.plots import plot_curves, plot_events, plot_traces
@@ -321,9 +327,7 @@ def run_outer_gan(
             if folded is None
             else folded.nll_function(folded.histogram(data.events), data.exposure)
         )
-        with torch.no_grad():
-            at_mean = float(nll(torch.as_tensor(mean, dtype=theory.dtype).unsqueeze(0))[0])
-        metrics["gan_minus_mle_nll"] = at_mean - mle.nll
+        metrics["gan_minus_mle_nll"] = nll_excess(nll, mean, mle, theory.dtype)
     np.savez(
         out / "params.npz",
         theta=final,
