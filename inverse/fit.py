@@ -85,6 +85,7 @@ DEFAULTS: dict = {
         "precondition_at": 0.1,
         "precondition_scale": "geometric",
         "precondition_diagonal": False,
+        "d_dtype": "float64",
     },
     "trainer": {"accelerator": "auto", "devices": 1, "strategy": "auto", "checkpoint_every": 250},
 }

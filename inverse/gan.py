@@ -154,6 +154,7 @@ class ParameterGenerator(nn.Module):
 
 
 PRECONDITION_SCALES = ("geometric", "softest")
+D_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def check_precondition_scale(scale: str) -> None:
@@ -246,6 +247,8 @@ class OuterGAN(pl.LightningModule):
             `ParameterGenerator.precondition`).
         precondition_scale: the pace of the whitened directions, "geometric" or "softest".
         precondition_diagonal: whiten each parameter by its own σ only (no correlations).
+        d_dtype: the discriminators' precision, "float64" or "float32" (2–3× faster on a CPU;
+            the events, θ and the losses stay in float64).
         seed: seed of the replicas and latents.
         covariance: θ → Cramér–Rao covariance of the data (None: no preconditioning).
         detector: the experimental module (`surrogates.detector.DISDetector`) between the source
@@ -284,6 +287,7 @@ class OuterGAN(pl.LightningModule):
         precondition_at: float | Sequence[float] = 0.1,
         precondition_scale: str = "geometric",
         precondition_diagonal: bool = False,
+        d_dtype: str = "float64",
         seed: int = 0,
         covariance=None,  # noqa: ANN001 - callable θ (P,) → Cramér–Rao covariance (P, P)
         detector=None,  # noqa: ANN001 - surrogates.detector.DISDetector or None
@@ -304,6 +308,10 @@ class OuterGAN(pl.LightningModule):
                 f"gan.precondition_at must be fractions in [0, 1), got {precondition_at}"
             )
         check_precondition_scale(precondition_scale)
+        if not isinstance(d_dtype, str) or d_dtype not in D_DTYPES:
+            raise InputError(
+                f"unknown gan.d_dtype '{d_dtype}'; choose one of {', '.join(D_DTYPES)}"
+            )
         self.precondition_steps = (
             {int(f * steps) for f in fractions} if covariance is not None else set()
         )
@@ -328,7 +336,8 @@ class OuterGAN(pl.LightningModule):
         event_dim = data.events[0].shape[1]
         inputs = 3 * event_dim + (self.n_channels if shared else 0)
         k = replicas * (1 if shared else self.n_channels)
-        self.discriminator = BatchedMLP(k, inputs, d_hidden, dtype)
+        self.d_dtype = D_DTYPES[d_dtype]
+        self.discriminator = BatchedMLP(k, inputs, d_hidden, self.d_dtype)
         self.register_buffer("x_low", x_low.to(dtype))
         self.register_buffer("x_high", x_high.to(dtype))
         events = [torch.as_tensor(e, dtype=dtype) for e in data.events]
@@ -384,13 +393,13 @@ class OuterGAN(pl.LightningModule):
         return getattr(self, f"events_{c}")[torch.gather(idx, 1, pick)]
 
     def logits(self, feats: Sequence[Tensor]) -> list[Tensor]:
-        """Discriminator logits per channel, each (R, n)."""
+        """Discriminator logits per channel, each (R, n), in float64 whatever ``d_dtype``."""
         if self.shared:
             n = [f.shape[1] for f in feats]
-            out = self.discriminator(torch.cat(list(feats), 1))
-            return list(out.split(n, dim=1))
-        stacked = torch.cat(list(feats), 0)  # (C·R, n, d): channel-major
-        return list(self.discriminator(stacked).split(self.replicas, 0))
+            out = self.discriminator(torch.cat(list(feats), 1).to(self.d_dtype))
+            return list(out.to(torch.float64).split(n, dim=1))
+        stacked = torch.cat(list(feats), 0).to(self.d_dtype)  # (C·R, n, d): channel-major
+        return list(self.discriminator(stacked).to(torch.float64).split(self.replicas, 0))
 
     def norm_chi2(self, theta: Tensor, fake: Sequence[Tensor] | None = None) -> Tensor:
         """Per replica χ² of the predicted norms against the replica's measured norms, (R,).

@@ -291,6 +291,7 @@ def test_shipped_proxy_configs_run_through_the_cli(tmp_path, capsys, obs_file, n
     assert resolved["gan"]["d_steps"] == cfg["gan"]["d_steps"] and resolved["data_replicas"] == k
     for key in ("precondition", "precondition_at", "precondition_scale", "precondition_diagonal"):
         assert resolved["gan"][key] == cfg["gan"][key]
+    assert resolved["gan"]["d_dtype"] == cfg["gan"]["d_dtype"]
 
 
 def test_blackbox_closure_runs_end_to_end(tmp_path, capsys):
@@ -327,6 +328,33 @@ def test_one_shared_discriminator_for_all_channels(tmp_path, proxy):
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     # R discriminators (not R × C), each reading 3 edge features + the channel one-hot
     assert state["discriminator.weights.0"].shape == (3, 3 + 2, 32)
+
+
+def test_float32_discriminators_pass_the_float64_gradients(proxy):
+    """gan.d_dtype float32: the same discriminators (weights copied) in single precision give θ's
+    generator the gradient of the float64 ones to single precision; the losses stay float64."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=4)
+
+    def outer_gan(d_dtype: str) -> OuterGAN:
+        args = (proxy.prior_low, proxy.prior_high, proxy.param_names, proxy.x_low, proxy.x_high)
+        return OuterGAN(InverseCDFSampler(proxy), data, *args, replicas=3, d_dtype=d_dtype)
+
+    grads = []
+    m64, m32 = outer_gan("float64"), outer_gan("float32")
+    m32.load_state_dict(m64.state_dict())
+    assert m32.discriminator.weights[0].dtype == torch.float32
+    for m in (m64, m32):
+        torch.manual_seed(0)
+        fake = m.source.sample(m.theta(), 128)
+        logits = m.logits([m.features(f.to(torch.float64), c) for c, f in enumerate(fake)])
+        assert all(g.dtype == torch.float64 and g.shape == (3, 128) for g in logits)
+        loss = sum(torch.nn.functional.softplus(-g).mean() for g in logits)
+        params = list(m.generator_net.parameters())
+        grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
+    assert grads[0].norm() > 0
+    assert (grads[1] - grads[0]).norm() < 1e-4 * grads[0].norm()
+    with pytest.raises(InputError, match="gan.d_dtype 'half'; choose one of float64, float32"):
+        outer_gan("half")
 
 
 @pytest.mark.parametrize(
