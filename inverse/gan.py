@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from surrogates.data import ObservedData
-from surrogates.errors import InputError
+from surrogates.errors import InputError, check_choice
 
 __all__ = ["ParameterGenerator", "BatchedMLP", "OuterGAN", "make_replicas", "BOX_MAPS"]
 
@@ -75,10 +75,7 @@ class ParameterGenerator(nn.Module):
         box_map: str = "sigmoid",
     ) -> None:
         super().__init__()
-        if box_map not in BOX_MAPS:
-            raise InputError(
-                f"unknown gan.box_map '{box_map}'; choose one of {', '.join(BOX_MAPS)}"
-            )
+        check_choice("gan.box_map", box_map, BOX_MAPS)
         self.box_map = box_map
         g = torch.Generator().manual_seed(seed)
         self.register_buffer(
@@ -136,7 +133,7 @@ class ParameterGenerator(nn.Module):
         s0 and the last layer restarts near zero, so θ is continuous; calling it again re-whitens
         from the current L.
         """
-        check_precondition_scale(scale)
+        check_choice("gan.precondition_scale", scale, PRECONDITION_SCALES)
         s = self.logit()
         jac = (self.high - self.low) * (1 - 2 * self.inset) * self._box(s)[1][at]  # dθ/ds
         cov_s = cov_theta / torch.outer(jac, jac)
@@ -155,15 +152,6 @@ class ParameterGenerator(nn.Module):
 
 PRECONDITION_SCALES = ("geometric", "softest")
 D_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def check_precondition_scale(scale: str) -> None:
-    """One line naming the choices for an unknown ``gan.precondition_scale``."""
-    if scale not in PRECONDITION_SCALES:
-        raise InputError(
-            f"unknown gan.precondition_scale '{scale}'; choose one of "
-            f"{', '.join(PRECONDITION_SCALES)}"
-        )
 
 
 class BatchedMLP(nn.Module):
@@ -307,11 +295,8 @@ class OuterGAN(pl.LightningModule):
             raise InputError(
                 f"gan.precondition_at must be fractions in [0, 1), got {precondition_at}"
             )
-        check_precondition_scale(precondition_scale)
-        if not isinstance(d_dtype, str) or d_dtype not in D_DTYPES:
-            raise InputError(
-                f"unknown gan.d_dtype '{d_dtype}'; choose one of {', '.join(D_DTYPES)}"
-            )
+        check_choice("gan.precondition_scale", precondition_scale, PRECONDITION_SCALES)
+        check_choice("gan.d_dtype", d_dtype, D_DTYPES)
         self.precondition_steps = (
             {int(f * steps) for f in fractions} if covariance is not None else set()
         )

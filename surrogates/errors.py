@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InputError", "ParameterError", "EventFileError"]
+__all__ = ["InputError", "ParameterError", "EventFileError", "check_choice"]
 
 
 class InputError(ValueError):
@@ -15,3 +15,9 @@ class ParameterError(InputError):
 
 class EventFileError(InputError):
     """An event file that is missing, malformed, or does not fit the theory."""
+
+
+def check_choice(what: str, value: object, choices) -> None:  # noqa: ANN001 - any iterable of str
+    """Raise the one-line "unknown WHAT 'VALUE'; choose one of A, B" for a value not in ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"unknown {what} '{value}'; choose one of {', '.join(choices)}")
