@@ -21,6 +21,7 @@ __all__ = [
     "InverseCDFSampler2D",
     "MetropolisSampler",
     "counts_per_channel",
+    "eval_cdf",
     "grid_cdf",
     "invert_cdf",
 ]
@@ -86,6 +87,23 @@ def invert_cdf(grid: Tensor, q: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
     disc = (q0 * q0 + 4 * a * c).clamp(min=eps)
     t = _safe_div(2 * c, q0 + disc.sqrt(), eps)
     return x0 + torch.minimum(t.clamp(min=0.0), h)
+
+
+def eval_cdf(grid: Tensor, q: Tensor, cdf: Tensor, x: Tensor) -> Tensor:
+    """F(x) of the piecewise-linear density q on the grid (`grid_cdf`'s output); q, cdf (B, G),
+    x (B, n) → (B, n), clamped to the grid's range; dF/dx is the interpolated density.
+
+    The inverse of `invert_cdf`: inside a bin F = F_i + q_i t + (q_{i+1} − q_i) t²/(2h).
+    """
+    n_bins = grid.numel() - 1
+    x = x.clamp(grid[0], grid[-1])
+    idx = (torch.searchsorted(grid.contiguous(), x.detach().contiguous(), right=True) - 1).clamp(
+        0, n_bins - 1
+    )
+    t = x - grid[idx]
+    h = grid.diff()[idx]
+    q0, q1 = q.gather(1, idx), q.gather(1, idx + 1)
+    return cdf.gather(1, idx) + q0 * t + (q1 - q0) * t * t / (2 * h)
 
 
 class InverseCDFSampler:

@@ -175,3 +175,21 @@ def test_metropolis_two_dimensional():
     )
     assert stats.kstest(ev[0, :, 0].numpy(), stats.beta(3, 1).cdf).pvalue > P_MIN
     assert stats.kstest(ev[0, :, 1].numpy(), stats.uniform().cdf).pvalue > P_MIN
+
+
+def test_eval_cdf_inverts_invert_cdf_and_its_slope_is_the_density():
+    """eval_cdf(invert_cdf(u)) = u to rounding, and dF/dx is the interpolated density."""
+    from surrogates.sampling import eval_cdf, grid_cdf, invert_cdf
+
+    gen = torch.Generator().manual_seed(0)
+    grid = torch.linspace(0.1, 1.0, 40, dtype=torch.float64)
+    q, cdf = grid_cdf(grid, torch.rand(3, 40, generator=gen, dtype=torch.float64) + 0.05)
+    u = torch.rand(3, 500, generator=gen, dtype=torch.float64)
+    x = invert_cdf(grid, q, cdf, u).requires_grad_(True)
+    f = eval_cdf(grid, q, cdf, x)
+    assert torch.allclose(f, u, atol=1e-12)
+    (slope,) = torch.autograd.grad(f.sum(), x)
+    i = (torch.searchsorted(grid, x.detach(), right=True) - 1).clamp(0, 38)
+    t = (x.detach() - grid[i]) / grid.diff()[i]
+    dens = q.gather(1, i) * (1 - t) + q.gather(1, i + 1) * t
+    assert torch.allclose(slope, dens, rtol=1e-9)
