@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from surrogates.errors import InputError, ParameterError
+from surrogates.errors import InputError, ParameterError, check_choice
 from surrogates.sampling import counts_per_channel
 from surrogates.theory import get_theory
 
@@ -32,8 +32,7 @@ def mlp(
 ) -> nn.Sequential:
     """A plain multilayer perceptron."""
     acts = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "elu": nn.ELU}
-    if activation not in acts:
-        raise InputError(f"unknown activation '{activation}'; choose one of {', '.join(acts)}")
+    check_choice("activation", activation, acts)
     layers: list[nn.Module] = []
     sizes = [inputs, *hidden]
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
@@ -82,10 +81,7 @@ class Surrogate(pl.LightningModule):
         optimizer: str = "adam",
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise InputError(
-                f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}"
-            )
+        check_choice("optimizer", optimizer, OPTIMIZERS)
         self.optimizer_name = optimizer
         self.norm_steps = norm_steps
         th = get_theory(theory)
@@ -353,8 +349,7 @@ class Surrogate(pl.LightningModule):
         )
         if self.hparams.scheduler == "none":
             return opt
-        if self.hparams.scheduler != "cosine":
-            raise InputError(f"unknown scheduler '{self.hparams.scheduler}'; choose cosine or none")
+        check_choice("scheduler", self.hparams.scheduler, ("cosine", "none"))
         epochs = max(int(self.trainer.max_epochs or 1), 1)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=epochs, eta_min=self.hparams.lr / 100

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from surrogates.errors import InputError
+from surrogates.errors import InputError, check_choice
 from surrogates.models.base import EVENT_VARIABLES, Surrogate
 
 __all__ = ["FlowSurrogate", "BACKENDS"]
@@ -384,18 +384,10 @@ class FlowSurrogate(Surrogate):
             theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
         )
         self.save_hyperparameters()
-        if backend not in BACKENDS:
-            raise InputError(
-                f"unknown flow backend '{backend}'; choose one of {', '.join(BACKENDS)}"
-            )
-        if objective not in ("events", "pdf"):
-            raise InputError(f"unknown objective '{objective}'; choose events or pdf")
-        if pdf_points not in ("grid", "stratified"):
-            raise InputError(f"unknown pdf_points '{pdf_points}'; choose grid or stratified")
-        if event_variable not in EVENT_VARIABLES:
-            raise InputError(
-                f"unknown event_variable '{event_variable}'; choose one of {', '.join(EVENT_VARIABLES)}"
-            )
+        check_choice("flow backend", backend, BACKENDS)
+        check_choice("objective", objective, ("events", "pdf"))
+        check_choice("pdf_points", pdf_points, ("grid", "stratified"))
+        check_choice("event_variable", event_variable, EVENT_VARIABLES)
         self.backend = backend
         self.objective = objective
         self.pdf_points = pdf_points

@@ -109,8 +109,7 @@ class GANSurrogate(Surrogate):
             theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
         )
         self.save_hyperparameters()
-        if loss not in ("wgan-gp", "lsgan"):
-            raise InputError(f"unknown GAN loss '{loss}'; choose wgan-gp or lsgan")
+        check_choice("GAN loss", loss, ("wgan-gp", "lsgan"))
         check_choice("gan.mmd_target", mmd_target, ("events", "pdf"))
         if mmd_target == "pdf" and self.event_dim != 1:
             raise InputError("mmd_target: pdf needs 1-D events; set mmd_target: events")
