@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How the shipped checkpoints were made: the flows, VAIM and flow-dis on the 2-core CPU (one torch
-# thread per run, two runs at a time); vae and gan on one H200 GPU with its 16 cores (406 s and
-# 380 + 76 s of training; on this CPU an epoch of either takes minutes, see README).
+# thread per run, two runs at a time); vae on one H200 GPU with its 16 cores (406 s), the gan's
+# first two stages there too (380 + 76 s), its last three on this CPU (see README).
 # Usage: bash checkpoints/train.sh NAME   (NAME: flow-zuko flow-nflows flow-normflows gan vae vaim flow-dis)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,13 +24,26 @@ case $name in
       --trainer.max_epochs "${EPOCHS:-150}") ;;
   flow-nflows|flow-normflows) family=flow; extra=(--model.backend "${name#flow-}" --model.event_variable unit \
       --model.pdf_points stratified --trainer.max_epochs "${EPOCHS:-120}") ;;
-  gan)  # configs/surrogates/gan.yaml for 51 epochs, then 20 more from those weights at lr 5e-5; the
-    # shipped first stage ran before the MMD term lost its (n − 1)/n bias, the second with the fix
-    $python -m surrogates.fit gan --config configs/surrogates/gan.yaml --data runs/zoo/train.npz \
-        --trainer.enable_progress_bar false --eval.shift_events 0 --eval.checkpoint last \
-        --trainer.max_epochs "${EPOCHS:-51}" --out runs/zoo/gan-stage1
-    family=gan; extra=(--init_from runs/zoo/gan-stage1/checkpoints/last.ckpt --model.lr 5e-5
-      --trainer.max_epochs 20 --eval.checkpoint last) ;;
+  gan)  # configs/surrogates/gan.yaml for 51 epochs, then 20 more from those weights at lr 5e-5 (both on
+    # the GPU; the first ran before the MMD term lost its (n − 1)/n bias); then on the CPU the pdf
+    # target (energy distance to the tabulated densities; one critic step and 128 generated events
+    # per θ): 20 epochs at lr 5e-4, 20 at lr 1e-4, 10 at lr 5e-5 (two runs at a time, one thread each)
+    stage() {
+      local out=$1; shift
+      $python -m surrogates.fit gan --config configs/surrogates/gan.yaml --data runs/zoo/train.npz \
+          --trainer.enable_progress_bar false --eval.shift_events 0 --eval.checkpoint last \
+          --out "runs/zoo/$out" "$@"
+    }
+    pdf=(--model.mmd_target pdf --model.n_critic 1 --model.fake_per_real 2)
+    stage gan-stage1 --trainer.max_epochs "${EPOCHS:-51}"
+    stage gan-stage2 --init_from runs/zoo/gan-stage1/checkpoints/last.ckpt --model.lr 5e-5 \
+        --trainer.max_epochs 20
+    stage gan-stage3 --init_from runs/zoo/gan-stage2/checkpoints/last.ckpt --model.lr 5e-4 \
+        --trainer.max_epochs 20 "${pdf[@]}"
+    stage gan-stage4 --init_from runs/zoo/gan-stage3/checkpoints/last.ckpt --model.lr 1e-4 \
+        --trainer.max_epochs 20 "${pdf[@]}"
+    family=gan; extra=(--init_from runs/zoo/gan-stage4/checkpoints/last.ckpt --model.lr 5e-5 --trainer.max_epochs 10
+      --eval.checkpoint last "${pdf[@]}") ;;
   vae) family=vae; extra=(--trainer.max_epochs "${EPOCHS:-175}") ;;
   vaim) family=vaim; extra=(--trainer.max_epochs "${EPOCHS:-40}") ;;
   *) echo "unknown checkpoint name '$name'" >&2; exit 2 ;;
