@@ -35,7 +35,7 @@ dashboard: setup
 	$(BIN)/python -m surrogates.dashboard runs --out runs/dashboard
 
 test: setup
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q --durations=15
 
 test-slow: setup
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m slow

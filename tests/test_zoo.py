@@ -441,6 +441,34 @@ def test_fidelity_metrics_on_the_exact_sampler_are_null(proxy):
     assert abs(auc - 0.5) < 4 * se, (auc, se)
 
 
+def test_expected_theta_shift_is_null_for_the_exact_density_and_finds_a_known_offset(proxy):
+    """theta_shift_expected (the noise-free θ shift): the exact density gives 0 (to 0.01 σ_CRB);
+    the exact density and norms of θ + δ, with δ = 2 σ_CRB(A) in b_u, give the shift (0, 0, 2, 0,
+    0, 0) to 0.01; only one θ at a time."""
+    from inverse.baselines import crb_std
+    from surrogates.data import CASES
+    from surrogates.metrics import theta_shift_expected
+    from surrogates.sampling import InverseCDFSampler
+
+    exact = InverseCDFSampler(proxy)
+    theta = torch.tensor([THETA[0]], dtype=torch.float64)
+    assert np.abs(theta_shift_expected(exact, proxy, theta)).max() < 0.01
+    delta = torch.zeros_like(theta)
+    delta[0, 2] = 2 * crb_std(proxy, theta[0], CASES["A"])[2]
+
+    class Offset:  # the exact theory at θ + δ
+        def log_prob(self, x, t):  # noqa: ANN001, ANN202
+            return exact.log_prob(x, t + delta)
+
+        def norms(self, t):  # noqa: ANN001, ANN202
+            return exact.norms(t + delta)
+
+    shift = theta_shift_expected(Offset(), proxy, theta)
+    assert np.allclose(shift, [0, 0, 2, 0, 0, 0], atol=0.01), shift.round(3)
+    with pytest.raises(ValueError, match="one θ"):
+        theta_shift_expected(exact, proxy, theta.expand(2, -1))
+
+
 def test_families_registry_matches_configs():
     """One proxy YAML per family; theory-specific ones are FAMILY-THEORY.yaml (flow-dis.yaml)."""
     stems = [p.stem for p in (ROOT / "configs" / "surrogates").glob("*.yaml")]
