@@ -268,11 +268,13 @@ class BinnedEvents:
         u = np.linspace(np.log(eps) - np.log1p(-eps), np.log1p(-eps) - np.log(eps), n_bins + 1)
         edges = lo + (hi - lo) / (1 + np.exp(-u))
         edges[0], edges[-1] = lo, hi
-        self.counts = torch.as_tensor(
-            np.stack([np.histogram(np.ravel(e), bins=edges)[0] for e in events]), dtype=theory.dtype
-        )
-        self.exposure = self.counts.sum(-1) / torch.as_tensor(
-            np.asarray(norms, dtype=float), dtype=theory.dtype
+        self.theory = theory
+        self.set_counts(
+            torch.as_tensor(
+                np.stack([np.histogram(np.ravel(e), bins=edges)[0] for e in events]),
+                dtype=theory.dtype,
+            ),
+            norms,
         )
         g, w = np.polynomial.legendre.leggauss(nodes)
         a, b = edges[:-1, None], edges[1:, None]
@@ -280,7 +282,13 @@ class BinnedEvents:
             ((a + b) / 2 + (b - a) / 2 * g).reshape(-1, 1), dtype=theory.dtype
         )
         self.weights = torch.as_tensor(((b - a) / 2 * w), dtype=theory.dtype)  # (K, nodes)
-        self.theory = theory
+
+    def set_counts(self, counts: Tensor, norms: Sequence[float] | Tensor) -> None:
+        """Counts per channel and bin (C, K), whole or not (expected counts), with their measured
+        ∫σ_c dx: the exposure is L_c = Σ_k counts_ck / norm_c."""
+        self.counts = torch.as_tensor(counts, dtype=self.theory.dtype)
+        norms = torch.as_tensor(np.asarray(norms, dtype=float), dtype=self.theory.dtype)
+        self.exposure = self.counts.sum(-1) / norms
 
     def expected(self, theta: Tensor) -> Tensor:
         """μ_ck(θ), shape (B, C, K)."""

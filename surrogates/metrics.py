@@ -97,8 +97,7 @@ def theta_shift_expected(
         logp = source.log_prob(binned.nodes.view(1, -1, 1), theta).double()[0]  # (C, K·m)
         norms = source.norms(theta).double()[0]
     prob = (logp.exp().view(-1, k, m) * binned.weights).sum(-1)  # (C, K)
-    binned.counts = (n_events * prob / prob.sum(-1, keepdim=True)).to(theory.dtype)
-    binned.exposure = (n_events / norms).to(theory.dtype)
+    binned.set_counts(n_events * prob / prob.sum(-1, keepdim=True), norms.numpy())
     fit = fit_binned_mle(theory, binned, start=theta[0].numpy())
     return (fit.theta - theta[0].numpy()) / crb_std(theory, theta[0], CASES["A"])
 
