@@ -92,8 +92,11 @@ class SurrogateCLI(LightningCLI):
         out = Path(self.config["out"])
         family = self.model_class.family
         # best.ckpt by validation loss; last.ckpt rewritten every epoch (the resume point) whether
-        # or not the validation loss improved (save_last=True refreshes it only with a new best)
+        # or not the validation loss improved (save_last=True refreshes it only with a new best);
+        # after the user's own --trainer.callbacks, which these kwargs would otherwise replace
+        user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
         kwargs["callbacks"] = [
+            *(user if isinstance(user, list) else [user]),
             ModelCheckpoint(
                 dirpath=out / "checkpoints", filename="best", monitor="val_loss", save_top_k=1
             ),

@@ -336,10 +336,16 @@ def test_interrupted_training_resumes_from_last(tmp_path, capsys):
     config = str(ROOT / "configs" / "surrogates" / "flow.yaml")
     small = ["--model.hidden", "[16, 16]", "--model.transforms", "1"]
     run = tmp_path / "run"
+    # a callback of the user's own runs beside the package's checkpoints: its lr column is logged
+    user = [
+        "--trainer.callbacks+=LearningRateMonitor",
+        "--trainer.callbacks.logging_interval=epoch",
+    ]
     status, _, err = run_cli(
-        fit.main, ["flow", "--config", config, *small, *_tiny_args(run)], capsys
+        fit.main, ["flow", "--config", config, *small, *user, *_tiny_args(run)], capsys
     )
     assert status == 0, err
+    assert "lr-Adam" in (run / "logs" / "metrics.csv").read_text().splitlines()[0]
     first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     args = _tiny_args(run)
     args[args.index("--trainer.max_epochs") + 1] = "3"
