@@ -20,9 +20,11 @@ fi
 test -f runs/zoo/train.npz || $python -m surrogates.simulate training --theory proxy --n-params 20000 \
     --events-per-param 10 --grid-size 128 --seed 1 --out runs/zoo/train.npz
 case $name in
-  flow-zuko) family=flow; extra=(--model.backend zuko --model.event_variable unit --model.pdf_points stratified \
+  flow-zuko) family=flow; extra=(--model.backend zuko --model.event_variable root --model.pdf_points stratified \
       --trainer.max_epochs "${EPOCHS:-150}") ;;
-  flow-nflows|flow-normflows) family=flow; extra=(--model.backend "${name#flow-}" --model.event_variable unit \
+  flow-nflows) family=flow; extra=(--model.backend nflows --model.event_variable root \
+      --model.pdf_points stratified --trainer.max_epochs "${EPOCHS:-120}") ;;
+  flow-normflows) family=flow; extra=(--model.backend normflows --model.event_variable unit \
       --model.pdf_points stratified --trainer.max_epochs "${EPOCHS:-120}") ;;
   gan)  # configs/surrogates/gan.yaml for 51 epochs, then 20 more from those weights at lr 5e-5 (both on
     # the GPU; the first ran before the MMD term lost its (n − 1)/n bias); then on the CPU the pdf

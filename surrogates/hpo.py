@@ -19,7 +19,7 @@ The search space (``SPACE``; the family's YAML in ``configs/surrogates/`` fixes 
     layers        1 … 3                             hidden layers of the main networks
     width         32, 64, 128, 256                  their width
     flow only:    bins 4 … 16, transforms 1 … 6, backend zuko | nflows | normflows,
-                  event_variable logit | probit | unit, pdf_points grid | stratified
+                  event_variable logit | probit | unit | root, pdf_points grid | stratified
     gan only:     critic_width 32 … 256
     vae, vaim:    latent 1 … 8
 
@@ -76,7 +76,7 @@ SPACE: dict[str, tuple] = {
     "bins": ((4, 16), None, ("flow",)),
     "transforms": ((1, 6), None, ("flow",)),
     "backend": (["zuko", "nflows", "normflows"], None, ("flow",)),
-    "event_variable": (["logit", "probit", "unit"], None, ("flow",)),
+    "event_variable": (["logit", "probit", "unit", "root"], None, ("flow",)),
     "pdf_points": (["grid", "stratified"], None, ("flow",)),
     "critic_width": ([32, 64, 128, 256], None, ("gan",)),
     "latent": ((1, 8), None, ("vae", "vaim")),

@@ -30,6 +30,18 @@ def test_checkpoints_are_shipped_small_with_cards():
             assert key in card["metrics"], (name, key)
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_cards_meet_the_fidelity_targets(name):
+    """Issue 3's targets, as measured at the held-out θ when the checkpoint was made: every flow
+    |θ shift| ≤ 3 σ_CRB(A), GAN/VAE/VAIM ≤ 10, norm error ≤ 1%, at ≥ 5 held-out θ."""
+    card = json.loads((CHECKPOINTS / f"{name}.json").read_text())
+    metrics = card["metrics"]
+    assert len(metrics["theta_shift_crb_all"]) >= 5, name
+    target = 3.0 if card["family"] == "flow" else 10.0
+    assert max(metrics["theta_shift_crb"]) <= target, (name, metrics["theta_shift_crb"])
+    assert metrics["norm_error"] <= 0.01, (name, metrics["norm_error"])
+
+
 def mean_x_gradient(
     source, theta: list[float], replicas: int = 8, n: int = 10_000
 ) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001

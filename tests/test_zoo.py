@@ -81,7 +81,7 @@ def test_zoo_invariants(name, tmp_path):
         model.norms([[float("nan"), 0, 1, 1, 0, 1]])
 
 
-@pytest.mark.parametrize("variable", ["logit", "probit", "unit"])
+@pytest.mark.parametrize("variable", ["logit", "probit", "unit", "root"])
 def test_flow_event_variables_are_normalized_densities(variable):
     """Every event variable: from_unit inverts to_unit, and the flow's density in x integrates to
     1 less the mass the (untrained) flow puts beyond the clamp of s at 1e−7 from the ends."""

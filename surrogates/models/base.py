@@ -13,9 +13,10 @@ from surrogates.errors import InputError, ParameterError, check_choice
 from surrogates.sampling import counts_per_channel
 from surrogates.theory import get_theory
 
-__all__ = ["Surrogate", "mlp", "EVENT_VARIABLES"]
+__all__ = ["Surrogate", "mlp", "EVENT_VARIABLES", "BOUNDED_VARIABLES"]
 
-EVENT_VARIABLES = ("logit", "probit", "unit")
+EVENT_VARIABLES = ("logit", "probit", "unit", "root")
+BOUNDED_VARIABLES = ("unit", "root")  # y ∈ [0, 1]: bounded splines, uniform base
 _UNIT_EPS = 1e-6  # s is kept this far inside [0, 1] (float32 resolves 1 − 1e-6)
 
 
@@ -50,7 +51,9 @@ class Surrogate(pl.LightningModule):
     variable y of s = (x − x_low)/(x_high − x_low) ∈ [0, 1] (`event_variable`: "logit", the
     default, y = logit(s), in which the edges of the densities become exponential tails;
     "probit", y = Φ⁻¹(s), in which a density that is finite at an edge becomes the standard
-    normal's tail; "unit", y = s itself, for models with a bounded support), the norm network,
+    normal's tail; "unit", y = s itself, for models with a bounded support; "root",
+    y = 1 − √(1 − s), bounded too, in which a zero σ ∝ (1 − s)^b at the upper edge becomes
+    (1 − y)^(2b + 1), with a finite slope instead of an infinite one for b < 1), the norm network,
     validation of public inputs, and the optimizer with its scheduler.
 
     Args:
@@ -154,7 +157,7 @@ class Surrogate(pl.LightningModule):
 
         s = (x − lo)/(hi − lo), or the theory's map of its event region onto the unit square
         (`DISTheory.support_to_unit`) when it has one; then logit: y = log s − log(1 − s);
-        probit: y = Φ⁻¹(s); unit: y = s.
+        probit: y = Φ⁻¹(s); unit: y = s; root: y = 1 − √(1 − s).
         """
         if self.support_map:
             s, log_jac = self._theory.support_to_unit(x)
@@ -174,8 +177,11 @@ class Surrogate(pl.LightningModule):
             s = s.clamp(1e-7, 1 - 1e-7)
             y = torch.special.ndtri(s)
             return y, (0.5 * y**2 + 0.5 * math.log(2 * math.pi)).sum(-1)  # dy/ds = 1/φ(y)
-        y = s.clamp(_UNIT_EPS, 1 - _UNIT_EPS)
-        return y, torch.zeros_like(y[..., 0])
+        s = s.clamp(_UNIT_EPS, 1 - _UNIT_EPS)
+        if self.event_variable == "root":  # dy/ds = 1/(2√(1 − s))
+            r = torch.sqrt(1 - s)
+            return 1 - r, -(torch.log(2 * r)).sum(-1)
+        return s, torch.zeros_like(s[..., 0])
 
     def from_unit(self, y: Tensor) -> Tensor:
         """x of the event variable y, the inverse of `to_unit`."""
@@ -183,6 +189,8 @@ class Surrogate(pl.LightningModule):
             s = torch.sigmoid(y)
         elif self.event_variable == "probit":
             s = torch.special.ndtr(y)
+        elif self.event_variable == "root":
+            s = 1 - (1 - y.clamp(0.0, 1.0)) ** 2
         else:
             s = y.clamp(0.0, 1.0)
         if self.support_map:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from surrogates.errors import InputError, check_choice
-from surrogates.models.base import EVENT_VARIABLES, Surrogate
+from surrogates.models.base import BOUNDED_VARIABLES, EVENT_VARIABLES, Surrogate
 
 __all__ = ["FlowSurrogate", "BACKENDS"]
 
@@ -343,11 +343,12 @@ class FlowSurrogate(Surrogate):
         bins: spline bins per transform.
         hidden: hidden widths of each transform's conditioner.
         tail_bound: half-width of the spline interval in y (linear tails outside); not used with
-            event_variable "unit".
+            a bounded event variable ("unit", "root").
         event_variable: "logit" (y = logit of x scaled to [0, 1]; splines on ±tail_bound with a
             normal base), "probit" (y = Φ⁻¹ of it; same flow) or "unit" (y = x scaled to [0, 1]
-            itself; bounded splines with learned end slopes and a uniform base): see
-            `Surrogate.to_unit`.
+            itself; bounded splines with learned end slopes and a uniform base) or "root"
+            (y = 1 − √(1 − s); bounded too, for densities that vanish as (1 − x)^b at x_high):
+            see `Surrogate.to_unit`.
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
         pdf_cells: 2-D "stratified" only: this many random cells of the grid per θ each step
             (0: all), each weighted by 1/pdf_cells: an unbiased estimate at a fraction of the cost.
@@ -399,7 +400,7 @@ class FlowSurrogate(Surrogate):
             bins,
             list(hidden),
             tail_bound,
-            bounded=event_variable == "unit",
+            bounded=event_variable in BOUNDED_VARIABLES,
         )
 
     def _context(self, theta: Tensor, channel: int, n: int) -> Tensor:
