@@ -25,12 +25,16 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from surrogates.metrics import held_out_theta, theta_shift_expected  # noqa: E402
+from surrogates.metrics import (  # noqa: E402
+    HELD_OUT_SEED_OFFSET,
+    held_out_theta,
+    theta_shift_expected,
+)
 from surrogates.runs import environment, to_jsonable  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa: E402
 
-FIT_HELD_OUT_SEED = 1_000_004  # surrogates.fit's held-out θ: seed_everything (1) + 1_000_003
+FIT_HELD_OUT_SEED = 1 + HELD_OUT_SEED_OFFSET  # surrogates.fit's held-out θ (seed_everything 1)
 
 
 def shift_rows(model, theory, theta: torch.Tensor) -> np.ndarray:  # noqa: ANN001

@@ -28,7 +28,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from surrogates.data import TrainingDataModule
 from surrogates.errors import InputError
-from surrogates.metrics import evaluate_surrogate
+from surrogates.metrics import HELD_OUT_SEED_OFFSET, evaluate_surrogate
 from surrogates.models import FAMILIES, Surrogate, get_family
 from surrogates.runs import (
     cli_errors,
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out,
             n_held_out=cli.config["eval"]["held_out"],
             n_events=cli.config["eval"]["events"],
-            seed=int(cli.config["seed_everything"]) + 1_000_003,
+            seed=int(cli.config["seed_everything"]) + HELD_OUT_SEED_OFFSET,
             shift_events=cli.config["eval"]["shift_events"],
         ),
     }

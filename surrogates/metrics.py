@@ -19,6 +19,7 @@ from surrogates.theory import Theory  # noqa: E402
 
 __all__ = [
     "held_out_theta",
+    "HELD_OUT_SEED_OFFSET",
     "evaluate_surrogate",
     "evaluate_surrogate_2d",
     "theta_shift_folded",
@@ -125,6 +126,10 @@ def c2st_auc(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float]
         (auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0)
     )
     return auc, float(se)
+
+
+# the fit CLI's held-out θ and random seeds: seed_everything + this (never a training seed)
+HELD_OUT_SEED_OFFSET = 1_000_003
 
 
 def held_out_theta(theory: Theory, n: int, seed: int) -> torch.Tensor:
