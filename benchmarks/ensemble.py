@@ -15,7 +15,6 @@ about √(150000 / events) σ_CRB: 0.27 at 2·10^6 events.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch  # noqa: E402
 
 from surrogates.ensemble import Ensemble  # noqa: E402
 from surrogates.metrics import held_out_theta, theta_shift  # noqa: E402
-from surrogates.runs import environment, to_jsonable  # noqa: E402
+from surrogates.runs import environment, write_json  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 
 
@@ -80,21 +79,16 @@ def main() -> None:
     print(f"  mean x epistemic {np.round(spread['mean_x_epistemic'].max(0), 5).tolist()}, "
           f"aleatoric {np.round(spread['mean_x_aleatoric'].max(0), 5).tolist()}, "
           f"norm epistemic (relative) {np.round(spread['norm_epistemic'].max(0), 4).tolist()}")  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(
-        json.dumps(
-            to_jsonable(
-                {
-                    "members": ens.names,
-                    "held_out_theta": theta,
-                    "events": args.events,
-                    "rows": rows,
-                    "spread": spread,
-                    "environment": environment(),
-                }
-            ),
-            indent=2,
-        )
+    write_json(
+        args.out,
+        {
+            "members": ens.names,
+            "held_out_theta": theta,
+            "events": args.events,
+            "rows": rows,
+            "spread": spread,
+            "environment": environment(),
+        },
     )
     print(f"wrote {args.out}")
 

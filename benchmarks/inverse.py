@@ -15,7 +15,6 @@ Prints tables and writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from inverse.baselines import (  # noqa: E402
 )
 from inverse.fit import load_config, make_source, run_outer_gan  # noqa: E402
 from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
-from surrogates.runs import environment, to_jsonable  # noqa: E402
+from surrogates.runs import environment, write_json  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 
 
@@ -347,9 +346,7 @@ def main() -> None:
                 f"{(r['seconds_to_0.5'] or float('nan')):6.1f} {r['mle_seconds']:6.2f} "
                 f"{np.sqrt(2 * max(r['dnll_mle'], 0)):9.2f}"
             )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
+    out = write_json(args.out, result)
     print(f"wrote {out}")
 
 

@@ -30,7 +30,7 @@ from surrogates.metrics import (  # noqa: E402
     held_out_theta,
     theta_shift_expected,
 )
-from surrogates.runs import environment, to_jsonable  # noqa: E402
+from surrogates.runs import environment, write_json  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa: E402
 
@@ -93,10 +93,7 @@ def main() -> None:
             f"{row['mean_of_max']:7.2f}{row['above_3']:5d}{row['largest']:9.2f}  "
             f"{theory.param_names[p]} at {np.round(other[i].numpy(), 2).tolist()}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"theory": "proxy", "rows": rows, "environment": environment()}
-    out.write_text(json.dumps(to_jsonable(payload), indent=2) + "\n")
+    out = write_json(args.out, {"theory": "proxy", "rows": rows, "environment": environment()})
     print(f"wrote {out}")
 
 

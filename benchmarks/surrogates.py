@@ -22,7 +22,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import torch  # noqa: E402
 
 from surrogates.metrics import sampling_rate  # noqa: E402
-from surrogates.runs import environment, to_jsonable  # noqa: E402
+from surrogates.runs import environment, write_json  # noqa: E402
 from surrogates.sampling import InverseCDFSampler  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa: E402
@@ -83,23 +83,16 @@ def main() -> None:
             f"{c2[0]:9.3f}{c2[1]:9.3f}{w1[0]:8.4f}{w1[1]:8.4f}{r['norm_error'] or float('nan'):9.4f}"
             f"{r['train_seconds'] or float('nan'):8.0f}{r['events_per_second_grad']:9.3g}{r['vs_exact']:7.2f}{r['vs_numpy_blackbox']:7.2f}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            to_jsonable(
-                {
-                    "exact_events_per_second_grad": exact,
-                    "numpy_blackbox_events_per_second": blackbox,
-                    "theta": args.theta,
-                    "events_per_theta": args.events,
-                    "rows": rows,
-                    "environment": environment(),
-                }
-            ),
-            indent=2,
-        )
-        + "\n"
+    out = write_json(
+        args.out,
+        {
+            "exact_events_per_second_grad": exact,
+            "numpy_blackbox_events_per_second": blackbox,
+            "theta": args.theta,
+            "events_per_theta": args.events,
+            "rows": rows,
+            "environment": environment(),
+        },
     )
     print(f"wrote {out}")
 

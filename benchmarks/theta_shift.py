@@ -15,7 +15,6 @@ nflows and normflows flows, 15 for the VAE.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from surrogates.metrics import HELD_OUT_SEED_OFFSET, held_out_theta, theta_shift  # noqa: E402
-from surrogates.runs import environment, to_jsonable  # noqa: E402
+from surrogates.runs import environment, write_json  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import list_checkpoints, load_surrogate  # noqa: E402
 
@@ -79,15 +78,13 @@ def main() -> None:
             f"{name[-32:]:<32}{largest:7.2f}{target:8.0f}  {'yes' if row['met'] else 'NO ':<4} "
             f"{where:<15}{row['seconds']:8.0f}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "theory": "proxy",
         "held_out_theta": theta,
         "rows": rows,
         "environment": environment(),
     }
-    out.write_text(json.dumps(to_jsonable(payload), indent=2) + "\n")
+    out = write_json(args.out, payload)
     print(f"wrote {out}")
 
 

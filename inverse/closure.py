@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 
 from inverse.mle import format_table, run_mle
 from surrogates.data import simulate_observed, write_events
-from surrogates.runs import cli_errors, to_jsonable
+from surrogates.runs import cli_errors, write_json
 from surrogates.runs import load_config as read_config
 from surrogates.simulate import parse_counts, parse_theta
 from surrogates.theory import get_theory
@@ -49,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary[case] = metrics
         title = f"case {case}: counts {data.counts.tolist()} (expected {counts}), {metrics['seconds']:.2f} s"
         print(format_table(metrics, title), end="\n\n")
-    (out / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     worst = max(float(np.max(np.abs(m["pull"]))) for m in summary.values())
     print(f"largest |pull| {worst:.2f} σ_CRB; plots and metrics under {out}/case*/")
     return 0

@@ -64,13 +64,22 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` (NumPy/torch values allowed, see `to_jsonable`) as indented JSON to ``path``,
+    creating its folder; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n")
+    return path
+
+
 def write_run_files(out: str | Path, config: dict, metrics: dict) -> Path:
     """Write ``config.yaml`` (resolved), ``metrics.json`` and ``environment.json`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(to_jsonable(config), sort_keys=False))
-    (out / "metrics.json").write_text(json.dumps(to_jsonable(metrics), indent=2) + "\n")
-    (out / "environment.json").write_text(json.dumps(environment(), indent=2) + "\n")
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "environment.json", environment())
     return out
 
 

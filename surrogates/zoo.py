@@ -24,7 +24,7 @@ import torch
 import surrogates
 from surrogates.errors import InputError
 from surrogates.models import Surrogate, get_family
-from surrogates.runs import cli_errors, to_jsonable
+from surrogates.runs import cli_errors, write_json
 from surrogates.theory import Theory, get_theory
 
 __all__ = [
@@ -230,7 +230,7 @@ def export_checkpoint(
         "sha256": _sha256(out),
         "size_bytes": out.stat().st_size,
     }
-    out.with_suffix(".json").write_text(json.dumps(to_jsonable(card), indent=2) + "\n")
+    write_json(out.with_suffix(".json"), card)
     return out
 
 
