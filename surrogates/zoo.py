@@ -24,6 +24,7 @@ import torch
 import surrogates
 from surrogates.errors import InputError
 from surrogates.models import Surrogate, get_family
+from surrogates.resources import checkpoint_dir
 from surrogates.runs import cli_errors, write_json
 from surrogates.theory import Theory, get_theory
 
@@ -37,7 +38,7 @@ __all__ = [
     "resolve_checkpoint",
 ]
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINTS = checkpoint_dir()
 _KEY = "surrogate_zoo"
 
 
