@@ -24,14 +24,14 @@ import torch
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from inverse.baselines import (  # noqa: E402
+from inverse.fit import load_config, make_source, run_outer_gan  # noqa: E402
+from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
+from surrogates.likelihood import (  # noqa: E402
     crb_std,
     fit_mle,
     negative_log_likelihood,
     nll_excess,
 )
-from inverse.fit import load_config, make_source, run_outer_gan  # noqa: E402
-from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
 from surrogates.runs import environment, write_json  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 

@@ -28,20 +28,20 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from inverse.baselines import (
-    crb_std,
-    fisher_information,
-    fit_mle,
-    negative_log_likelihood,
-    nll_excess,
-)
-from inverse.folded import FoldedModel
 from inverse.gan import OuterGAN
 from inverse.plots import plot_curves, plot_events, plot_traces
 from surrogates.data import ObservedData, event_sampler, read_events
 from surrogates.detector import make_detector
 from surrogates.ensemble import surrogate_share
 from surrogates.errors import InputError
+from surrogates.likelihood import (
+    FoldedModel,
+    crb_std,
+    fisher_information,
+    fit_mle,
+    negative_log_likelihood,
+    nll_excess,
+)
 from surrogates.runs import (
     cli_errors,
     default_run_dir,

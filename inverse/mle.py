@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from inverse.baselines import crb_std, fit_mle
 from inverse.plots import plot_fit
 from surrogates.data import ObservedData, read_events
+from surrogates.likelihood import crb_std, fit_mle
 from surrogates.runs import cli_errors, write_run_files
 from surrogates.theory import Theory, get_theory
 

@@ -14,7 +14,7 @@ runs on generated events as a differentiable transformation: the smearing is rep
 (x_rec is a function of x and fixed noise, so gradients reach θ through x) and the efficiency is
 a weight ε(x, Q²) per event, so the generated and observed events are compared like with like.
 The expected reconstructed spectrum of the exact theory, for likelihood fits, is the forward
-folding with `response` (see `inverse.folded`).
+folding with `response` (see `surrogates.likelihood.folded`).
 """
 
 from __future__ import annotations

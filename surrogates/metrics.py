@@ -13,7 +13,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from surrogates.data import CASES, event_sampler  # noqa: E402
+from surrogates.detector import DETECTOR_DEFAULTS, make_detector  # noqa: E402
 from surrogates.errors import ParameterError  # noqa: E402
+from surrogates.likelihood import BinnedEvents, FoldedModel, crb_std, fit_binned_mle  # noqa: E402
 from surrogates.sampling import InverseCDFSampler  # noqa: E402
 from surrogates.theory import Theory  # noqa: E402
 
@@ -61,8 +64,6 @@ def theta_shift(
     with the exact theory's extended likelihood, with the source's own norms as the measured ones.
     Its statistical noise is about √(N_A / n_events) σ_CRB(A): 0.1 at 10^7 events.
     """
-    from inverse.baselines import BinnedEvents, crb_std, fit_binned_mle
-    from surrogates.data import CASES
 
     theta = theory.check_theta(theta)
     events = sample_in_chunks(source, theta.to(torch.float64), n_events, seed=seed)
@@ -84,8 +85,6 @@ def theta_shift_expected(
     shift the sampled measurement scatters around (its noise ≈ √(N_A / n_events)); it takes seconds,
     so it can map a surrogate's bias over many θ. n_events only sets the scale of the counts.
     """
-    from inverse.baselines import BinnedEvents, crb_std, fit_binned_mle
-    from surrogates.data import CASES
 
     theta = theory.check_theta(theta)
     if theta.shape[0] != 1:
@@ -260,7 +259,7 @@ def theta_shift_folded(
     """(θ_fit − θ)/σ_CRB for 2-D theories seen through a detector.
 
     ``n_events`` true events per channel from the source at θ are reconstructed through the
-    detector of ``folded`` (an `inverse.folded.FoldedModel`: efficiency drawn per event, smearing,
+    detector of ``folded`` (an `surrogates.likelihood.FoldedModel`: efficiency drawn per event, smearing,
     box), with the source's norm × the mean acceptance of its events as the measured norms, and
     fitted with the exact theory folded through the same detector (binned likelihood). σ_CRB is
     that of reconstructed data from ``counts`` expected true events per channel at θ.
@@ -298,9 +297,6 @@ def evaluate_surrogate_2d(
     C2ST on the 2-D events; W1 and KS on each coordinate of the unit-square map of the region
     (scale-free), the larger of the two per channel.
     """
-    from inverse.folded import FoldedModel
-    from surrogates.data import event_sampler
-    from surrogates.detector import DETECTOR_DEFAULTS, make_detector
 
     theta = held_out_theta(theory, n_held_out, seed)
     gen = torch.Generator().manual_seed(seed)

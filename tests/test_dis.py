@@ -13,10 +13,10 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from inverse.folded import FoldedModel
 from surrogates.data import event_sampler, read_events, simulate_observed, write_events
 from surrogates.detector import DETECTOR_DEFAULTS, DISDetector, make_detector
 from surrogates.errors import InputError
+from surrogates.likelihood import FoldedModel
 from surrogates.sampling import InverseCDFSampler2D
 from surrogates.theory import get_theory
 from surrogates.theory.dis import DIS_TRUTH_2, DISTheory

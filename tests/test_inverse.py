@@ -100,7 +100,7 @@ def test_outer_gan_recovers_the_mle_on_case_b(tmp_path, proxy):
     assert delta.max() < 1.0, delta
     # −log L at θ_GAN above its minimum: ≥ 0, what the likelihood says there, and at least the
     # largest (offset / Hessian σ)²/2 (a Gaussian's Mahalanobis distance bounds every offset)
-    from inverse.baselines import negative_log_likelihood
+    from surrogates.likelihood import negative_log_likelihood
 
     both = torch.tensor([m["params_mean"], m["mle"]["params"]], dtype=torch.float64)
     with torch.no_grad():
@@ -362,8 +362,8 @@ def test_float32_discriminators_pass_the_float64_gradients(proxy):
     [("sigmoid", "geometric", False), ("reflect", "softest", False), ("sigmoid", "softest", True)],
 )
 def test_preconditioning_keeps_theta_and_whitens(proxy, box_map, scale, diagonal):
-    from inverse.baselines import fisher_information
     from inverse.gan import ParameterGenerator
+    from surrogates.likelihood import fisher_information
 
     gen = ParameterGenerator(proxy.prior_low, proxy.prior_high, replicas=3, box_map=box_map)
     with torch.no_grad():
@@ -406,8 +406,8 @@ def test_preconditioning_keeps_theta_and_whitens(proxy, box_map, scale, diagonal
 def test_preconditioning_repeats_at_the_data_replicas_mean(tmp_path, proxy, monkeypatch):
     """precondition_at [0.1, 0.5]: the generator is whitened twice, each time with the
     Cramér–Rao covariance at the mean θ of the data replicas (not one replica's θ)."""
-    from inverse.baselines import fisher_information
     from inverse.gan import ParameterGenerator
+    from surrogates.likelihood import fisher_information
 
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=3)
     calls = []

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from inverse import closure, mle
-from inverse.baselines import crb_std, fit_mle
 from surrogates.data import CASES, simulate_observed
+from surrogates.likelihood import crb_std, fit_mle
 from surrogates.theory import get_theory
 from tests.conftest import BOX_POINTS
 from tests.test_data import run_cli

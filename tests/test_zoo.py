@@ -451,8 +451,8 @@ def test_expected_theta_shift_is_null_for_the_exact_density_and_finds_a_known_of
     """theta_shift_expected (the noise-free θ shift): the exact density gives 0 (to 0.01 σ_CRB);
     the exact density and norms of θ + δ, with δ = 2 σ_CRB(A) in b_u, give the shift (0, 0, 2, 0,
     0, 0) to 0.01; only one θ at a time."""
-    from inverse.baselines import crb_std
     from surrogates.data import CASES
+    from surrogates.likelihood import crb_std
     from surrogates.metrics import theta_shift_expected
     from surrogates.sampling import InverseCDFSampler
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from inverse.baselines import MLEResult, _maximize
 from surrogates.data import ObservedData
 from surrogates.detector import DISDetector
+from surrogates.likelihood.optimize import MLEResult, maximize
 from surrogates.theory import Theory
 
 __all__ = ["FoldedModel"]
@@ -90,7 +90,7 @@ class FoldedModel:
         """Binned extended maximum likelihood of reconstructed data (events + measured norms)."""
         data.validate(self.theory)
         nll = self.nll_function(self.histogram(data.events), data.exposure)
-        return _maximize(self.theory, nll, n_starts, seed, start)
+        return maximize(self.theory, nll, n_starts, seed, start)
 
     def fit_events(
         self, events: Sequence[np.ndarray], norms: Sequence[float], start: Sequence[float]
@@ -98,7 +98,7 @@ class FoldedModel:
         """Fit many reconstructed events with given accepted norms (exposure N_c / norm_c)."""
         counts = self.histogram(events)
         exposure = counts.sum(-1).numpy() / np.asarray(norms, dtype=float)
-        return _maximize(self.theory, self.nll_function(counts, exposure), 2, 0, start)
+        return maximize(self.theory, self.nll_function(counts, exposure), 2, 0, start)
 
     def fisher_information(
         self, theta: Sequence[float] | Tensor, expected_counts: Sequence[float]
