@@ -208,7 +208,8 @@ def run_outer_gan(
             return folded.crb_std(theta, counts)
         return crb_std(theory, theta, counts)
 
-    ensemble = getattr(source, "family", None) == "ensemble"
+    ensemble = source.n_members > 1
+    members = None
     if ensemble:  # the K data replicas through the mixture, replica r ≥ K through member r−K mod M
         if cfg["replicas"] < 2 * source.n_members + k:
             raise InputError(
@@ -216,7 +217,7 @@ def run_outer_gan(
                 f"{2 * source.n_members + k} (2 per member, plus the data) to split the surrogates' "
                 "share of the uncertainty; raise --replicas"
             )
-        source.rows = [-1] * k + [(r - k) % source.n_members for r in range(k, cfg["replicas"])]
+        members = [-1] * k + [(r - k) % source.n_members for r in range(k, cfg["replicas"])]
     model = OuterGAN(
         source,
         data,
@@ -230,6 +231,7 @@ def run_outer_gan(
         events_per_step=cfg["events_per_step"],
         steps=cfg["steps"],
         seed=cfg["seed"],
+        source_members=members,
         covariance=covariance if precondition else None,
         detector=detector,
         **gan_cfg,
@@ -245,7 +247,7 @@ def run_outer_gan(
     if wandb is not None:
         loggers.append(wandb)
     accelerator = cfg["trainer"]["accelerator"]
-    if not isinstance(source, torch.nn.Module) and accelerator == "auto":
+    if source.is_exact and accelerator == "auto":
         accelerator = "cpu"  # the exact theory's tensors live on the CPU (and it is cheap there)
     # the outer GAN steps discriminators and generator on separate losses (manual optimization)
     strategy = unused_parameters_strategy(cfg["trainer"]["strategy"], cfg["trainer"]["devices"])
@@ -311,9 +313,8 @@ def run_outer_gan(
         "steps": int(model.step_count),
     }
     if ensemble:
-        split = surrogate_share(boot, source.rows[k:])
+        split = surrogate_share(boot, members[k:])
         metrics["ensemble"] = {"members": source.names, **split}
-        source.rows = None
     mle = None
     if cfg["compare_mle"]:
         mle = fit_mle(theory, data, start=mean) if folded is None else folded.fit(data, start=mean)

@@ -277,6 +277,7 @@ class OuterGAN(pl.LightningModule):
         precondition_diagonal: bool = False,
         d_dtype: str = "float64",
         seed: int = 0,
+        source_members: Sequence[int] | None = None,
         covariance=None,  # noqa: ANN001 - callable θ (P,) → Cramér–Rao covariance (P, P)
         detector=None,  # noqa: ANN001 - surrogates.detector.DISDetector or None
     ) -> None:
@@ -304,6 +305,8 @@ class OuterGAN(pl.LightningModule):
         self.precondition_diagonal = precondition_diagonal
         self.data_replicas = data_replicas
         self.source = source
+        # an ensemble source: the member that draws each replica's events (−1: the mixture)
+        self._route = {"members": list(source_members)} if source_members is not None else {}
         self.param_names = list(param_names)
         self.n_channels = len(data.events)
         self.replicas = replicas
@@ -401,8 +404,8 @@ class OuterGAN(pl.LightningModule):
     def _predicted_norms(self, theta: Tensor, fake: Sequence[Tensor] | None) -> Tensor:
         """The norms `norm_chi2` compares with the measured ones, (R, C)."""
         if self.detector is None:
-            return self.source.norms(theta).to(theta.dtype)
-        if getattr(self.source, "theory", None) is not None:  # the exact source
+            return self.source.norms(theta, **self._route).to(theta.dtype)
+        if self.source.is_exact:
             return self.detector.accepted_norms(theta)
         if self._acceptance_quadrature is None:
             # a coarser rule than the exact theory's: log_prob costs a network pass per node and
@@ -410,12 +413,12 @@ class OuterGAN(pl.LightningModule):
             nodes, plain, accepted = self.detector.quadrature(16)
             self._acceptance_quadrature = (nodes.to(theta), accepted.to(theta), plain.to(theta))
         nodes, weights, plain = self._acceptance_quadrature
-        try:
+        if self.source.has_density:
             p = self.source.log_prob(nodes.unsqueeze(0), theta).to(theta.dtype).exp()
             acc = (p @ weights) / (p @ plain)  # (R, C); the ratio cancels the rule's error in ∫p̂
-        except NotImplementedError:  # no density (GAN, VAE): the generated events' mean
+        else:  # no density (GAN, VAE): the generated events' mean
             acc = torch.stack([self.detector.acceptance(f).mean(-1) for f in fake], -1)
-        return self.source.norms(theta).to(theta.dtype) * acc
+        return self.source.norms(theta, **self._route).to(theta.dtype) * acc
 
     # ------------------------------------------------------------------ training
     def configure_optimizers(self):  # noqa: ANN201
@@ -451,7 +454,10 @@ class OuterGAN(pl.LightningModule):
             )
             opt_g.optimizer.state.clear()  # Adam's moments belong to the old coordinates
         theta = self.theta()
-        fake = [e.to(torch.float64) for e in self.source.sample(theta, self.events_per_step)]
+        fake = [
+            e.to(torch.float64)
+            for e in self.source.sample(theta, self.events_per_step, **self._route)
+        ]
         true_fake = fake
         weights: list[Tensor | None] = [None] * len(fake)
         if self.detector is not None:  # reconstructed events, weighted by the efficiency

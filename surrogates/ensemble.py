@@ -9,7 +9,7 @@ events from each of the M members (reparameterized, so differentiable in θ as e
 same statistic (aleatoric).
 
 In the outer GAN (`inverse.fit` with ``--source a.ckpt,b.ckpt,c.ckpt``) the data replicas draw
-from the members in turn (``rows``): replica 0 (the data) from the mixture, replica r ≥ 1 from
+from the members in turn (``members=`` of `sample` and `norms`): replica 0 (the data) from the mixture, replica r ≥ 1 from
 member (r − 1) mod M, so that the replica spread holds both the data's statistical uncertainty
 and the surrogates' disagreement, and a one-way analysis of variance splits the two
 (`surrogate_share`).
@@ -62,8 +62,14 @@ class Ensemble(nn.Module):
         self.param_names, self.event_dim = first.param_names, first.event_dim
         for key in ("prior_low", "prior_high", "x_low", "x_high"):
             self.register_buffer(key, getattr(first, key).clone())
-        self.rows: list[int] | None = None  # member per θ row (−1: the mixture); None: mixture
         self.family = "ensemble"
+
+    is_exact = False
+
+    @property
+    def has_density(self) -> bool:
+        """A mixture has a density when every member has one."""
+        return all(m.has_density for m in self.members)
 
     @classmethod
     def load(cls, specs: Sequence[str | Path], theory: str | None = None) -> Ensemble:
@@ -105,23 +111,35 @@ class Ensemble(nn.Module):
     def n_members(self) -> int:
         return len(self.members)
 
-    def _row_members(self, b: int) -> list[int]:
-        if self.rows is not None and len(self.rows) == b:
-            return list(self.rows)
-        return [-1] * b
+    def _row_members(self, b: int, members: Sequence[int] | None) -> list[int]:
+        """The member of each of b θ rows (−1: the mixture); None: every row from the mixture."""
+        if members is None:
+            return [-1] * b
+        rows = [int(r) for r in members]
+        if len(rows) != b or any(not -1 <= r < self.n_members for r in rows):
+            raise InputError(
+                f"members must give one member index in [-1, {self.n_members - 1}] per θ row "
+                f"({b} rows), got {list(members)}"
+            )
+        return rows
 
     def _counts(self, n: int) -> list[int]:
         m = self.n_members
         return [n // m + (1 if i < n % m else 0) for i in range(m)]
 
     def sample(
-        self, theta: Tensor, n: int, generator: torch.Generator | None = None
+        self,
+        theta: Tensor,
+        n: int,
+        generator: torch.Generator | None = None,
+        members: Sequence[int] | None = None,
     ) -> list[Tensor]:
-        """n events per channel and θ row: the mixture, or the member ``rows`` assigns."""
+        """n events per channel and θ row: the mixture, or the member that ``members`` gives the
+        row (one index per row; −1: the mixture)."""
         if not isinstance(n, (int, np.integer)):
             raise InputError("an ensemble samples the same number of events in every channel")
         theta = theta if theta.dim() == 2 else theta.unsqueeze(0)
-        rows = self._row_members(theta.shape[0])
+        rows = self._row_members(theta.shape[0], members)
         if all(r < 0 for r in rows):
             return self._mixture(theta, n, generator)
         # rows grouped by member: one batched call per member, scattered back into row order
@@ -152,10 +170,11 @@ class Ensemble(nn.Module):
         """(M, B, C) each member's ∫σ_c."""
         return torch.stack([m.norms(theta) for m in self.members])
 
-    def norms(self, theta: Tensor) -> Tensor:
+    def norms(self, theta: Tensor, members: Sequence[int] | None = None) -> Tensor:
+        """(B, C) ∫σ_c: the members' mean, or per row the member ``members`` gives it."""
         theta = theta if theta.dim() == 2 else theta.unsqueeze(0)
         per = self.member_norms(theta)
-        rows = self._row_members(theta.shape[0])
+        rows = self._row_members(theta.shape[0], members)
         if all(r < 0 for r in rows):
             return per.mean(0)
         pick = [per[:, b].mean(0) if r < 0 else per[r, b] for b, r in enumerate(rows)]
@@ -163,9 +182,7 @@ class Ensemble(nn.Module):
 
     def log_prob(self, x: Tensor, theta: Tensor) -> Tensor:
         """The mixture's log density, log(1/M Σ_m p_m(x | θ)), (B, C, n) like a member's."""
-        from surrogates.models.base import Surrogate
-
-        if any(type(m)._log_prob_unit is Surrogate._log_prob_unit for m in self.members):
+        if not self.has_density:
             raise InputError("log_prob needs a density from every member (flows and VAIM have one)")
         per = torch.stack([m.log_prob(x, theta) for m in self.members])
         return torch.logsumexp(per, 0) - np.log(self.n_members)

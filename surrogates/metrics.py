@@ -19,6 +19,7 @@ from surrogates.errors import ParameterError  # noqa: E402
 from surrogates.likelihood import BinnedEvents, FoldedModel, crb_std, fit_binned_mle  # noqa: E402
 from surrogates.sampling import InverseCDFSampler  # noqa: E402
 from surrogates.theory import Theory  # noqa: E402
+from surrogates.types import EventSource, require_density  # noqa: E402
 
 __all__ = [
     "held_out_theta",
@@ -35,8 +36,8 @@ __all__ = [
 
 
 def sample_in_chunks(
-    source, theta: torch.Tensor, n: int, chunk: int = 200_000, seed: int = 0
-) -> list[np.ndarray]:  # noqa: ANN001
+    source: EventSource, theta: torch.Tensor, n: int, chunk: int = 200_000, seed: int = 0
+) -> list[np.ndarray]:
     """n events per channel at one θ (1, P), drawn in chunks to bound memory; float32 arrays (n,)
     for 1-D events, (n, d) otherwise."""
     gen = torch.Generator().manual_seed(seed)
@@ -56,8 +57,12 @@ def sample_in_chunks(
 
 
 def theta_shift(
-    source, theory: Theory, theta: torch.Tensor, n_events: int = 10_000_000, seed: int = 0
-) -> np.ndarray:  # noqa: ANN001
+    source: EventSource,
+    theory: Theory,
+    theta: torch.Tensor,
+    n_events: int = 10_000_000,
+    seed: int = 0,
+) -> np.ndarray:
     """(θ_fit − θ)/σ_CRB(case A): the exact-theory MLE of the source's events and norms at θ.
 
     The source's events (n_events per channel) are histogrammed finely (`BinnedEvents`) and fitted
@@ -75,8 +80,8 @@ def theta_shift(
 
 
 def theta_shift_expected(
-    source, theory: Theory, theta: torch.Tensor, n_events: int = 10_000_000
-) -> np.ndarray:  # noqa: ANN001
+    source: EventSource, theory: Theory, theta: torch.Tensor, n_events: int = 10_000_000
+) -> np.ndarray:
     """`theta_shift` without its sampling noise: the fit of the source's *expected* histogram.
 
     For a source with a density (a flow, the exact sampler): the counts are n_events × ∫_bin
@@ -85,7 +90,7 @@ def theta_shift_expected(
     shift the sampled measurement scatters around (its noise ≈ √(N_A / n_events)); it takes seconds,
     so it can map a surrogate's bias over many θ. n_events only sets the scale of the counts.
     """
-
+    source = require_density(source, "theta_shift_expected")
     theta = theory.check_theta(theta)
     if theta.shape[0] != 1:
         raise ParameterError(
@@ -140,7 +145,7 @@ def held_out_theta(theory: Theory, n: int, seed: int) -> torch.Tensor:
     return torch.as_tensor(low + inset + points * (high - low - 2 * inset), dtype=theory.dtype)
 
 
-def sampling_rate(source, theta: torch.Tensor, n: int, grad: bool = True) -> float:  # noqa: ANN001
+def sampling_rate(source: EventSource, theta: torch.Tensor, n: int, grad: bool = True) -> float:
     """Events per second (all channels) of ``source.sample`` with (or without) a backward pass."""
     th = theta.clone().requires_grad_(grad)
     t0 = time.perf_counter()
@@ -223,11 +228,9 @@ def _plot_held_out(path: Path, model, theory: Theory, theta, sur, ref) -> None: 
     lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
     grid = torch.linspace(lo, hi, 300, dtype=theory.dtype)[1:-1].view(1, -1, 1)
     exact_pdf = theory.density(grid, theta) / theory.norms(theta).unsqueeze(-1)
-    has_density = True
-    try:
+    has_density = model.has_density
+    if has_density:
         model_pdf = model.log_prob(grid.float(), theta.float()).exp().double()
-    except NotImplementedError:
-        has_density = False
     for b in range(rows):
         for c in range(cols):
             ax = axes[b, c]

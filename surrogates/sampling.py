@@ -130,6 +130,10 @@ class InverseCDFSampler:
     True
     """
 
+    has_density = True
+    is_exact = True
+    n_members = 1
+
     def __init__(self, theory: Theory, grid_size: int = 2049) -> None:
         if theory.event_dim != 1:
             raise InputError(
@@ -293,10 +297,22 @@ class MetropolisSampler:
     torch.Size([1, 100, 1])
     """
 
+    has_density = False  # it draws from the density but offers no normalized log_prob
+    is_exact = True
+    n_members = 1
+
     def __init__(self, theory: Theory, burn_in: int = 400, steps: int = 100) -> None:
         self.theory = theory
         self.burn_in = burn_in
         self.steps = steps
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self.theory.channels
+
+    def norms(self, theta: ArrayLike) -> Tensor:
+        """∫σ_c dx, shape (B, C)."""
+        return self.theory.norms(theta)
 
     def _log_target(self, z: Tensor, theta: Tensor) -> Tensor:
         """log density in logit coordinates, z (B, C, n, d) → (B, C, n)."""

@@ -58,15 +58,17 @@ def test_events_stay_differentiable_and_rows_pick_members(theta):
     events = ens.sample(t, 200)
     (events[0].sum() + events[1].sum()).backward()
     assert t.grad is not None and t.grad.abs().sum() > 0
-    ens.rows = [1, 0]
     with torch.no_grad():
-        got = ens.sample(theta, 50, generator=torch.Generator().manual_seed(3))
+        got = ens.sample(theta, 50, generator=torch.Generator().manual_seed(3), members=[1, 0])
         gen = torch.Generator().manual_seed(3)  # members are called in order: 0 (row 1), 1 (row 0)
         row1 = members[0].sample(theta[1:], 50, generator=gen)
         row0 = members[1].sample(theta[:1], 50, generator=gen)
     torch.testing.assert_close(got[0][0], row0[0][0])
     torch.testing.assert_close(got[1][1], row1[1][0])
-    torch.testing.assert_close(ens.norms(theta)[0], members[1].norms(theta[:1])[0])
+    torch.testing.assert_close(ens.norms(theta, members=[1, 0])[0], members[1].norms(theta[:1])[0])
+    torch.testing.assert_close(
+        ens.norms(theta), torch.stack([m.norms(theta) for m in members]).mean(0)
+    )
 
 
 def test_spread_separates_members_from_sampling_noise(theta):

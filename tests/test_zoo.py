@@ -22,6 +22,7 @@ from surrogates.models import (
     VAIMSurrogate,
 )
 from surrogates.theory import THEORIES
+from surrogates.types import DensitySource, EventSource
 from tests.test_data import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,11 +62,12 @@ def test_zoo_invariants(name, tmp_path):
     )
     norms = model.norms(theta)
     assert norms.shape == (2, 2) and (norms > 0).all()
-    try:
+    assert isinstance(model, EventSource) and not model.is_exact and model.n_members == 1
+    assert model.has_density == (model.family not in ("gan", "vae"))
+    if model.has_density:
+        assert isinstance(model, DensitySource)
         lp = model.log_prob(events[0].detach(), theta.detach())
         assert lp.shape == (2, 2, 50) and torch.isfinite(lp).all()
-    except NotImplementedError:
-        assert model.family in ("gan", "vae")
     # save → load gives identical samples for a fixed seed
     path = tmp_path / "m.ckpt"
     zoo.save_model(model, path)
@@ -463,6 +465,8 @@ def test_expected_theta_shift_is_null_for_the_exact_density_and_finds_a_known_of
     delta[0, 2] = 2 * crb_std(proxy, theta[0], CASES["A"])[2]
 
     class Offset:  # the exact theory at θ + δ
+        has_density, is_exact, n_members = True, False, 1
+
         def log_prob(self, x, t):  # noqa: ANN001, ANN202
             return exact.log_prob(x, t + delta)
 

@@ -221,6 +221,10 @@ class Surrogate(pl.LightningModule):
             )
         return t.to(self.prior_low.device)
 
+    is_exact = False
+    n_members = 1
+    has_density = False  # families with a normalized log_prob (flow, VAIM) declare True
+
     def norms(self, theta: Tensor) -> Tensor:
         """Predicted ∫σ_c dx, shape (B, C), differentiable with respect to θ."""
         t = self.check_theta(theta)

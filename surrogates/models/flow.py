@@ -359,6 +359,8 @@ class FlowSurrogate(Surrogate):
     (torch.Size([1, 10, 1]), True)
     """
 
+    has_density = True
+
     family = "flow"
 
     def __init__(

@@ -92,6 +92,8 @@ class VAIMSurrogate(Surrogate):
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
     """
 
+    has_density = True
+
     family = "vaim"
 
     def __init__(
