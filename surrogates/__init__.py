@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from surrogates._version import __version__
 from surrogates.errors import EventFileError, InputError, ParameterError
 from surrogates.theory import NumpyTheory, ProxyTheory, Theory, get_theory
 

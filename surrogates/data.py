@@ -32,7 +32,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-import surrogates
+from surrogates._version import __version__
 from surrogates.errors import EventFileError, InputError
 from surrogates.sampling import InverseCDFSampler, InverseCDFSampler2D, MetropolisSampler
 from surrogates.theory import Theory, get_theory
@@ -342,7 +342,7 @@ def simulate_observed(
             "kind": "observed",
             "seed": seed,
             "param_names": list(theory.param_names),
-            "version": surrogates.__version__,
+            "version": __version__,
             **meta,
         },
     )
@@ -428,7 +428,7 @@ def simulate_training(
         "kind": "training",
         "seed": seed,
         "events_per_param": events_per_param,
-        "version": surrogates.__version__,
+        "version": __version__,
         **extra,
     }
     return TrainingSet(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import surrogates
+from surrogates._version import __version__
 from surrogates.errors import InputError
 from surrogates.models import Surrogate, get_family
 from surrogates.resources import checkpoint_dir
@@ -52,7 +52,7 @@ def _sha256(path: Path) -> str:
 
 def _compatible(version: str) -> bool:
     """Same major.minor as this package (0.x: the minor must match too)."""
-    return version.split(".")[:2] == surrogates.__version__.split(".")[:2]
+    return version.split(".")[:2] == __version__.split(".")[:2]
 
 
 def list_checkpoints(folder: str | Path = CHECKPOINTS, theory: str | None = None) -> list[str]:
@@ -123,7 +123,7 @@ def load_surrogate(path_or_name: str | Path, theory: str | Theory | None = None)
     version = card.get("version", "?")
     if not _compatible(version):
         raise InputError(
-            f"checkpoint '{path}' was written by surrogate-zoo {version}, this is {surrogates.__version__}; "
+            f"checkpoint '{path}' was written by surrogate-zoo {version}, this is {__version__}; "
             "retrain it with `python -m surrogates.fit`"
         )
     if theory is not None:

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from surrogates._version import __version__
 from surrogates.errors import InputError, ParameterError, check_choice
 from surrogates.sampling import counts_per_channel
 from surrogates.theory import get_theory
@@ -271,14 +272,12 @@ class Surrogate(pl.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def zoo_metadata(self) -> dict:
         """What a checkpoint must carry to be loaded safely: family, backend, theory, version."""
-        import surrogates
-
         th = get_theory(self.theory_name)
         return {
             "family": self.family,
             "backend": getattr(self, "backend", None),
             "theory": th.describe(),
-            "version": surrogates.__version__,
+            "version": __version__,
         }
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
