@@ -41,3 +41,13 @@ def proxy() -> ProxyTheory:
 def obs_file(tmp_path, proxy):
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=7)
     return write_events(tmp_path / "obs.npz", data, proxy.channels)
+
+
+def run_cli(main, argv, capsys):
+    """Run a CLI main; return (exit status, stdout, stderr)."""
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    out = capsys.readouterr()
+    return status, out.out, out.err

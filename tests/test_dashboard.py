@@ -18,7 +18,7 @@ from surrogates.dashboard import main as dashboard_main
 from surrogates.data import CASES, simulate_observed, write_events
 from surrogates.theory import get_theory
 from surrogates.tracking import read_wandb_run
-from tests.test_data import run_cli
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -14,16 +14,7 @@ import surrogates
 from surrogates import simulate
 from surrogates.data import CASES, load_training, read_events, simulate_observed, write_events
 from surrogates.errors import EventFileError
-
-
-def run_cli(main, argv, capsys):
-    """Run a CLI main; return (exit status, stdout, stderr)."""
-    try:
-        status = main(argv)
-    except SystemExit as exc:
-        status = exc.code
-    out = capsys.readouterr()
-    return status, out.out, out.err
+from tests.conftest import run_cli
 
 
 def test_observed_file_contents(tmp_path, proxy, capsys):

@@ -51,5 +51,25 @@ def test_an_import_against_the_layers_is_caught(tmp_path: Path, module: str, lin
     target = tmp_path / module
     target.write_text(target.read_text() + "\n\n" + line)
     run = _lint_imports(tmp_path)
-    assert run.returncode != 0, f"an upward import in {module} went unnoticed:\n{run.stdout[-2000:]}"
+    assert run.returncode != 0, (
+        f"an upward import in {module} went unnoticed:\n{run.stdout[-2000:]}"
+    )
     assert "BROKEN" in run.stdout
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in tests/conftest.py; a test module never imports a test module."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            offenders += [
+                f"{path.name}: {n}" for n in names if n.split(".")[-1].startswith("test_")
+            ]
+    assert not offenders, f"test modules importing test modules: {offenders}"

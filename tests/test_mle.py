@@ -12,8 +12,7 @@ from inverse import closure, mle
 from surrogates.data import CASES, simulate_observed
 from surrogates.likelihood import crb_std, fit_mle
 from surrogates.theory import get_theory
-from tests.conftest import BOX_POINTS
-from tests.test_data import run_cli
+from tests.conftest import BOX_POINTS, run_cli
 
 # Points inside the prior box where case A constrains every parameter well away from the box edges.
 INTERIOR_POINTS = [[1.5, 0.2, 2.0, 1.8, -0.3, 2.5], [2.5, -0.7, 3.5, 0.8, 0.1, 3.0]]

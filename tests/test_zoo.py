@@ -23,7 +23,7 @@ from surrogates.models import (
 )
 from surrogates.theory import THEORIES
 from surrogates.types import DensitySource, EventSource
-from tests.test_data import run_cli
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {
