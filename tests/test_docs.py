@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results.py"
 # the commit of the cards changes when history is rewritten or shallow; the table must not
 COMMIT = re.compile(r"at commit \w+")
+# a number with a unit of a measurement: "0.49 σ_CRB", "4 min", "12%", "3.5×", "28 s"
+MEASURED = re.compile(r"\d+(?:\.\d+)?\s*(?:σ|%|×|min\b|s\b|seconds\b|events/s)")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -86,6 +88,11 @@ def test_readme_is_a_short_guide() -> None:
     assert len(lines) <= 200, f"README.md has {len(lines)} lines; move detail into docs/"
     for command in ("make demo", "make test"):
         assert any(command in line for line in lines), command
+    prose = re.sub(r"```.*?```|`[^`]*`", "", "\n".join(lines), flags=re.S)
+    typed = MEASURED.findall(prose)
+    assert not typed, (
+        f"measured numbers typed into README.md (generate them into docs/results): {typed}"
+    )
 
 
 def markdown_files() -> list[Path]:
