@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from surrogates.resources import checkpoint_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results.py"
 # the commit of the cards changes when history is rewritten or shallow; the table must not
@@ -35,7 +37,7 @@ def run_results(*args: str) -> subprocess.CompletedProcess:
 
 def test_committed_zoo_table_is_the_one_the_cards_give(tmp_path: Path) -> None:
     done = run_results(
-        "--checkpoints", str(ROOT / "checkpoints"), "--benchmarks", str(tmp_path / "none"),
+        "--checkpoints", str(checkpoint_dir()), "--benchmarks", str(tmp_path / "none"),
         "--results", str(tmp_path), "--out", str(tmp_path / "results.json"),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -43,14 +45,14 @@ def test_committed_zoo_table_is_the_one_the_cards_give(tmp_path: Path) -> None:
     committed = COMMIT.sub("at commit X", (ROOT / "docs/results/zoo.md").read_text())
     assert fresh == committed, "docs/results/zoo.md is stale: run python benchmarks/results.py"
     rows = json.loads((tmp_path / "results.json").read_text())["zoo"]
-    cards = sorted(p.stem for p in (ROOT / "checkpoints").glob("*.json"))
+    cards = sorted(p.stem for p in checkpoint_dir().glob("*.json"))
     assert sorted(r["name"] for r in rows) == cards
 
 
 def test_a_changed_card_changes_the_page(tmp_path: Path) -> None:
     cards = tmp_path / "cards"
     cards.mkdir()
-    card = json.loads((ROOT / "checkpoints/flow-zuko.json").read_text())
+    card = json.loads((checkpoint_dir() / "flow-zuko.json").read_text())
     card["metrics"]["theta_shift_crb"] = [0.0, 0.0, 12.34, 0.0, 0.0, 0.0]
     (cards / "flow-zuko.json").write_text(json.dumps(card))
     done = run_results(
@@ -74,7 +76,7 @@ def test_benchmark_json_becomes_a_page(tmp_path: Path) -> None:
     payload = {"rows": [row], "environment": {"argv": ["benchmarks/shift_map.py"]}}
     (bench / "shift_map.json").write_text(json.dumps(payload))
     done = run_results(
-        "--checkpoints", str(ROOT / "checkpoints"), "--benchmarks", str(bench),
+        "--checkpoints", str(checkpoint_dir()), "--benchmarks", str(bench),
         "--results", str(tmp_path / "out"), "--out", str(tmp_path / "r.json"),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
