@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import results  # benchmarks/results.py (the docs/results pages); found before this folder leaves sys.path
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -43,6 +44,9 @@ def main() -> int:
     parser.add_argument("--events-per-step", type=int, default=None)
     parser.add_argument("--events", default="20000,20000", help="expected true events")
     parser.add_argument("--out", default="runs/benchmarks/dis")
+    parser.add_argument(
+        "--results", default=None, help="also write its page into this folder (docs/results)"
+    )
     args = parser.parse_args()
     cfg = load_config(args.config)
     for key in ("steps", "replicas", "events_per_step"):
@@ -108,6 +112,8 @@ def main() -> int:
     result = {"rows": rows, "config": cfg, "environment": environment()}
     (out / "dis.json").write_text(json.dumps(to_jsonable(result), indent=1))
     print(f"wrote {out / 'dis.json'}")
+    if args.results:
+        results.write_benchmark_page("dis", result, args.results, out / "dis.json")
     return 0
 
 

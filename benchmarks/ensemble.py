@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import results  # benchmarks/results.py (the docs/results pages); found before this folder leaves sys.path
+
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
@@ -41,6 +43,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=1_000_004, help="the cards' held-out seed")
     parser.add_argument("--out", default="runs/benchmarks/ensemble.json")
+    parser.add_argument(
+        "--results", default=None, help="also write its page into this folder (docs/results)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     theory = get_theory("proxy")
@@ -79,18 +84,18 @@ def main() -> None:
     print(f"  mean x epistemic {np.round(spread['mean_x_epistemic'].max(0), 5).tolist()}, "
           f"aleatoric {np.round(spread['mean_x_aleatoric'].max(0), 5).tolist()}, "
           f"norm epistemic (relative) {np.round(spread['norm_epistemic'].max(0), 4).tolist()}")  # fmt: skip
-    write_json(
-        args.out,
-        {
-            "members": ens.names,
-            "held_out_theta": theta,
-            "events": args.events,
-            "rows": rows,
-            "spread": spread,
-            "environment": environment(),
-        },
-    )
+    payload = {
+        "members": ens.names,
+        "held_out_theta": theta,
+        "events": args.events,
+        "rows": rows,
+        "spread": spread,
+        "environment": environment(),
+    }
+    write_json(args.out, payload)
     print(f"wrote {args.out}")
+    if args.results:
+        results.write_benchmark_page("ensemble", payload, args.results, args.out)
 
 
 if __name__ == "__main__":

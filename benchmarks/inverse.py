@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import results  # benchmarks/results.py (the docs/results pages); found before this folder leaves sys.path
 import torch
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -296,6 +297,9 @@ def main() -> None:
     parser.add_argument("--pseudo-case", default="C")
     parser.add_argument("--runs", default="runs/benchmarks/inverse")
     parser.add_argument("--out", default="runs/benchmarks/inverse.json")
+    parser.add_argument(
+        "--results", default=None, help="also write its page into this folder (docs/results)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     theory = get_theory("proxy")
@@ -348,6 +352,8 @@ def main() -> None:
             )
     out = write_json(args.out, result)
     print(f"wrote {out}")
+    if args.results:
+        results.write_benchmark_page("inverse", result, args.results, out)
 
 
 if __name__ == "__main__":

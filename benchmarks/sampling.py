@@ -13,6 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
+import results  # benchmarks/results.py (the docs/results pages); found before this folder leaves sys.path
 import torch
 
 from surrogates.runs import environment
@@ -34,6 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="runs/benchmarks/sampling.json")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--results", default=None, help="also write its page into this folder (docs/results)"
+    )
     args = parser.parse_args()
     theory = get_theory("proxy")
     gen = torch.Generator().manual_seed(0)
@@ -77,16 +81,13 @@ def main() -> None:
         print(
             f"{r['sampler']:<26}{r['theta']:>6}{r['events_per_theta']:>10}{r['no_grad']:14.3g}{grad}"
         )
+    payload = {"rows": rows, "torch_threads": torch.get_num_threads(), "environment": environment()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {"rows": rows, "torch_threads": torch.get_num_threads(), "environment": environment()},
-            indent=2,
-        )
-        + "\n"
-    )
+    out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
+    if args.results:
+        results.write_benchmark_page("sampling", payload, args.results, out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import results  # benchmarks/results.py (the docs/results pages); found before this folder leaves sys.path
+
 # benchmarks/surrogates.py is named like the package: keep this folder off the import path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -52,6 +54,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=32)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="runs/benchmarks/shift_map.json")
+    parser.add_argument(
+        "--results", default=None, help="also write its page into this folder (docs/results)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     theory = get_theory("proxy")
@@ -93,8 +98,11 @@ def main() -> None:
             f"{row['mean_of_max']:7.2f}{row['above_3']:5d}{row['largest']:9.2f}  "
             f"{theory.param_names[p]} at {np.round(other[i].numpy(), 2).tolist()}"
         )
-    out = write_json(args.out, {"theory": "proxy", "rows": rows, "environment": environment()})
+    payload = {"theory": "proxy", "rows": rows, "environment": environment()}
+    out = write_json(args.out, payload)
     print(f"wrote {out}")
+    if args.results:
+        results.write_benchmark_page("shift_map", payload, args.results, out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import results  # benchmarks/results.py (the docs/results pages); found before this folder leaves sys.path
+
 # this file is named like the package: keep its own folder off the import path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -39,6 +41,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/benchmarks/surrogates.json")
     parser.add_argument("--theta", type=int, default=64, help="θ per batch")
     parser.add_argument("--events", type=int, default=1000, help="events per θ per channel")
+    parser.add_argument(
+        "--results", default=None, help="also write its page into this folder (docs/results)"
+    )
     args = parser.parse_args()
     theory = get_theory("proxy")
     theta = theory.sample_prior(args.theta, torch.Generator().manual_seed(0))
@@ -83,18 +88,18 @@ def main() -> None:
             f"{c2[0]:9.3f}{c2[1]:9.3f}{w1[0]:8.4f}{w1[1]:8.4f}{r['norm_error'] or float('nan'):9.4f}"
             f"{r['train_seconds'] or float('nan'):8.0f}{r['events_per_second_grad']:9.3g}{r['vs_exact']:7.2f}{r['vs_numpy_blackbox']:7.2f}"
         )
-    out = write_json(
-        args.out,
-        {
-            "exact_events_per_second_grad": exact,
-            "numpy_blackbox_events_per_second": blackbox,
-            "theta": args.theta,
-            "events_per_theta": args.events,
-            "rows": rows,
-            "environment": environment(),
-        },
-    )
+    payload = {
+        "exact_events_per_second_grad": exact,
+        "numpy_blackbox_events_per_second": blackbox,
+        "theta": args.theta,
+        "events_per_theta": args.events,
+        "rows": rows,
+        "environment": environment(),
+    }
+    out = write_json(args.out, payload)
     print(f"wrote {out}")
+    if args.results:
+        results.write_benchmark_page("surrogates", payload, args.results, out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import results  # benchmarks/results.py (the docs/results pages); found before this folder leaves sys.path
+
 # benchmarks/surrogates.py is named like the package: keep this folder off the import path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -40,6 +42,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="the fit's seed_everything")
     parser.add_argument("--held-out", type=int, default=5)
     parser.add_argument("--out", default="runs/benchmarks/theta_shift.json")
+    parser.add_argument(
+        "--results", default=None, help="also write its page into this folder (docs/results)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     theory = get_theory("proxy")
@@ -86,6 +91,8 @@ def main() -> None:
     }
     out = write_json(args.out, payload)
     print(f"wrote {out}")
+    if args.results:
+        results.write_benchmark_page("theta_shift", payload, args.results, out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""The documentation stays true: generated results match the cards, the README stays a guide,
+and no relative link points at nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from surrogates.resources import checkpoint_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results.py"
+# the commit of the cards changes when history is rewritten or shallow; the table must not
+COMMIT = re.compile(r"at commit \w+")
+# a number with a unit of a measurement: "0.49 σ_CRB", "4 min", "12%", "3.5×", "28 s"
+MEASURED = re.compile(r"\d+(?:\.\d+)?\s*(?:σ|%|×|min\b|s\b|seconds\b|events/s)")
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def run_results(*args: str) -> subprocess.CompletedProcess:
+    """`python benchmarks/results.py ARGS` with this checkout's packages first on the path."""
+    return subprocess.run(
+        [sys.executable, str(RESULTS), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"},
+        timeout=120,
+    )
+
+
+def test_committed_zoo_table_is_the_one_the_cards_give(tmp_path: Path) -> None:
+    done = run_results(
+        "--checkpoints", str(checkpoint_dir()), "--benchmarks", str(tmp_path / "none"),
+        "--results", str(tmp_path), "--out", str(tmp_path / "results.json"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    fresh = COMMIT.sub("at commit X", (tmp_path / "zoo.md").read_text())
+    committed = COMMIT.sub("at commit X", (ROOT / "docs/results/zoo.md").read_text())
+    assert fresh == committed, "docs/results/zoo.md is stale: run python benchmarks/results.py"
+    rows = json.loads((tmp_path / "results.json").read_text())["zoo"]
+    cards = sorted(p.stem for p in checkpoint_dir().glob("*.json"))
+    assert sorted(r["name"] for r in rows) == cards
+
+
+def test_a_changed_card_changes_the_page(tmp_path: Path) -> None:
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    card = json.loads((checkpoint_dir() / "flow-zuko.json").read_text())
+    card["metrics"]["theta_shift_crb"] = [0.0, 0.0, 12.34, 0.0, 0.0, 0.0]
+    (cards / "flow-zuko.json").write_text(json.dumps(card))
+    done = run_results(
+        "--checkpoints", str(cards), "--benchmarks", str(tmp_path / "none"),
+        "--results", str(tmp_path / "out"), "--out", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out/zoo.md").read_text()
+    assert "| flow-zuko | flow | zuko | 12.34 | b_u |" in text
+    assert "Regenerate: `python benchmarks/results.py`" in text
+
+
+def test_benchmark_json_becomes_a_page(tmp_path: Path) -> None:
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    row = {
+        "surrogate": "flow-zuko", "held_out_5_max": 1.37, "points": 32, "seed": 7,
+        "median_of_max": 1.31, "mean_of_max": 1.38, "above_3": 0, "largest": 2.36,
+        "largest_at": {"theta": [0] * 6, "parameter": "b_u"}, "seconds": 9.0,
+    }  # fmt: skip
+    payload = {"rows": [row], "environment": {"argv": ["benchmarks/shift_map.py"]}}
+    (bench / "shift_map.json").write_text(json.dumps(payload))
+    done = run_results(
+        "--checkpoints", str(checkpoint_dir()), "--benchmarks", str(bench),
+        "--results", str(tmp_path / "out"), "--out", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out/shift_map.md").read_text()
+    assert "| flow-zuko | 1.37 | 32 | 7 | 1.31 | 1.38 | 0 | 2.36 | b_u | 9 |" in text
+    assert "Regenerate: `python benchmarks/shift_map.py`" in text
+
+
+def test_readme_is_a_short_guide() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; move detail into docs/"
+    for command in ("make demo", "make test"):
+        assert any(command in line for line in lines), command
+    prose = re.sub(r"```.*?```|`[^`]*`", "", "\n".join(lines), flags=re.S)
+    typed = MEASURED.findall(prose)
+    assert not typed, (
+        f"measured numbers typed into README.md (generate them into docs/results): {typed}"
+    )
+
+
+def markdown_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_point_at_files(path: Path) -> None:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)  # code blocks hold no links
+    broken = []
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue  # a web address or an anchor on the same page
+        file = (path.parent / target.split("#")[0]).resolve()
+        if not file.exists() or not file.is_relative_to(ROOT):
+            broken.append(target)
+    assert not broken, (
+        f"{path.relative_to(ROOT)} links to missing files or outside the repository: {broken}"
+    )
