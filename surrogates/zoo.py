@@ -26,7 +26,7 @@ from surrogates.errors import InputError
 from surrogates.models import Surrogate, get_family
 from surrogates.resources import checkpoint_dir
 from surrogates.runs import cli_errors, write_json
-from surrogates.theory import Theory, get_theory
+from surrogates.theory import Theory, get_theory, installed_theory
 
 __all__ = [
     "CHECKPOINTS",
@@ -140,14 +140,33 @@ def load_surrogate(path_or_name: str | Path, theory: str | Theory | None = None)
                     f"checkpoint '{path}' was trained on the prior box {info.get('prior_low')}..{info.get('prior_high')}, "
                     f"theory '{th.name}' needs {th.describe()['prior_low']}..{th.describe()['prior_high']}"
                 )
+    _check_stored_theories(path, card)
     cls = get_family(card.get("family", "?"))
     try:
-        model = cls.load_from_checkpoint(path, map_location="cpu")
+        model = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
         raise InputError(
             f"cannot load '{path}' as a {cls.family} surrogate ({type(err).__name__}); is it corrupt?"
         ) from None
     return model.eval()
+
+
+def _check_stored_theories(path: Path, card: dict) -> None:
+    """Every theory name the card and the checkpoint's hyperparameters store is a built-in,
+    installed or registered theory (`installed_theory`): building the model from a name that
+    spells a module would import it."""
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint gets one message
+        raise InputError(
+            f"'{path}' is not a readable checkpoint (corrupt or not a torch file)"
+        ) from None
+    hparams = raw.get("hyper_parameters") if isinstance(raw, dict) else None
+    names = {str((card.get("theory") or {}).get("theory", ""))}
+    if isinstance(hparams, dict) and "theory" in hparams:
+        names.add(str(hparams["theory"]))
+    for name in sorted(n for n in names if n):
+        installed_theory(name)
 
 
 def save_model(model: Surrogate, path: str | Path) -> Path:
@@ -188,10 +207,17 @@ def export_checkpoint(
     if not ckpt.is_file():
         raise InputError(f"no checkpoint at '{ckpt}'; train one with `python -m surrogates.fit`")
     meta = card_of(ckpt) if ckpt.with_suffix(".json").is_file() else None
-    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    try:
+        raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a pickle that needs more than tensors and primitives
+        raise InputError(
+            f"'{ckpt}' is not a readable checkpoint (corrupt, or it holds objects beyond weights "
+            "and primitives, which are never unpickled)"
+        ) from None
     meta = raw.get(_KEY) or meta
     if not meta:
         raise InputError(f"'{ckpt}' is not a surrogate-zoo checkpoint")
+    _check_stored_theories(ckpt, meta)
     slim = {
         k: raw[k]
         for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version", _KEY)

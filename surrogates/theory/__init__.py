@@ -25,6 +25,8 @@ __all__ = [
     "NoGradientError",
     "THEORIES",
     "get_theory",
+    "installed_theory",
+    "register_theory",
 ]
 
 
@@ -49,9 +51,81 @@ THEORIES: dict[str, Callable[[], Theory]] = {
     "dis": DISTheory,
 }
 
+# theories of installed packages: [project.entry-points."surrogate_zoo.theories"] NAME = "pkg.mod:factory"
+ENTRY_POINT_GROUP = "surrogate_zoo.theories"
+_LOADED: dict[str, Theory] = {}  # theories a user named as module:attribute in this process
+
+
+def register_theory(theory: Theory | Callable[[], Theory], name: str | None = None) -> None:
+    """Make a theory known by name in this process (e.g. before loading a surrogate of it).
+
+    Names stored in files (checkpoints, run folders) resolve only through registered and
+    installed theories, never by importing what the file names.
+    """
+    if isinstance(theory, Theory):
+        _LOADED[name or theory.name] = theory
+        return
+    if not callable(theory):
+        raise InputError(
+            f"register_theory takes a Theory or a function returning one, got {theory!r}"
+        )
+    THEORIES[name or theory().name] = theory
+
+
+def _entry_point(name: str) -> Callable[[], Theory] | None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    return None
+
+
+def _lookup(name: str) -> Theory | None:
+    """Built-in, registered or installed; None when the name is none of these. Imports nothing
+    but an installed package's declared entry point."""
+    if name in THEORIES:
+        return THEORIES[name]()
+    if name in _LOADED:
+        return _LOADED[name]
+    factory = _entry_point(name) if ":" not in name else None
+    return None if factory is None else _as_theory(factory, name)
+
+
+def _known() -> str:
+    return ", ".join(sorted({*THEORIES, *_LOADED}))
+
+
+def installed_theory(name: str) -> Theory:
+    """A theory by a name read from a file: built-in, installed (entry point) or registered in this
+    process; never imports a module the name spells.
+
+    Raises:
+        InputError: the name is none of these (the message lists the known ones).
+    """
+    theory = _lookup(str(name))
+    if theory is None:
+        raise InputError(
+            f"theory '{name}' (named in a file) is not installed; known: {_known()}. Register it "
+            "(surrogates.theory.register_theory) or install it under the entry-point group "
+            f"'{ENTRY_POINT_GROUP}': names read from files are never imported"
+        )
+    return theory
+
+
+def _as_theory(obj: object, name: str) -> Theory:
+    theory = obj() if callable(obj) and not isinstance(obj, Theory) else obj
+    if not isinstance(theory, Theory):
+        raise InputError(f"'{name}' is not a Theory or a function returning one")
+    return theory
+
 
 def get_theory(name: str | Theory) -> Theory:
-    """A theory by registry name, or by ``package.module:attribute`` naming a Theory or a factory.
+    """A theory by the name a user gives: a registry name, an installed one, or
+    ``package.module:attribute`` naming a Theory or a factory (imported, then registered under
+    both the spec and the theory's own name, so files that store either resolve in this process).
+
+    For names read from files use `installed_theory`, which imports nothing.
 
     Raises:
         InputError: the name is unknown (the message lists the known ones).
@@ -61,17 +135,18 @@ def get_theory(name: str | Theory) -> Theory:
     """
     if isinstance(name, Theory):
         return name
-    if name in THEORIES:
-        return THEORIES[name]()
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as err:
-            raise InputError(f"cannot load theory '{name}': {err}") from None
-        theory = obj() if callable(obj) and not isinstance(obj, Theory) else obj
-        if not isinstance(theory, Theory):
-            raise InputError(f"'{name}' is not a Theory or a function returning one")
+    theory = _lookup(name)
+    if theory is not None:
         return theory
-    known = ", ".join(sorted(THEORIES))
-    raise InputError(f"unknown theory '{name}'; choose one of: {known} (or module:attribute)")
+    if ":" not in name:
+        raise InputError(
+            f"unknown theory '{name}'; choose one of: {_known()} (or module:attribute)"
+        )
+    module, _, attr = name.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise InputError(f"cannot load theory '{name}': {err}") from None
+    theory = _as_theory(obj, name)
+    _LOADED[name] = _LOADED.setdefault(theory.name, theory)
+    return theory
