@@ -34,6 +34,7 @@ import torch
 
 from surrogates._version import __version__
 from surrogates.errors import EventFileError, InputError
+from surrogates.runs import atomic_path
 from surrogates.sampling import InverseCDFSampler, InverseCDFSampler2D, MetropolisSampler
 from surrogates.theory import Theory, get_theory
 from surrogates.theory.base import chebyshev_grid
@@ -151,7 +152,8 @@ def write_events(path: str | Path, data: ObservedData, channels: Sequence[str]) 
     if data.expected_counts is not None:
         arrays["expected_counts"] = np.asarray(data.expected_counts)
     meta = {"theory": data.theory, "channels": list(channels), **data.meta}
-    np.savez_compressed(path, meta=json.dumps(meta), **arrays)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez_compressed(f, meta=json.dumps(meta), **arrays)
     return path
 
 
@@ -370,16 +372,16 @@ class TrainingSet:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            path,
-            meta=json.dumps(self.meta),
-            theta=self.theta,
-            events=self.events,
-            grid=self.grid,
-            densities=self.densities,
-            norms=self.norms,
-        )
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            np.savez_compressed(
+                f,
+                meta=json.dumps(self.meta),
+                theta=self.theta,
+                events=self.events,
+                grid=self.grid,
+                densities=self.densities,
+                norms=self.norms,
+            )
         return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -9,8 +10,9 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,15 @@ import yaml
 
 from surrogates.errors import InputError
 
-__all__ = ["environment", "write_run_files", "cli_errors", "to_jsonable"]
+__all__ = [
+    "environment",
+    "write_run_files",
+    "write_json",
+    "atomic_path",
+    "AtomicCheckpointIO",
+    "cli_errors",
+    "to_jsonable",
+]
 
 _PACKAGES = ("torch", "pytorch-lightning", "nflows", "normflows", "zuko", "numpy", "scipy", "wandb")
 
@@ -64,20 +74,66 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` (NumPy/torch values allowed, see `to_jsonable`) as indented JSON to ``path``,
-    creating its folder; returns the path."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to; renamed onto ``path`` when the block ends
+    without an error, removed otherwise. A reader (or a kill mid-write) never sees half a file.
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "x.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("whole")
+    >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+    ('whole', ['x.txt'])
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n")
-    return path
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see `atomic_path`); returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` (NumPy/torch values allowed, see `to_jsonable`) as indented JSON to ``path``,
+    atomically, creating its folder; returns the path."""
+    return write_text(path, json.dumps(to_jsonable(obj), indent=2) + "\n")
+
+
+def _checkpoint_io_base() -> type:
+    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    return TorchCheckpointIO
+
+
+class AtomicCheckpointIO(_checkpoint_io_base()):
+    """Lightning's checkpoint writer, writing to a temporary name and renaming: a kill during a
+    save leaves the previous ``last.ckpt`` whole, so ``--ckpt_path last`` / ``--resume`` work."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 def write_run_files(out: str | Path, config: dict, metrics: dict) -> Path:
-    """Write ``config.yaml`` (resolved), ``metrics.json`` and ``environment.json`` into ``out``."""
+    """Write ``config.yaml`` (resolved), ``metrics.json`` and ``environment.json`` into ``out``,
+    each atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_jsonable(config), sort_keys=False))
+    write_text(out / "config.yaml", yaml.safe_dump(to_jsonable(config), sort_keys=False))
     write_json(out / "metrics.json", metrics)
     write_json(out / "environment.json", environment())
     return out

@@ -25,7 +25,7 @@ from surrogates._version import __version__
 from surrogates.errors import InputError
 from surrogates.models import Surrogate, get_family
 from surrogates.resources import checkpoint_dir
-from surrogates.runs import cli_errors, write_json
+from surrogates.runs import atomic_path, cli_errors, write_json
 from surrogates.theory import Theory, get_theory, installed_theory
 
 __all__ = [
@@ -174,16 +174,16 @@ def save_model(model: Surrogate, path: str | Path) -> Path:
     import pytorch_lightning as pl
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "state_dict": model.state_dict(),
-            "hyper_parameters": dict(model.hparams),
-            "pytorch-lightning_version": pl.__version__,
-            _KEY: model.zoo_metadata(),
-        },
-        path,
-    )
+    with atomic_path(path) as tmp:
+        torch.save(
+            {
+                "state_dict": model.state_dict(),
+                "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__,
+                _KEY: model.zoo_metadata(),
+            },
+            tmp,
+        )
     return path
 
 
@@ -226,7 +226,8 @@ def export_checkpoint(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{name}.ckpt"
-    torch.save(slim, out)
+    with atomic_path(out) as tmp:
+        torch.save(slim, tmp)
     if metrics is None and (run / "metrics.json").is_file():
         metrics = json.loads((run / "metrics.json").read_text())
     training_data = None
