@@ -27,6 +27,7 @@ __all__ = [
     "write_json",
     "atomic_path",
     "AtomicCheckpointIO",
+    "claim_run_dir",
     "cli_errors",
     "to_jsonable",
 ]
@@ -137,6 +138,74 @@ def write_run_files(out: str | Path, config: dict, metrics: dict) -> Path:
     write_json(out / "metrics.json", metrics)
     write_json(out / "environment.json", environment())
     return out
+
+
+FINISHED = "metrics.json"  # a run folder holding this holds a finished run
+_LOCK = ".run.lock"
+
+
+@contextlib.contextmanager
+def claim_run_dir(
+    out: str | Path, *, resume: bool = False, overwrite: bool = False, finished: str = FINISHED
+) -> Iterator[Path]:
+    """Hold ``out`` for one writer while the block runs.
+
+    A second writer gets a one-line `InputError` naming the holder; a folder that holds a finished
+    run (``finished`` exists) is refused unless the run is resumed or ``overwrite`` is given, in
+    which case its old results are removed first, so the folder never mixes two runs' files.
+    The lock is an OS file lock (`filelock`): it is released when the process ends, even by kill.
+    """
+    from filelock import FileLock, Timeout
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file, not a folder; choose a folder path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(out / _LOCK, timeout=0)
+        lock.acquire()
+    except Timeout:
+        holder = (
+            (out / f"{_LOCK}.holder").read_text().strip()
+            if (out / f"{_LOCK}.holder").is_file()
+            else "another process"
+        )
+        raise InputError(
+            f"run folder '{out}' is in use by {holder}; wait for it or choose another --out"
+        ) from None
+    except OSError as err:
+        raise InputError(
+            f"cannot write to --out '{out}' ({err.strerror}); choose a writable folder"
+        ) from None
+    try:
+        done = out / finished
+        if done.exists() and not resume:
+            if not overwrite:
+                raise InputError(
+                    f"run folder '{out}' holds a finished run ({finished}); pass --overwrite to "
+                    "replace it, resume it, or choose another --out"
+                )
+            _clear_run_dir(out)
+        (out / f"{_LOCK}.holder").write_text(
+            f"pid {os.getpid()} on {platform.node()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        )
+        yield out
+    finally:
+        (out / f"{_LOCK}.holder").unlink(missing_ok=True)
+        lock.release()
+
+
+def _clear_run_dir(out: Path) -> None:
+    """Remove a finished run's files (not the lock) before it is overwritten."""
+    import shutil
+
+    for child in out.iterdir():
+        if child.name.startswith(_LOCK):
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def default_run_dir(prefix: str) -> str:

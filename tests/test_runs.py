@@ -47,3 +47,42 @@ def test_a_failed_json_or_event_write_leaves_nothing(tmp_path, proxy, monkeypatc
     with pytest.raises(OSError):
         write_events(tmp_path / "other.npz", data, proxy.channels)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "obs.npz"]
+
+
+def test_a_run_folder_has_one_writer_and_a_finished_run_is_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from surrogates.errors import InputError
+    from surrogates.runs import claim_run_dir
+
+    out = tmp_path / "run"
+    holder = (
+        "import sys, time; from surrogates.runs import claim_run_dir\n"
+        f"with claim_run_dir({str(out)!r}):\n"
+        "    print('held', flush=True); time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match="in use by pid") as err:
+            with claim_run_dir(out):
+                pass
+        assert "\n" not in str(err.value)
+    finally:
+        proc.kill()
+        proc.wait()
+    with claim_run_dir(out) as run:  # a killed holder leaves the folder free
+        write_json(run / "metrics.json", {"done": 1})
+        (run / "plot.png").write_bytes(b"png")
+    with pytest.raises(InputError, match="finished run"):
+        with claim_run_dir(out):
+            pass
+    with claim_run_dir(out, resume=True):
+        assert (out / "metrics.json").is_file()
+    with claim_run_dir(out, overwrite=True):
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".run.lock")) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        with claim_run_dir(tmp_path / "file"):
+            pass
