@@ -244,7 +244,8 @@ def is_rank_zero() -> bool:
 
 
 def cli_errors(main: Callable[..., int | None]) -> Callable[..., int]:
-    """Turn `InputError` (bad user input) into one line on stderr and exit status 2."""
+    """Turn `InputError` (bad user input) and `OSError` (a path that cannot be read or written)
+    into one line on stderr and exit status 2."""
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> int:
@@ -252,7 +253,10 @@ def cli_errors(main: Callable[..., int | None]) -> Callable[..., int]:
             return main(*args, **kwargs) or 0
         except InputError as err:
             print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+        except OSError as err:
+            where = f" '{err.filename}'" if err.filename else ""
+            print(f"error: {err.strerror or err}{where}; check the path", file=sys.stderr)
+        raise SystemExit(2) from None
 
     return wrapper
 

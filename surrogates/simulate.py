@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,13 @@ from surrogates.data import CASES, simulate_observed, simulate_training, write_e
 from surrogates.errors import InputError, ParameterError
 from surrogates.runs import cli_errors
 from surrogates.theory import Theory, get_theory
+from surrogates.validation import (
+    MAX_EVENTS,
+    ArgumentParser,
+    check_int,
+    check_output_file,
+    check_seed,
+)
 
 __all__ = ["main", "parse_theta", "parse_counts"]
 
@@ -45,8 +51,16 @@ def parse_counts(case: str | None, events: str | None, theory: Theory) -> tuple[
             counts = [float(v) for v in events.split(",")]
         except ValueError:
             raise InputError(f"--events '{events}' must be comma-separated numbers") from None
-        if len(counts) != theory.n_channels or min(counts) <= 0:
-            raise InputError(f"--events needs {theory.n_channels} positive counts, got '{events}'")
+        if (
+            len(counts) != theory.n_channels
+            or not all(np.isfinite(counts))
+            or min(counts) <= 0
+            or max(counts) > MAX_EVENTS
+        ):
+            raise InputError(
+                f"--events needs {theory.n_channels} positive counts of at most {MAX_EVENTS:.0e} "
+                f"per channel, got '{events}'"
+            )
         return counts, "custom"
     case = (case or "B").upper()
     if case not in CASES:
@@ -76,8 +90,8 @@ def parse_detector(text: str, theory: Theory):  # noqa: ANN201 - DISDetector | N
     return make_detector(block, theory)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m surrogates.simulate", description=__doc__)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m surrogates.simulate", description=__doc__)
     sub = parser.add_subparsers(dest="kind", required=True)
     obs = sub.add_parser("observed", help="an observed data set: events, counts, measured norms")
     obs.add_argument("--theory", default="proxy")
@@ -92,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="none, dis (default settings), or a YAML config whose 'detector' block to use",
     )
     obs.add_argument("--seed", type=int, default=1)
-    obs.add_argument("--out", required=True)
+    obs.add_argument("--out", required=True, help="the event file to write (.npz added if missing)")
     tr = sub.add_parser("training", help="a training set for the surrogates")
     tr.add_argument("--theory", default="proxy")
     tr.add_argument("--n-params", type=int, default=20000)
@@ -100,13 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--grid-size", type=int, default=128)
     tr.add_argument("--sampler", default="auto", choices=["auto", "inverse-cdf", "mcmc"])
     tr.add_argument("--seed", type=int, default=1)
-    tr.add_argument("--out", required=True)
+    tr.add_argument(
+        "--out", required=True, help="the training set to write (.npz added if missing)"
+    )
     return parser
 
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    out = check_output_file("--out", args.out, ".npz")
+    seed = check_seed("--seed", args.seed)
     theory = get_theory(args.theory)
     if args.kind == "observed":
         theta = parse_theta(args.theta, theory)
@@ -115,24 +133,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             theory,
             theta,
             counts,
-            args.seed,
+            seed,
             method=args.sampler,
             fluctuate=not args.no_fluctuate,
             detector=parse_detector(args.detector, theory),
         )
         data.meta["case"] = case
-        path = write_events(args.out, data, theory.channels)
+        path = write_events(out, data, theory.channels)
         print(f"wrote {path}: counts {data.counts.tolist()} (expected {counts}), case {case}")
     else:
         ts = simulate_training(
             theory,
-            args.n_params,
-            args.events_per_param,
-            args.seed,
-            args.grid_size,
+            check_int("--n-params", args.n_params, 1, MAX_EVENTS),
+            check_int("--events-per-param", args.events_per_param, 1, MAX_EVENTS),
+            seed,
+            check_int("--grid-size", args.grid_size, 2, 1_000_000),
             method=args.sampler,
         )
-        path = ts.save(args.out)
+        path = ts.save(out)
         print(
             f"wrote {path}: {len(ts.theta)} θ × {ts.events.shape[2]} events × {ts.events.shape[1]} channels"
         )
