@@ -58,6 +58,7 @@ import yaml
 from surrogates.errors import InputError
 from surrogates.models import FAMILIES
 from surrogates.runs import cli_errors, environment
+from surrogates.validation import ArgumentParser, check_int, check_seed
 
 __all__ = ["SPACE", "build_problem", "run_evaluation", "run_search", "main"]
 
@@ -296,6 +297,8 @@ def run_search(
         )
     if resume and not (out / "results.csv").is_file():
         raise InputError(f"--resume: no {out / 'results.csv'} to continue from; check --out")
+    if data is not None:
+        _grid_size(data)  # a given training set is checked before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = str(out / "train.npz")
@@ -307,12 +310,7 @@ def run_search(
             t.update(training or {})
             ts = simulate_training(get_theory(t.pop("theory")), **t)
             ts.save(data)
-    elif not Path(data).is_file():
-        raise InputError(
-            f"--data {data}: no such training set; make one with python -m surrogates.simulate training"
-        )
-    with np.load(data) as arrays:  # the models' x grid must be the training set's
-        grid_size = int(arrays["grid"].shape[0])
+    grid_size = _grid_size(data)
     extra = ["--data.grid_size", str(grid_size), *extra]
     budget = dict(data=str(Path(data).resolve()), epochs=epochs, seed=seed, held_out=held_out,
                   shift_events=shift_events, events=events, extra=list(extra))  # fmt: skip
@@ -347,9 +345,42 @@ def run_search(
     return summary
 
 
+def _grid_size(data: str | Path) -> int:
+    """The x-grid size of a training set (the models' grid must be the same)."""
+    if not Path(data).is_file():
+        raise InputError(
+            f"--data {data}: no such training set; make one with python -m surrogates.simulate training"
+        )
+    try:
+        with np.load(data, allow_pickle=False) as arrays:
+            return int(arrays["grid"].shape[0])
+    except (OSError, ValueError, KeyError, EOFError):
+        raise InputError(
+            f"--data {data} is not a training set (.npz with a 'grid'); make one with "
+            "python -m surrogates.simulate training"
+        ) from None
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Every number in range and every path usable, before the search writes anything."""
+    check_int("--max-evals", args.max_evals)
+    check_int("--epochs", args.epochs)
+    check_int("--workers", args.workers)
+    check_seed("--seed", args.seed)
+    check_int("--held-out", args.held_out)
+    check_int("--shift-events", args.shift_events, 0)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; give a folder for the search")
+    if args.data is not None and not Path(args.data).is_file():
+        raise InputError(
+            f"--data '{args.data}' not found; simulate one with python -m surrogates.simulate training"
+        )
+
+
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m surrogates.hpo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -373,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if any(not a.startswith("--") for a in extra[::2]):
         raise InputError(f"unrecognized arguments: {' '.join(extra)}")
+    _check_args(args)
     s = run_search(args.family, args.out, args.max_evals, data=args.data, epochs=args.epochs,
                    evaluator=args.evaluator, workers=args.workers, seed=args.seed,
                    held_out=args.held_out, shift_events=args.shift_events, backends=args.backends,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from surrogates import simulate
+from surrogates import hpo, simulate
 from tests.conftest import run_cli
 
 OBS = ["observed", "--case", "C"]
@@ -49,6 +49,33 @@ CATALOGUE = [
     (simulate.main, ["flying", "--out", "{tmp}/x.npz"], "invalid choice"),
     (simulate.main, [], "required"),
     (simulate.main, [*OBS, "--bogus", "1", "--out", "{tmp}/x.npz"], "unrecognized"),
+    # the hyperparameter search
+    (hpo.main, ["flow", "--max-evals", "0", "--out", "{tmp}/s"], "--max-evals must"),
+    (hpo.main, ["flow", "--max-evals", "2", "--epochs", "0", "--out", "{tmp}/s"], "--epochs must"),
+    (hpo.main, ["flow", "--max-evals", "2", "--workers", "0", "--out", "{tmp}/s"], "--workers"),
+    (hpo.main, ["flow", "--max-evals", "2", "--seed", "-4", "--out", "{tmp}/s"], "--seed"),
+    (hpo.main, ["flow", "--max-evals", "2", "--held-out", "0", "--out", "{tmp}/s"], "--held-out"),
+    (hpo.main, ["flow", "--max-evals", "2", "--shift-events", "-1", "--out", "{tmp}/s"], "shift"),
+    (hpo.main, ["flow", "--max-evals", "2", "--out", "{tmp}/afile.txt"], "is a file"),
+    (
+        hpo.main,
+        ["flow", "--max-evals", "2", "--data", "{tmp}/no.npz", "--out", "{tmp}/s"],
+        "not found",
+    ),
+    (
+        hpo.main,
+        ["flow", "--max-evals", "2", "--data", "{tmp}/afile.txt", "--out", "{tmp}/s"],
+        "not a training set",
+    ),
+    (hpo.main, ["diffusion", "--max-evals", "2", "--out", "{tmp}/s"], "invalid choice"),
+    (hpo.main, ["flow", "--out", "{tmp}/s"], "required: --max-evals"),
+    (hpo.main, ["flow", "--max-evals", "two", "--out", "{tmp}/s"], "invalid int"),
+    (
+        hpo.main,
+        ["flow", "--max-evals", "2", "--evaluator", "slurm", "--out", "{tmp}/s"],
+        "invalid choice",
+    ),
+    (hpo.main, ["flow", "--max-evals", "2", "--resume", "--out", "{tmp}/s"], "--resume"),
 ]
 
 
