@@ -186,8 +186,8 @@ def _read_npz(path: Path, theory: Theory) -> ObservedData:
         raise EventFileError(
             f"cannot read '{path}' as .npz ({type(err).__name__}); is it an event file?"
         ) from None
+    meta = _meta(arrays, path)
     try:
-        meta = json.loads(str(arrays["meta"]))
         if meta.get("kind") not in (None, "observed"):
             raise EventFileError(
                 f"'{path}' is a {meta['kind']} set, not observed events; make observed data with "
@@ -214,10 +214,32 @@ def _read_npz(path: Path, theory: Theory) -> ObservedData:
     )
 
 
+def _meta(arrays: dict | np.lib.npyio.NpzFile, path: Path) -> dict:
+    """The JSON object stored under 'meta' in an .npz file, or an EventFileError."""
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except KeyError:
+        raise EventFileError(f"'{path}' has no 'meta' entry; is it a surrogate-zoo file?") from None
+    except ValueError:
+        raise EventFileError(
+            f"'{path}': its 'meta' entry is not JSON; the file is corrupt"
+        ) from None
+    if not isinstance(meta, dict):
+        raise EventFileError(
+            f"'{path}': its 'meta' entry is JSON but not an object ({type(meta).__name__}); "
+            "the file is corrupt or not a surrogate-zoo file"
+        )
+    return meta
+
+
 def _read_csv(path: Path, theory: Theory) -> ObservedData:
     comments: dict[str, str] = {}
     rows: list[str] = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise EventFileError(f"'{path}' is not a UTF-8 text CSV; is it an event file?") from None
+    for line in text.splitlines():
         if line.startswith("#"):
             key, sep, value = line[1:].partition(":")
             if sep:
@@ -452,10 +474,20 @@ def load_training(path: str | Path, theory: Theory | None = None) -> TrainingSet
         )
     try:
         with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            ts = TrainingSet(f["theta"], f["events"], f["grid"], f["densities"], f["norms"], meta)
-    except (KeyError, ValueError, OSError) as err:
-        raise EventFileError(f"'{path}' is not a training set ({err})") from None
+            arrays = {k: f[k] for k in f.files}
+    except Exception as err:  # noqa: BLE001 - truncated, not a zip, not numpy: one message
+        raise EventFileError(
+            f"cannot read '{path}' as .npz ({type(err).__name__}); the file is truncated or "
+            "not a training set"
+        ) from None
+    meta = _meta(arrays, path)
+    try:
+        ts = TrainingSet(
+            *(arrays[k] for k in ("theta", "events", "grid", "densities", "norms")), meta
+        )
+    except KeyError as err:
+        raise EventFileError(f"'{path}' is not a training set (no {err} array)") from None
+    _check_training_arrays(ts, path)
     if meta.get("kind") != "training":
         raise EventFileError(f"'{path}' is a {meta.get('kind')} file, not a training set")
     if theory is not None and meta.get("theory") != theory.name:
@@ -463,6 +495,40 @@ def load_training(path: str | Path, theory: Theory | None = None) -> TrainingSet
             f"training set '{path}' is for theory '{meta.get('theory')}', not '{theory.name}'"
         )
     return ts
+
+
+def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
+    """Shapes that agree and values that are finite: a NaN density would train to a NaN loss."""
+    n = ts.theta.shape[0] if ts.theta.ndim == 2 else -1
+    shapes_ok = (
+        n > 0
+        and ts.events.ndim == 4
+        and ts.events.shape[0] == n
+        and ts.densities.ndim == 3
+        and ts.densities.shape[:2] == ts.events.shape[:2]
+        and ts.densities.shape[2] == ts.grid.shape[0]
+        and ts.norms.shape == ts.events.shape[:2]
+    )
+    if not shapes_ok:
+        raise EventFileError(
+            f"'{path}': arrays of inconsistent shapes (theta {ts.theta.shape}, events "
+            f"{ts.events.shape}, grid {ts.grid.shape}, densities {ts.densities.shape}, norms "
+            f"{ts.norms.shape}); regenerate it with python -m surrogates.simulate training"
+        )
+    for name in ("theta", "events", "grid", "densities", "norms"):
+        values = np.asarray(getattr(ts, name), dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = (
+                int(bad.reshape(bad.shape[0], -1).any(-1).sum())
+                if values.ndim > 1
+                else int(bad.sum())
+            )
+            raise EventFileError(
+                f"'{path}': {name} holds NaN or inf ({rows} rows); regenerate those θ or drop them"
+            )
+    if (ts.densities < 0).any() or (ts.norms <= 0).any():
+        raise EventFileError(f"'{path}': densities must be ≥ 0 and norms > 0")
 
 
 def trapezoid_weights(grid: np.ndarray) -> np.ndarray:

@@ -79,6 +79,73 @@ CATALOGUE = [
 ]
 
 
+def _bad_files(folder: Path) -> dict[str, Path]:
+    """Event files and training sets broken in each way a file from elsewhere can be."""
+    import json
+
+    import numpy as np
+
+    from surrogates.data import simulate_observed, simulate_training, write_events
+    from surrogates.theory import ProxyTheory
+
+    theory = ProxyTheory()
+    good = write_events(
+        folder / "good.npz",
+        simulate_observed(theory, theory.truth.numpy(), [20, 10], 1),
+        theory.channels,
+    )
+    train = simulate_training(theory, 6, 2, 1, 8).save(folder / "train.npz")
+    arrays, tarrays = dict(np.load(good)), dict(np.load(train))
+    files = {
+        "binary.csv": bytes(range(256)) * 4,
+        "latin1.csv": b"x,channel\n0.5,0\n" + b"\xff\xfe\n",
+        "empty.npz": b"",
+        "truncated-training.npz": train.read_bytes()[: train.stat().st_size // 2],
+        "not-a-zip.npz": b"PK\x03\x04 not really",
+    }
+    for name, raw in files.items():
+        (folder / name).write_bytes(raw)
+    variants = {
+        "meta-list.npz": (arrays, {"meta": json.dumps([1, 2])}),
+        "meta-not-json.npz": (arrays, {"meta": "{oops"}),
+        "training-meta-str.npz": (tarrays, {"meta": json.dumps("training")}),
+        "training-nan.npz": (tarrays, {"densities": np.where(tarrays["densities"] > 0, np.nan, 0)}),
+        "training-shapes.npz": (tarrays, {"norms": tarrays["norms"][:2]}),
+    }
+    for name, (base, change) in variants.items():
+        np.savez(folder / name, **(base | change))
+    good.unlink()
+    train.unlink()
+    return {p.name: p for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "binary.csv",
+        "latin1.csv",
+        "empty.npz",
+        "not-a-zip.npz",
+        "meta-list.npz",
+        "meta-not-json.npz",
+        "truncated-training.npz",
+        "training-meta-str.npz",
+        "training-nan.npz",
+        "training-shapes.npz",
+    ],
+)
+def test_a_broken_file_is_refused_in_one_line(tmp_path, name):
+    from surrogates.data import load_training, read_events
+    from surrogates.errors import EventFileError
+    from surrogates.theory import ProxyTheory
+
+    path = _bad_files(tmp_path)[name]
+    read = load_training if name.startswith(("training", "truncated")) else read_events
+    with pytest.raises(EventFileError) as err:
+        read(path, ProxyTheory())
+    assert "\n" not in str(err.value) and path.name in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("main", "argv", "words"),
     CATALOGUE,
