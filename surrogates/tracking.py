@@ -23,11 +23,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from surrogates.errors import InputError
 from surrogates.runs import to_jsonable
 
-__all__ = ["PROJECT", "wandb_logger", "finish_wandb", "per_name", "WandbRun", "read_wandb_run"]
+__all__ = [
+    "wandb_mode",
+    "PROJECT",
+    "wandb_logger",
+    "finish_wandb",
+    "per_name",
+    "WandbRun",
+    "read_wandb_run",
+]
 
 PROJECT = "surrogate-zoo"
+
+
+WANDB_MODES = ("offline", "online", "disabled", "dryrun", "run")
+
+
+def wandb_mode() -> str:
+    """``WANDB_MODE`` (``offline`` when unset), or a one-line error for a value wandb does not know:
+    an unknown mode would otherwise run offline without a word. Call it before writing anything."""
+    mode = os.environ.setdefault("WANDB_MODE", "offline")
+    if mode not in WANDB_MODES:
+        raise InputError(
+            f"WANDB_MODE '{mode}' is not a wandb mode; use offline (the default), online or disabled"
+        )
+    return mode
 
 
 def wandb_logger(
@@ -47,7 +70,7 @@ def wandb_logger(
     """
     from pytorch_lightning.loggers import WandbLogger
 
-    mode = os.environ.setdefault("WANDB_MODE", "offline")
+    mode = wandb_mode()
     if mode == "disabled":
         return None
     import wandb
