@@ -465,21 +465,29 @@ def load_config(path: str | Path | None, cls: type[Config] = FitConfig) -> Confi
     """
     if path is None:
         return cls()
+    values = read_yaml(path, _EXAMPLES.get(cls, "configs/"))
+    try:
+        return from_dict(cls, values)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+
+
+def read_yaml(path: str | Path, example: str = "configs/inverse/proxy.yaml") -> dict:
+    """A YAML mapping from a path or a shipped config's name; a missing or malformed file or a
+    non-mapping is a one-line InputError (pointing at ``example``)."""
     resolved = resolve_config(path)
     if not resolved.is_file():
-        raise InputError(f"config '{path}' not found; see {_EXAMPLES.get(cls, 'configs/')}")
+        raise InputError(
+            f"config '{path}' not found; give a YAML path or a shipped config's name, "
+            f"e.g. {example}"
+        )
     try:
         values = yaml.safe_load(resolved.read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(f"config '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(values, dict):
         raise InputError(f"config '{path}' must be a mapping of keys to values")
-    try:
-        return from_dict(cls, values)
-    except InputError as err:
-        raise InputError(f"{path}: {err}") from None
-    except TypeError as err:  # a block that is not a mapping
-        raise InputError(f"{path}: {err}") from None
+    return values
 
 
 _EXAMPLES: dict[type, str] = {
@@ -552,13 +560,8 @@ def _normalize(argv: list[str]) -> list[str]:
         arg = ALIASES.get(arg, arg)
         if arg == "--config" or arg.startswith("--config="):
             name = arg.split("=", 1)[1] if "=" in arg else next(it, "")
-            path = resolve_config(name)
-            if not path.is_file():
-                raise InputError(
-                    f"config '{name}' not found; give a YAML path or a shipped config's name, "
-                    "e.g. configs/inverse/proxy.yaml"
-                )
-            out += ["--config", str(path)]
+            read_yaml(name)  # a missing or malformed file: one line saying so
+            out += ["--config", str(resolve_config(name))]
         else:
             out.append(arg)
     return out

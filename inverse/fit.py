@@ -241,9 +241,9 @@ def fit_outer_gan(
     the MLE, write the outputs (``config.yaml`` = ``cfg`` resolved, ``metrics.json``,
     ``params.npz``, plots). Returns the metrics (``{}`` in DDP processes other than rank 0).
     """
-    out = prepare_run_dir(out, cfg.resume)
     members = ensemble_members(cfg, source)
     detector = check_detector(cfg.detector, theory, data)
+    out = prepare_run_dir(out, cfg.resume)
     yardstick = Yardstick(theory, data, None if detector is None else FoldedModel(theory, detector))
     model = build_model(theory, data, source, cfg, yardstick, members)
     trainer, loggers = make_trainer(model, cfg, theory, source.is_exact, out)
