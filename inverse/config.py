@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, get_type_hints
 
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
@@ -540,7 +540,7 @@ def parse_cli(
     """
     import sys
 
-    argv = _normalize(list(sys.argv[1:] if argv is None else argv))
+    argv = _normalize(list(sys.argv[1:] if argv is None else argv), cls)
     parser = build_parser(cls, prog, description)
     try:
         ns = parser.parse_args(argv)
@@ -552,19 +552,40 @@ def parse_cli(
     return from_dict(cls, values)
 
 
-def _normalize(argv: list[str]) -> list[str]:
-    """Aliases replaced, and ``--config NAME`` resolved to the shipped file when not a path."""
+def _normalize(argv: list[str], cls: type) -> list[str]:
+    """Aliases replaced, a bare boolean option (``--resume``) read as true, and ``--config NAME``
+    resolved to the shipped file when not a path."""
+    flags = set(bool_options(cls))
     out: list[str] = []
-    it = iter(argv)
-    for arg in it:
+    for i, arg in enumerate(argv):
         arg = ALIASES.get(arg, arg)
-        if arg == "--config" or arg.startswith("--config="):
-            name = arg.split("=", 1)[1] if "=" in arg else next(it, "")
-            read_yaml(name)  # a missing or malformed file: one line saying so
-            out += ["--config", str(resolve_config(name))]
+        following = argv[i + 1].lower() if i + 1 < len(argv) else ""
+        if out and out[-1] == "--config":
+            read_yaml(arg)  # a missing or malformed file: one line saying so
+            out.append(str(resolve_config(arg)))
+        elif arg.startswith("--config="):
+            name = arg.split("=", 1)[1]
+            read_yaml(name)
+            out.append(f"--config={resolve_config(name)}")
+        elif arg in flags and following not in _BOOL_WORDS:
+            out.append(f"{arg}=true")
         else:
             out.append(arg)
     return out
+
+
+_BOOL_WORDS = {"true", "false", "yes", "no"}
+
+
+def bool_options(cls: type, prefix: str = "--") -> list[str]:
+    """The command-line names of the true/false keys of ``cls`` (nested blocks included)."""
+    names = []
+    for name, kind in get_type_hints(cls).items():
+        if dataclasses.is_dataclass(kind):
+            names += bool_options(kind, f"{prefix}{name}.")
+        elif kind is bool:
+            names.append(prefix + name)
+    return names
 
 
 _TYPE = re.compile(r"Parser key \"([^\"]+)\":\s*Expected a <class '(\w+)'>\. Got value: (.*)")

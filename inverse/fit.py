@@ -2,7 +2,7 @@
 
     python -m inverse.fit --config configs/inverse/proxy.yaml --events obs.npz --source exact --out DIR
     python -m inverse.fit --events obs.npz --source flow-zuko          # a shipped surrogate
-    python -m inverse.fit --events obs.npz --source runs/flow/checkpoints/best.ckpt --resume
+    python -m inverse.fit --events obs.npz --source runs/flow/checkpoints/best.ckpt --out DIR --resume
 
 ``--source`` is ``exact`` (the theory and its differentiable inverse-CDF sampler) or a trained
 surrogate (a zoo name or a ``.ckpt`` path); its theory and prior box must be the data's. The run
@@ -11,6 +11,10 @@ the same data for comparison, seconds, steps), ``params.npz`` (θ of every repli
 ``traces.png``, ``curves.png``, ``events.png``, the resolved ``config.yaml``, ``environment.json``,
 ``checkpoints/last.ckpt`` (``--resume`` continues from it), CSV logs and the wandb run (offline
 unless ``WANDB_MODE`` says otherwise).
+
+Every key of the YAML is an option (`inverse.config.FitConfig`): ``--gan.lr_g 0.003``,
+``--trainer.devices 2``, ``--events_per_step 64`` (or ``--events-per-step``), ``--progress false``
+(or ``--no-progress``); ``--print_config`` prints the resolved config and stops.
 """
 
 from __future__ import annotations

@@ -138,6 +138,10 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     old = ["--events-per-step", "16", "--no-progress", "--trainer.devices", "2"]
     cfg = parse_cli(FitConfig, old, "prog", None)
     assert (cfg.events_per_step, cfg.progress, cfg.trainer.devices) == (16, False, 2)
+    # a true/false option alone means true (--resume as before), with a value that value
+    cfg = parse_cli(FitConfig, ["--resume", "--gan.shared", "--steps", "3"], "prog", None)
+    assert (cfg.resume, cfg.gan.shared, cfg.steps) == (True, True, 3)
+    assert not parse_cli(FitConfig, ["--resume", "false"], "prog", None).resume
 
 
 def _refused(capsys, main, argv: list[str]) -> str:  # noqa: ANN001
