@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import results  # benchmarks/results.py (the docs/results pages); found before t
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from inverse.config import to_dict  # noqa: E402
 from inverse.fit import check_detector, load_config, make_source, run_outer_gan  # noqa: E402
 from surrogates.data import read_events, simulate_observed, write_events  # noqa: E402
 from surrogates.detector import make_detector  # noqa: E402
@@ -51,9 +53,9 @@ def main() -> int:
     cfg = load_config(args.config)
     for key in ("steps", "replicas", "events_per_step"):
         if getattr(args, key):
-            cfg[key] = getattr(args, key)
+            cfg = replace(cfg, **{key: getattr(args, key)})
     theory = get_theory("dis")
-    detector = make_detector(cfg["detector"], theory)
+    detector = make_detector(cfg.detector, theory)
     out = Path(args.out)
     rows = []
     for k in args.truths:
@@ -63,13 +65,13 @@ def main() -> int:
             data = simulate_observed(theory, TRUTHS[k], counts, seed=k, detector=detector)
             write_events(path, data, theory.channels)
         data = read_events(path, theory)
-        check_detector(cfg["detector"], theory, data)
+        check_detector(cfg.detector, theory, data)
         for spec in args.sources:
             run = out / f"{spec.replace('/', '_')}-truth{k}"
             if (run / "metrics.json").is_file():
                 metrics = json.loads((run / "metrics.json").read_text())
             else:
-                run_cfg = {**cfg, "source": spec, "events": str(path)}
+                run_cfg = replace(cfg, source=spec, events=str(path))
                 metrics = run_outer_gan(
                     theory, data, make_source(spec, theory), run_cfg, run, progress=False
                 )
@@ -109,7 +111,7 @@ def main() -> int:
             f"{'yes' if r['met'] else 'NO'}"
         )
     out.mkdir(parents=True, exist_ok=True)
-    result = {"rows": rows, "config": cfg, "environment": environment()}
+    result = {"rows": rows, "config": to_dict(cfg), "environment": environment()}
     (out / "dis.json").write_text(json.dumps(to_jsonable(result), indent=1))
     print(f"wrote {out / 'dis.json'}")
     if args.results:

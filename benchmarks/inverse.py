@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -171,18 +172,18 @@ def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN00
         crb = crb_std(theory, theta, CASES[case])
         mle = fit_mle(theory, data)
         for source in args.sources:
-            c = {**cfg, "source": source, "seed": args.seed, "compare_mle": False}
+            c = replace(cfg, source=source, seed=args.seed, compare_mle=False)
             if args.steps:
-                c["steps"] = args.steps
+                c = replace(c, steps=args.steps)
             if args.events_per_step:
-                c["events_per_step"] = args.events_per_step
+                c = replace(c, events_per_step=args.events_per_step)
             if args.lr_g:
-                c["gan"] = {**c["gan"], "lr_g": args.lr_g}
+                c = replace(c, gan=replace(c.gan, lr_g=args.lr_g))
             out = Path(args.runs) / f"{case}-{source}"
             m = run_outer_gan(theory, data, make_source(source, theory), c, out, progress=False)
             p = np.load(out / "params.npz")
-            trace, k = p["trace"], c["data_replicas"]
-            reach = steps_to_mle(trace, p["trace_steps"], mle.theta, crb, c["average_last"], 0.5, k)
+            trace, k = p["trace"], c.data_replicas
+            reach = steps_to_mle(trace, p["trace_steps"], mle.theta, crb, c.average_last, 0.5, k)
             rows.append(
                 {
                     "method": "outer-gan",
@@ -203,8 +204,8 @@ def closure_rows(args: argparse.Namespace, theory) -> list[dict]:  # noqa: ANN00
                 }
             )
         if args.npe:
-            cfg_steps = args.steps or cfg["steps"]
-            budget = cfg_steps * cfg["replicas"] * cfg["events_per_step"] * len(CASES[case])
+            cfg_steps = args.steps or cfg.steps
+            budget = cfg_steps * cfg.replicas * cfg.events_per_step * len(CASES[case])
             v = npe_baseline(
                 theory, data, CASES[case], max(budget // sum(CASES[case]), 50), args.seed
             )
@@ -227,9 +228,9 @@ def pseudo_experiments(args: argparse.Namespace, theory) -> dict:  # noqa: ANN00
     for k in range(args.pseudo):
         truth = low + (high - low) * (0.1 + 0.8 * rng.random(len(low)))
         data = simulate_observed(theory, truth, counts, seed=args.seed * 1000 + k)
-        c = {**cfg, "seed": k}
+        c = replace(cfg, seed=k)
         if args.steps:
-            c["steps"] = args.steps
+            c = replace(c, steps=args.steps)
         m = run_outer_gan(
             theory,
             data,

@@ -34,12 +34,12 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from inverse.config import BOX_MAPS, PRECONDITION_SCALES, GanConfig, to_dict
 from surrogates.data import ObservedData
-from surrogates.errors import InputError, check_choice
+from surrogates.errors import check_choice
+from surrogates.theory import Theory
 
 __all__ = ["ParameterGenerator", "BatchedMLP", "OuterGAN", "make_replicas", "BOX_MAPS"]
-
-BOX_MAPS = ("sigmoid", "reflect")
 
 
 class ParameterGenerator(nn.Module):
@@ -150,8 +150,7 @@ class ParameterGenerator(nn.Module):
         return self.low + (self.high - self.low) * self.unit()
 
 
-PRECONDITION_SCALES = ("geometric", "softest")
-D_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+D_DTYPES = {"float64": torch.float64, "float32": torch.float32}  # gan.d_dtype's names → dtypes
 
 
 class BatchedMLP(nn.Module):
@@ -208,37 +207,30 @@ def make_replicas(
 class OuterGAN(pl.LightningModule):
     """θ generator + R × C discriminators + an EventSource, trained with manual optimization.
 
+    The checkpoint's ``hyper_parameters`` hold the JSON-able settings (the ``gan`` block, replicas,
+    steps, seed, ...); the source, data, theory, covariance and detector are not saved there.
+
     Args:
         source: the EventSource (`InverseCDFSampler` or a trained `Surrogate`).
         data: observed events and norms (validated against the source's theory beforehand).
-        low, high, param_names: the prior box and parameter names.
+        theory: the data's theory: its prior box, parameter names and event range.
+        gan: the networks, learning rates and schedule (`inverse.config.GanConfig`, the YAML's
+            ``gan:`` block; its docstring says what each key does). ``lr_g`` is scaled by
+            √(lr_g_events / N) for data of N > lr_g_events events; ``precondition_at``: the
+            fraction(s) of the steps after which the generator's coordinates are whitened with
+            ``covariance`` at the mean θ of the data replicas (see
+            `ParameterGenerator.precondition`); ``d_dtype`` float32: discriminators 2–3× faster
+            on a CPU, the events, θ and the losses stay float64.
         replicas: R (1 = no uncertainty estimate).
         data_replicas: K ≥ 1 of the R replicas fit the observed data itself (independent
             generators and discriminators), the rest bootstrap resamples; the estimate averages
             the K, which removes part of the optimizer's own scatter.
         events_per_step: generated and observed events per replica and channel each step.
         steps: total steps (for the learning-rate schedule).
-        lr_g, lr_d: Adam learning rates of generator and discriminators.
-        d_steps: discriminator updates per generator update.
-        d_lr_floor: the discriminators' learning rate decays (cosine) to this fraction.
-        d_hidden: discriminator widths; shared: one discriminator for all channels (channel as
-            an input) instead of one per channel.
-        g_latent, g_hidden: generator latent size and widths.
-        norm_weight: factor on the likelihood-balanced norm χ² (1 = the likelihood's balance).
-        inset: fraction of the prior box the generator keeps away from each edge.
-        box_map: how the generator's output reaches the box, "sigmoid" or "reflect" (see
-            `ParameterGenerator`).
-        trace_every: record every replica's θ each this many steps.
-        precondition_at: fraction(s) of the steps after which the generator's coordinates are
-            whitened with ``covariance`` at the mean θ of the data replicas (each again: the
-            covariance re-estimated where the replicas have moved since; see
-            `ParameterGenerator.precondition`).
-        precondition_scale: the pace of the whitened directions, "geometric" or "softest".
-        precondition_diagonal: whiten each parameter by its own σ only (no correlations).
-        d_dtype: the discriminators' precision, "float64" or "float32" (2–3× faster on a CPU;
-            the events, θ and the losses stay in float64).
         seed: seed of the replicas and latents.
-        covariance: θ → Cramér–Rao covariance of the data (None: no preconditioning).
+        source_members: for an ensemble source, the member that draws each replica's events
+            (−1: the mixture).
+        covariance: θ → Cramér–Rao covariance of the data (used when ``gan.precondition``).
         detector: the experimental module (`surrogates.detector.DISDetector`) between the source
             and the discriminators, or None. Generated events are reconstructed through it
             (reparameterized smearing) and weighted by its efficiency; the norm term compares the
@@ -250,84 +242,81 @@ class OuterGAN(pl.LightningModule):
         self,
         source,  # noqa: ANN001 - any EventSource
         data: ObservedData,
-        low: Tensor,
-        high: Tensor,
-        param_names: Sequence[str],
-        x_low: Tensor,
-        x_high: Tensor,
+        theory: Theory,
+        gan: GanConfig | None = None,
+        *,
         replicas: int = 16,
         data_replicas: int = 1,
         events_per_step: int = 256,
         steps: int = 3000,
-        lr_g: float = 6e-3,
-        lr_d: float = 1e-3,
-        d_steps: int = 1,
-        d_lr_floor: float = 1.0,
-        g_lr_floor: float = 0.01,
-        d_hidden: Sequence[int] = (32, 32),
-        shared: bool = False,
-        g_latent: int = 4,
-        g_hidden: Sequence[int] = (32,),
-        norm_weight: float = 1.0,
-        inset: float = 1e-3,
-        box_map: str = "sigmoid",
-        trace_every: int = 10,
-        precondition_at: float | Sequence[float] = 0.1,
-        precondition_scale: str = "geometric",
-        precondition_diagonal: bool = False,
-        d_dtype: str = "float64",
         seed: int = 0,
         source_members: Sequence[int] | None = None,
         covariance=None,  # noqa: ANN001 - callable θ (P,) → Cramér–Rao covariance (P, P)
         detector=None,  # noqa: ANN001 - surrogates.detector.DISDetector or None
     ) -> None:
         super().__init__()
+        gan = GanConfig() if gan is None else gan
+        # the checkpoint records the primitives; source, data, theory tensors, covariance and
+        # detector are objects the caller rebuilds (from the run's config.yaml)
+        self.save_hyperparameters(
+            {
+                "theory": theory.name,
+                "replicas": replicas,
+                "data_replicas": data_replicas,
+                "events_per_step": events_per_step,
+                "steps": steps,
+                "seed": seed,
+                "source_members": None if source_members is None else list(source_members),
+                "gan": to_dict(gan),
+            }
+        )
         self.automatic_optimization = False
         self.detector = detector
         self._acceptance_quadrature = None
-        self.covariance = covariance
-        fractions = (
-            [precondition_at] if isinstance(precondition_at, int | float) else precondition_at
-        )
-        if not isinstance(fractions, list | tuple) or any(
-            isinstance(f, bool) or not isinstance(f, int | float) or not 0 <= f < 1
-            for f in fractions
-        ):
-            raise InputError(
-                f"gan.precondition_at must be fractions in [0, 1), got {precondition_at}"
-            )
-        check_choice("gan.precondition_scale", precondition_scale, PRECONDITION_SCALES)
-        check_choice("gan.d_dtype", d_dtype, D_DTYPES)
+        self.covariance = covariance if gan.precondition else None
+        fractions = gan.precondition_at
+        fractions = [fractions] if isinstance(fractions, int | float) else fractions
         self.precondition_steps = (
-            {int(f * steps) for f in fractions} if covariance is not None else set()
+            {int(f * steps) for f in fractions} if self.covariance is not None else set()
         )
-        self.precondition_scale = precondition_scale
-        self.precondition_diagonal = precondition_diagonal
+        self.precondition_scale = gan.precondition_scale
+        self.precondition_diagonal = gan.precondition_diagonal
         self.data_replicas = data_replicas
         self.source = source
         # an ensemble source: the member that draws each replica's events (−1: the mixture)
         self._route = {"members": list(source_members)} if source_members is not None else {}
-        self.param_names = list(param_names)
+        self.param_names = list(theory.param_names)
         self.n_channels = len(data.events)
         self.replicas = replicas
         self.events_per_step = events_per_step
         self.steps = steps
-        self.lr_g, self.lr_d, self.d_steps = lr_g, lr_d, d_steps
-        self.d_lr_floor, self.g_lr_floor = d_lr_floor, g_lr_floor
-        self.shared = shared
-        self.trace_every = trace_every
+        # the generator's steps must be small against σ_CRB ∝ 1/√N: data larger than
+        # lr_g_events (case B) get lr_g × √(lr_g_events / N); smaller data keep lr_g (faster is
+        # unstable)
+        self.lr_g = gan.lr_g * min(1.0, (gan.lr_g_events / int(data.counts.sum())) ** 0.5)
+        self.lr_d, self.d_steps = gan.lr_d, gan.d_steps
+        self.d_lr_floor, self.g_lr_floor = gan.d_lr_floor, gan.g_lr_floor
+        self.shared = gan.shared
+        self.trace_every = gan.trace_every
         self.seed = seed
         dtype = torch.float64
         self.generator_net = ParameterGenerator(
-            low, high, replicas, g_latent, g_hidden, inset, seed, box_map
+            theory.prior_low,
+            theory.prior_high,
+            replicas,
+            gan.g_latent,
+            gan.g_hidden,
+            gan.inset,
+            seed,
+            gan.box_map,
         )
         event_dim = data.events[0].shape[1]
-        inputs = 3 * event_dim + (self.n_channels if shared else 0)
-        k = replicas * (1 if shared else self.n_channels)
-        self.d_dtype = D_DTYPES[d_dtype]
-        self.discriminator = BatchedMLP(k, inputs, d_hidden, self.d_dtype)
-        self.register_buffer("x_low", x_low.to(dtype))
-        self.register_buffer("x_high", x_high.to(dtype))
+        inputs = 3 * event_dim + (self.n_channels if gan.shared else 0)
+        k = replicas * (1 if gan.shared else self.n_channels)
+        self.d_dtype = D_DTYPES[gan.d_dtype]
+        self.discriminator = BatchedMLP(k, inputs, gan.d_hidden, self.d_dtype)
+        self.register_buffer("x_low", theory.x_low.to(dtype))
+        self.register_buffer("x_high", theory.x_high.to(dtype))
         events = [torch.as_tensor(e, dtype=dtype) for e in data.events]
         feats = [self._raw_features(e) for e in events]
         self.register_buffer("feat_mean", torch.stack([f.mean(0) for f in feats]))
@@ -341,7 +330,7 @@ class OuterGAN(pl.LightningModule):
         self.register_buffer("norms_sigma", torch.as_tensor(data.norms_sigma, dtype=dtype))
         counts = torch.as_tensor(data.counts, dtype=dtype)
         self.register_buffer("channel_weight", counts / counts.sum())
-        self.norm_scale = norm_weight / (4 * float(counts.sum()))
+        self.norm_scale = gan.norm_weight / (4 * float(counts.sum()))
         self.register_buffer("step_count", torch.zeros((), dtype=torch.long))
         self._previous_fake: list[tuple[Tensor, Tensor | None]] | None = None
         self.trace: list[np.ndarray] = []

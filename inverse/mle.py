@@ -1,14 +1,18 @@
-"""`python -m inverse.mle`: the extended maximum-likelihood fit of observed events, and its CRB."""
+"""`python -m inverse.mle`: the extended maximum-likelihood fit of observed events, and its CRB.
+
+python -m inverse.mle --events obs.npz --out runs/mle --starts 8
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from inverse.config import MLEConfig, parse_cli, to_dict
 from inverse.plots import plot_fit
 from surrogates.data import ObservedData, read_events
+from surrogates.errors import InputError
 from surrogates.likelihood import crb_std, fit_mle
 from surrogates.runs import cli_errors, write_run_files
 from surrogates.theory import Theory, get_theory
@@ -75,18 +79,14 @@ def format_table(metrics: dict, title: str = "") -> str:
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inverse.mle", description=__doc__)
-    parser.add_argument("--events", required=True, help="observed events (.npz or .csv)")
-    parser.add_argument("--theory", default="proxy")
-    parser.add_argument("--out", default="runs/mle")
-    parser.add_argument("--starts", type=int, default=4, help="optimizer starting points")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    theory = get_theory(args.theory)
-    data = read_events(args.events, theory)
-    metrics = run_mle(theory, data, args.out, vars(args), args.starts, args.seed)
-    print(format_table(metrics, f"MLE of {args.events} ({metrics['seconds']:.2f} s)"))
-    print(f"wrote {Path(args.out) / 'metrics.json'} and fit.png")
+    cfg = parse_cli(MLEConfig, argv, "python -m inverse.mle", __doc__)
+    if cfg.events is None:
+        raise InputError("--events is required: the observed events (.npz or .csv) to fit")
+    theory = get_theory(cfg.theory)
+    data = read_events(cfg.events, theory)
+    metrics = run_mle(theory, data, cfg.out, to_dict(cfg), cfg.starts, cfg.seed)
+    print(format_table(metrics, f"MLE of {cfg.events} ({metrics['seconds']:.2f} s)"))
+    print(f"wrote {Path(cfg.out) / 'metrics.json'} and fit.png")
     return 0
 
 

@@ -385,10 +385,7 @@ def test_accepted_norm_of_a_surrogate_by_quadrature(theory: DISTheory) -> None:
     flow = FlowSurrogate(theory="dis", transforms=2, bins=6, hidden=(16, 16), event_variable="unit")
     det = make_detector(DETECTOR_DEFAULTS, theory)
     data = simulate_observed(theory, DIS_TRUTH_2, [400, 400], seed=1, detector=det)
-    gan = OuterGAN(
-        flow, data, theory.prior_low, theory.prior_high, theory.param_names,
-        theory.x_low, theory.x_high, replicas=1, detector=det,
-    )  # fmt: skip
+    gan = OuterGAN(flow, data, theory, replicas=1, detector=det)
     theta = OTHER[None]
     with torch.no_grad():
         chi2 = gan.norm_chi2(theta)

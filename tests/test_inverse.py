@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import Callback
 
-from inverse.fit import DEFAULTS, load_config, main, make_source, run_outer_gan
+from inverse.config import GanConfig
+from inverse.fit import load_config, main, make_source, run_outer_gan
 from inverse.gan import BatchedMLP, OuterGAN, make_replicas
 from surrogates.data import CASES, read_events, simulate_observed, write_events
 from surrogates.errors import InputError
@@ -19,10 +21,8 @@ from surrogates.sampling import InverseCDFSampler
 from surrogates.zoo import save_model
 
 
-def _cfg(**over) -> dict:
-    cfg = load_config(None)
-    cfg.update(over)
-    return cfg
+def _cfg(**over):  # noqa: ANN202 - an inverse.config.FitConfig
+    return replace(load_config(None), **over)
 
 
 def test_batched_mlp_members_are_independent():
@@ -63,23 +63,12 @@ def test_data_replicas_fit_the_data_and_are_averaged(tmp_path, proxy):
     assert np.allclose(m["params_mean"], final[:2].mean(0))
     assert np.allclose(m["params_std"], final[2:].std(0, ddof=1))
     with pytest.raises(InputError, match="data_replicas"):
-        run_outer_gan(
-            proxy, data, InverseCDFSampler(proxy), _cfg(replicas=4, data_replicas=3), tmp_path
-        )
+        _cfg(replicas=4, data_replicas=3)
 
 
 def test_generator_stays_inside_the_prior_box(proxy):
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=3)
-    gan = OuterGAN(
-        InverseCDFSampler(proxy),
-        data,
-        proxy.prior_low,
-        proxy.prior_high,
-        proxy.param_names,
-        proxy.x_low,
-        proxy.x_high,
-        replicas=4,
-    )
+    gan = OuterGAN(InverseCDFSampler(proxy), data, proxy, replicas=4)
     with torch.no_grad():
         for p in gan.generator_net.parameters():
             p.mul_(1e3)  # drive the sigmoids into saturation
@@ -146,8 +135,8 @@ class _Interrupt(Callback):
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, proxy, monkeypatch):
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=5)
     cfg = _cfg(steps=60, replicas=3, events_per_step=32, compare_mle=False)
-    cfg["trainer"] = {**cfg["trainer"], "checkpoint_every": 20}
-    cfg["gan"] = {**cfg["gan"], "trace_every": 5}
+    cfg = replace(cfg, trainer=replace(cfg.trainer, checkpoint_every=20))
+    cfg = replace(cfg, gan=replace(cfg.gan, trace_every=5))
     import inverse.fit as fit
 
     original = fit.pl.Trainer
@@ -159,8 +148,12 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, proxy, monkeypatc
     monkeypatch.setattr(fit.pl, "Trainer", interrupted)
     with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into exit status 1
         run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert int(ckpt["state_dict"]["step_count"]) == 20  # the last periodic checkpoint
+    # the checkpoint records the run's settings as plain values (torch's weights_only loads it)
+    hparams = ckpt["hyper_parameters"]
+    assert hparams["gan"]["trace_every"] == 5 and hparams["gan"]["d_hidden"] == [32, 32]
+    assert (hparams["replicas"], hparams["steps"], hparams["theory"]) == (3, 60, "proxy")
     monkeypatch.setattr(fit.pl, "Trainer", original)
     m = run_outer_gan(
         proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, resume=True, progress=False
@@ -173,14 +166,17 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, proxy, monkeypatc
 def test_config_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("gan:\n  lr_q: 1\n")
-    with pytest.raises(InputError, match="unknown key 'lr_q'"):
+    with pytest.raises(InputError, match="unknown key 'gan.lr_q'"):
         load_config(bad)
     bad.write_text("steps: [1\n")
     with pytest.raises(InputError, match="not valid YAML"):
         load_config(bad)
     with pytest.raises(InputError, match="not found"):
         load_config(tmp_path / "none.yaml")
-    assert load_config("configs/inverse/proxy.yaml")["gan"].keys() == DEFAULTS["gan"].keys()
+    # the defaults are proxy.yaml's settings (the file spells out all but d_dtype)
+    shipped = yaml.safe_load(open("configs/inverse/proxy.yaml"))
+    assert set(GanConfig.__dataclass_fields__) - set(shipped["gan"]) == {"d_dtype"}
+    assert load_config("configs/inverse/proxy.yaml").gan == GanConfig()
 
 
 def _run_main(capsys, *argv) -> str:
@@ -281,17 +277,17 @@ def test_shipped_proxy_configs_run_through_the_cli(tmp_path, capsys, obs_file, n
     assert main([*args, "--events-per-step", "16", "--no-progress"]) == 0
     capsys.readouterr()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["replicas"] == cfg["replicas"] and metrics["steps"] == 3
+    assert metrics["replicas"] == cfg.replicas and metrics["steps"] == 3
     theta = np.load(out / "params.npz")["theta"]
-    assert theta.shape == (cfg["replicas"], 6)
-    k = cfg["data_replicas"]
+    assert theta.shape == (cfg.replicas, 6)
+    k = cfg.data_replicas
     assert np.allclose(metrics["params_mean"], theta[:k].mean(0))
     assert not np.allclose(metrics["params_mean"], theta[0]) or k == 1
     resolved = yaml.safe_load((out / "config.yaml").read_text())
-    assert resolved["gan"]["d_steps"] == cfg["gan"]["d_steps"] and resolved["data_replicas"] == k
+    assert resolved["gan"]["d_steps"] == cfg.gan.d_steps and resolved["data_replicas"] == k
     for key in ("precondition", "precondition_at", "precondition_scale", "precondition_diagonal"):
-        assert resolved["gan"][key] == cfg["gan"][key]
-    assert resolved["gan"]["d_dtype"] == cfg["gan"]["d_dtype"]
+        assert resolved["gan"][key] == getattr(cfg.gan, key)
+    assert resolved["gan"]["d_dtype"] == cfg.gan.d_dtype
 
 
 def test_blackbox_closure_runs_end_to_end(tmp_path, capsys):
@@ -322,7 +318,7 @@ def test_blackbox_closure_runs_end_to_end(tmp_path, capsys):
 def test_one_shared_discriminator_for_all_channels(tmp_path, proxy):
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=9)
     cfg = _cfg(steps=20, replicas=3, events_per_step=16, compare_mle=False)
-    cfg["gan"] = {**cfg["gan"], "shared": True}
+    cfg = replace(cfg, gan=replace(cfg.gan, shared=True))
     m = run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
     assert m["steps"] == 20 and np.isfinite(m["params_mean"]).all()
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
@@ -336,8 +332,8 @@ def test_float32_discriminators_pass_the_float64_gradients(proxy):
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=4)
 
     def outer_gan(d_dtype: str) -> OuterGAN:
-        args = (proxy.prior_low, proxy.prior_high, proxy.param_names, proxy.x_low, proxy.x_high)
-        return OuterGAN(InverseCDFSampler(proxy), data, *args, replicas=3, d_dtype=d_dtype)
+        gan = GanConfig(d_dtype=d_dtype)
+        return OuterGAN(InverseCDFSampler(proxy), data, proxy, gan, replicas=3)
 
     grads = []
     m64, m32 = outer_gan("float64"), outer_gan("float32")
@@ -421,9 +417,9 @@ def test_preconditioning_repeats_at_the_data_replicas_mean(tmp_path, proxy, monk
 
     monkeypatch.setattr(ParameterGenerator, "precondition", spy)
     cfg = _cfg(steps=20, replicas=5, data_replicas=2, events_per_step=16, compare_mle=False)
-    cfg["gan"] = {**cfg["gan"], "precondition": True, "precondition_at": [0.1, 0.5]}
-    cfg["gan"]["precondition_scale"] = "softest"
-    cfg["gan"]["precondition_diagonal"] = True
+    gan = replace(cfg.gan, precondition=True, precondition_at=[0.1, 0.5])
+    gan = replace(gan, precondition_scale="softest", precondition_diagonal=True)
+    cfg = replace(cfg, gan=gan)
     run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
     assert len(calls) == 2
     for mean, cov, at, scale, diagonal in calls:
@@ -432,12 +428,10 @@ def test_preconditioning_repeats_at_the_data_replicas_mean(tmp_path, proxy, monk
         assert scale == "softest" and diagonal
     assert not torch.allclose(calls[0][0], calls[1][0])  # the replicas moved in between
     for bad in ([0.1, 1.5], "0.1", [0.1, "half"]):
-        cfg["gan"]["precondition_at"] = bad
         with pytest.raises(InputError, match="precondition_at must be fractions"):
-            run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "b")
-    cfg["gan"]["precondition_at"], cfg["gan"]["precondition_scale"] = 0.1, "fastest"
+            replace(gan, precondition_at=bad)
     with pytest.raises(InputError, match="precondition_scale 'fastest'; choose one of geometric"):
-        run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "c", progress=False)
+        replace(gan, precondition_at=0.1, precondition_scale="fastest")
 
 
 def test_reflecting_box_map_never_flattens(proxy):

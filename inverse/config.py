@@ -1,0 +1,606 @@
+"""Typed, validated configs of the inverse commands, read from YAML and the command line.
+
+One dataclass per YAML block, its defaults written once here, its ranges checked once in
+``__post_init__`` (so a config built in Python is checked like one read from a file). The YAML keys
+are those of the shipped files (``configs/inverse/*.yaml``, ``configs/closure/proxy.yaml``) and of
+the ``config.yaml`` every run writes, so recorded runs stay valid.
+
+`parse_cli` reads them through jsonargparse: ``--config FILE`` (a path, or the name of a shipped
+config: ``configs/inverse/proxy.yaml`` works from any directory), then every key on the command
+line (``--steps 30``, ``--gan.lr_g 0.003``, ``--trainer.devices 2``), ``--help`` from the field
+docs below, ``--print_config`` for the resolved config. A bad value is one line naming the key.
+
+>>> cfg = FitConfig(steps=30, gan=GanConfig(lr_g=3e-3))
+>>> cfg.gan.lr_g, cfg.trainer.devices
+(0.003, 1)
+>>> FitConfig(average_last=1.5)
+Traceback (most recent call last):
+...
+surrogates.errors.InputError: average_last must be a fraction in (0, 1], got 1.5; e.g. average_last: 0.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar, get_type_hints
+
+import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
+
+from surrogates.errors import InputError, check_choice
+from surrogates.resources import resolve_config
+
+__all__ = [
+    "GanConfig",
+    "TrainerConfig",
+    "FitConfig",
+    "ClosureConfig",
+    "MLEConfig",
+    "TrainingSetConfig",
+    "SurrogateStageConfig",
+    "BlackboxConfig",
+    "BOX_MAPS",
+    "PRECONDITION_SCALES",
+    "D_DTYPES",
+    "build_parser",
+    "parse_cli",
+    "load_config",
+    "to_dict",
+]
+
+BOX_MAPS = ("sigmoid", "reflect")
+PRECONDITION_SCALES = ("geometric", "softest")
+D_DTYPES = ("float64", "float32")
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def positive_int(key: str, value: object, example: int = 10) -> None:
+    """InputError unless ``value`` is an integer ≥ 1."""
+    if not _is_int(value) or value < 1:
+        raise InputError(f"{key} must be a positive integer, got {value!r}; e.g. {key}: {example}")
+
+
+def non_negative_int(key: str, value: object) -> None:
+    """InputError unless ``value`` is an integer ≥ 0."""
+    if not _is_int(value) or value < 0:
+        raise InputError(f"{key} must be an integer ≥ 0, got {value!r}; e.g. {key}: 0")
+
+
+def positive_number(key: str, value: object, example: float) -> None:
+    """InputError unless ``value`` is a number > 0."""
+    if not _is_number(value) or not value > 0:
+        raise InputError(f"{key} must be a number > 0, got {value!r}; e.g. {key}: {example:g}")
+
+
+def fraction(key: str, value: object, example: float, zero: bool = False) -> None:
+    """InputError unless ``value`` is in (0, 1] (or [0, 1] with ``zero``)."""
+    low_ok = value >= 0 if zero else value > 0 if _is_number(value) else False
+    if not _is_number(value) or not low_ok or value > 1:
+        interval = "[0, 1]" if zero else "(0, 1]"
+        raise InputError(
+            f"{key} must be a fraction in {interval}, got {value!r}; e.g. {key}: {example:g}"
+        )
+
+
+def widths(key: str, value: object) -> None:
+    """InputError unless ``value`` is a list of positive layer widths."""
+    if not isinstance(value, list | tuple) or not all(_is_int(w) and w > 0 for w in value):
+        raise InputError(f"{key} must be a list of positive widths, got {value!r}; e.g. [32, 32]")
+
+
+def flag(key: str, value: object) -> None:
+    """InputError unless ``value`` is true or false."""
+    if not isinstance(value, bool):
+        raise InputError(f"{key} must be true or false, got {value!r}")
+
+
+def text(key: str, value: object, example: str) -> None:
+    """InputError unless ``value`` is a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{key} must be a name, got {value!r}; e.g. {key}: {example}")
+
+
+# ----------------------------------------------------------------------------- the outer GAN
+
+
+@dataclass
+class GanConfig:
+    """The outer GAN's networks, learning rates and schedule (the ``gan:`` block).
+
+    Args:
+        lr_g: Adam learning rate of the θ generator.
+        lr_g_events: lr_g suits data of up to this many events; larger data: lr_g × √(lr_g_events/N).
+        lr_d: Adam learning rate of the discriminators.
+        d_steps: discriminator updates per generator update.
+        d_lr_floor: the discriminators' learning rate decays (cosine) to this fraction.
+        g_lr_floor: the generator's learning rate decays (cosine) to this fraction.
+        d_hidden: discriminator widths.
+        shared: one discriminator for all channels (the channel one-hot as input).
+        g_latent: generator latent size.
+        g_hidden: generator widths.
+        norm_weight: factor on the norm χ² (1 = the extended likelihood's balance).
+        inset: fraction of the prior box kept free at each edge.
+        box_map: how the generator reaches the box: sigmoid or reflect (for posteriors at the edges).
+        trace_every: record every replica's θ each this many steps.
+        precondition: whiten the generator's coordinates with the Cramér–Rao covariance.
+        precondition_at: ... after this fraction of the steps (or a list of fractions, each in [0, 1)).
+        precondition_scale: pace of the whitened directions: geometric or softest.
+        precondition_diagonal: whiten each parameter by its own σ only (no correlations).
+        d_dtype: the discriminators' precision: float64 or float32.
+    """
+
+    lr_g: float = 6e-3
+    lr_g_events: int = 15000
+    lr_d: float = 1e-3
+    d_steps: int = 1
+    d_lr_floor: float = 1.0
+    g_lr_floor: float = 0.01
+    d_hidden: list[int] = field(default_factory=lambda: [32, 32])
+    shared: bool = False
+    g_latent: int = 4
+    g_hidden: list[int] = field(default_factory=lambda: [32])
+    norm_weight: float = 1.0
+    inset: float = 1e-3
+    box_map: str = "sigmoid"
+    trace_every: int = 10
+    precondition: bool = False
+    precondition_at: float | list[float] = 0.1
+    precondition_scale: str = "geometric"
+    precondition_diagonal: bool = False
+    d_dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        positive_number("gan.lr_g", self.lr_g, 6e-3)
+        positive_int("gan.lr_g_events", self.lr_g_events, 15000)
+        positive_number("gan.lr_d", self.lr_d, 1e-3)
+        positive_int("gan.d_steps", self.d_steps, 1)
+        fraction("gan.d_lr_floor", self.d_lr_floor, 1.0, zero=True)
+        fraction("gan.g_lr_floor", self.g_lr_floor, 0.01, zero=True)
+        widths("gan.d_hidden", self.d_hidden)
+        flag("gan.shared", self.shared)
+        positive_int("gan.g_latent", self.g_latent, 4)
+        widths("gan.g_hidden", self.g_hidden)
+        if not _is_number(self.norm_weight) or self.norm_weight < 0:
+            raise InputError(f"gan.norm_weight must be a number ≥ 0, got {self.norm_weight!r}")
+        if not _is_number(self.inset) or not 0 <= self.inset < 0.5:
+            raise InputError(f"gan.inset must be in [0, 0.5), got {self.inset!r}; e.g. 1.0e-3")
+        check_choice("gan.box_map", self.box_map, BOX_MAPS)
+        positive_int("gan.trace_every", self.trace_every, 10)
+        flag("gan.precondition", self.precondition)
+        self.precondition_at = precondition_fractions(self.precondition_at)
+        check_choice("gan.precondition_scale", self.precondition_scale, PRECONDITION_SCALES)
+        flag("gan.precondition_diagonal", self.precondition_diagonal)
+        check_choice("gan.d_dtype", self.d_dtype, D_DTYPES)
+
+
+def precondition_fractions(at: object) -> float | list[float]:
+    """``precondition_at`` checked: one fraction in [0, 1) or a list of them (lists kept lists)."""
+    values = [at] if _is_number(at) else at
+    if not isinstance(values, list | tuple) or any(
+        not _is_number(f) or not 0 <= f < 1 for f in values
+    ):
+        raise InputError(
+            f"gan.precondition_at must be fractions in [0, 1), got {at!r}; e.g. [0.1, 0.3]"
+        )
+    return at if _is_number(at) else list(values)
+
+
+@dataclass
+class TrainerConfig:
+    """Where and how the outer GAN trains (the ``trainer:`` block).
+
+    Args:
+        accelerator: cpu, gpu or auto (the exact theory runs on the CPU under auto).
+        devices: number of devices (or auto); more than 1 runs DDP.
+        strategy: Lightning strategy, e.g. auto or ddp.
+        checkpoint_every: generator steps between checkpoints (--resume continues from the last).
+    """
+
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    checkpoint_every: int = 250
+
+    def __post_init__(self) -> None:
+        text("trainer.accelerator", self.accelerator, "auto")
+        if not (_is_int(self.devices) and self.devices >= 1) and self.devices != "auto":
+            raise InputError(
+                f"trainer.devices must be a positive integer or auto, got {self.devices!r}"
+            )
+        text("trainer.strategy", self.strategy, "ddp")
+        positive_int("trainer.checkpoint_every", self.checkpoint_every, 250)
+
+
+@dataclass
+class FitConfig:
+    """`python -m inverse.fit`: observed events → θ with the outer GAN (the whole YAML).
+
+    Args:
+        theory: the theory of the data (proxy, proxy-numpy, dis).
+        source: the EventSource: exact, a zoo name (flow-zuko, vaim, ...), a .ckpt path, or several, comma-separated (an ensemble).
+        seed: seed of the replicas, the latents and the networks.
+        steps: generator updates (learning rates decay over them, cosine).
+        replicas: data replicas R: the data replicas plus bootstrap resamples (σ from the latter).
+        data_replicas: replicas on the observed data itself (independent generators), θ = their mean.
+        events_per_step: generated and observed events per replica and channel each step.
+        average_last: θ = mean over this last fraction of the trace (Polyak averaging).
+        compare_mle: also fit the same data by maximum likelihood (the exact theory).
+        detector: the experimental module between source and discriminators ({kind: dis, ...}) or null.
+        events: the observed events (.npz or .csv); required to run.
+        out: the run directory (default runs/inverse-<time>).
+        resume: continue from the run directory's checkpoints/last.ckpt.
+        progress: show the progress bar (--no-progress: false).
+        gan: the outer GAN's networks, learning rates and schedule.
+        trainer: where and how it trains.
+    """
+
+    theory: str = "proxy"
+    source: str = "exact"
+    seed: int = 0
+    steps: int = 3000
+    replicas: int = 16
+    data_replicas: int = 1
+    events_per_step: int = 256
+    average_last: float = 0.3
+    compare_mle: bool = True
+    detector: dict | None = None
+    events: str | None = None
+    out: str | None = None
+    resume: bool = False
+    progress: bool = True
+    gan: GanConfig = field(default_factory=GanConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        text("theory", self.theory, "proxy")
+        text("source", self.source, "exact")
+        non_negative_int("seed", self.seed)
+        positive_int("steps", self.steps, 3000)
+        positive_int("replicas", self.replicas, 16)
+        positive_int("data_replicas", self.data_replicas, 1)
+        positive_int("events_per_step", self.events_per_step, 256)
+        fraction("average_last", self.average_last, 0.3)
+        flag("compare_mle", self.compare_mle)
+        if self.detector is not None and not isinstance(self.detector, dict):
+            raise InputError(
+                f"detector must be a mapping (kind: dis, x_resolution: 0.03, ...) or null, "
+                f"got {self.detector!r}"
+            )
+        flag("resume", self.resume)
+        flag("progress", self.progress)
+        self.gan = _block(GanConfig, self.gan, "gan")
+        self.trainer = _block(TrainerConfig, self.trainer, "trainer")
+        k, r = self.data_replicas, self.replicas
+        if k > r or (k > 1 and r - k < 2):
+            raise InputError(
+                f"data_replicas {k} with replicas {r}: need 1 ≤ data_replicas and at least 2 "
+                "bootstrap replicas beside them; raise replicas or lower data_replicas"
+            )
+
+
+# ----------------------------------------------------------------------------- closure, MLE, black box
+
+
+@dataclass
+class ClosureConfig:
+    """`python -m inverse.closure`: simulate observed data at θ and fit it by maximum likelihood.
+
+    Args:
+        theory: the theory (proxy, proxy-numpy, dis).
+        theta: truth, or one number per parameter inside the prior box.
+        cases: expected counts per DESIGN.md: A, B, C or counts like 1000,500.
+        seed: data set seed (case k uses seed + k).
+        starts: optimizer starting points per fit.
+        out: the run directory (one folder per case).
+    """
+
+    theory: str = "proxy"
+    theta: str | list[float] = "truth"
+    cases: list[str] = field(default_factory=lambda: ["A", "B", "C"])
+    seed: int = 1
+    starts: int = 4
+    out: str = "runs/closure"
+
+    def __post_init__(self) -> None:
+        text("theory", self.theory, "proxy")
+        if not isinstance(self.cases, list | tuple) or not self.cases:
+            raise InputError(f"cases must be a list of cases, got {self.cases!r}; e.g. [A, B, C]")
+        self.cases = [str(c) for c in self.cases]
+        non_negative_int("seed", self.seed)
+        positive_int("starts", self.starts, 4)
+
+
+@dataclass
+class MLEConfig:
+    """`python -m inverse.mle`: the extended maximum-likelihood fit of observed events.
+
+    Args:
+        events: the observed events (.npz or .csv); required to run.
+        theory: the theory of the data.
+        out: the run directory.
+        starts: optimizer starting points.
+        seed: seed of the starting points.
+    """
+
+    events: str | None = None
+    theory: str = "proxy"
+    out: str = "runs/mle"
+    starts: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        text("theory", self.theory, "proxy")
+        positive_int("starts", self.starts, 4)
+        non_negative_int("seed", self.seed)
+
+
+@dataclass
+class TrainingSetConfig:
+    """The black box's training set (the ``training:`` block).
+
+    Args:
+        n_params: θ points drawn from the prior.
+        events_per_param: events simulated at each θ.
+        grid_size: x grid of the densities stored with them.
+        seed: seed of the training set.
+    """
+
+    n_params: int = 20000
+    events_per_param: int = 10
+    grid_size: int = 128
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        positive_int("training.n_params", self.n_params, 20000)
+        positive_int("training.events_per_param", self.events_per_param, 10)
+        positive_int("training.grid_size", self.grid_size, 128)
+        non_negative_int("training.seed", self.seed)
+
+
+@dataclass
+class SurrogateStageConfig:
+    """The surrogate the black box trains (the ``surrogate:`` block).
+
+    Args:
+        family: flow, gan, vae or vaim.
+        config: its YAML (a path, or a shipped one like configs/surrogates/vaim.yaml).
+        args: more settings of that surrogate's command line, e.g. [--trainer.max_epochs, 100].
+    """
+
+    family: str = "vaim"
+    config: str = "configs/surrogates/vaim.yaml"
+    args: list[str | int | float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        text("surrogate.family", self.family, "vaim")
+        text("surrogate.config", self.config, "configs/surrogates/vaim.yaml")
+
+
+@dataclass
+class BlackboxConfig:
+    """`python -m inverse.blackbox`: a theory with no gradients → surrogate → outer GAN → θ.
+
+    Args:
+        theory: the theory (proxy-numpy: the proxy as plain NumPy code, no gradients).
+        theta: truth, or one number per parameter inside the prior box.
+        case: expected counts of the observed data: A, B, C or counts like 1000,500.
+        data_seed: seed of the observed data.
+        training: the training set simulated from the theory.
+        surrogate: the surrogate trained on it.
+        inverse: the outer GAN's YAML (its theory and source are set by this command).
+        out: the run directory (one folder per stage; a stage whose output exists is reused).
+        progress: show progress bars (--no-progress: false).
+    """
+
+    theory: str = "proxy-numpy"
+    theta: str | list[float] = "truth"
+    case: str = "B"
+    data_seed: int = 1
+    training: TrainingSetConfig = field(default_factory=TrainingSetConfig)
+    surrogate: SurrogateStageConfig = field(default_factory=SurrogateStageConfig)
+    inverse: str = "configs/inverse/proxy.yaml"
+    out: str = "runs/blackbox"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        text("theory", self.theory, "proxy-numpy")
+        self.case = str(self.case)
+        non_negative_int("data_seed", self.data_seed)
+        self.training = _block(TrainingSetConfig, self.training, "training")
+        self.surrogate = _block(SurrogateStageConfig, self.surrogate, "surrogate")
+        flag("progress", self.progress)
+
+
+# ----------------------------------------------------------------------------- dicts and YAML
+
+Config = TypeVar("Config")
+
+
+def _block(cls: type[Config], value: object, key: str) -> Config:
+    """A nested block as its dataclass (from a mapping, checked for unknown keys)."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    if not isinstance(value, Mapping):
+        raise InputError(f"{key} must be a mapping of keys to values, got {value!r}")
+    return from_dict(cls, value, f"{key}.")
+
+
+def from_dict(cls: type[Config], values: Mapping, prefix: str = "") -> Config:
+    """``cls`` from a mapping of its YAML keys; an unknown key is a one-line InputError."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise InputError(
+            f"unknown key '{prefix}{unknown[0]}'; known keys: {', '.join(prefix + k for k in known)}"
+        )
+    return cls(**values)
+
+
+def to_dict(cfg: object) -> dict:
+    """The config as plain YAML-able values (the resolved ``config.yaml`` of a run)."""
+    return dataclasses.asdict(cfg)
+
+
+def load_config(path: str | Path | None, cls: type[Config] = FitConfig) -> Config:
+    """``cls`` from a YAML file (a path, or a shipped config's name); None: the defaults.
+
+    A missing or malformed file, a non-mapping, an unknown key or a bad value is a one-line
+    InputError naming the key.
+    """
+    if path is None:
+        return cls()
+    values = read_yaml(path, _EXAMPLES.get(cls, "configs/"))
+    try:
+        return from_dict(cls, values)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+
+
+def read_yaml(path: str | Path, example: str = "configs/inverse/proxy.yaml") -> dict:
+    """A YAML mapping from a path or a shipped config's name; a missing or malformed file or a
+    non-mapping is a one-line InputError (pointing at ``example``)."""
+    resolved = resolve_config(path)
+    if not resolved.is_file():
+        raise InputError(
+            f"config '{path}' not found; give a YAML path or a shipped config's name, "
+            f"e.g. {example}"
+        )
+    try:
+        values = yaml.safe_load(resolved.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"config '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise InputError(f"config '{path}' must be a mapping of keys to values")
+    return values
+
+
+_EXAMPLES: dict[type, str] = {
+    FitConfig: "configs/inverse/proxy.yaml",
+    ClosureConfig: "configs/closure/proxy.yaml",
+    BlackboxConfig: "configs/inverse/blackbox.yaml",
+}
+
+# ----------------------------------------------------------------------------- command line
+
+# spellings of the argparse era that stay accepted: the flag → its jsonargparse form
+ALIASES = {
+    "--no-progress": "--progress=false",
+    "--no_progress": "--progress=false",
+    "--events-per-step": "--events_per_step",
+    "--data-replicas": "--data_replicas",
+    "--average-last": "--average_last",
+    "--compare-mle": "--compare_mle",
+    "--data-seed": "--data_seed",
+}
+
+
+class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's help with the description printed as written (its examples' line breaks)."""
+
+
+def build_parser(cls: type, prog: str, description: str | None) -> ArgumentParser:
+    """The jsonargparse parser of ``cls``: ``--config FILE`` and one option per key."""
+    parser = ArgumentParser(
+        prog=prog,
+        description=description,
+        exit_on_error=False,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        action=ActionConfigFile,
+        help="a YAML of these keys (a path, or a shipped one: configs/inverse/proxy.yaml)",
+    )
+    parser.add_class_arguments(cls, None, fail_untyped=True, sub_configs=False)
+    return parser
+
+
+def parse_cli(
+    cls: type[Config], argv: Sequence[str] | None, prog: str, description: str | None
+) -> Config:
+    """``cls`` from the command line (``--help`` and ``--print_config`` print and exit).
+
+    Every error is one-line InputError naming the key (see `surrogates.runs.cli_errors`).
+    """
+    import sys
+
+    argv = _normalize(list(sys.argv[1:] if argv is None else argv), cls)
+    parser = build_parser(cls, prog, description)
+    try:
+        ns = parser.parse_args(argv)
+    except argparse.ArgumentError as err:
+        raise InputError(f"{one_line(str(err))}; see {prog} --help") from None
+    values = ns.clone().as_dict()
+    values.pop("config", None)
+    values.pop("__path__", None)
+    return from_dict(cls, values)
+
+
+def _normalize(argv: list[str], cls: type) -> list[str]:
+    """Aliases replaced, a bare boolean option (``--resume``) read as true, and ``--config NAME``
+    resolved to the shipped file when not a path."""
+    flags = set(bool_options(cls))
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        arg = ALIASES.get(arg, arg)
+        following = argv[i + 1].lower() if i + 1 < len(argv) else ""
+        if out and out[-1] == "--config":
+            read_yaml(arg)  # a missing or malformed file: one line saying so
+            out.append(str(resolve_config(arg)))
+        elif arg.startswith("--config="):
+            name = arg.split("=", 1)[1]
+            read_yaml(name)
+            out.append(f"--config={resolve_config(name)}")
+        elif arg in flags and following not in _BOOL_WORDS:
+            out.append(f"{arg}=true")
+        else:
+            out.append(arg)
+    return out
+
+
+_BOOL_WORDS = {"true", "false", "yes", "no"}
+
+
+def bool_options(cls: type, prefix: str = "--") -> list[str]:
+    """The command-line names of the true/false keys of ``cls`` (nested blocks included)."""
+    names = []
+    for name, kind in get_type_hints(cls).items():
+        if dataclasses.is_dataclass(kind):
+            names += bool_options(kind, f"{prefix}{name}.")
+        elif kind is bool:
+            names.append(prefix + name)
+    return names
+
+
+_TYPE = re.compile(r"Parser key \"([^\"]+)\":\s*Expected a <class '(\w+)'>\. Got value: (.*)")
+_UNION = re.compile(r"Parser key \"([^\"]+)\":\s*Does not validate.* Given value: (.*)")
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's (multi-line) error as one line: ``steps must be int, got 'ten'``."""
+    flat = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    match = _TYPE.match(flat)
+    if match:
+        key, kind, value = match.groups()
+        return f"{key} must be {'an' if kind == 'int' else 'a'} {kind}, got {value!r}"
+    match = _UNION.match(flat)
+    if match:
+        return f"{match.group(1)} has a value of the wrong type: {match.group(2)}"
+    flat = re.sub(r"Group '(\w+)' does not accept option '(\w+)'", r"unknown key '\1.\2'", flat)
+    return flat.replace('Parser key "', "key '").replace('":', "':")

@@ -1,0 +1,271 @@
+"""What an outer GAN run reports: θ ± σ against the Cramér–Rao bound and the MLE, and its files.
+
+The steps after training, each a small function `inverse.fit.fit_outer_gan` calls in turn:
+`summarize` (θ, σ, pull from the replicas' traces), `compare_with_mle` (the likelihood's answer on
+the same data), `write_outputs` (params.npz, metrics.json, config.yaml, plots), `log_to_wandb`;
+`format_table` prints the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inverse.plots import plot_curves, plot_events, plot_traces
+from surrogates.data import ObservedData
+from surrogates.ensemble import surrogate_share
+from surrogates.likelihood import (
+    FoldedModel,
+    MLEResult,
+    crb_std,
+    fisher_information,
+    fit_mle,
+    negative_log_likelihood,
+    nll_excess,
+)
+from surrogates.runs import write_run_files
+from surrogates.theory import Theory
+from surrogates.tracking import finish_wandb, per_name
+
+__all__ = [
+    "Yardstick",
+    "Summary",
+    "summarize",
+    "compare_with_mle",
+    "write_outputs",
+    "log_to_wandb",
+    "format_table",
+]
+
+
+@dataclass
+class Yardstick:
+    """The likelihood of the data, the GAN's yardstick: the exact theory's, or binned and folded
+    through the detector when there is one."""
+
+    theory: Theory
+    data: ObservedData
+    folded: FoldedModel | None = None
+
+    def covariance(self, theta: np.ndarray) -> np.ndarray:
+        """The Cramér–Rao covariance for the observed counts (finite differences for black boxes)."""
+        if self.folded is not None:
+            info = self.folded.fisher_information(theta, self.data.counts)
+        else:
+            info = fisher_information(self.theory, theta, self.data.counts)
+        return torch.linalg.pinv(info).numpy()
+
+    def crb_std(self, theta: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """σ_CRB per parameter at θ for these counts."""
+        if self.folded is not None:
+            return self.folded.crb_std(theta, counts)
+        return crb_std(self.theory, theta, counts)
+
+    def fit(self, start: np.ndarray) -> MLEResult:
+        """The maximum-likelihood fit of the data, started at ``start``."""
+        if self.folded is None:
+            return fit_mle(self.theory, self.data, start=start)
+        return self.folded.fit(self.data, start=start)
+
+    def nll_excess(self, theta: np.ndarray, mle: MLEResult) -> float:
+        """−log L(θ) − min −log L: valid where the likelihood is not Gaussian."""
+        if self.folded is None:
+            nll = lambda t: negative_log_likelihood(self.theory, t, self.data)  # noqa: E731
+        else:
+            nll = self.folded.nll_function(
+                self.folded.histogram(self.data.events), self.data.exposure
+            )
+        return nll_excess(nll, theta, mle, self.theory.dtype)
+
+
+@dataclass
+class Summary:
+    """θ of every replica after training, and what the metrics are computed from."""
+
+    trace: np.ndarray  # (K, R, P): θ of every replica at the recorded steps
+    trace_steps: np.ndarray  # (K,)
+    final: np.ndarray  # (R, P): each replica's θ averaged over the last part of the trace
+    data_replicas: int
+
+    @property
+    def boot(self) -> np.ndarray:
+        """The bootstrap replicas' θ, (R − K, P): their spread is σ."""
+        return self.final[self.data_replicas :]
+
+
+def trace_average(trace: np.ndarray, fraction: float) -> np.ndarray:
+    """Mean θ per replica over the last ``fraction`` of the recorded trace (Polyak averaging)."""
+    k0 = min(int(len(trace) * (1 - fraction)), len(trace) - 1)
+    return trace[k0:].mean(0)
+
+
+def summarize(
+    model,  # noqa: ANN001 - a trained inverse.gan.OuterGAN
+    cfg,  # noqa: ANN001 - inverse.config.FitConfig
+    theory: Theory,
+    yardstick: Yardstick,
+    members: list[int] | None,
+    source_names: list[str] | None,
+    seconds: float,
+) -> tuple[dict, Summary]:
+    """The metrics of a trained outer GAN: θ (the data replicas' mean), σ (the bootstrap
+    replicas' spread), σ_CRB, pull, and for an ensemble the surrogates' share of σ."""
+    trace = np.asarray(model.trace)
+    k = cfg.data_replicas
+    summary = Summary(
+        trace, np.asarray(model.trace_steps), trace_average(trace, cfg.average_last), k
+    )
+    mean = summary.final[:k].mean(0)
+    boot = summary.boot
+    std = boot.std(0, ddof=1) if len(boot) > 1 else np.full(len(mean), np.nan)
+    data = yardstick.data
+    counts = data.expected_counts if data.expected_counts is not None else data.counts
+    truth = data.theta_true
+    crb = yardstick.crb_std(truth if truth is not None else mean, counts)
+    detector = yardstick.folded.detector if yardstick.folded is not None else None
+    metrics: dict = {
+        "method": "outer-gan",
+        "source": str(cfg.source),
+        "theory": theory.name,
+        "param_names": list(theory.param_names),
+        "params_mean": mean,
+        "params_std": std,
+        "params_true": truth,
+        "crb_std": crb,
+        "crb_at": "truth" if truth is not None else "fit",
+        "pull": None if truth is None else (mean - truth) / crb,
+        "std_over_crb": std / crb,
+        "counts": data.counts,
+        "detector": None if detector is None else detector.describe(),
+        "replicas": cfg.replicas,
+        "lr_g_used": model.lr_g,
+        "seconds": seconds,
+        "steps": int(model.step_count),
+    }
+    if members is not None:
+        metrics["ensemble"] = {"members": source_names, **surrogate_share(boot, members[k:])}
+    return metrics, summary
+
+
+def compare_with_mle(metrics: dict, yardstick: Yardstick) -> MLEResult:
+    """Add the MLE on the same data, (GAN − MLE)/σ_CRB and −log L(θ_GAN) − min to ``metrics``."""
+    mean = metrics["params_mean"]
+    mle = yardstick.fit(start=mean)
+    metrics["mle"] = {"params": mle.theta, "std": mle.std, "seconds": mle.seconds}
+    if yardstick.folded is not None:
+        metrics["mle"]["kind"] = "binned, folded through the detector"
+    metrics["gan_minus_mle_crb"] = (mean - mle.theta) / metrics["crb_std"]
+    # the likelihood's own yardstick, valid where it is not Gaussian: −log L(θ_GAN) − min;
+    # √(2Δ) is the Mahalanobis distance for a Gaussian one (≥ each parameter's offset in σ)
+    metrics["gan_minus_mle_nll"] = yardstick.nll_excess(mean, mle)
+    return mle
+
+
+def write_outputs(
+    out: Path,
+    config: dict,
+    metrics: dict,
+    summary: Summary,
+    theory: Theory,
+    data: ObservedData,
+    source,  # noqa: ANN001 - EventSource
+    detector,  # noqa: ANN001 - surrogates.detector.DISDetector or None
+    mle: MLEResult | None,
+) -> None:
+    """params.npz, the run files (config.yaml, metrics.json, environment.json) and the plots."""
+    truth = data.theta_true
+    np.savez(
+        out / "params.npz",
+        theta=summary.final,
+        param_names=np.asarray(theory.param_names),
+        trace=summary.trace,
+        trace_steps=summary.trace_steps,
+        **({"theta_true": truth} if truth is not None else {}),
+    )
+    write_run_files(out, config, metrics)
+    plot_traces(
+        out / "traces.png",
+        list(theory.param_names),
+        summary.trace_steps,
+        summary.trace,
+        truth,
+        metrics["crb_std"],
+        None if mle is None else mle.theta,
+    )
+    boot = summary.boot
+    plot_curves(out / "curves.png", theory, boot if len(boot) > 1 else summary.final, truth)
+    with torch.no_grad():
+        gen = source.sample(torch.as_tensor(metrics["params_mean"]).unsqueeze(0), 100_000)
+        weights = None
+        if detector is not None:
+            gen, w = detector.apply(gen)
+            weights = [wc[0].numpy() for wc in w]
+    plot_events(out / "events.png", theory, data, [g[0].double().numpy() for g in gen], weights)
+
+
+TABLE_COLUMNS = ["param", "truth", "mean", "std", "crb_std", "pull", "mle", "gan_minus_mle_crb"]
+
+
+def log_to_wandb(loggers: list, metrics: dict, out: Path) -> None:
+    """The run's summary, plots and θ table to wandb (when it is on), then close it."""
+    names = metrics["param_names"]
+    per_param = {
+        "truth": metrics.get("params_true"),
+        "mean": metrics["params_mean"],
+        "std": metrics["params_std"],
+        "crb_std": metrics.get("crb_std"),
+        "pull": metrics.get("pull"),
+        "mle": (metrics.get("mle") or {}).get("params"),
+        "gan_minus_mle_crb": metrics.get("gan_minus_mle_crb"),
+    }
+    rows = [
+        [n] + [None if per_param[c] is None else per_param[c][i] for c in TABLE_COLUMNS[1:]]
+        for i, n in enumerate(names)
+    ]
+    finish_wandb(
+        loggers,
+        metrics,
+        images={name: out / f"{name}.png" for name in ("traces", "curves", "events")},
+        table=("recovered_theta", TABLE_COLUMNS, rows),
+        scalars={
+            k: v
+            for key in ("params_mean", "params_std", "pull", "crb_std", "gan_minus_mle_crb")
+            for k, v in per_name(metrics, key, names).items()
+        },
+    )
+
+
+def format_table(metrics: dict, title: str = "") -> str:
+    """Truth, GAN θ ± σ, σ_CRB, pull and the MLE on the same data, as aligned text."""
+    lines = [title] if title else []
+    mle = metrics.get("mle")
+    head = f"{'param':>6} {'truth':>9} {'GAN':>9} {'± σ':>8} {'σ_CRB':>8} {'pull':>6}"
+    if mle:
+        head += f" {'MLE':>9} {'(GAN−MLE)/σ_CRB':>16}"
+    ens = metrics.get("ensemble")
+    if ens:
+        head += f" {'σ_surr':>9} {'share':>9}"
+    lines.append(head)
+    truth = metrics["params_true"]
+    for i, name in enumerate(metrics["param_names"]):
+        t = f"{truth[i]:9.4f}" if truth is not None else f"{'?':>9}"
+        p = f"{metrics['pull'][i]:6.2f}" if metrics["pull"] is not None else f"{'':>6}"
+        row = (
+            f"{name:>6} {t} {metrics['params_mean'][i]:9.4f} {metrics['params_std'][i]:8.4f} "
+            f"{metrics['crb_std'][i]:8.4f} {p}"
+        )
+        if mle:
+            row += f" {mle['params'][i]:9.4f} {metrics['gan_minus_mle_crb'][i]:16.2f}"
+        if ens:
+            row += f" {ens['surrogate_std'][i]:9.4f} {ens['surrogate_share'][i]:9.2f}"
+        lines.append(row)
+    if ens:
+        lines.append(
+            f"ensemble of {len(ens['members'])} ({', '.join(ens['members'])}): σ_surr is the "
+            "members' disagreement, σ_stat the spread within one member's replicas, "
+            "share = σ_surr² / (σ_surr² + σ_stat²)"
+        )
+    return "\n".join(lines)
