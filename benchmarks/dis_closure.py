@@ -26,7 +26,8 @@ import results  # benchmarks/results.py (the docs/results pages); found before t
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from inverse.config import to_dict  # noqa: E402
-from inverse.fit import check_detector, load_config, make_source, run_outer_gan  # noqa: E402
+from inverse.sources import check_detector, make_source  # noqa: E402
+from inverse.training import load_config, run_outer_gan  # noqa: E402
 from surrogates.data import read_events, simulate_observed, write_events  # noqa: E402
 from surrogates.detector import make_detector  # noqa: E402
 from surrogates.runs import environment, to_jsonable  # noqa: E402

@@ -26,7 +26,8 @@ import torch
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from inverse.fit import load_config, make_source, run_outer_gan  # noqa: E402
+from inverse.sources import make_source  # noqa: E402
+from inverse.training import load_config, run_outer_gan  # noqa: E402
 from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
 from surrogates.likelihood import (  # noqa: E402
     crb_std,

@@ -9,7 +9,7 @@ behind the black-box wrapper) it
 2. trains a surrogate on it (`surrogates.fit.fit_surrogate`, any family; VAIM by default, the
    quickest to train well on two cores),
 3. simulates observed data at ``theta`` (default the truth) for ``case``,
-4. recovers θ with the outer GAN through the surrogate (`inverse.fit.fit_outer_gan`), and compares
+4. recovers θ with the outer GAN through the surrogate (`inverse.training.fit_outer_gan`), and compares
    with the maximum likelihood on the same data (finite-difference gradients of the black box).
 
 Each stage writes its own run directory under ``--out``; a stage whose output exists is reused,
@@ -18,6 +18,7 @@ so an interrupted run continues where it stopped.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -25,14 +26,23 @@ from pathlib import Path
 
 import yaml
 
-from inverse.closure import closure_theta
 from inverse.config import BlackboxConfig, parse_cli, to_dict
-from inverse.fit import fit_outer_gan, format_table, load_config, make_source
-from surrogates.data import read_events, simulate_observed, simulate_training, write_events
+from inverse.report import format_table
+from inverse.sources import make_source
+from inverse.training import fit_outer_gan, load_config
+from surrogates.data import (
+    parse_counts,
+    parse_theta,
+    read_events,
+    simulate_observed,
+    simulate_training,
+    write_events,
+)
+from surrogates.errors import InputError
 from surrogates.resources import resolve_config
-from surrogates.runs import cli_errors
-from surrogates.simulate import parse_counts
+from surrogates.runs import cli_errors, write_text
 from surrogates.theory import Theory, get_theory
+from surrogates.tracking import wandb_mode
 
 __all__ = ["main", "simulate_training_set", "train_surrogate", "observe", "recover_theta"]
 
@@ -50,6 +60,17 @@ def simulate_training_set(cfg: BlackboxConfig, theory: Theory, out: Path) -> Pat
     return train
 
 
+def resolve_surrogate_config(cfg: BlackboxConfig) -> Path:
+    """The surrogate stage's YAML (a path or a shipped name), which must exist."""
+    config = resolve_config(cfg.surrogate.config)
+    if not config.is_file():
+        raise InputError(
+            f"surrogate.config '{cfg.surrogate.config}' not found; give a YAML path or a shipped "
+            "name such as configs/surrogates/vaim.yaml"
+        )
+    return config
+
+
 def train_surrogate(cfg: BlackboxConfig, theory: Theory, train: Path, out: Path) -> Path:
     """Stage 2: a surrogate of ``cfg.surrogate.family`` trained on ``train``; its best checkpoint."""
     family = cfg.surrogate.family
@@ -65,7 +86,7 @@ def train_surrogate(cfg: BlackboxConfig, theory: Theory, train: Path, out: Path)
             str(cfg.training.grid_size),
             *map(str, cfg.surrogate.args),
         ]
-        config = str(resolve_config(cfg.surrogate.config))
+        config = str(resolve_surrogate_config(cfg))
         try:
             from surrogates.fit import fit_surrogate
         except ImportError:  # TODO(merge): fit_surrogate comes with branch fitcli; drop this
@@ -84,7 +105,7 @@ def observe(cfg: BlackboxConfig, theory: Theory, out: Path) -> Path:
     if not observed.is_file():
         counts, case = parse_counts(cfg.case, None, theory)
         print(f"[3/4] simulating observed data, case {case}")
-        data = simulate_observed(theory, closure_theta(cfg.theta, theory), counts, cfg.data_seed)
+        data = simulate_observed(theory, parse_theta(cfg.theta, theory), counts, cfg.data_seed)
         data.meta["case"] = case
         write_events(observed, data, theory.channels)
     return observed
@@ -102,6 +123,10 @@ def recover_theta(
         out=str(out / "inverse"),
         progress=cfg.progress,
     )
+    done = Path(inverse.out) / "metrics.json"
+    if done.is_file():  # like every stage: a finished one is reused
+        print(f"[4/4] reusing the outer GAN's run in {inverse.out}")
+        return json.loads(done.read_text())
     print(f"[4/4] outer GAN through the surrogate {ckpt}")
     data = read_events(observed, theory)
     return fit_outer_gan(theory, data, make_source(str(ckpt), theory), inverse, inverse.out)
@@ -111,10 +136,16 @@ def recover_theta(
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(BlackboxConfig, argv, "python -m inverse.blackbox", __doc__)
     theory = get_theory(cfg.theory)
-    load_config(cfg.inverse)  # a bad outer-GAN config fails now, not after the training
+    # every input checked before the first byte is written, not after the training
+    load_config(cfg.inverse)
+    parse_counts(cfg.case, None, theory)
+    parse_theta(cfg.theta, theory)
+    resolve_surrogate_config(cfg)
+    wandb_mode()
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "blackbox.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file, not a folder; choose a folder path")
+    write_text(out / "blackbox.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     train = simulate_training_set(cfg, theory, out)
     ckpt = train_surrogate(cfg, theory, train, out)
     observed = observe(cfg, theory, out)

@@ -14,13 +14,12 @@ import numpy as np
 
 from inverse.config import ClosureConfig, parse_cli, to_dict
 from inverse.config import load_config as load_typed_config
-from inverse.mle import format_table, run_mle
-from surrogates.data import simulate_observed, write_events
-from surrogates.runs import cli_errors, write_json
-from surrogates.simulate import parse_counts, parse_theta
-from surrogates.theory import Theory, get_theory
+from inverse.maxlik import format_table, run_mle
+from surrogates.data import parse_counts, parse_theta, simulate_observed, write_events
+from surrogates.runs import claim_run_dir, cli_errors, write_json
+from surrogates.theory import get_theory
 
-__all__ = ["main", "load_config", "closure_theta"]
+__all__ = ["main", "load_config"]
 
 
 def load_config(path: str | Path | None) -> ClosureConfig:
@@ -28,29 +27,25 @@ def load_config(path: str | Path | None) -> ClosureConfig:
     return load_typed_config(path, ClosureConfig)
 
 
-def closure_theta(theta: str | list[float], theory: Theory) -> np.ndarray:
-    """The config's ``theta`` (``truth`` or one number per parameter) checked against the box."""
-    return parse_theta(theta if isinstance(theta, str) else ",".join(map(str, theta)), theory)
-
-
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(ClosureConfig, argv, "python -m inverse.closure", __doc__)
     theory = get_theory(cfg.theory)
-    theta = closure_theta(cfg.theta, theory)
-    out = Path(cfg.out)
+    theta = parse_theta(cfg.theta, theory)
+    cases = [parse_counts(str(case), None, theory) for case in cfg.cases]
     summary = {}
-    for k, case in enumerate(cfg.cases):
-        counts, case = parse_counts(str(case), None, theory)
-        data = simulate_observed(theory, theta, counts, seed=cfg.seed + k)
-        data.meta["case"] = case
-        write_events(out / f"case{case}" / "observed.npz", data, theory.channels)
-        config = {**to_dict(cfg), "case": case, "data_seed": cfg.seed + k}
-        metrics = run_mle(theory, data, out / f"case{case}", config, n_starts=cfg.starts)
-        summary[case] = metrics
-        title = f"case {case}: counts {data.counts.tolist()} (expected {counts}), {metrics['seconds']:.2f} s"
-        print(format_table(metrics, title), end="\n\n")
-    write_json(out / "summary.json", summary)
+    with claim_run_dir(cfg.out, overwrite=cfg.overwrite, finished="summary.json") as out:
+        for k, (counts, case) in enumerate(cases):
+            data = simulate_observed(theory, theta, counts, seed=cfg.seed + k)
+            data.meta["case"] = case
+            write_events(out / f"case{case}" / "observed.npz", data, theory.channels)
+            config = {**to_dict(cfg), "case": case, "data_seed": cfg.seed + k}
+            # the closure holds the whole folder: a case folder left by a stopped run is redone
+            metrics = run_mle(theory, data, out / f"case{case}", config, cfg.starts, overwrite=True)
+            summary[case] = metrics
+            title = f"case {case}: counts {data.counts.tolist()} (expected {counts}), {metrics['seconds']:.2f} s"
+            print(format_table(metrics, title), end="\n\n")
+        write_json(out / "summary.json", summary)
     worst = max(float(np.max(np.abs(m["pull"]))) for m in summary.values())
     print(f"largest |pull| {worst:.2f} σ_CRB; plots and metrics under {out}/case*/")
     return 0

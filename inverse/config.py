@@ -33,7 +33,19 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
 
 from surrogates.errors import InputError, check_choice
+from surrogates.models import FAMILIES
 from surrogates.resources import resolve_config
+from surrogates.validation import (
+    flag,
+    fraction,
+    is_int,
+    is_number,
+    positive_int,
+    positive_number,
+    seed_value,
+    text,
+    widths,
+)
 
 __all__ = [
     "GanConfig",
@@ -56,63 +68,6 @@ __all__ = [
 BOX_MAPS = ("sigmoid", "reflect")
 PRECONDITION_SCALES = ("geometric", "softest")
 D_DTYPES = ("float64", "float32")
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def positive_int(key: str, value: object, example: int = 10) -> None:
-    """InputError unless ``value`` is an integer ≥ 1."""
-    if not _is_int(value) or value < 1:
-        raise InputError(f"{key} must be a positive integer, got {value!r}; e.g. {key}: {example}")
-
-
-def non_negative_int(key: str, value: object) -> None:
-    """InputError unless ``value`` is an integer ≥ 0."""
-    if not _is_int(value) or value < 0:
-        raise InputError(f"{key} must be an integer ≥ 0, got {value!r}; e.g. {key}: 0")
-
-
-def positive_number(key: str, value: object, example: float) -> None:
-    """InputError unless ``value`` is a number > 0."""
-    if not _is_number(value) or not value > 0:
-        raise InputError(f"{key} must be a number > 0, got {value!r}; e.g. {key}: {example:g}")
-
-
-def fraction(key: str, value: object, example: float, zero: bool = False) -> None:
-    """InputError unless ``value`` is in (0, 1] (or [0, 1] with ``zero``)."""
-    low_ok = value >= 0 if zero else value > 0 if _is_number(value) else False
-    if not _is_number(value) or not low_ok or value > 1:
-        interval = "[0, 1]" if zero else "(0, 1]"
-        raise InputError(
-            f"{key} must be a fraction in {interval}, got {value!r}; e.g. {key}: {example:g}"
-        )
-
-
-def widths(key: str, value: object) -> None:
-    """InputError unless ``value`` is a list of positive layer widths."""
-    if not isinstance(value, list | tuple) or not all(_is_int(w) and w > 0 for w in value):
-        raise InputError(f"{key} must be a list of positive widths, got {value!r}; e.g. [32, 32]")
-
-
-def flag(key: str, value: object) -> None:
-    """InputError unless ``value`` is true or false."""
-    if not isinstance(value, bool):
-        raise InputError(f"{key} must be true or false, got {value!r}")
-
-
-def text(key: str, value: object, example: str) -> None:
-    """InputError unless ``value`` is a non-empty string."""
-    if not isinstance(value, str) or not value:
-        raise InputError(f"{key} must be a name, got {value!r}; e.g. {key}: {example}")
-
 
 # ----------------------------------------------------------------------------- the outer GAN
 
@@ -174,9 +129,9 @@ class GanConfig:
         flag("gan.shared", self.shared)
         positive_int("gan.g_latent", self.g_latent, 4)
         widths("gan.g_hidden", self.g_hidden)
-        if not _is_number(self.norm_weight) or self.norm_weight < 0:
+        if not is_number(self.norm_weight) or self.norm_weight < 0:
             raise InputError(f"gan.norm_weight must be a number ≥ 0, got {self.norm_weight!r}")
-        if not _is_number(self.inset) or not 0 <= self.inset < 0.5:
+        if not is_number(self.inset) or not 0 <= self.inset < 0.5:
             raise InputError(f"gan.inset must be in [0, 0.5), got {self.inset!r}; e.g. 1.0e-3")
         check_choice("gan.box_map", self.box_map, BOX_MAPS)
         positive_int("gan.trace_every", self.trace_every, 10)
@@ -189,14 +144,14 @@ class GanConfig:
 
 def precondition_fractions(at: object) -> float | list[float]:
     """``precondition_at`` checked: one fraction in [0, 1) or a list of them (lists kept lists)."""
-    values = [at] if _is_number(at) else at
+    values = [at] if is_number(at) else at
     if not isinstance(values, list | tuple) or any(
-        not _is_number(f) or not 0 <= f < 1 for f in values
+        not is_number(f) or not 0 <= f < 1 for f in values
     ):
         raise InputError(
             f"gan.precondition_at must be fractions in [0, 1), got {at!r}; e.g. [0.1, 0.3]"
         )
-    return at if _is_number(at) else list(values)
+    return at if is_number(at) else list(values)
 
 
 @dataclass
@@ -217,7 +172,7 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         text("trainer.accelerator", self.accelerator, "auto")
-        if not (_is_int(self.devices) and self.devices >= 1) and self.devices != "auto":
+        if not (is_int(self.devices) and self.devices >= 1) and self.devices != "auto":
             raise InputError(
                 f"trainer.devices must be a positive integer or auto, got {self.devices!r}"
             )
@@ -243,6 +198,7 @@ class FitConfig:
         events: the observed events (.npz or .csv); required to run.
         out: the run directory (default runs/inverse-<time>).
         resume: continue from the run directory's checkpoints/last.ckpt.
+        overwrite: replace a finished run in the run directory (refused otherwise).
         progress: show the progress bar (--no-progress: false).
         gan: the outer GAN's networks, learning rates and schedule.
         trainer: where and how it trains.
@@ -261,6 +217,7 @@ class FitConfig:
     events: str | None = None
     out: str | None = None
     resume: bool = False
+    overwrite: bool = False
     progress: bool = True
     gan: GanConfig = field(default_factory=GanConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -268,7 +225,7 @@ class FitConfig:
     def __post_init__(self) -> None:
         text("theory", self.theory, "proxy")
         text("source", self.source, "exact")
-        non_negative_int("seed", self.seed)
+        seed_value("seed", self.seed)
         positive_int("steps", self.steps, 3000)
         positive_int("replicas", self.replicas, 16)
         positive_int("data_replicas", self.data_replicas, 1)
@@ -281,6 +238,9 @@ class FitConfig:
                 f"got {self.detector!r}"
             )
         flag("resume", self.resume)
+        flag("overwrite", self.overwrite)
+        if self.resume and self.overwrite:
+            raise InputError("--resume continues a run and --overwrite replaces it: give one")
         flag("progress", self.progress)
         self.gan = _block(GanConfig, self.gan, "gan")
         self.trainer = _block(TrainerConfig, self.trainer, "trainer")
@@ -306,6 +266,7 @@ class ClosureConfig:
         seed: data set seed (case k uses seed + k).
         starts: optimizer starting points per fit.
         out: the run directory (one folder per case).
+        overwrite: replace a finished closure in the run directory (refused otherwise).
     """
 
     theory: str = "proxy"
@@ -314,14 +275,16 @@ class ClosureConfig:
     seed: int = 1
     starts: int = 4
     out: str = "runs/closure"
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         text("theory", self.theory, "proxy")
         if not isinstance(self.cases, list | tuple) or not self.cases:
             raise InputError(f"cases must be a list of cases, got {self.cases!r}; e.g. [A, B, C]")
         self.cases = [str(c) for c in self.cases]
-        non_negative_int("seed", self.seed)
+        seed_value("seed", self.seed)
         positive_int("starts", self.starts, 4)
+        flag("overwrite", self.overwrite)
 
 
 @dataclass
@@ -334,6 +297,7 @@ class MLEConfig:
         out: the run directory.
         starts: optimizer starting points.
         seed: seed of the starting points.
+        overwrite: replace a finished fit in the run directory (refused otherwise).
     """
 
     events: str | None = None
@@ -341,11 +305,13 @@ class MLEConfig:
     out: str = "runs/mle"
     starts: int = 4
     seed: int = 0
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         text("theory", self.theory, "proxy")
         positive_int("starts", self.starts, 4)
-        non_negative_int("seed", self.seed)
+        seed_value("seed", self.seed)
+        flag("overwrite", self.overwrite)
 
 
 @dataclass
@@ -368,7 +334,7 @@ class TrainingSetConfig:
         positive_int("training.n_params", self.n_params, 20000)
         positive_int("training.events_per_param", self.events_per_param, 10)
         positive_int("training.grid_size", self.grid_size, 128)
-        non_negative_int("training.seed", self.seed)
+        seed_value("training.seed", self.seed)
 
 
 @dataclass
@@ -387,6 +353,7 @@ class SurrogateStageConfig:
 
     def __post_init__(self) -> None:
         text("surrogate.family", self.family, "vaim")
+        check_choice("surrogate.family", self.family, FAMILIES)
         text("surrogate.config", self.config, "configs/surrogates/vaim.yaml")
 
 
@@ -419,7 +386,7 @@ class BlackboxConfig:
     def __post_init__(self) -> None:
         text("theory", self.theory, "proxy-numpy")
         self.case = str(self.case)
-        non_negative_int("data_seed", self.data_seed)
+        seed_value("data_seed", self.data_seed)
         self.training = _block(TrainingSetConfig, self.training, "training")
         self.surrogate = _block(SurrogateStageConfig, self.surrogate, "surrogate")
         flag("progress", self.progress)

@@ -1,6 +1,6 @@
 """What an outer GAN run reports: θ ± σ against the Cramér–Rao bound and the MLE, and its files.
 
-The steps after training, each a small function `inverse.fit.fit_outer_gan` calls in turn:
+The steps after training, each a small function `inverse.training.fit_outer_gan` calls in turn:
 `summarize` (θ, σ, pull from the replicas' traces), `compare_with_mle` (the likelihood's answer on
 the same data), `write_outputs` (params.npz, metrics.json, config.yaml, plots), `log_to_wandb`;
 `format_table` prints the result.

@@ -33,11 +33,12 @@ import pytorch_lightning as pl
 import torch
 
 from surrogates._version import __version__
-from surrogates.errors import EventFileError, InputError
+from surrogates.errors import EventFileError, InputError, ParameterError
 from surrogates.runs import atomic_path
 from surrogates.sampling import InverseCDFSampler, InverseCDFSampler2D, MetropolisSampler
 from surrogates.theory import Theory, get_theory
 from surrogates.theory.base import chebyshev_grid
+from surrogates.validation import MAX_EVENTS
 
 __all__ = [
     "CASES",
@@ -139,6 +140,54 @@ class ObservedData:
         if self.theta_true is not None:
             theory.check_theta(self.theta_true)
         return self
+
+
+def parse_theta(text: str | Sequence[float], theory: Theory) -> np.ndarray:
+    """``truth``, P comma-separated numbers, or a list of P numbers → θ, checked against the box."""
+    if not isinstance(text, str):
+        text = ",".join(map(str, text))
+    if text == "truth":
+        if theory.truth is None:
+            raise InputError(f"theory '{theory.name}' has no known truth; pass --theta v1,v2,...")
+        return theory.truth.numpy()
+    try:
+        values = np.array([float(v) for v in text.split(",")])
+    except ValueError:
+        raise ParameterError(
+            f"--theta '{text}' must be 'truth' or {theory.n_params} comma-separated numbers"
+        ) from None
+    if values.shape != (theory.n_params,):
+        raise ParameterError(
+            f"--theta has {values.size} values; theory '{theory.name}' has {theory.n_params} "
+            f"({', '.join(theory.param_names)})"
+        )
+    return theory.check_theta(values)[0].numpy()
+
+
+def parse_counts(case: str | None, events: str | None, theory: Theory) -> tuple[list[float], str]:
+    """Expected counts from --case or --events."""
+    if events is not None:
+        try:
+            counts = [float(v) for v in events.split(",")]
+        except ValueError:
+            raise InputError(f"--events '{events}' must be comma-separated numbers") from None
+        if (
+            len(counts) != theory.n_channels
+            or not all(np.isfinite(counts))
+            or min(counts) <= 0
+            or max(counts) > MAX_EVENTS
+        ):
+            raise InputError(
+                f"--events needs {theory.n_channels} positive counts of at most {MAX_EVENTS:.0e} "
+                f"per channel, got '{events}'"
+            )
+        return counts, "custom"
+    case = (case or "B").upper()
+    if case not in CASES:
+        raise InputError(
+            f"unknown case '{case}'; choose one of {', '.join(CASES)} or pass --events N1,N2"
+        )
+    return list(CASES[case]), case
 
 
 def write_events(path: str | Path, data: ObservedData, channels: Sequence[str]) -> Path:

@@ -26,7 +26,7 @@ __all__ = [
     "write_run_files",
     "write_json",
     "atomic_path",
-    "AtomicCheckpointIO",
+    "SafeCheckpointIO",
     "claim_run_dir",
     "cli_errors",
     "to_jsonable",
@@ -118,15 +118,34 @@ def _checkpoint_io_base() -> type:
     return TorchCheckpointIO
 
 
-class AtomicCheckpointIO(_checkpoint_io_base()):
-    """Lightning's checkpoint writer, writing to a temporary name and renaming: a kill during a
-    save leaves the previous ``last.ckpt`` whole, so ``--ckpt_path last`` / ``--resume`` work."""
+class SafeCheckpointIO(_checkpoint_io_base()):
+    """Lightning's checkpoint I/O made safe for run folders: a save writes a temporary name and
+    renames it (a kill mid-save leaves the previous ``last.ckpt`` whole, so ``--ckpt_path last`` /
+    ``--resume`` work), and a load unpickles tensors and primitives only (``weights_only``), so a
+    crafted checkpoint cannot run code; an unreadable one is a one-line `InputError`."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
         with atomic_path(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        try:
+            kwargs = {} if map_location is None else {"map_location": map_location}
+            checkpoint = super().load_checkpoint(path, weights_only=True, **kwargs)
+        except FileNotFoundError:
+            raise InputError(f"checkpoint '{path}' not found; check the path") from None
+        except Exception:  # noqa: BLE001 - a pickle beyond weights, a text file, a truncated one
+            raise InputError(
+                f"'{path}' is not a readable checkpoint (corrupt, truncated, or holding objects "
+                "beyond weights and primitives, which are never unpickled)"
+            ) from None
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise InputError(f"'{path}' is not a Lightning checkpoint (no state_dict)")
+        return checkpoint
 
 
 def write_run_files(out: str | Path, config: dict, metrics: dict) -> Path:
@@ -146,13 +165,19 @@ _LOCK = ".run.lock"
 
 @contextlib.contextmanager
 def claim_run_dir(
-    out: str | Path, *, resume: bool = False, overwrite: bool = False, finished: str = FINISHED
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    finished: str = FINISHED,
+    resume_hint: str = "",
 ) -> Iterator[Path]:
     """Hold ``out`` for one writer while the block runs.
 
     A second writer gets a one-line `InputError` naming the holder; a folder that holds a finished
     run (``finished`` exists) is refused unless the run is resumed or ``overwrite`` is given, in
     which case its old results are removed first, so the folder never mixes two runs' files.
+    ``resume_hint`` (e.g. ", --resume to continue it") joins the message where resuming exists.
     The lock is an OS file lock (`filelock`): it is released when the process ends, even by kill.
     """
     from filelock import FileLock, Timeout
@@ -183,7 +208,7 @@ def claim_run_dir(
             if not overwrite:
                 raise InputError(
                     f"run folder '{out}' holds a finished run ({finished}); pass --overwrite to "
-                    "replace it, resume it, or choose another --out"
+                    f"replace it{resume_hint} or choose another --out"
                 )
             _clear_run_dir(out)
         (out / f"{_LOCK}.holder").write_text(

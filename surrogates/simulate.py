@@ -6,11 +6,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from surrogates.data import CASES, simulate_observed, simulate_training, write_events
-from surrogates.errors import InputError, ParameterError
+from surrogates.data import (
+    parse_counts,
+    parse_theta,
+    simulate_observed,
+    simulate_training,
+    write_events,
+)
+from surrogates.errors import InputError
 from surrogates.runs import cli_errors
 from surrogates.theory import Theory, get_theory
 from surrogates.validation import (
@@ -21,53 +26,7 @@ from surrogates.validation import (
     check_seed,
 )
 
-__all__ = ["main", "parse_theta", "parse_counts"]
-
-
-def parse_theta(text: str, theory: Theory) -> np.ndarray:
-    """``truth`` or P comma-separated numbers → θ, checked against the prior box."""
-    if text == "truth":
-        if theory.truth is None:
-            raise InputError(f"theory '{theory.name}' has no known truth; pass --theta v1,v2,...")
-        return theory.truth.numpy()
-    try:
-        values = np.array([float(v) for v in text.split(",")])
-    except ValueError:
-        raise ParameterError(
-            f"--theta '{text}' must be 'truth' or {theory.n_params} comma-separated numbers"
-        ) from None
-    if values.shape != (theory.n_params,):
-        raise ParameterError(
-            f"--theta has {values.size} values; theory '{theory.name}' has {theory.n_params} "
-            f"({', '.join(theory.param_names)})"
-        )
-    return theory.check_theta(values)[0].numpy()
-
-
-def parse_counts(case: str | None, events: str | None, theory: Theory) -> tuple[list[float], str]:
-    """Expected counts from --case or --events."""
-    if events is not None:
-        try:
-            counts = [float(v) for v in events.split(",")]
-        except ValueError:
-            raise InputError(f"--events '{events}' must be comma-separated numbers") from None
-        if (
-            len(counts) != theory.n_channels
-            or not all(np.isfinite(counts))
-            or min(counts) <= 0
-            or max(counts) > MAX_EVENTS
-        ):
-            raise InputError(
-                f"--events needs {theory.n_channels} positive counts of at most {MAX_EVENTS:.0e} "
-                f"per channel, got '{events}'"
-            )
-        return counts, "custom"
-    case = (case or "B").upper()
-    if case not in CASES:
-        raise InputError(
-            f"unknown case '{case}'; choose one of {', '.join(CASES)} or pass --events N1,N2"
-        )
-    return list(CASES[case]), case
+__all__ = ["main"]
 
 
 def parse_detector(text: str, theory: Theory):  # noqa: ANN201 - DISDetector | None

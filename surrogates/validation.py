@@ -18,6 +18,16 @@ __all__ = [
     "check_seed",
     "check_output_file",
     "MAX_EVENTS",
+    "is_int",
+    "is_number",
+    "positive_int",
+    "non_negative_int",
+    "seed_value",
+    "positive_number",
+    "fraction",
+    "widths",
+    "flag",
+    "text",
 ]
 
 MAX_EVENTS = 10**8  # events per channel in one file: 0.8 GB of float64 already
@@ -119,3 +129,68 @@ def check_output_file(name: str, path: str | Path, suffix: str) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"{name} '{path}': folder '{parent}' is not writable; choose another path")
     return path
+
+
+# Checks of typed config values (YAML, dataclasses): the value must already be of its type.
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def positive_int(key: str, value: object, example: int = 10) -> None:
+    """InputError unless ``value`` is an integer ≥ 1."""
+    if not is_int(value) or value < 1:
+        raise InputError(f"{key} must be a positive integer, got {value!r}; e.g. {key}: {example}")
+
+
+def non_negative_int(key: str, value: object) -> None:
+    """InputError unless ``value`` is an integer ≥ 0."""
+    if not is_int(value) or value < 0:
+        raise InputError(f"{key} must be an integer ≥ 0, got {value!r}; e.g. {key}: 0")
+
+
+def seed_value(key: str, value: object) -> None:
+    """InputError unless ``value`` is a seed: an integer in [0, 2³² − 1]."""
+    if not is_int(value) or not 0 <= value <= MAX_SEED:
+        raise InputError(
+            f"{key} must be an integer in [0, {MAX_SEED}], got {value!r}; e.g. {key}: 1"
+        )
+
+
+def positive_number(key: str, value: object, example: float) -> None:
+    """InputError unless ``value`` is a number > 0."""
+    if not is_number(value) or not value > 0:
+        raise InputError(f"{key} must be a number > 0, got {value!r}; e.g. {key}: {example:g}")
+
+
+def fraction(key: str, value: object, example: float, zero: bool = False) -> None:
+    """InputError unless ``value`` is in (0, 1] (or [0, 1] with ``zero``)."""
+    low_ok = value >= 0 if zero else value > 0 if is_number(value) else False
+    if not is_number(value) or not low_ok or value > 1:
+        interval = "[0, 1]" if zero else "(0, 1]"
+        raise InputError(
+            f"{key} must be a fraction in {interval}, got {value!r}; e.g. {key}: {example:g}"
+        )
+
+
+def widths(key: str, value: object) -> None:
+    """InputError unless ``value`` is a list of positive layer widths."""
+    if not isinstance(value, list | tuple) or not all(is_int(w) and w > 0 for w in value):
+        raise InputError(f"{key} must be a list of positive widths, got {value!r}; e.g. [32, 32]")
+
+
+def flag(key: str, value: object) -> None:
+    """InputError unless ``value`` is true or false."""
+    if not isinstance(value, bool):
+        raise InputError(f"{key} must be true or false, got {value!r}")
+
+
+def text(key: str, value: object, example: str) -> None:
+    """InputError unless ``value`` is a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{key} must be a name, got {value!r}; e.g. {key}: {example}")

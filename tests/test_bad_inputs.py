@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from inverse import blackbox, closure, mle
+from inverse import fit as inverse_fit
 from surrogates import hpo, simulate
 from tests.conftest import run_cli
 
@@ -76,6 +78,68 @@ CATALOGUE = [
         "invalid choice",
     ),
     (hpo.main, ["flow", "--max-evals", "2", "--resume", "--out", "{tmp}/s"], "--resume"),
+    # the outer GAN
+    *[
+        (inverse_fit.main, ["--events", "{obs}", "--out", "{tmp}/r", *argv], words)
+        for argv, words in [
+            (["--steps", "0"], "steps must be"),
+            (["--steps", "ten"], "steps must be an int"),
+            (["--replicas", "2.5"], "replicas must be an int"),
+            (["--replicas", "-1"], "replicas must be"),
+            (["--events_per_step", "0"], "events_per_step must be"),
+            (["--seed", "-1"], "seed must be"),
+            (["--seed", str(2**64)], "seed must be"),
+            (["--average_last", "1.5"], "average_last"),
+            (["--average_last", "0"], "average_last"),
+            (["--data_replicas", "20"], "data_replicas"),
+            (["--gan.lr_g", "-1"], "gan.lr_g"),
+            (["--gan.lr_g", "fast"], "lr_g"),
+            (["--gan.lr_d", "0"], "gan.lr_d"),
+            (["--gan.d_steps", "0"], "gan.d_steps"),
+            (["--gan.d_hidden", "[0]"], "gan.d_hidden"),
+            (["--gan.box_map", "tanh"], "choose one of"),
+            (["--gan.precondition_at", "1.5"], "precondition_at"),
+            (["--gan.d_dtype", "float16"], "choose one of"),
+            (["--gan.unknown", "1"], "unknown"),
+            (["--trainer.devices", "0"], "trainer.devices"),
+            (["--trainer.checkpoint_every", "0"], "checkpoint_every"),
+            (["--source", "nope"], "not found"),
+            (["--source", "{tmp}/afile.txt"], "not found"),
+            (["--source", "exact,flow-zuko"], "surrogates only"),
+            (["--theory", "dis"], "theory"),
+            (["--theory", "nope"], "unknown theory"),
+            (["--config", "{tmp}/missing.yaml"], "missing.yaml"),
+            (["--config", "{tmp}/afile.txt"], "afile.txt"),
+            (["--resume"], "--resume: no"),
+            (["--resume", "--overwrite"], "give one"),
+            (["--out", "{tmp}/afile.txt"], "is a file"),
+            (["--bogus", "1"], "bogus"),
+        ]
+    ],
+    (inverse_fit.main, ["--out", "{tmp}/r"], "--events is required"),
+    (inverse_fit.main, ["--events", "{tmp}/missing.npz", "--out", "{tmp}/r"], "not found"),
+    (inverse_fit.main, ["--events", "{tmp}/afile.txt", "--out", "{tmp}/r"], "unknown type"),
+    # the maximum-likelihood yardstick and its closure
+    (mle.main, ["--out", "{tmp}/m"], "--events is required"),
+    (mle.main, ["--events", "{obs}", "--starts", "0", "--out", "{tmp}/m"], "starts must be"),
+    (mle.main, ["--events", "{obs}", "--seed", "-2", "--out", "{tmp}/m"], "seed must be"),
+    (mle.main, ["--events", "{obs}", "--theory", "dis", "--out", "{tmp}/m"], "theory"),
+    (mle.main, ["--events", "{obs}", "--out", "{tmp}/afile.txt"], "is a file"),
+    (closure.main, ["--starts", "0", "--out", "{tmp}/c"], "starts must be"),
+    (closure.main, ["--cases", "[Z]", "--out", "{tmp}/c"], "unknown case"),
+    (closure.main, ["--theta", "[9, 0, 3, 1, 0, 4]", "--out", "{tmp}/c"], "outside"),
+    (closure.main, ["--theta", "[1, 2]", "--out", "{tmp}/c"], "values"),
+    (closure.main, ["--out", "{tmp}/afile.txt"], "is a file"),
+    (closure.main, ["--seed", "-5", "--out", "{tmp}/c"], "seed must be"),
+    # the black-box closure: every stage's input checked before the first stage runs
+    (blackbox.main, ["--case", "Q", "--out", "{tmp}/b"], "unknown case"),
+    (blackbox.main, ["--theta", "[1, 2]", "--out", "{tmp}/b"], "values"),
+    (blackbox.main, ["--theory", "nope", "--out", "{tmp}/b"], "unknown theory"),
+    (blackbox.main, ["--surrogate.family", "diffusion", "--out", "{tmp}/b"], "diffusion"),
+    (blackbox.main, ["--surrogate.config", "{tmp}/no.yaml", "--out", "{tmp}/b"], "not found"),
+    (blackbox.main, ["--inverse", "{tmp}/no.yaml", "--out", "{tmp}/b"], "no.yaml"),
+    (blackbox.main, ["--training.n_params", "0", "--out", "{tmp}/b"], "n_params"),
+    (blackbox.main, ["--out", "{tmp}/afile.txt"], "is a file"),
 ]
 
 
@@ -151,13 +215,28 @@ def test_a_broken_file_is_refused_in_one_line(tmp_path, name):
     CATALOGUE,
     ids=[f"{m.__module__.split('.')[-1]}:{' '.join(a)[:60]}" for m, a, _ in CATALOGUE],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, main, argv, words):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, main, argv, words, obs_file):
     (tmp_path / "afile.txt").write_text("a file, not a folder")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    status, _, err = run_cli(main, [a.format(tmp=tmp_path) for a in argv], capsys)
+    argv = [a.format(tmp=tmp_path, obs=obs_file) for a in argv]
+    status, _, err = run_cli(main, argv, capsys)
     assert status not in (0, None), f"exit {status} for {argv}"
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert "Traceback" not in err and words in err, err
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert after == before, f"{argv} left {set(after) - set(before)}"
     assert not Path("x.npz").exists()
+
+
+def test_a_finished_outer_gan_run_is_never_overwritten_silently(tmp_path, capsys, obs_file):
+    out = tmp_path / "run"
+    tiny = ["--events", str(obs_file), "--out", str(out), "--steps", "6", "--replicas", "3"]
+    tiny += ["--events_per_step", "16", "--compare_mle", "false", "--no-progress"]
+    assert run_cli(inverse_fit.main, tiny, capsys)[0] == 0
+    first = (out / "metrics.json").read_text()
+    status, _, err = run_cli(inverse_fit.main, [*tiny, "--seed", "3"], capsys)
+    assert status == 2 and "holds a finished run" in err and "--overwrite" in err, err
+    assert (out / "metrics.json").read_text() == first, "a refused run touched the results"
+    assert run_cli(inverse_fit.main, [*tiny, "--seed", "3", "--overwrite"], capsys)[0] == 0
+    assert (out / "metrics.json").read_text() != first
+    assert not list(out.glob("**/*.part")), "a temporary file was left"

@@ -214,7 +214,7 @@ def test_detector_bad_settings(theory: DISTheory) -> None:
 
 
 def test_detector_of_the_data_and_of_the_config_must_agree(theory: DISTheory) -> None:
-    from inverse.fit import check_detector
+    from inverse.sources import check_detector
 
     det = make_detector(DETECTOR_DEFAULTS, theory)
     plain = simulate_observed(theory, DIS_TRUTH_2, [500, 500], seed=1)

@@ -12,8 +12,10 @@ import yaml
 from pytorch_lightning.callbacks import Callback
 
 from inverse.config import GanConfig
-from inverse.fit import load_config, main, make_source, run_outer_gan
+from inverse.fit import main
 from inverse.gan import BatchedMLP, OuterGAN, make_replicas
+from inverse.sources import make_source
+from inverse.training import load_config, run_outer_gan
 from surrogates.data import CASES, read_events, simulate_observed, write_events
 from surrogates.errors import InputError
 from surrogates.models import FlowSurrogate
@@ -137,7 +139,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, proxy, monkeypatc
     cfg = _cfg(steps=60, replicas=3, events_per_step=32, compare_mle=False)
     cfg = replace(cfg, trainer=replace(cfg.trainer, checkpoint_every=20))
     cfg = replace(cfg, gan=replace(cfg.gan, trace_every=5))
-    import inverse.fit as fit
+    import inverse.training as fit
 
     original = fit.pl.Trainer
 

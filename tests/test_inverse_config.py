@@ -102,6 +102,7 @@ SAMPLES = {
     "--trainer.devices": "2",
     "--trainer.strategy": "ddp",
     "--trainer.checkpoint_every": "50",
+    "--overwrite": "true",
 }
 
 
@@ -125,15 +126,16 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 37
-    )  # every key of the YAML: 16 top-level, 19 gan, 4 trainer, minus blocks
+        len(options) == 38
+    )  # every key of the YAML: 17 top-level, 19 gan, 4 trainer, minus blocks
     for option in options:
         cfg = parse_cli(FitConfig, [option, SAMPLES[option]], "prog", None)
         expected = yaml.safe_load(SAMPLES[option])
         assert _lookup(cfg, option) == expected, option
         assert _lookup(cfg, option) != _lookup(FitConfig(), option), option
     # all at once, too, and the argparse era's spellings
-    argv = [x for option in options for x in (option, SAMPLES[option])]
+    # (--overwrite and --resume exclude each other)
+    argv = [x for option in options if option != "--overwrite" for x in (option, SAMPLES[option])]
     assert parse_cli(FitConfig, argv, "prog", None).gan.d_dtype == "float32"
     old = ["--events-per-step", "16", "--no-progress", "--trainer.devices", "2"]
     cfg = parse_cli(FitConfig, old, "prog", None)

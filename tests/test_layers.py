@@ -42,6 +42,10 @@ def test_the_package_keeps_its_layers() -> None:
         ("surrogates/theory/base.py", "def _up():\n    import surrogates.models\n"),
         # a library module importing an entry point
         ("surrogates/zoo.py", "def _up():\n    from surrogates.simulate import main\n"),
+        # the outer GAN's library importing its command line
+        ("inverse/gan.py", "def _up():\n    from inverse.fit import main\n"),
+        # one entry point importing another
+        ("inverse/blackbox.py", "def _up():\n    from inverse.closure import main\n"),
     ],
 )
 def test_an_import_against_the_layers_is_caught(tmp_path: Path, module: str, line: str) -> None:

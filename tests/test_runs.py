@@ -10,7 +10,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from surrogates.data import read_events, write_events
-from surrogates.runs import AtomicCheckpointIO, write_json
+from surrogates.runs import SafeCheckpointIO, write_json
 
 
 def _interrupted(self: object, checkpoint: dict, path: Path, *args: object) -> None:
@@ -19,7 +19,7 @@ def _interrupted(self: object, checkpoint: dict, path: Path, *args: object) -> N
 
 
 def test_an_interrupted_checkpoint_save_leaves_the_previous_one_whole(tmp_path, monkeypatch):
-    io = AtomicCheckpointIO()
+    io = SafeCheckpointIO()
     last = tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, last)
     monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", _interrupted)
@@ -86,3 +86,22 @@ def test_a_run_folder_has_one_writer_and_a_finished_run_is_kept(tmp_path):
     with pytest.raises(InputError, match="is a file"):
         with claim_run_dir(tmp_path / "file"):
             pass
+
+
+def test_a_checkpoint_is_loaded_without_running_code(tmp_path):
+    from surrogates.errors import InputError
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (tmp_path / "ran",))
+
+    io = SafeCheckpointIO()
+    torch.save({"state_dict": {}, "evil": Payload()}, tmp_path / "evil.ckpt")
+    (tmp_path / "text.ckpt").write_text("not a checkpoint")
+    for name in ("evil.ckpt", "text.ckpt", "missing.ckpt"):
+        with pytest.raises(InputError) as err:
+            io.load_checkpoint(tmp_path / name)
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "ran").exists()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(2)}, "epoch": 3}, tmp_path / "ok.ckpt")
+    assert io.load_checkpoint(tmp_path / "ok.ckpt")["epoch"] == 3
