@@ -47,4 +47,4 @@ lint: setup
 	$(BIN)/ruff check surrogates inverse tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs build dist *.egg-info

@@ -14,7 +14,7 @@ if [ "$name" = flow-dis ]; then  # inclusive DIS: 2-D events on the unit square 
   $python -m surrogates.fit flow --config configs/surrogates/flow-dis.yaml --data runs/dis/train.npz \
       --trainer.max_epochs "${EPOCHS:-25}" --trainer.enable_progress_bar false \
       --eval.shift_events "${SHIFT_EVENTS:-1000000}" --out runs/dis/flow
-  $python -m surrogates.zoo export runs/dis/flow --name flow-dis
+  $python -m surrogates.zoo export runs/dis/flow --name flow-dis --folder checkpoints
   exit 0
 fi
 test -f runs/zoo/train.npz || $python -m surrogates.simulate training --theory proxy --n-params 20000 \
@@ -53,4 +53,4 @@ esac
 $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data runs/zoo/train.npz \
     --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
     --out "runs/zoo/$name" "${extra[@]}"
-$python -m surrogates.zoo export "runs/zoo/$name" --name "$name"
+$python -m surrogates.zoo export "runs/zoo/$name" --name "$name" --folder checkpoints

@@ -57,12 +57,13 @@ import yaml
 
 from surrogates.errors import InputError
 from surrogates.models import FAMILIES
+from surrogates.resources import config_file, source_checkout
 from surrogates.runs import cli_errors, environment
 from surrogates.validation import ArgumentParser, check_int, check_seed
 
 __all__ = ["SPACE", "build_problem", "run_evaluation", "run_search", "main"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the repository in a source checkout
 
 # name: (DeepHyper range or choices, prior kind, families) — see the module docstring
 SPACE: dict[str, tuple] = {
@@ -88,7 +89,7 @@ def build_problem(family: str, backends: Sequence[str] | None = None):  # noqa: 
     """DeepHyper's `HpProblem` for ``family`` (defaults: the family's shipped YAML)."""
     from deephyper.hpo import HpProblem
 
-    defaults = yaml.safe_load((ROOT / "configs" / "surrogates" / f"{family}.yaml").read_text())
+    defaults = yaml.safe_load(config_file(f"surrogates/{family}.yaml").read_text())
     model, data = defaults.get("model", {}), defaults.get("data", {})
     hidden = list(model.get("hidden", [128, 128]))
     start = {
@@ -170,7 +171,7 @@ def run_evaluation(job, family: str, out: str, budget: dict) -> dict | str:  # n
         else Path(out) / "evals" / job_id
     )
     cmd = [sys.executable, "-m", "surrogates.fit", family]
-    cmd += ["--config", str(ROOT / "configs" / "surrogates" / f"{family}.yaml")]
+    cmd += ["--config", str(config_file(f"surrogates/{family}.yaml"))]
     cmd += ["--data.path", budget["data"], "--trainer.max_epochs", str(budget["epochs"])]
     cmd += ["--trainer.enable_progress_bar", "false", "--seed_everything", str(budget["seed"])]
     cmd += [
@@ -186,7 +187,8 @@ def run_evaluation(job, family: str, out: str, budget: dict) -> dict | str:  # n
     t0 = time.perf_counter()
     env = os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.setdefault("WANDB_MODE", "offline")
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    cwd = ROOT if source_checkout() else Path(out)  # an installed package: never site-packages
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "fit.log").write_text(done.stdout + done.stderr)

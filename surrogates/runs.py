@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from surrogates.errors import InputError
+from surrogates.resources import resolve_config
 
 __all__ = [
     "environment",
@@ -302,10 +303,14 @@ def _merge(base: dict, new: dict, where: str) -> dict:
 
 def load_config(path: str | Path | None, defaults: dict, example: str) -> dict:
     """``defaults`` updated (recursively) by a YAML file; a missing or malformed file, a
-    non-mapping or an unknown key gets a one-line `InputError` that points at ``example``."""
+    non-mapping or an unknown key gets a one-line `InputError` that points at ``example``.
+
+    A path that does not exist names a shipped config when one has that name
+    (`surrogates.resources.resolve_config`: ``configs/inverse/proxy.yaml`` works from any folder).
+    """
     if path is None:
         return copy.deepcopy(defaults)
-    path = Path(path)
+    path = resolve_config(path)
     if not path.is_file():
         raise InputError(f"config '{path}' not found; see {example}")
     try:

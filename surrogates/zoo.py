@@ -1,7 +1,16 @@
 """Trained surrogates on disk: export with a JSON card, load with checks, list what is shipped.
 
     python -m surrogates.zoo list
-    python -m surrogates.zoo export runs/flow --name flow-zuko     # → checkpoints/flow-zuko.{ckpt,json}
+    python -m surrogates.zoo export runs/flow --name my-flow     # → EXPORT_DIR/my-flow.{ckpt,json}
+    python -c "import surrogates; s = surrogates.load_surrogate('my-flow')"
+
+Names are looked up along the zoo path, first match wins: the folders of $SURROGATE_ZOO_PATH
+(os.pathsep-separated, ':' on Linux and macOS) or, when it is unset, the user zoo folder
+(~/.local/share/surrogate-zoo on Linux, honouring $XDG_DATA_HOME; ~/Library/Application
+Support/surrogate-zoo on macOS; %LOCALAPPDATA%\\surrogate-zoo on Windows); then the zoo shipped
+with the package. `export` writes to --folder, by default the first folder of $SURROGATE_ZOO_PATH,
+else the repository's checkpoints/ when running from a source checkout, else the user zoo folder:
+never into the installed package.
 
 A card holds family, backend, theory (name, parameters, prior box, x range), training data,
 metrics, package version and the checkpoint's SHA-256. `load_surrogate` refuses a missing or
@@ -24,7 +33,7 @@ import torch
 from surrogates._version import __version__
 from surrogates.errors import InputError
 from surrogates.models import Surrogate, get_family
-from surrogates.resources import checkpoint_dir
+from surrogates.resources import ZOO_PATH_ENV, checkpoint_dir, export_dir, zoo_path
 from surrogates.runs import atomic_path, cli_errors, write_json
 from surrogates.theory import Theory, get_theory, installed_theory
 
@@ -55,16 +64,24 @@ def _compatible(version: str) -> bool:
     return version.split(".")[:2] == __version__.split(".")[:2]
 
 
-def list_checkpoints(folder: str | Path = CHECKPOINTS, theory: str | None = None) -> list[str]:
-    """Names of the checkpoints with cards in a folder (only those of ``theory`` if given)."""
-    names = sorted(p.stem for p in Path(folder).glob("*.json") if p.with_suffix(".ckpt").exists())
-    if theory is None:
-        return names
+def _zoo_cards(folders: Sequence[Path]) -> dict[str, Path]:
+    """Name → card of every checkpoint with a card in ``folders``; the first folder wins a name."""
+    cards: dict[str, Path] = {}
+    for folder in folders:
+        for card in sorted(Path(folder).glob("*.json")):
+            if card.with_suffix(".ckpt").is_file():
+                cards.setdefault(card.stem, card)
+    return dict(sorted(cards.items()))
+
+
+def list_checkpoints(folder: str | Path | None = None, theory: str | None = None) -> list[str]:
+    """Names of the checkpoints with cards in ``folder``, by default along the zoo path (see the
+    module docstring); only those of ``theory`` if given."""
+    cards = _zoo_cards(zoo_path() if folder is None else [Path(folder)])
     return [
-        n
-        for n in names
-        if json.loads((Path(folder) / f"{n}.json").read_text()).get("theory", {}).get("theory")
-        == theory
+        name
+        for name, card in cards.items()
+        if theory is None or json.loads(card.read_text()).get("theory", {}).get("theory") == theory
     ]
 
 
@@ -91,14 +108,17 @@ def card_of(path: str | Path) -> dict:
 
 
 def resolve_checkpoint(path_or_name: str | Path) -> Path:
-    """A zoo name or a .ckpt path → the checkpoint file, or an InputError listing the shipped ones."""
-    path = Path(path_or_name)
+    """A zoo name (the first match along the zoo path) or a .ckpt path → the checkpoint file, or
+    an InputError listing the names on the zoo path."""
+    path: Path | None = Path(path_or_name)
     if path.suffix != ".ckpt":
-        path = CHECKPOINTS / f"{path_or_name}.ckpt"
-    if not path.is_file():
-        known = ", ".join(list_checkpoints()) or "none shipped yet"
+        card = _zoo_cards(zoo_path()).get(str(path_or_name))
+        path = card.with_suffix(".ckpt") if card else None
+    if path is None or not path.is_file():
+        known = ", ".join(list_checkpoints()) or "none found"
         raise InputError(
-            f"checkpoint '{path_or_name}' not found; give a .ckpt path or a zoo name ({known})"
+            f"checkpoint '{path_or_name}' not found; give a .ckpt path or a zoo name ({known}), "
+            f"or add its folder to ${ZOO_PATH_ENV}"
         )
     return path
 
@@ -107,7 +127,8 @@ def load_surrogate(path_or_name: str | Path, theory: str | Theory | None = None)
     """A trained surrogate, ready as an EventSource (eval mode, on the CPU).
 
     Args:
-        path_or_name: a ``.ckpt`` file, or the name of a checkpoint shipped in ``checkpoints/``.
+        path_or_name: a ``.ckpt`` file, or the name of a checkpoint on the zoo path (your
+            ``$SURROGATE_ZOO_PATH`` folders or user zoo folder, then the shipped zoo).
         theory: when given, the surrogate must be of this theory with the same prior box.
 
     Raises:
@@ -188,9 +209,11 @@ def save_model(model: Surrogate, path: str | Path) -> Path:
 
 
 def export_checkpoint(
-    source: str | Path, name: str, folder: str | Path = CHECKPOINTS, metrics: dict | None = None
+    source: str | Path, name: str, folder: str | Path | None = None, metrics: dict | None = None
 ) -> Path:
     """Copy a trained model (a run directory or a .ckpt) into ``folder`` as ``name.ckpt`` + card.
+
+    ``folder`` defaults to `surrogates.resources.export_dir` (see the module docstring).
 
     Only the weights and hyperparameters are kept (no optimizer state), so checkpoints stay small.
     """
@@ -223,7 +246,7 @@ def export_checkpoint(
         for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version", _KEY)
         if k in raw
     }
-    folder = Path(folder)
+    folder = export_dir() if folder is None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{name}.ckpt"
     with atomic_path(out) as tmp:
@@ -264,13 +287,22 @@ def export_checkpoint(
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m surrogates.zoo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m surrogates.zoo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="the shipped checkpoints and their headline metrics")
-    exp = sub.add_parser("export", help="copy a trained run into checkpoints/ with a card")
+    sub.add_parser("list", help="the checkpoints on the zoo path and their headline metrics")
+    exp = sub.add_parser("export", help="copy a trained run into the zoo with a card")
     exp.add_argument("run", help="run directory of surrogates.fit, or a .ckpt")
     exp.add_argument("--name", required=True)
-    exp.add_argument("--folder", default=str(CHECKPOINTS))
+    exp.add_argument(
+        "--folder",
+        default=None,
+        help=f"where to write (default here: {export_dir()}; the first folder of "
+        f"${ZOO_PATH_ENV}, else checkpoints/ in a source checkout, else the user zoo folder)",
+    )
     args = parser.parse_args(argv)
     if args.cmd == "export":
         out = export_checkpoint(args.run, args.name, args.folder)
@@ -278,8 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json').name}"
         )
         return 0
-    for name in list_checkpoints():
-        card = json.loads((CHECKPOINTS / f"{name}.json").read_text())
+    for name, path in _zoo_cards(zoo_path()).items():
+        card = json.loads(path.read_text())
         m = card.get("metrics", {})
         shift = m.get("theta_shift_crb")
         unit = "σ_CRB(A)" if card.get("theory", {}).get("theory") == "proxy" else "σ_CRB(closure)"

@@ -11,7 +11,7 @@ import torch
 from surrogates.sampling import InverseCDFSampler
 from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate
 
-SHIPPED = list_checkpoints(theory="proxy")  # the DIS flow: tests/test_dis.py
+SHIPPED = list_checkpoints(CHECKPOINTS, theory="proxy")  # the DIS flow: tests/test_dis.py
 HELD_OUT = [[1.5, 0.2, 2.0, 1.8, -0.3, 2.5], [2.5, -0.7, 3.5, 0.8, 0.1, 3.0]]
 
 
