@@ -13,6 +13,7 @@ command-line style overrides. The steps: `build_cli` (parse, check, instantiate)
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import time
 import warnings
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from jsonargparse import DefaultHelpFormatter
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import CSVLogger
@@ -196,8 +198,9 @@ def build_cli(family: str, args: Sequence[str], description: str | None = None) 
     """
     model_class = get_family(family)
     args = _resolve_configs(_expand_shorthand(list(args)))
-    if not any(a == "--config" or a.startswith("--config=") for a in args):
-        args = ["--config", str(default_config(family)), *args]
+    given = any(a in ("--config", "-c") or a.startswith("--config=") for a in args)
+    # the shipped config as the parser's defaults: --help shows them, a --config replaces them
+    defaults = [] if given else [str(default_config(family))]
     with warnings.catch_warnings():  # args are given on purpose, whatever sys.argv holds
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return SurrogateCLI(
@@ -216,6 +219,8 @@ def build_cli(family: str, args: Sequence[str], description: str | None = None) 
             parser_kwargs={
                 "prog": f"python -m surrogates.fit {family}",
                 "description": description or __doc__,
+                "default_config_files": defaults,
+                "formatter_class": _HelpFormatter,
             },
         )
 
@@ -311,6 +316,10 @@ def write_outputs(cli: SurrogateCLI, out: Path, metrics: dict) -> None:
 # --- the steps' parts ------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description's lines (its examples) kept as written."""
+
+
 def _config_args(config: dict | str | Path | None) -> list[str]:
     """``--config`` options for `fit_surrogate`'s ``config`` (none: the shipped default)."""
     if config is None:
@@ -346,7 +355,7 @@ def _resolve_configs(argv: list[str]) -> list[str]:
     """Every ``--config NAME`` as a path: the file as given, or the shipped config of that name."""
     out = list(argv)
     for i, a in enumerate(out):
-        if a == "--config" and i + 1 < len(out):
+        if a in ("--config", "-c") and i + 1 < len(out):
             out[i + 1] = _resolved(out[i + 1])
         elif a.startswith("--config="):
             out[i] = "--config=" + _resolved(a.split("=", 1)[1])
