@@ -363,6 +363,8 @@ def _resolve_configs(argv: list[str]) -> list[str]:
 
 
 def _resolved(value: str) -> str:
+    if "\n" in value:  # the YAML text of a dict config (fit_surrogate), not a path
+        return value
     path = resolve_config(value)
     return str(path) if path.is_file() else value
 
