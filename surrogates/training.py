@@ -1,7 +1,7 @@
 """The training run behind ``python -m surrogates.fit``: `fit_surrogate` from Python, in named steps.
 
-    >>> from surrogates.training import fit_surrogate
-    >>> metrics = fit_surrogate("flow", overrides=["--trainer.max_epochs", "3"], out="runs/flow")
+    from surrogates.training import fit_surrogate
+    metrics = fit_surrogate("flow", overrides=["--trainer.max_epochs", "3"], out="runs/flow")
 
 A run is LightningCLI over a surrogate family and `TrainingDataModule`: the family's shipped
 recommended config (``configs/surrogates/FAMILY.yaml``) unless another config is given, then
@@ -82,7 +82,8 @@ def fit_surrogate(
         progress: False hides Lightning's progress bar.
 
     Returns:
-        The metrics, as written to ``out/metrics.json`` (empty in the non-zero ranks of DDP).
+        The metrics, as written to ``out/metrics.json``. Under DDP (``--trainer.devices 2``)
+        Lightning starts the calling script again in each further process; there it returns {}.
     """
     args = _config_args(config)
     if not progress:
