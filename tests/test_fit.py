@@ -97,3 +97,9 @@ def test_no_option_fit_uses_the_shipped_recommended_config():
     bare = ROOT / "configs" / "surrogates" / "vaim.yaml"
     vae = _print_config("vae", "--config", str(bare.with_name("vae.yaml")))
     assert vae["model"]["latent"] == 2
+
+
+def test_bad_eval_checkpoint_is_refused_before_training(tmp_path):
+    with pytest.raises(InputError, match="choose best or last"):
+        fit_surrogate("flow", TINY, overrides=["--eval.checkpoint", "worst"], out=tmp_path / "r")
+    assert not (tmp_path / "r" / "checkpoints").exists(), "refused before any training"
