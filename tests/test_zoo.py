@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from surrogates import fit, zoo
+from surrogates import fit, training, zoo
 from surrogates.errors import InputError, ParameterError
 from surrogates.models import (
     FAMILIES,
@@ -378,13 +378,13 @@ def test_init_from_copies_a_trained_surrogates_weights(tmp_path):
     trained.norms_fitted.fill_(True)
     path = zoo.save_model(trained, tmp_path / "vae.ckpt")
     fresh = VAESurrogate(hidden=(16, 16))
-    fit._init_weights(fresh, str(path), "proxy")
+    training.init_weights(fresh, str(path), "proxy")
     for (name, a), b in zip(trained.state_dict().items(), fresh.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     with pytest.raises(InputError, match="same kind"):
-        fit._init_weights(GANSurrogate(hidden=(16, 16)), str(path), "proxy")
+        training.init_weights(GANSurrogate(hidden=(16, 16)), str(path), "proxy")
     with pytest.raises(InputError, match="other sizes"):
-        fit._init_weights(VAESurrogate(hidden=(8,)), str(path), "proxy")
+        training.init_weights(VAESurrogate(hidden=(8,)), str(path), "proxy")
 
 
 def test_fit_cli_errors(capsys):

@@ -67,7 +67,9 @@ class Surrogate(pl.LightningModule):
         norm_weight: weight of the norm regression loss (when trained jointly, norm_steps = 0).
         norm_steps: if > 0, the norm network is fitted alone to the training set's norms for this
             many Adam steps when training starts, then kept fixed; a plain regression converges
-            far better on its own than inside the shape model's optimizer and schedule.
+            far better on its own than inside the shape model's optimizer and schedule. These
+            steps run before the first epoch, with no progress bar; at 20000 on a CPU they are
+            most of a short run's time (a couple of thousand suit a quick try).
     """
 
     family: str = "surrogate"

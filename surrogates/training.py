@@ -1,0 +1,427 @@
+"""The training run behind ``python -m surrogates.fit``: `fit_surrogate` from Python, in named steps.
+
+    from surrogates.training import fit_surrogate
+    metrics = fit_surrogate("flow", overrides=["--trainer.max_epochs", "3"], out="runs/flow")
+
+A run is LightningCLI over a surrogate family and `TrainingDataModule`: the family's shipped
+recommended config (``configs/surrogates/FAMILY.yaml``) unless another config is given, then
+command-line style overrides. The steps: `build_cli` (parse, check, instantiate), `write_config`
+(the resolved ``config.yaml``, once, before training), `init_weights` (``--init_from``), `train`,
+`evaluate` (fidelity at held-out θ against the exact theory) and `write_outputs` (``metrics.json``,
+``environment.json``, the wandb summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import yaml
+from jsonargparse import DefaultHelpFormatter
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import CSVLogger
+
+from surrogates.data import TrainingDataModule
+from surrogates.errors import InputError
+from surrogates.metrics import HELD_OUT_SEED_OFFSET, evaluate_surrogate
+from surrogates.models import Surrogate, get_family
+from surrogates.resources import config_file, resolve_config
+from surrogates.runs import (
+    default_run_dir,
+    environment,
+    is_rank_zero,
+    unused_parameters_strategy,
+    write_json,
+)
+from surrogates.theory import get_theory
+from surrogates.tracking import finish_wandb, per_name, wandb_logger
+from surrogates.zoo import load_surrogate
+
+__all__ = [
+    "fit_surrogate",
+    "run_fit",
+    "SurrogateCLI",
+    "build_cli",
+    "default_config",
+    "write_config",
+    "init_weights",
+    "train",
+    "evaluate",
+    "write_outputs",
+]
+
+EVAL_CHECKPOINTS = ("best", "last")
+
+
+def fit_surrogate(
+    family: str,
+    config: dict | str | Path | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train a surrogate of ``family`` and measure it; the Python face of ``surrogates.fit``.
+
+    Args:
+        family: "flow", "gan", "vae" or "vaim".
+        config: the run's config with the YAML's structure (``model``, ``data``, ``trainer``,
+            ``eval``, ``seed_everything``) as a dict, or a YAML path (a shipped one by its name
+            under ``configs/``, e.g. ``"surrogates/flow-dis.yaml"``); None: the family's shipped
+            recommended config. A given config replaces the shipped one (class defaults fill
+            what it leaves out).
+        overrides: command-line style options applied after ``config``, e.g.
+            ``["--trainer.max_epochs", "3", "--data", "train.npz"]``.
+        out: the run directory (default ``runs/FAMILY-<time>``).
+        progress: False hides Lightning's progress bar.
+
+    Returns:
+        The metrics, as written to ``out/metrics.json``. Under DDP (``--trainer.devices 2``)
+        Lightning starts the calling script again in each further process; there it returns {}.
+    """
+    args = _config_args(config)
+    if not progress:
+        args += ["--trainer.enable_progress_bar", "false"]
+    args += list(overrides)
+    if out is not None:
+        args += ["--out", str(out)]
+    return run_fit(family, args)[1]
+
+
+def run_fit(family: str, args: Sequence[str], description: str | None = None) -> tuple[Path, dict]:
+    """One run from command-line style ``args`` (those after the family, ``description`` the
+    ``--help`` text); returns the run directory and the metrics."""
+    cli = build_cli(family, args, description)
+    out = Path(cli.config["out"])
+    write_config(cli, out)
+    if cli.config["init_from"]:
+        init_weights(cli.model, cli.config["init_from"], cli.config["data"]["theory"])
+    seconds = train(cli)
+    if cli.trainer.global_rank != 0:  # under DDP the other processes stop here
+        return out, {}
+    metrics = evaluate(cli, out, seconds)
+    write_outputs(cli, out, metrics)
+    return out, metrics
+
+
+def default_config(family: str) -> Path:
+    """The family's shipped recommended config, ``configs/surrogates/FAMILY.yaml``."""
+    return config_file(f"surrogates/{family}.yaml")
+
+
+class SurrogateCLI(LightningCLI):
+    """LightningCLI with ``--out``, ``--ckpt_path``, ``--init_from`` and ``--eval.*``; the theory
+    linked from data to model; the package's checkpoints and loggers beside the user's."""
+
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - LightningArgumentParser
+        parser.add_argument(
+            "--out",
+            type=str | None,
+            default=None,
+            help="run directory (default runs/<family>-<time>)",
+        )
+        parser.add_argument(
+            "--ckpt_path", type=str | None, default=None, help="'last' resumes the run in --out"
+        )
+        parser.add_argument(
+            "--init_from",
+            type=str | None,
+            default=None,
+            help="start from the weights of this checkpoint (a .ckpt or zoo name of the same "
+            "family, theory and network sizes) with a fresh optimizer and schedule: fine-tuning",
+        )
+        parser.add_argument(
+            "--eval.checkpoint",
+            type=str,
+            default="best",
+            help="evaluate and report 'best' (validation loss) or 'last'",
+        )
+        parser.add_argument(
+            "--eval.held_out", type=int, default=5, help="held-out θ for the fidelity plots/metrics"
+        )
+        parser.add_argument(
+            "--eval.events",
+            type=int,
+            default=100_000,
+            help="events per channel per held-out θ (histograms, W1, KS, C2ST)",
+        )
+        parser.add_argument(
+            "--eval.shift_events",
+            type=int,
+            default=1_000_000,
+            help="events per channel per held-out θ for theta_shift_crb, whose noise falls as "
+            "1/√N: 10000000 for the zoo's full measurement (several times slower); 0 skips it",
+        )
+        parser.link_arguments("data.theory", "model.theory")
+        if "grid_size" in inspect.signature(self.model_class).parameters:
+            parser.link_arguments("data.grid_size", "model.grid_size")
+
+    def before_instantiate_classes(self) -> None:
+        """Fill in the run directory and the resume checkpoint; refuse a bad --eval.checkpoint."""
+        config = self.config
+        if not config["out"]:
+            config["out"] = default_run_dir(self.model_class.family)
+        if config["ckpt_path"] == "last":
+            config["ckpt_path"] = str(_last_checkpoint(Path(config["out"])))
+        which = config["eval"]["checkpoint"]
+        if which not in EVAL_CHECKPOINTS:
+            raise InputError(f"--eval.checkpoint '{which}': choose best or last")
+
+    def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201
+        out = Path(self.config["out"])
+        # after the user's own --trainer.callbacks, which these kwargs would otherwise replace
+        user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        kwargs["callbacks"] = [*(user if isinstance(user, list) else [user]), *_checkpoints(out)]
+        cfg = self.config.as_dict()
+        kwargs["logger"] = _loggers(out, self.model_class.family, cfg)
+        kwargs["default_root_dir"] = str(out)
+        trainer = cfg["trainer"]
+        strategy = unused_parameters_strategy(
+            trainer.get("strategy"), trainer.get("devices"), trainer.get("num_nodes") or 1
+        )
+        if not self.model.automatic_optimization and strategy != trainer.get("strategy"):
+            kwargs["strategy"] = strategy  # the GAN: critic and generator on separate losses
+        return super().instantiate_trainer(**kwargs)
+
+
+def build_cli(family: str, args: Sequence[str], description: str | None = None) -> SurrogateCLI:
+    """Parse ``args`` over the family's shipped config and instantiate model, data and trainer.
+
+    Without ``--config`` the family's shipped recommended config comes first; a ``--config``
+    (a path, or a shipped config's name such as ``surrogates/flow-dis.yaml``) replaces it.
+    ``--data FILE.npz`` is short for ``--data.path FILE.npz``.
+    """
+    model_class = get_family(family)
+    args = _resolve_configs(_expand_shorthand(list(args)))
+    given = any(a in ("--config", "-c") or a.startswith("--config=") for a in args)
+    # the shipped config as the parser's defaults: --help shows them, a --config replaces them
+    defaults = [] if given else [str(default_config(family))]
+    with warnings.catch_warnings():  # args are given on purpose, whatever sys.argv holds
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return SurrogateCLI(
+            model_class,
+            TrainingDataModule,
+            run=False,
+            args=args,
+            save_config_callback=None,
+            seed_everything_default=1,
+            trainer_defaults={
+                "accelerator": "auto",
+                "devices": 1,
+                "log_every_n_steps": 10,
+                "max_epochs": 10,
+            },
+            parser_kwargs={
+                "prog": f"python -m surrogates.fit {family}",
+                "description": description or __doc__,
+                "default_config_files": defaults,
+                "formatter_class": _HelpFormatter,
+            },
+        )
+
+
+def write_config(cli: SurrogateCLI, out: Path) -> Path:
+    """The resolved ``config.yaml`` of the run, written once before training (rank zero only)."""
+    path = out / "config.yaml"
+    if is_rank_zero():  # under DDP the other processes write nothing
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(cli.parser.dump(cli.config, format="yaml", skip_none=False))
+    return path
+
+
+def init_weights(model: Surrogate, source: str, theory: str) -> None:
+    """Copy a trained surrogate's weights (its norm network too, marked fitted) into ``model``."""
+    trained = load_surrogate(source, theory)
+
+    def kind(m: Surrogate) -> str:
+        return f"{m.family} surrogate ({getattr(m, 'backend', None) or 'no backend'})"
+
+    if kind(trained) != kind(model):
+        raise InputError(
+            f"--init_from '{source}' is a {kind(trained)}; this fit trains a {kind(model)}: "
+            "give a checkpoint of the same kind"
+        )
+    try:
+        model.load_state_dict(trained.state_dict())
+    except RuntimeError:
+        raise InputError(
+            f"--init_from '{source}': its networks have other sizes than this config's; "
+            "use the same --model options it was trained with"
+        ) from None
+
+
+def train(cli: SurrogateCLI) -> float:
+    """Fit the model (resuming from ``--ckpt_path``); returns the training wall time in seconds."""
+    t0 = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
+    return time.perf_counter() - t0
+
+
+def evaluate(cli: SurrogateCLI, out: Path, train_seconds: float) -> dict:
+    """The run's metrics: its training summary and the fidelity of the ``--eval.checkpoint``
+    model at held-out θ against the exact theory (plots into ``out``)."""
+    model, checkpoint = _evaluated_model(cli, out)
+    theory = get_theory(cli.config["data"]["theory"])
+    trainer = cli.trainer
+    ev = cli.config["eval"]
+    return {
+        "model": model.family,
+        "backend": getattr(model, "backend", None),
+        "objective": getattr(model, "objective", None),
+        "theory": theory.name,
+        "train_seconds": train_seconds,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "val_loss": float(trainer.callback_metrics.get("val_loss", torch.tensor(float("nan")))),
+        "checkpoint": checkpoint,
+        **evaluate_surrogate(
+            model,
+            theory,
+            out,
+            n_held_out=ev["held_out"],
+            n_events=ev["events"],
+            seed=int(cli.config["seed_everything"]) + HELD_OUT_SEED_OFFSET,
+            shift_events=ev["shift_events"],
+        ),
+    }
+
+
+def write_outputs(cli: SurrogateCLI, out: Path, metrics: dict) -> None:
+    """``metrics.json`` and ``environment.json`` into ``out``; the wandb run closed with them."""
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "environment.json", environment())
+    theory = get_theory(cli.config["data"]["theory"])
+    names = theory.param_names
+    rows = zip(metrics.get("held_out_theta", []), metrics.get("theta_shift_crb_all", []))
+    finish_wandb(
+        cli.trainer.loggers,
+        metrics,
+        images={"heldout": out / "heldout.png"},
+        table=(
+            "held_out_fidelity",
+            ["point", *names, *(f"shift_{n}" for n in names)],
+            [[i, *theta, *shift] for i, (theta, shift) in enumerate(rows)],
+        ),
+        scalars=per_name(metrics, "theta_shift_crb", names)
+        | per_name(metrics, "c2st_auc", theory.channels)
+        | per_name(metrics, "w1", theory.channels),
+    )
+
+
+# --- the steps' parts ------------------------------------------------------------------------
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description's lines (its examples) kept as written."""
+
+
+def _config_args(config: dict | str | Path | None) -> list[str]:
+    """``--config`` options for `fit_surrogate`'s ``config`` (none: the shipped default)."""
+    if config is None:
+        return []
+    if isinstance(config, dict):
+        return ["--config", yaml.safe_dump(config, sort_keys=False)]
+    path = resolve_config(config)
+    if not path.is_file():
+        raise InputError(
+            f"config '{config}' not found; give a YAML file or a shipped config such as "
+            "surrogates/flow.yaml"
+        )
+    return ["--config", str(path)]
+
+
+def _expand_shorthand(argv: list[str]) -> list[str]:
+    """``--data FILE.npz`` → ``--data.path FILE.npz`` (``--data`` alone would read a YAML)."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--data" and i + 1 < len(argv) and argv[i + 1].endswith(".npz"):
+            out += ["--data.path", argv[i + 1]]
+            i += 2
+            continue
+        if a.startswith("--data=") and a.endswith(".npz"):
+            a = "--data.path=" + a.split("=", 1)[1]
+        out.append(a)
+        i += 1
+    return out
+
+
+def _resolve_configs(argv: list[str]) -> list[str]:
+    """Every ``--config NAME`` as a path: the file as given, or the shipped config of that name."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a in ("--config", "-c") and i + 1 < len(out):
+            out[i + 1] = _resolved(out[i + 1])
+        elif a.startswith("--config="):
+            out[i] = "--config=" + _resolved(a.split("=", 1)[1])
+    return out
+
+
+def _resolved(value: str) -> str:
+    if "\n" in value:  # the YAML text of a dict config (fit_surrogate), not a path
+        return value
+    path = resolve_config(value)
+    return str(path) if path.is_file() else value
+
+
+def _last_checkpoint(out: Path) -> Path:
+    path = out / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise InputError(f"--ckpt_path last: no {path} to resume; check --out")
+    return path
+
+
+def _checkpoints(out: Path) -> list[ModelCheckpoint]:
+    """best.ckpt by validation loss; last.ckpt rewritten every epoch (the resume point) whether
+    or not the validation loss improved (save_last=True refreshes it only with a new best)."""
+    folder = out / "checkpoints"
+    return [
+        ModelCheckpoint(dirpath=folder, filename="best", monitor="val_loss", save_top_k=1),
+        ModelCheckpoint(
+            dirpath=folder, filename="last", save_top_k=1, enable_version_counter=False
+        ),
+    ]
+
+
+def _loggers(out: Path, family: str, cfg: dict) -> list:
+    """CSV logs in ``out/logs`` and, unless ``WANDB_MODE=disabled``, a wandb run."""
+    loggers: list = [CSVLogger(out, name="logs", version="")]
+    backend, theory = cfg["model"].get("backend"), cfg["data"]["theory"]
+    trainer = cfg["trainer"]
+    wandb = wandb_logger(
+        out,
+        group=family,
+        job_type="fit",
+        tags=[family, backend, theory],
+        config={
+            "family": family,
+            "backend": backend,
+            "theory": theory,
+            "seed": cfg["seed_everything"],
+            "model": cfg["model"],
+            "data": cfg["data"],
+            "trainer": {
+                k: trainer.get(k)
+                for k in ("max_epochs", "max_steps", "accelerator", "devices", "strategy")
+            },
+            "eval": cfg["eval"],
+        },
+    )
+    return loggers if wandb is None else [*loggers, wandb]
+
+
+def _evaluated_model(cli: SurrogateCLI, out: Path) -> tuple[Surrogate, str | None]:
+    """The ``--eval.checkpoint`` model (the one in memory when there is no such file), in eval
+    mode, and its checkpoint path."""
+    path = out / "checkpoints" / f"{cli.config['eval']['checkpoint']}.ckpt"
+    model = cli.model
+    if path.is_file():
+        model = type(model).load_from_checkpoint(str(path), map_location="cpu")
+    model.eval()
+    return model, str(path) if path.is_file() else None
