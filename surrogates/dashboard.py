@@ -1,7 +1,8 @@
-"""`python -m surrogates.dashboard RUNS_DIR [RUNS_DIR ...] --out DIR`: a local comparison page.
+"""`python -m surrogates.dashboard [RUNS_DIR ...] [--zoo] --out DIR`: a local comparison page.
 
 Builds one self-contained static HTML file, ``DIR/index.html`` (no server, no internet: styles,
-the table-sorting script and every plot are inline), from the runs found under the given folders:
+the table-sorting script and every plot are inline), from the runs found under the given folders
+(and, with ``--zoo``, the checkpoints shipped with the package):
 
 * a sortable, filterable table of all runs with their key metrics;
 * training curves overlaid per surrogate family (and per theory for outer-GAN runs);
@@ -13,9 +14,12 @@ the table-sorting script and every plot are inline), from the runs found under t
 A run is whatever a fit left behind, read from the best source it has: a run directory of this
 package (``metrics.json``, ``config.yaml``, ``logs/metrics.csv``, PNG plots), else an offline wandb
 run (``wandb/offline-run-*``: config, summary, history and images from its ``.wandb`` file), else
-a Lightning CSV log (``metrics.csv`` beside ``hparams.yaml``).
+a Lightning CSV log (``metrics.csv`` beside ``hparams.yaml``). A checkpoint's card ``NAME.json``
+beside ``NAME.ckpt`` (what ``python -m surrogates.zoo export`` writes) is a run too: its family,
+theory, training data and held-out metrics fill the same tables, without curves or plots.
 
     python -m surrogates.dashboard runs/ --out runs/dashboard
+    python -m surrogates.dashboard --zoo --out docs/dashboard --screenshot docs/dashboard.png
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ import numpy as np
 import yaml
 
 from surrogates.errors import InputError
+from surrogates.resources import checkpoint_dir
 from surrogates.runs import cli_errors
 
-__all__ = ["Run", "find_runs", "load_run", "build_dashboard", "main"]
+__all__ = ["Run", "find_runs", "load_run", "build_dashboard", "screenshot", "main"]
 
 # Curves drawn per kind of run: (CSV/history column, x axis)
 CURVES = {
@@ -49,11 +54,13 @@ CURVES = {
 IMAGES = {"surrogate": ["heldout"], "inverse": ["traces", "curves", "events"]}
 # never runs: (a wandb run's own media/, files/, tmp/ are not entered: its folder is a run)
 _SKIP = {"latest-run", "checkpoints", "__pycache__", ".git", ".venv", "node_modules"}
+CARD = "zoo card"  # the origin of a run read from a checkpoint's card
 
 
 @dataclass
 class Run:
-    """One run, whatever it was read from (``origin``: run dir, wandb offline or CSV log)."""
+    """One run, whatever it was read from (``origin``: run dir, wandb offline, CSV log or zoo
+    card; ``path`` is the run's folder, or the card's file)."""
 
     name: str
     path: Path
@@ -78,6 +85,10 @@ class Run:
         return str(self.metrics.get("backend") or self.config.get("backend") or from_model or "")
 
     @property
+    def theory(self) -> str:
+        return str(self.metrics.get("theory") or self.config.get("theory") or "")
+
+    @property
     def group(self) -> str:
         """Whose curves are overlaid: the surrogate family, or outer-GAN runs per theory."""
         if self.kind == "inverse":
@@ -90,8 +101,12 @@ class Run:
 
 
 def find_runs(roots: Sequence[str | Path]) -> list[Path]:
-    """Run folders under ``roots``: a run directory claims its subtree (its own wandb and CSV
-    logs are read through it); elsewhere offline wandb runs and CSV logs count on their own."""
+    """Runs under ``roots``: run folders, and the card files of exported checkpoints.
+
+    A run directory claims its subtree (its own wandb and CSV logs are read through it);
+    elsewhere offline wandb runs and CSV logs count on their own, and so does each card
+    ``NAME.json`` that has its ``NAME.ckpt`` beside it (as `surrogates.zoo.list_checkpoints`
+    counts them; other JSON files are not cards)."""
     found: list[Path] = []
     for root in map(Path, roots):
         if not root.is_dir():
@@ -103,8 +118,11 @@ def find_runs(roots: Sequence[str | Path]) -> list[Path]:
             if "metrics.json" in files or running or any(f.endswith(".wandb") for f in files):
                 found.append(here)
                 dirs[:] = []
-            elif "metrics.csv" in files:
-                found.append(here)
+            else:
+                if "metrics.csv" in files:
+                    found.append(here)
+                cards = (f for f in sorted(files) if f.endswith(".json"))
+                found += [here / f for f in cards if f.removesuffix(".json") + ".ckpt" in files]
     return found
 
 
@@ -151,7 +169,9 @@ def _label(path: Path, root: Path) -> str:
 
 
 def load_run(path: Path, root: Path) -> Run:
-    """Read one run folder found by `find_runs`."""
+    """Read one run found by `find_runs` (a folder, or a checkpoint's card)."""
+    if path.is_file() and path.suffix == ".json":
+        return load_card(path)
     finished = (path / "metrics.json").is_file()
     if finished or (path / "config.yaml").is_file() and (path / "logs" / "metrics.csv").is_file():
         metrics = {}
@@ -201,6 +221,39 @@ def load_run(path: Path, root: Path) -> Run:
     metrics = _last_values(curves)
     name = f"{_label(owner, root)} (csv)"
     return Run(name, path, "CSV log", _kind(metrics, config, list(curves)), config, metrics, curves)
+
+
+def load_card(path: Path) -> Run:
+    """A checkpoint's card ``NAME.json`` as a surrogate run: what its fit measured (``metrics``),
+    the theory's parameter and channel names, and the training data and provenance (``config``).
+    A card that is not valid JSON, or lacks its metrics or family, is an InputError."""
+    from surrogates.zoo import card_of  # the torch-importing layer, only when cards are read
+
+    card = card_of(path.with_suffix(".ckpt"))
+    redo = "re-export it (python -m surrogates.zoo export RUN_DIR --name NAME)"
+    if not isinstance(card, dict) or not isinstance(card.get("metrics"), dict):
+        raise InputError(f"card {path} has no 'metrics' object; {redo}")
+    metrics = card["metrics"]
+    family = card.get("family") or metrics.get("model")
+    if not family:
+        raise InputError(f"card {path} names no 'family'; {redo}")
+    theory = card.get("theory") if isinstance(card.get("theory"), dict) else {}
+    data = card.get("training_data") if isinstance(card.get("training_data"), dict) else {}
+    config = {
+        "family": family,
+        "backend": card.get("backend") or metrics.get("backend") or "",
+        "theory": theory.get("theory") or metrics.get("theory") or "",
+        "param_names": theory.get("param_names"),
+        "channels": theory.get("channels"),
+        "data": data,
+        "seed": data.get("seed"),
+        "version": card.get("version"),
+        "exported": card.get("exported"),
+        "sha256": card.get("sha256"),
+        "size_bytes": card.get("size_bytes"),
+    }
+    name = str(card.get("name") or path.stem)
+    return Run(name, path, CARD, "surrogate", config, {"model": family} | metrics)
 
 
 def _last_values(curves: dict) -> dict:
@@ -260,14 +313,13 @@ def _seed(run: Run) -> float | None:
 
 def _names(run: Run, what: str, n: int) -> list[str]:
     """The run's parameter (``what="param_names"``) or channel (``"channels"``) names."""
-    names = run.metrics.get(what)
-    if isinstance(names, list) and len(names) == n:
-        return [str(x) for x in names]
-    theory = run.metrics.get("theory") or run.config.get("theory")
+    for names in (run.metrics.get(what), run.config.get(what)):
+        if isinstance(names, list) and len(names) == n:
+            return [str(x) for x in names]
     try:
         from surrogates.theory import get_theory
 
-        names = list(getattr(get_theory(str(theory)), what))
+        names = list(getattr(get_theory(run.theory), what))
         if len(names) == n:
             return names
     except Exception:  # noqa: BLE001 - an unknown theory: number them
@@ -431,7 +483,7 @@ def _runs_table(runs: list[Run]) -> str:
         source = str(m.get("source", "")).split("/")[-1] if r.kind == "inverse" else r.family
         rows.append(
             [
-                r.name, r.kind, source, r.backend, m.get("theory") or r.config.get("theory") or "",
+                r.name, r.kind, source, r.backend, r.theory,
                 r.origin, _seed(r), _scalar(m, "epochs", "epoch"), _scalar(m, "steps", "trainer/global_step"),
                 _scalar(m, "train_seconds", "seconds"), _max_abs(m, "theta_shift_crb"),
                 None if _vec(m, "c2st_auc") is None else float(np.max(_vec(m, "c2st_auc"))),
@@ -443,10 +495,26 @@ def _runs_table(runs: list[Run]) -> str:
     return _table(columns, rows, tid="runs")
 
 
+def _by_theory(runs: list[Run]) -> list[tuple[str, list[Run]]]:
+    """Runs grouped by theory (the proxy first): each theory has its own parameters and channels."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.theory, []).append(r)
+    return sorted(groups.items(), key=lambda g: (g[0] != "proxy", g[0]))
+
+
 def _fidelity_tables(runs: list[Run]) -> str:
+    """Per theory: the C2ST / W1 / KS / norm-error / speed table and the θ-shift table."""
     runs = [r for r in runs if r.kind == "surrogate" and _vec(r.metrics, "c2st_auc") is not None]
-    if not runs:
-        return ""
+    groups = _by_theory(runs)
+    out = ""
+    for theory, group in groups:
+        label = f" · theory {theory}" if len(groups) > 1 and theory else ""
+        out += _fidelity_table(group, label) + _shift_table(group, label)
+    return out
+
+
+def _fidelity_table(runs: list[Run], label: str) -> str:
     n_ch = max(len(_vec(r.metrics, "c2st_auc")) for r in runs)
     channels = _names(runs[0], "channels", n_ch)
     columns = ["run", "family", "backend"]
@@ -463,21 +531,105 @@ def _fidelity_tables(runs: list[Run]) -> str:
         row += [_scalar(m, "norm_error"), _scalar(m, "sample_events_per_second")]
         row += [_scalar(m, "train_seconds"), _scalar(m, "epochs"), _scalar(m, "val_loss")]
         rows.append(row)
-    out = "<h3>Fidelity and speed at held-out θ</h3>" + _table(columns, rows)
-    shift_runs = [r for r in runs if _vec(r.metrics, "theta_shift_crb") is not None]
-    if shift_runs:
-        n = max(_vec(r.metrics, "theta_shift_crb").size for r in shift_runs)
-        names = _names(shift_runs[0], "param_names", n)
-        rows = []
-        for r in shift_runs:
-            v = _vec(r.metrics, "theta_shift_crb")
-            rows.append([r.name, r.family, _scalar(r.metrics, "theta_shift_events")]
-                        + [float(v[i]) if i < v.size else None for i in range(n)])  # fmt: skip
-        out += (
-            "<h3>Induced parameter shift |θ_fit − θ| / σ_CRB (case A), max over held-out θ</h3>"
-            + _table(["run", "family", "events"] + names, rows)
+    return f"<h3>Fidelity and speed at held-out θ{html.escape(label)}</h3>" + _table(columns, rows)
+
+
+def _shift_table(runs: list[Run], label: str) -> str:
+    runs = [r for r in runs if _vec(r.metrics, "theta_shift_crb") is not None]
+    if not runs:
+        return ""
+    n = max(_vec(r.metrics, "theta_shift_crb").size for r in runs)
+    names = _names(runs[0], "param_names", n)
+    rows = []
+    for r in runs:
+        v = _vec(r.metrics, "theta_shift_crb")
+        rows.append([r.name, r.family, _scalar(r.metrics, "theta_shift_events")]
+                    + [float(v[i]) if i < v.size else None for i in range(n)])  # fmt: skip
+    unit = runs[0].metrics.get("theta_shift_unit")
+    unit = f"σ ({unit})" if unit else "σ_CRB (case A)"
+    return (
+        f"<h3>Induced parameter shift |θ_fit − θ| / {html.escape(unit)}, max over held-out θ"
+        f"{html.escape(label)}</h3>" + _table(["run", "family", "events"] + names, rows)
+    )
+
+
+def _matrix(metrics: dict, key: str) -> np.ndarray | None:
+    """A per-held-out-θ table of the metrics (rows × parameters), or None."""
+    try:
+        a = np.asarray(metrics.get(key), dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return a if a.ndim == 2 and a.size else None
+
+
+def _held_out_table(run: Run) -> str:
+    """The held-out θ a surrogate was scored at, each with the signed θ shift it gave."""
+    theta = _matrix(run.metrics, "held_out_theta")
+    if theta is None:
+        return ""
+    shift = _matrix(run.metrics, "theta_shift_crb_all")
+    if shift is not None and shift.shape != theta.shape:
+        shift = None
+    names = _names(run, "param_names", theta.shape[1])
+    columns = ["held-out θ", *names]
+    if shift is not None:
+        columns += [f"shift {n}" for n in names]
+    rows = []
+    for i, point in enumerate(theta):
+        row = [i + 1, *map(float, point)]
+        rows.append(row + ([] if shift is None else [*map(float, shift[i])]))
+    return _table(columns, rows)
+
+
+def _held_out_section(run: Run) -> str:
+    """A folded section per surrogate: its held-out θ table and held-out histograms."""
+    table = _held_out_table(run)
+    imgs = [_img(p, f"{run.name}: {k}") for k in IMAGES["surrogate"] if (p := run.images.get(k))]
+    if not table and not imgs:
+        return ""
+    what = []
+    if table:
+        shifts = _matrix(run.metrics, "theta_shift_crb_all") is not None
+        what.append("held-out θ" + (" and the θ shift (in σ) at each" if shifts else ""))
+    if imgs:
+        what.append("held-out events, surrogate vs exact")
+    note = ""
+    if run.origin == CARD:
+        note = (
+            '<p class="meta">No held-out histograms: a card keeps the numbers, not the plots '
+            "(heldout.png stays in the run folder that made the checkpoint).</p>"
         )
-    return out
+    return (
+        f"<details><summary>{html.escape(run.name)}: {html.escape('; '.join(what))}</summary>"
+        f"{table}{note}{''.join(imgs)}</details>"
+    )
+
+
+def _cards_table(runs: list[Run]) -> str:
+    """Where each checkpoint read from a card came from: its training data and its export."""
+    cards = [r for r in runs if r.origin == CARD]
+    if not cards:
+        return ""
+    columns = [
+        "checkpoint", "family", "backend", "theory", "training data", "training θ",
+        "events per θ", "grid", "batch", "seed", "version", "exported", "MB", "sha256",
+    ]  # fmt: skip
+    rows = []
+    for r in cards:
+        c, data = r.config, r.config.get("data") or {}
+        size = _scalar(c, "size_bytes")
+        rows.append(
+            [
+                r.name, r.family, r.backend, r.theory, data.get("path", ""),
+                _scalar(data, "n_params"), _scalar(data, "events_per_param"),
+                _scalar(data, "grid_size"), _scalar(data, "batch_size"), _seed(r),
+                c.get("version") or "", c.get("exported") or "",
+                None if size is None else size / 1e6, str(c.get("sha256") or "")[:12],
+            ]
+        )  # fmt: skip
+    return "<h3>Checkpoints: training data and export (from their cards)</h3>" + _table(
+        columns, rows
+    )
 
 
 def _pull_table(run: Run) -> str:
@@ -501,50 +653,87 @@ def _pull_table(run: Run) -> str:
     return _table(["param", *cols], rows)
 
 
-def build_dashboard(
-    roots: Sequence[str | Path], out: str | Path, title: str = "surrogate-zoo runs"
-) -> Path:
-    """Write ``out/index.html`` for the runs under ``roots``; returns its path."""
+def _root_label(root: Path) -> str:
+    """A folder as the page names it: the shipped zoo by that name, not by where it is installed."""
+    if root.resolve() == checkpoint_dir().resolve():
+        return "the shipped zoo (checkpoints/)"
+    return str(root)
+
+
+def _read_runs(roots: Sequence[Path]) -> tuple[list[Run], list[str]]:
+    """Every run under ``roots``, and one line per run that could not be read (it is skipped:
+    one broken run spoils no page)."""
     runs: list[Run] = []
-    for root in map(Path, roots):
+    skipped: list[str] = []
+    for root in roots:
         for path in find_runs([root]):
             try:
                 runs.append(load_run(path, root))
-            except (InputError, OSError, ValueError) as err:  # one broken run spoils no page
+            except (InputError, OSError, ValueError) as err:
+                skipped.append(f"{path}: {err}")
                 print(f"dashboard: skipped {path}: {err}", file=sys.stderr)
-    runs = [r for r in runs if r.metrics or r.curves]  # not a wandb run that failed to start
-    if not runs:
-        raise InputError(
-            f"no runs under {', '.join(map(str, roots))} (looked for metrics.json, offline wandb "
-            "runs and Lightning metrics.csv); point at the --out folders of surrogates.fit or inverse.fit"
-        )
-    runs.sort(key=lambda r: (r.kind, r.group, r.name))
-    parts = [
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="meta">{len(runs)} runs from {html.escape(", ".join(map(str, roots)))} · '
-        f"built {time.strftime('%Y-%m-%d %H:%M')} by surrogates.dashboard · click a column to sort</p>",
-        "<h2>All runs</h2>",
-        '<input id="filter" type="search" placeholder="filter runs (family, backend, theory…)">',
-        _runs_table(runs),
-    ]
+    return [r for r in runs if r.metrics or r.curves], skipped  # not a wandb run that failed
+
+
+def _curves_section(runs: list[Run]) -> list[str]:
+    """The overlaid training curves per group, and a line naming the runs that have none."""
     groups: dict[str, list[Run]] = {}
     for r in runs:
         groups.setdefault(r.group, []).append(r)
     figures = [f for g, rs in groups.items() if (f := _curves_figure(g, rs))]
-    if figures:
-        parts += ["<h2>Training curves</h2>", *figures]
+    cards = [r.name for r in runs if not r.curves and r.origin == CARD]
+    others = [r.name for r in runs if not r.curves and r.origin != CARD]
+    notes = []
+    if cards:
+        notes.append(
+            f"No curves for the checkpoints read from their cards ({', '.join(cards)}): a card "
+            "keeps the final numbers, not the training log (logs/metrics.csv stays in the run "
+            "folder that made it)."
+        )
+    if others:
+        notes.append(f"No logged steps found for {', '.join(others)}.")
+    if not figures and not notes:
+        return []
+    lines = [f'<p class="meta">{html.escape(n)}</p>' for n in notes]
+    return ["<h2>Training curves</h2>", *figures, *lines]
+
+
+def build_dashboard(
+    roots: Sequence[str | Path], out: str | Path, title: str = "surrogate-zoo runs"
+) -> Path:
+    """Write ``out/index.html`` for the runs under ``roots``; returns its path.
+
+    ``roots`` may hold run folders or zoo folders (``surrogates.resources.checkpoint_dir()`` is
+    the shipped zoo). The page is the same for the same runs, but for its "built" time."""
+    roots = [Path(r) for r in roots]
+    runs, skipped = _read_runs(roots)
+    if not runs:
+        raise InputError(
+            f"no runs under {', '.join(map(str, roots))} (looked for metrics.json, offline wandb "
+            "runs, Lightning metrics.csv and checkpoint cards NAME.json beside NAME.ckpt); point "
+            "at the --out folders of surrogates.fit or inverse.fit, or give --zoo"
+        )
+    runs.sort(key=lambda r: (r.kind, r.group, r.name))
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">{len(runs)} runs from {html.escape(", ".join(map(_root_label, roots)))}'
+        f" · built {time.strftime('%Y-%m-%d %H:%M')} by surrogates.dashboard · click a column to "
+        "sort</p>",
+    ]
+    if skipped:
+        parts.append(
+            f'<p class="meta">skipped {len(skipped)}: {html.escape("; ".join(skipped))}</p>'
+        )
+    parts += [
+        "<h2>All runs</h2>",
+        '<input id="filter" type="search" placeholder="filter runs (family, backend, theory…)">',
+        _runs_table(runs),
+        *_curves_section(runs),
+    ]
     surrogates = [r for r in runs if r.kind == "surrogate"]
     if surrogates:
-        parts += ["<h2>Surrogates</h2>", _fidelity_tables(surrogates)]
-        for r in surrogates:
-            imgs = [
-                _img(p, f"{r.name}: {k}") for k in IMAGES["surrogate"] if (p := r.images.get(k))
-            ]
-            if imgs:
-                parts.append(
-                    f"<details><summary>{html.escape(r.name)}: held-out events, surrogate vs exact"
-                    f"</summary>{''.join(imgs)}</details>"
-                )
+        parts += ["<h2>Surrogates</h2>", _fidelity_tables(surrogates), _cards_table(surrogates)]
+        parts += [s for r in surrogates if (s := _held_out_section(r))]
     inverse = [r for r in runs if r.kind == "inverse"]
     if inverse:
         parts.append("<h2>Inverse runs (outer GAN)</h2>")
@@ -567,19 +756,59 @@ def build_dashboard(
     return out / "index.html"
 
 
+def screenshot(page: str | Path, png: str | Path, size: tuple[int, int] = (1400, 900)) -> Path:
+    """The top ``size`` pixels of a page, as headless Chromium shows it (Playwright driving the
+    system's ``chromium``, as the tests do); an InputError names what is missing."""
+    import shutil
+
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise InputError("--screenshot needs playwright: pip install playwright") from None
+    if browser_path is None:
+        raise InputError("--screenshot needs chromium on PATH: apt-get install chromium")
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=browser_path, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        view = browser.new_page(viewport={"width": size[0], "height": size[1]})
+        view.goto(Path(page).resolve().as_uri())
+        view.wait_for_load_state("load")
+        view.screenshot(path=str(png))
+        browser.close()
+    return png
+
+
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m surrogates.dashboard",
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("runs", nargs="+", help="folders holding run directories")
+    parser.add_argument("runs", nargs="*", help="folders holding run directories or zoo cards")
+    parser.add_argument(
+        "--zoo", action="store_true", help="add the shipped checkpoints (their JSON cards)"
+    )
     parser.add_argument("--out", required=True, help="folder for index.html")
-    parser.add_argument("--title", default="surrogate-zoo runs")
+    parser.add_argument("--title", default=None, help="the page's title")
+    parser.add_argument(
+        "--screenshot", metavar="PNG", help="also save the top 1400x900 pixels (needs chromium)"
+    )
     args = parser.parse_args(argv)
-    page = build_dashboard(args.runs, args.out, args.title)
+    roots = [*args.runs, *([checkpoint_dir()] if args.zoo else [])]
+    if not roots:
+        raise InputError("nothing to show: give runs folders, or --zoo for the shipped zoo")
+    title = args.title or (
+        "surrogate-zoo: the shipped zoo" if roots == [checkpoint_dir()] else "surrogate-zoo runs"
+    )
+    page = build_dashboard(roots, args.out, title)
     size = page.stat().st_size / 1e6
     print(f"dashboard: {page} ({size:.1f} MB); open it in a browser (file://{page.resolve()})")
+    if args.screenshot:
+        print(f"dashboard: screenshot {screenshot(page, args.screenshot)}")
     return 0
 
 

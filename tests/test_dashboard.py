@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import pytest
 from surrogates.dashboard import build_dashboard, find_runs, load_run
 from surrogates.dashboard import main as dashboard_main
 from surrogates.data import CASES, simulate_observed, write_events
+from surrogates.resources import checkpoint_dir
 from surrogates.theory import get_theory
 from surrogates.tracking import read_wandb_run
 from tests.conftest import run_cli
@@ -249,3 +251,72 @@ def test_running_fits_count_once_and_broken_runs_are_skipped(runs, tmp_path, cap
     running = next(r for r in found if r.name == "running")
     assert running.kind == "inverse" and running.metrics["steps"] > 0
     assert "<td>running</td>" in page.read_text()
+
+
+# --- the zoo: checkpoint cards as runs ------------------------------------------------------
+
+BUILT = re.compile(r"built \d{4}-\d\d-\d\d \d\d:\d\d")
+
+
+def _row(text: str, table: int, name: str) -> list[str]:
+    """The cells shown in the row of ``name`` in the ``table``-th table of a page."""
+    body = re.findall(r"<tbody>(.*?)</tbody>", text, re.S)[table]
+    row = next(r for r in body.split("</tr>") if f"<td>{name}</td>" in r)
+    return [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+
+
+def test_zoo_page_lists_every_card_with_its_own_numbers(tmp_path, capsys):
+    status, out, _ = run_cli(dashboard_main, ["--zoo", "--out", str(tmp_path)], capsys)
+    assert status == 0, out
+    text = (tmp_path / "index.html").read_text()
+    cards = {p.stem: json.loads(p.read_text()) for p in checkpoint_dir().glob("*.json")}
+    head = re.findall(r"<thead>(.*?)</thead>", text, re.S)[0]
+    columns = [html.unescape(c) for c in re.findall(r"<th[^>]*>(.*?)</th>", head)]
+    shift_col, c2st_col = columns.index("θ shift max (σ_CRB)"), columns.index("C2ST AUC max")
+    for name, card in cards.items():
+        cells = _row(text, 0, name)
+        m = card["metrics"]
+        assert cells[columns.index("read from")] == "zoo card"
+        assert cells[columns.index("theory")] == card["theory"]["theory"]
+        shift = max(abs(v) for v in m["theta_shift_crb"])
+        assert cells[shift_col] == f"{shift:.3g}", name
+        assert cells[c2st_col] == f"{max(m['c2st_auc']):.3g}", name
+    # flow-zuko: shift per parameter, named by the card's theory, as the card has them
+    zuko = _row(text[text.index("<h3>Induced parameter shift") :], 0, "flow-zuko")
+    assert zuko[3:] == [f"{v:.3g}" for v in cards["flow-zuko"]["metrics"]["theta_shift_crb"]]
+    assert "No curves for the checkpoints read from their cards" in text
+    assert "No held-out histograms" in text and "data:image/png" not in text
+    assert "theory dis" in text and "deuteron" in text  # the DIS card gets its own tables
+
+
+def test_broken_cards_are_skipped_with_a_note(tmp_path, capsys):
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    good = json.loads((checkpoint_dir() / "flow-zuko.json").read_text())
+    (zoo / "good.json").write_text(json.dumps(good | {"name": "good"}))
+    (zoo / "broken.json").write_text("{not json")
+    (zoo / "bare.json").write_text(json.dumps({"family": "flow"}))
+    (zoo / "notes.json").write_text("{not a card: no .ckpt beside it")
+    for name in ("good", "broken", "bare"):
+        (zoo / f"{name}.ckpt").write_bytes(b"")
+    status, _, err = run_cli(dashboard_main, [str(zoo), "--out", str(tmp_path / "d")], capsys)
+    assert status == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("dashboard: skipped") for line in lines)
+    assert any("broken.json" in line and "not valid JSON" in line for line in lines)
+    assert any("bare.json" in line and "no 'metrics'" in line for line in lines)
+    text = (tmp_path / "d" / "index.html").read_text()
+    assert "skipped 2:" in text and "<td>good</td>" in text and "notes" not in text
+    status, _, err = run_cli(dashboard_main, ["--out", str(tmp_path / "e")], capsys)
+    assert status == 2 and "--zoo" in err and len(err.strip().splitlines()) == 1
+
+
+def test_committed_example_page_is_what_the_zoo_gives(tmp_path, capsys):
+    status, _, _ = run_cli(dashboard_main, ["--zoo", "--out", str(tmp_path)], capsys)
+    assert status == 0
+    fresh = BUILT.sub("built X", (tmp_path / "index.html").read_text())
+    committed = BUILT.sub("built X", (ROOT / "docs" / "dashboard" / "index.html").read_text())
+    assert fresh == committed, (
+        "docs/dashboard/index.html is stale: python -m surrogates.dashboard --zoo "
+        "--out docs/dashboard --screenshot docs/dashboard.png"
+    )
