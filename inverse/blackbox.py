@@ -43,6 +43,7 @@ from surrogates.resources import resolve_config
 from surrogates.runs import cli_errors, write_text
 from surrogates.theory import Theory, get_theory
 from surrogates.tracking import wandb_mode
+from surrogates.training import fit_surrogate
 
 __all__ = ["main", "simulate_training_set", "train_surrogate", "observe", "recover_theta"]
 
@@ -87,15 +88,7 @@ def train_surrogate(cfg: BlackboxConfig, theory: Theory, train: Path, out: Path)
             *map(str, cfg.surrogate.args),
         ]
         config = str(resolve_surrogate_config(cfg))
-        try:
-            from surrogates.fit import fit_surrogate
-        except ImportError:  # TODO(merge): fit_surrogate comes with branch fitcli; drop this
-            from surrogates.fit import main as fit_main
-
-            progress = ["--trainer.enable_progress_bar", str(cfg.progress).lower()]
-            fit_main([family, "--config", config, "--out", str(fit_dir), *progress, *overrides])
-        else:
-            fit_surrogate(family, config, overrides=overrides, out=fit_dir, progress=cfg.progress)
+        fit_surrogate(family, config, overrides=overrides, out=fit_dir, progress=cfg.progress)
     return fit_dir / "checkpoints" / "best.ckpt"
 
 

@@ -317,9 +317,9 @@ def _names(run: Run, what: str, n: int) -> list[str]:
         if isinstance(names, list) and len(names) == n:
             return [str(x) for x in names]
     try:
-        from surrogates.theory import get_theory
+        from surrogates.theory import installed_theory
 
-        names = list(getattr(get_theory(run.theory), what))
+        names = list(getattr(installed_theory(run.theory), what))
         if len(names) == n:
             return names
     except Exception:  # noqa: BLE001 - an unknown theory: number them

@@ -38,7 +38,7 @@ from surrogates.runs import atomic_path
 from surrogates.sampling import InverseCDFSampler, InverseCDFSampler2D, MetropolisSampler
 from surrogates.theory import Theory, get_theory
 from surrogates.theory.base import chebyshev_grid
-from surrogates.validation import MAX_EVENTS
+from surrogates.validation import MAX_EVENTS, fraction, positive_int, seed_value
 
 __all__ = [
     "CASES",
@@ -643,6 +643,24 @@ class TrainingDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
     ) -> None:
         super().__init__()
+        if path is not None and not Path(path).is_file():
+            raise InputError(
+                f"--data.path '{path}' not found; make one with python -m surrogates.simulate training"
+            )
+        for key, value in (("n_params", n_params), ("events_per_param", events_per_param)):
+            positive_int(f"data.{key}", value, 100)
+            if value > MAX_EVENTS:
+                raise InputError(f"data.{key} must be at most {MAX_EVENTS:.0e}, got {value}")
+        positive_int("data.grid_size", grid_size, 128)
+        if grid_size < 2:
+            raise InputError(f"data.grid_size must be at least 2, got {grid_size}")
+        seed_value("data.seed", seed)
+        positive_int("data.batch_size", batch_size, 256)
+        fraction("data.val_fraction", val_fraction, 0.1)
+        if val_fraction >= 1:
+            raise InputError(
+                f"data.val_fraction must be below 1 (some θ must train), got {val_fraction}"
+            )
         self.save_hyperparameters()
         self.training_set: TrainingSet | None = None
 

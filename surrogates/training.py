@@ -14,6 +14,7 @@ command-line style overrides. The steps: `build_cli` (parse, check, instantiate)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import time
 import warnings
@@ -33,6 +34,8 @@ from surrogates.metrics import HELD_OUT_SEED_OFFSET, evaluate_surrogate
 from surrogates.models import Surrogate, get_family
 from surrogates.resources import config_file, resolve_config
 from surrogates.runs import (
+    SafeCheckpointIO,
+    claim_run_dir,
     default_run_dir,
     environment,
     is_rank_zero,
@@ -40,7 +43,8 @@ from surrogates.runs import (
     write_json,
 )
 from surrogates.theory import get_theory
-from surrogates.tracking import finish_wandb, per_name, wandb_logger
+from surrogates.tracking import finish_wandb, per_name, wandb_logger, wandb_mode
+from surrogates.validation import non_negative_int, positive_int, seed_value
 from surrogates.zoo import load_surrogate
 
 __all__ = [
@@ -99,15 +103,47 @@ def run_fit(family: str, args: Sequence[str], description: str | None = None) ->
     ``--help`` text); returns the run directory and the metrics."""
     cli = build_cli(family, args, description)
     out = Path(cli.config["out"])
-    write_config(cli, out)
-    if cli.config["init_from"]:
+    if cli.config["init_from"]:  # checked (and copied) before anything is written
         init_weights(cli.model, cli.config["init_from"], cli.config["data"]["theory"])
-    seconds = train(cli)
-    if cli.trainer.global_rank != 0:  # under DDP the other processes stop here
-        return out, {}
-    metrics = evaluate(cli, out, seconds)
-    write_outputs(cli, out, metrics)
+    wandb_mode()
+    with _claim(out, cli):
+        write_config(cli, out)
+        seconds = train(cli)
+        if cli.trainer.global_rank != 0:  # under DDP the other processes stop here
+            return out, {}
+        metrics = evaluate(cli, out, seconds)
+        write_outputs(cli, out, metrics)
     return out, metrics
+
+
+def _claim(out: Path, cli: SurrogateCLI) -> contextlib.AbstractContextManager:
+    """Rank 0 holds ``out`` for the run: one writer; a finished run only resumed
+    (``--ckpt_path``) or replaced (``--overwrite``)."""
+    if not is_rank_zero():
+        return contextlib.nullcontext(out)
+    resume = bool(cli.config["ckpt_path"])
+    if resume and cli.config["overwrite"]:
+        raise InputError("--ckpt_path resumes a run and --overwrite replaces it: give one")
+    return claim_run_dir(
+        out,
+        resume=resume,
+        overwrite=cli.config["overwrite"],
+        resume_hint=", --ckpt_path last to resume it",
+    )
+
+
+def _check_trainer(trainer: dict) -> None:
+    """Training budgets that train something, on devices that exist: checked before writing."""
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps")
+    if epochs is not None and epochs != -1 and epochs < 1:
+        raise InputError(f"--trainer.max_epochs must be at least 1 (or -1: no limit), got {epochs}")
+    if steps is not None and steps != -1 and steps < 1:
+        raise InputError(f"--trainer.max_steps must be at least 1 (or -1: no limit), got {steps}")
+    devices = trainer.get("devices")
+    if isinstance(devices, str) and devices.lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices < 1 and devices != -1:
+        raise InputError(f"--trainer.devices must be at least 1 (or auto), got {devices}")
 
 
 def default_config(family: str) -> Path:
@@ -128,6 +164,12 @@ class SurrogateCLI(LightningCLI):
         )
         parser.add_argument(
             "--ckpt_path", type=str | None, default=None, help="'last' resumes the run in --out"
+        )
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="replace a finished run in --out (refused otherwise)",
         )
         parser.add_argument(
             "--init_from",
@@ -162,6 +204,13 @@ class SurrogateCLI(LightningCLI):
         if "grid_size" in inspect.signature(self.model_class).parameters:
             parser.link_arguments("data.grid_size", "model.grid_size")
 
+    def _set_seed(self) -> None:
+        """The seed checked (an integer in [0, 2³² − 1], or true for a random one) before use."""
+        seed = self._get(self.config, "seed_everything")
+        if seed is not None and not isinstance(seed, bool):
+            seed_value("seed_everything", seed)
+        super()._set_seed()
+
     def before_instantiate_classes(self) -> None:
         """Fill in the run directory and the resume checkpoint; refuse a bad --eval.checkpoint."""
         config = self.config
@@ -169,9 +218,23 @@ class SurrogateCLI(LightningCLI):
             config["out"] = default_run_dir(self.model_class.family)
         if config["ckpt_path"] == "last":
             config["ckpt_path"] = str(_last_checkpoint(Path(config["out"])))
+        elif config["ckpt_path"] and not Path(config["ckpt_path"]).is_file():
+            raise InputError(
+                f"--ckpt_path '{config['ckpt_path']}' not found; give a .ckpt or 'last'"
+            )
         which = config["eval"]["checkpoint"]
         if which not in EVAL_CHECKPOINTS:
             raise InputError(f"--eval.checkpoint '{which}': choose best or last")
+        _check_trainer(config["trainer"])
+        seed = config.get("seed_everything")
+        if seed is not None and not isinstance(seed, bool):
+            seed_value("seed_everything", seed)
+        for key in ("held_out", "events"):
+            positive_int(f"eval.{key}", config["eval"][key], 5)
+        non_negative_int("eval.shift_events", config["eval"]["shift_events"])
+        out = Path(config["out"])
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out '{out}' is a file, not a folder; choose a folder path")
 
     def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201
         out = Path(self.config["out"])
@@ -181,6 +244,7 @@ class SurrogateCLI(LightningCLI):
         cfg = self.config.as_dict()
         kwargs["logger"] = _loggers(out, self.model_class.family, cfg)
         kwargs["default_root_dir"] = str(out)
+        kwargs["plugins"] = [*(kwargs.get("plugins") or []), SafeCheckpointIO()]
         trainer = cfg["trainer"]
         strategy = unused_parameters_strategy(
             trainer.get("strategy"), trainer.get("devices"), trainer.get("num_nodes") or 1
@@ -204,26 +268,33 @@ def build_cli(family: str, args: Sequence[str], description: str | None = None) 
     defaults = [] if given else [str(default_config(family))]
     with warnings.catch_warnings():  # args are given on purpose, whatever sys.argv holds
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return SurrogateCLI(
-            model_class,
-            TrainingDataModule,
-            run=False,
-            args=args,
-            save_config_callback=None,
-            seed_everything_default=1,
-            trainer_defaults={
-                "accelerator": "auto",
-                "devices": 1,
-                "log_every_n_steps": 10,
-                "max_epochs": 10,
-            },
-            parser_kwargs={
-                "prog": f"python -m surrogates.fit {family}",
-                "description": description or __doc__,
-                "default_config_files": defaults,
-                "formatter_class": _HelpFormatter,
-            },
-        )
+        try:
+            return SurrogateCLI(
+                model_class,
+                TrainingDataModule,
+                run=False,
+                args=args,
+                save_config_callback=None,
+                seed_everything_default=1,
+                trainer_defaults={
+                    "accelerator": "auto",
+                    "devices": 1,
+                    "log_every_n_steps": 10,
+                    "max_epochs": 10,
+                },
+                parser_kwargs={
+                    "prog": f"python -m surrogates.fit {family}",
+                    "description": description or __doc__,
+                    "default_config_files": defaults,
+                    "formatter_class": _HelpFormatter,
+                    "exit_on_error": False,
+                },
+            )
+        except argparse.ArgumentError as err:  # one line, not the usage text
+            message = " ".join(str(err).split())
+            raise InputError(
+                f"{message[:400]} (see python -m surrogates.fit {family} --help)"
+            ) from None
 
 
 def write_config(cli: SurrogateCLI, out: Path) -> Path:
@@ -259,7 +330,12 @@ def init_weights(model: Surrogate, source: str, theory: str) -> None:
 def train(cli: SurrogateCLI) -> float:
     """Fit the model (resuming from ``--ckpt_path``); returns the training wall time in seconds."""
     t0 = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
+    cli.trainer.fit(
+        cli.model,
+        datamodule=cli.datamodule,
+        ckpt_path=cli.config["ckpt_path"],
+        weights_only=True,
+    )
     return time.perf_counter() - t0
 
 
@@ -422,6 +498,6 @@ def _evaluated_model(cli: SurrogateCLI, out: Path) -> tuple[Surrogate, str | Non
     path = out / "checkpoints" / f"{cli.config['eval']['checkpoint']}.ckpt"
     model = cli.model
     if path.is_file():
-        model = type(model).load_from_checkpoint(str(path), map_location="cpu")
+        model = type(model).load_from_checkpoint(str(path), map_location="cpu", weights_only=True)
     model.eval()
     return model, str(path) if path.is_file() else None

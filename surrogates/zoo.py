@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from surrogates.models import Surrogate, get_family
 from surrogates.resources import ZOO_PATH_ENV, checkpoint_dir, export_dir, zoo_path
 from surrogates.runs import atomic_path, cli_errors, write_json
 from surrogates.theory import Theory, get_theory, installed_theory
+from surrogates.validation import ArgumentParser
 
 __all__ = [
     "CHECKPOINTS",
@@ -217,6 +219,10 @@ def export_checkpoint(
 
     Only the weights and hyperparameters are kept (no optimizer state), so checkpoints stay small.
     """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name)):
+        raise InputError(
+            f"--name '{name}' must be a plain name (letters, digits, '.', '_', '-'), not a path"
+        )
     source = Path(source)
     run = source if source.is_dir() else source.parent.parent
     ckpt = source
@@ -287,7 +293,7 @@ def export_checkpoint(
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m surrogates.zoo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -9,7 +9,8 @@ import pytest
 
 from inverse import blackbox, closure, mle
 from inverse import fit as inverse_fit
-from surrogates import hpo, simulate
+from surrogates import fit as surrogate_fit
+from surrogates import hpo, simulate, zoo
 from tests.conftest import run_cli
 
 OBS = ["observed", "--case", "C"]
@@ -140,6 +141,47 @@ CATALOGUE = [
     (blackbox.main, ["--inverse", "{tmp}/no.yaml", "--out", "{tmp}/b"], "no.yaml"),
     (blackbox.main, ["--training.n_params", "0", "--out", "{tmp}/b"], "n_params"),
     (blackbox.main, ["--out", "{tmp}/afile.txt"], "is a file"),
+    # the surrogate fit: every option checked before config.yaml or logs are written
+    *[
+        (surrogate_fit.main, ["flow", "--out", "{tmp}/f", *argv], words)
+        for argv, words in [
+            (["--data.batch_size", "0"], "data.batch_size"),
+            (["--data.val_fraction", "1.5"], "data.val_fraction"),
+            (["--data.val_fraction", "1"], "below 1"),
+            (["--data.n_params", "0"], "data.n_params"),
+            (["--data.grid_size", "1"], "grid_size"),
+            (["--data.seed", "-1"], "data.seed"),
+            (["--data.path", "{tmp}/missing.npz"], "not found"),
+            (["--data", "{tmp}/missing.npz"], "not found"),
+            (["--data.theory", "nope"], "unknown theory"),
+            (["--model.lr", "-1"], "model.lr"),
+            (["--model.lr", "0"], "model.lr"),
+            (["--model.bins", "0"], "bins"),
+            (["--model.backend", "pyro"], "choose one of"),
+            (["--model.norm_steps", "-3"], "norm_steps"),
+            (["--trainer.max_epochs", "0"], "max_epochs"),
+            (["--trainer.max_epochs", "-5"], "max_epochs"),
+            (["--trainer.max_steps", "0"], "max_steps"),
+            (["--trainer.devices", "0"], "devices"),
+            (["--eval.checkpoint", "middle"], "choose best or last"),
+            (["--eval.held_out", "0"], "eval.held_out"),
+            (["--eval.shift_events", "-1"], "shift_events"),
+            (["--ckpt_path", "last"], "no "),
+            (["--ckpt_path", "{tmp}/missing.ckpt"], "not found"),
+            (["--init_from", "{tmp}/missing.ckpt"], "not found"),
+            (["--init_from", "vaim"], "same kind"),
+            (["--seed_everything", "-1"], "seed"),
+            (["--config", "{tmp}/missing.yaml"], "missing.yaml"),
+            (["--out", "{tmp}/afile.txt"], "is a file"),
+        ]
+    ],
+    (surrogate_fit.main, [], "say which surrogate"),
+    (surrogate_fit.main, ["diffusion"], "choose one of"),
+    # the zoo
+    (zoo.main, ["export", "{tmp}/norun", "--name", "x", "--folder", "{tmp}/z"], "no checkpoint"),
+    (zoo.main, ["export", "{tmp}/afile.txt", "--name", "x", "--folder", "{tmp}/z"], "checkpoint"),
+    (zoo.main, ["export", "{tmp}/norun", "--name", "../x", "--folder", "{tmp}/z"], "name"),
+    (zoo.main, ["frobnicate"], "invalid choice"),
 ]
 
 

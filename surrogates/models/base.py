@@ -13,6 +13,7 @@ from surrogates._version import __version__
 from surrogates.errors import InputError, ParameterError, check_choice
 from surrogates.sampling import counts_per_channel
 from surrogates.theory import get_theory
+from surrogates.validation import is_number, non_negative_int, positive_number, widths
 
 __all__ = ["Surrogate", "mlp", "EVENT_VARIABLES", "BOUNDED_VARIABLES"]
 
@@ -88,6 +89,11 @@ class Surrogate(pl.LightningModule):
     ) -> None:
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
+        positive_number("model.lr", lr, 1e-3)
+        if not is_number(weight_decay) or weight_decay < 0:
+            raise InputError(f"model.weight_decay must be a number ≥ 0, got {weight_decay!r}")
+        widths("model.norm_hidden", list(norm_hidden))
+        non_negative_int("model.norm_steps", norm_steps)
         self.optimizer_name = optimizer
         self.norm_steps = norm_steps
         th = get_theory(theory)

@@ -14,6 +14,7 @@ from torch import Tensor
 from surrogates.errors import InputError, check_choice
 from surrogates.models.base import BOUNDED_VARIABLES, EVENT_VARIABLES, Surrogate
 from surrogates.models.flow_backends import BACKENDS
+from surrogates.validation import positive_int, positive_number, widths
 
 __all__ = ["FlowSurrogate", "BACKENDS"]
 
@@ -84,6 +85,10 @@ class FlowSurrogate(Surrogate):
         check_choice("objective", objective, ("events", "pdf"))
         check_choice("pdf_points", pdf_points, ("grid", "stratified"))
         check_choice("event_variable", event_variable, EVENT_VARIABLES)
+        positive_int("model.transforms", transforms, 4)
+        positive_int("model.bins", bins, 16)
+        widths("model.hidden", list(hidden))
+        positive_number("model.tail_bound", tail_bound, 10.0)
         self.backend = backend
         self.objective = objective
         self.pdf_points = pdf_points
