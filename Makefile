@@ -45,6 +45,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check surrogates inverse tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info

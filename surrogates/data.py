@@ -656,7 +656,7 @@ class TrainingDataModule(pl.LightningDataModule):
             raise InputError(f"data.grid_size must be at least 2, got {grid_size}")
         seed_value("data.seed", seed)
         positive_int("data.batch_size", batch_size, 256)
-        fraction("data.val_fraction", val_fraction, 0.1)
+        fraction("data.val_fraction", val_fraction, 0.1, zero=True)
         if val_fraction >= 1:
             raise InputError(
                 f"data.val_fraction must be below 1 (some θ must train), got {val_fraction}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -257,8 +258,14 @@ def _plot_held_out(path: Path, model, theory: Theory, theta, sur, ref) -> None: 
 
 
 def theta_shift_folded(
-    source, theory: Theory, theta: torch.Tensor, folded, counts, n_events: int, seed: int = 0
-) -> np.ndarray:  # noqa: ANN001
+    source: EventSource,
+    theory: Theory,
+    theta: torch.Tensor,
+    folded: FoldedModel,
+    counts: Sequence[float],
+    n_events: int,
+    seed: int = 0,
+) -> np.ndarray:
     """(θ_fit − θ)/σ_CRB for 2-D theories seen through a detector.
 
     ``n_events`` true events per channel from the source at θ are reconstructed through the

@@ -15,6 +15,7 @@ from surrogates.data import (
     simulate_training,
     write_events,
 )
+from surrogates.detector import DISDetector
 from surrogates.errors import InputError
 from surrogates.runs import cli_errors
 from surrogates.theory import Theory, get_theory
@@ -29,7 +30,7 @@ from surrogates.validation import (
 __all__ = ["main"]
 
 
-def parse_detector(text: str, theory: Theory):  # noqa: ANN201 - DISDetector | None
+def parse_detector(text: str, theory: Theory) -> DISDetector | None:
     """``none``, ``dis`` (default settings) or a YAML file with a ``detector`` block."""
     from surrogates.detector import DETECTOR_DEFAULTS, make_detector
 

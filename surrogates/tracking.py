@@ -21,10 +21,13 @@ import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from surrogates.errors import InputError
 from surrogates.runs import to_jsonable
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import WandbLogger
 
 __all__ = [
     "wandb_mode",
@@ -61,7 +64,7 @@ def wandb_logger(
     tags: list[str],
     config: dict | None = None,
     init_timeout: float = 30.0,
-):  # noqa: ANN201 - WandbLogger | None (wandb imported lazily)
+) -> WandbLogger | None:  # wandb itself is imported lazily
     """A Lightning `WandbLogger` for a run in ``out``, or None when ``WANDB_MODE=disabled``.
 
     Offline by default (``WANDB_MODE`` unset becomes ``offline``). With ``WANDB_MODE=online`` the

@@ -155,7 +155,6 @@ CATALOGUE = [
             (["--data", "{tmp}/missing.npz"], "not found"),
             (["--data.theory", "nope"], "unknown theory"),
             (["--model.lr", "-1"], "model.lr"),
-            (["--model.lr", "0"], "model.lr"),
             (["--model.bins", "0"], "bins"),
             (["--model.backend", "pyro"], "choose one of"),
             (["--model.norm_steps", "-3"], "norm_steps"),

@@ -13,7 +13,7 @@ from surrogates._version import __version__
 from surrogates.errors import InputError, ParameterError, check_choice
 from surrogates.sampling import counts_per_channel
 from surrogates.theory import get_theory
-from surrogates.validation import is_number, non_negative_int, positive_number, widths
+from surrogates.validation import is_number, non_negative_int, widths
 
 __all__ = ["Surrogate", "mlp", "EVENT_VARIABLES", "BOUNDED_VARIABLES"]
 
@@ -89,7 +89,8 @@ class Surrogate(pl.LightningModule):
     ) -> None:
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
-        positive_number("model.lr", lr, 1e-3)
+        if not is_number(lr) or lr < 0:  # 0 freezes the weights (tests use it); < 0 climbs
+            raise InputError(f"model.lr must be a number ≥ 0, got {lr!r}; e.g. model.lr: 0.001")
         if not is_number(weight_decay) or weight_decay < 0:
             raise InputError(f"model.weight_decay must be a number ≥ 0, got {weight_decay!r}")
         widths("model.norm_hidden", list(norm_hidden))

@@ -57,7 +57,7 @@ def _zuko_bounded_rqs() -> type:
             derivatives: Tensor,
             bound: float = 5.0,
             slope: float = 1e-3,
-            **kwargs,
+            **kwargs: object,
         ) -> None:
             super(MonotonicRQSTransform, self).__init__(**kwargs)
             soft = -math.log(slope)  # keeps every slope and bin above `slope`, as zuko does
