@@ -222,6 +222,8 @@ class SurrogateCLI(LightningCLI):
             raise InputError(
                 f"--ckpt_path '{config['ckpt_path']}' not found; give a .ckpt or 'last'"
             )
+        if config["ckpt_path"]:  # readable, weights only: checked before the run folder is touched
+            SafeCheckpointIO().load_checkpoint(config["ckpt_path"])
         which = config["eval"]["checkpoint"]
         if which not in EVAL_CHECKPOINTS:
             raise InputError(f"--eval.checkpoint '{which}': choose best or last")

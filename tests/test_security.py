@@ -115,3 +115,42 @@ def test_a_pickle_payload_in_a_checkpoint_never_runs(tmp_path, where):
             zoo.card_of(ckpt)
     assert "\n" not in str(err.value)
     assert not marker.exists(), f"{where} unpickled a payload"
+
+
+def test_crafted_checkpoints_through_the_commands_run_nothing(
+    tmp_path, evil_theory, capsys, obs_file
+):
+    """--source (outer GAN), --init_from and --ckpt_path (surrogate fit) and the dashboard."""
+    from inverse import fit as inverse_fit
+    from surrogates import dashboard
+    from surrogates import fit as surrogate_fit
+    from tests.conftest import run_cli
+
+    name, marker = evil_theory
+    named = _exported(tmp_path)
+    _rewrite(named, name)
+    pickled = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {}, "payload": _Payload(marker)}, pickled)
+    calls = [
+        (inverse_fit.main, ["--events", str(obs_file), "--source", str(named), "--out", str(tmp_path / "g")]),
+        (surrogate_fit.main, ["flow", "--init_from", str(named), "--out", str(tmp_path / "f1")]),
+        (surrogate_fit.main, ["flow", "--init_from", str(pickled), "--out", str(tmp_path / "f2")]),
+        (surrogate_fit.main, ["flow", "--ckpt_path", str(pickled), "--out", str(tmp_path / "f3"),
+                              "--trainer.max_epochs", "1", "--data.n_params", "8",
+                              "--data.events_per_param", "2", "--model.norm_steps", "0"]),
+    ]  # fmt: skip
+    for main, argv in calls:
+        status, _, err = run_cli(main, argv, capsys)
+        assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+    assert not any((tmp_path / d).exists() for d in ("g", "f1", "f2", "f3")), "a refused run wrote"
+    # a run folder whose files name the crafted theory: the dashboard reads it without importing
+    run = tmp_path / "runs" / "crafted"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(
+        json.dumps({"model": "flow", "theory": name, "w1": [0.1, 0.2]})
+    )
+    (run / "config.yaml").write_text(f"data:\n  theory: '{name}'\n")
+    status, _, err = run_cli(
+        dashboard.main, [str(tmp_path / "runs"), "--out", str(tmp_path / "d")], capsys
+    )
+    assert not marker.exists(), "a crafted checkpoint or theory name ran code"
