@@ -24,7 +24,6 @@ theory, training data and held-out metrics fill the same tables, without curves 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -43,6 +42,7 @@ import yaml
 from surrogates.errors import InputError
 from surrogates.resources import checkpoint_dir
 from surrogates.runs import cli_errors
+from surrogates.validation import ArgumentParser
 
 __all__ = ["Run", "find_runs", "load_run", "build_dashboard", "screenshot", "main"]
 
@@ -784,7 +784,7 @@ def screenshot(page: str | Path, png: str | Path, size: tuple[int, int] = (1400,
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m surrogates.dashboard",
         description=__doc__.split("\n\n")[0],
     )
@@ -801,6 +801,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     roots = [*args.runs, *([checkpoint_dir()] if args.zoo else [])]
     if not roots:
         raise InputError("nothing to show: give runs folders, or --zoo for the shipped zoo")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file; give a folder for index.html")
+    if args.screenshot and Path(args.screenshot).is_dir():
+        raise InputError(f"--screenshot '{args.screenshot}' is a folder; give a .png file name")
     title = args.title or (
         "surrogate-zoo: the shipped zoo" if roots == [checkpoint_dir()] else "surrogate-zoo runs"
     )

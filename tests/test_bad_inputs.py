@@ -9,8 +9,8 @@ import pytest
 
 from inverse import blackbox, closure, mle
 from inverse import fit as inverse_fit
+from surrogates import dashboard, hpo, simulate, zoo
 from surrogates import fit as surrogate_fit
-from surrogates import hpo, simulate, zoo
 from tests.conftest import run_cli
 
 OBS = ["observed", "--case", "C"]
@@ -181,6 +181,13 @@ CATALOGUE = [
     (zoo.main, ["export", "{tmp}/afile.txt", "--name", "x", "--folder", "{tmp}/z"], "checkpoint"),
     (zoo.main, ["export", "{tmp}/norun", "--name", "../x", "--folder", "{tmp}/z"], "name"),
     (zoo.main, ["frobnicate"], "invalid choice"),
+    # the dashboard
+    (dashboard.main, ["{tmp}/nowhere", "--out", "{tmp}/d"], "does not exist"),
+    (dashboard.main, ["--out", "{tmp}/d"], "nothing to show"),
+    (dashboard.main, ["--zoo", "--out", "{tmp}/afile.txt"], "is a file"),
+    (dashboard.main, ["--zoo", "--out", "{tmp}/d", "--screenshot", "{tmp}"], "is a folder"),
+    (dashboard.main, ["--zoo"], "required: --out"),
+    (dashboard.main, ["--zoo", "--out", "{tmp}/d", "--bogus"], "unrecognized"),
 ]
 
 

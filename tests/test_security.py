@@ -154,3 +154,18 @@ def test_crafted_checkpoints_through_the_commands_run_nothing(
         dashboard.main, [str(tmp_path / "runs"), "--out", str(tmp_path / "d")], capsys
     )
     assert not marker.exists(), "a crafted checkpoint or theory name ran code"
+
+
+def test_a_crafted_last_checkpoint_is_not_resumed(tmp_path, capsys, obs_file):
+    """inverse.fit --resume reads checkpoints/last.ckpt weights-only: a payload there never runs."""
+    from inverse import fit as inverse_fit
+    from tests.conftest import run_cli
+
+    marker = tmp_path / "ran"
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}, "payload": _Payload(marker)}, last)
+    argv = ["--events", str(obs_file), "--out", str(tmp_path / "run"), "--resume", "--steps", "4"]
+    status, _, err = run_cli(inverse_fit.main, [*argv, "--replicas", "3", "--no-progress"], capsys)
+    assert status == 2 and err.count("\n") == 1 and "readable checkpoint" in err, err
+    assert not marker.exists()
