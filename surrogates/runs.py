@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import json
 import os
@@ -20,7 +19,6 @@ from typing import Any
 import yaml
 
 from surrogates.errors import InputError
-from surrogates.resources import resolve_config
 
 __all__ = [
     "environment",
@@ -285,38 +283,3 @@ def cli_errors(main: Callable[..., int | None]) -> Callable[..., int]:
         raise SystemExit(2) from None
 
     return wrapper
-
-
-def _merge(base: dict, new: dict, where: str) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in new.items():
-        if key not in base:
-            raise InputError(f"{where}: unknown key '{key}'; known keys: {', '.join(base)}")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise InputError(f"{where}: '{key}' must be a mapping")
-            out[key] = _merge(base[key], value, f"{where}.{key}")
-        else:
-            out[key] = value
-    return out
-
-
-def load_config(path: str | Path | None, defaults: dict, example: str) -> dict:
-    """``defaults`` updated (recursively) by a YAML file; a missing or malformed file, a
-    non-mapping or an unknown key gets a one-line `InputError` that points at ``example``.
-
-    A path that does not exist names a shipped config when one has that name
-    (`surrogates.resources.resolve_config`: ``configs/inverse/proxy.yaml`` works from any folder).
-    """
-    if path is None:
-        return copy.deepcopy(defaults)
-    path = resolve_config(path)
-    if not path.is_file():
-        raise InputError(f"config '{path}' not found; see {example}")
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputError(f"config '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(cfg, dict):
-        raise InputError(f"config '{path}' must be a mapping of keys to values")
-    return _merge(defaults, cfg, str(path))
