@@ -85,7 +85,7 @@ class VAIMSurrogate(Surrogate):
     same piecewise-linear density; `invert(observable, n)` returns θ samples.
 
     Args:
-        theory: registry name of the theory.
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (set from data.theory).
         grid_size: points of the x grid (must equal the training data's grid_size).
         latent: latent dimension; hidden: widths of both mappers; beta: KL weight.
         floor: added to the normalized densities before the log (dynamic-range floor).
