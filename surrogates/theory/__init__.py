@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable
 
 from surrogates.errors import InputError
-from surrogates.theory.base import Theory
+from surrogates.theory.base import Module2, Theory
 from surrogates.theory.dis import DISTheory
 from surrogates.theory.numpy_wrapper import NoGradientError, NumpyTheory
 from surrogates.theory.proxy import (
@@ -45,7 +45,8 @@ def _proxy_blackbox() -> NumpyTheory:
     )
 
 
-THEORIES: dict[str, Callable[[], Theory]] = {
+# built-in module-2s by name (surrogates.generators adds its event generators when imported)
+THEORIES: dict[str, Callable[[], Module2]] = {
     "proxy": ProxyTheory,
     "proxy-numpy": _proxy_blackbox,
     "dis": DISTheory,
@@ -53,16 +54,16 @@ THEORIES: dict[str, Callable[[], Theory]] = {
 
 # theories of installed packages: [project.entry-points."surrogate_zoo.theories"] NAME = "pkg.mod:factory"
 ENTRY_POINT_GROUP = "surrogate_zoo.theories"
-_LOADED: dict[str, Theory] = {}  # theories a user named as module:attribute in this process
+_LOADED: dict[str, Module2] = {}  # theories a user named as module:attribute in this process
 
 
-def register_theory(theory: Theory | Callable[[], Theory], name: str | None = None) -> None:
+def register_theory(theory: Module2 | Callable[[], Module2], name: str | None = None) -> None:
     """Make a theory known by name in this process (e.g. before loading a surrogate of it).
 
     Names stored in files (checkpoints, run folders) resolve only through registered and
     installed theories, never by importing what the file names.
     """
-    if isinstance(theory, Theory):
+    if isinstance(theory, Module2):
         _LOADED[name or theory.name] = theory
         return
     if not callable(theory):
@@ -72,7 +73,7 @@ def register_theory(theory: Theory | Callable[[], Theory], name: str | None = No
     THEORIES[name or theory().name] = theory
 
 
-def _entry_point(name: str) -> Callable[[], Theory] | None:
+def _entry_point(name: str) -> Callable[[], Module2] | None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -81,7 +82,7 @@ def _entry_point(name: str) -> Callable[[], Theory] | None:
     return None
 
 
-def _lookup(name: str) -> Theory | None:
+def _lookup(name: str) -> Module2 | None:
     """Built-in, registered or installed; None when the name is none of these. Imports nothing
     but an installed package's declared entry point."""
     if name in THEORIES:
@@ -96,7 +97,7 @@ def _known() -> str:
     return ", ".join(sorted({*THEORIES, *_LOADED}))
 
 
-def installed_theory(name: str) -> Theory:
+def installed_theory(name: str) -> Module2:
     """A theory by a name read from a file: built-in, installed (entry point) or registered in this
     process; never imports a module the name spells.
 
@@ -113,14 +114,16 @@ def installed_theory(name: str) -> Theory:
     return theory
 
 
-def _as_theory(obj: object, name: str) -> Theory:
-    theory = obj() if callable(obj) and not isinstance(obj, Theory) else obj
-    if not isinstance(theory, Theory):
-        raise InputError(f"'{name}' is not a Theory or a function returning one")
+def _as_theory(obj: object, name: str) -> Module2:
+    theory = obj() if callable(obj) and not isinstance(obj, Module2) else obj
+    if not isinstance(theory, Module2):
+        raise InputError(
+            f"'{name}' is not a Theory or an EventGenerator, nor a function returning one"
+        )
     return theory
 
 
-def get_theory(name: str | Theory) -> Theory:
+def get_theory(name: str | Module2) -> Module2:
     """A theory by the name a user gives: a registry name, an installed one, or
     ``package.module:attribute`` naming a Theory or a factory (imported, then registered under
     both the spec and the theory's own name, so files that store either resolve in this process).
@@ -133,7 +136,7 @@ def get_theory(name: str | Theory) -> Theory:
     >>> get_theory("proxy").param_names
     ('N_u', 'a_u', 'b_u', 'N_d', 'a_d', 'b_d')
     """
-    if isinstance(name, Theory):
+    if isinstance(name, Module2):
         return name
     theory = _lookup(name)
     if theory is not None:
