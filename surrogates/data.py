@@ -34,10 +34,11 @@ import torch
 
 from surrogates._version import __version__
 from surrogates.errors import EventFileError, InputError, ParameterError
+from surrogates.generators import EventGenerator, seed_for
 from surrogates.runs import atomic_path
 from surrogates.sampling import InverseCDFSampler, InverseCDFSampler2D, MetropolisSampler
 from surrogates.theory import Theory, get_theory
-from surrogates.theory.base import chebyshev_grid
+from surrogates.theory.base import Module2, chebyshev_grid
 from surrogates.validation import MAX_EVENTS, fraction, positive_int, seed_value
 
 __all__ = [
@@ -52,6 +53,8 @@ __all__ = [
     "event_sampler",
     "TrainingDataModule",
     "trapezoid_weights",
+    "generate_rows",
+    "training_meta",
 ]
 
 CASES: dict[str, tuple[int, int]] = {
@@ -365,7 +368,7 @@ def event_sampler(theory: Theory, method: str = "auto") -> InverseCDFSampler | M
 
 
 def simulate_observed(
-    theory: Theory,
+    theory: Theory | EventGenerator,
     theta: Sequence[float] | np.ndarray,
     expected_counts: Sequence[int],
     seed: int,
@@ -389,6 +392,8 @@ def simulate_observed(
         )
     counts = rng.poisson(expected) if fluctuate else np.round(expected).astype(int)
     counts = np.maximum(counts, 1)
+    if not theory.has_density:
+        return _generated_observed(theory, theta_t[0].numpy(), counts, expected, seed, rng)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     with torch.no_grad():
         true_norms = theory.norms(theta_t)[0].numpy()
@@ -421,43 +426,76 @@ def simulate_observed(
     )
 
 
+def _generated_observed(
+    generator: EventGenerator,
+    theta: np.ndarray,
+    counts: np.ndarray,
+    expected: np.ndarray,
+    seed: int,
+    rng: np.random.Generator,
+) -> ObservedData:
+    """Observed data from an event generator: N_c ~ Poisson(ν_c) events of its output, the
+    rates it reports as the measured norms' scale (ν_c are expected observed events)."""
+    out = generator.generate(theta, int(counts.max()), int(rng.integers(2**62)))
+    norms = out.rates * counts / expected
+    return ObservedData(
+        events=[e[:n] for e, n in zip(out.events, counts, strict=True)],
+        norms=norms,
+        norms_sigma=norms / np.sqrt(counts),
+        theory=generator.name,
+        theta_true=theta,
+        expected_counts=expected,
+        meta={
+            "kind": "observed",
+            "seed": seed,
+            "param_names": list(generator.param_names),
+            "version": __version__,
+            "detector": None,
+        },
+    )
+
+
 @dataclass
 class TrainingSet:
-    """(θ, events, densities) for surrogate training.
+    """(θ, events[, densities]) for surrogate training; the file format users may write too.
+
+    An ``.npz`` with arrays ``theta``, ``events``, ``norms`` (and ``grid`` + ``densities`` when a
+    density exists) and ``meta``, a JSON object with at least ``kind: "training"``, ``theory``
+    (the module-2's name), ``param_names`` and ``channels``.
 
     Attributes:
         theta: (M, P) parameters drawn from the prior box.
         events: (M, C, K, event_dim) K events per channel per θ.
-        grid: (G, event_dim) x grid of the densities (1-D theories).
-        densities: (M, C, G) σ_c on the grid per θ (unnormalized).
-        norms: (M, C) ∫σ_c dx per θ.
-        meta: theory description, seed, version.
+        norms: (M, C) ∫σ_c dx per θ (an event generator's rates).
+        grid: (G, event_dim) x grid of the densities, or None (an event generator: no density).
+        densities: (M, C, G) σ_c on the grid per θ (unnormalized), or None.
+        meta: module-2 description, seed, version.
     """
 
     theta: np.ndarray
     events: np.ndarray
-    grid: np.ndarray
-    densities: np.ndarray
+    grid: np.ndarray | None
+    densities: np.ndarray | None
     norms: np.ndarray
     meta: dict
 
+    @property
+    def has_density(self) -> bool:
+        return self.densities is not None
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
+        arrays = {"theta": self.theta, "events": self.events, "norms": self.norms}
+        if self.has_density:
+            arrays.update(grid=self.grid, densities=self.densities)
+        meta = {**self.meta, "has_density": self.has_density}
         with atomic_path(path) as tmp, tmp.open("wb") as f:
-            np.savez_compressed(
-                f,
-                meta=json.dumps(self.meta),
-                theta=self.theta,
-                events=self.events,
-                grid=self.grid,
-                densities=self.densities,
-                norms=self.norms,
-            )
+            np.savez_compressed(f, meta=json.dumps(meta), **arrays)
         return path
 
 
 def simulate_training(
-    theory: Theory,
+    theory: Theory | EventGenerator,
     n_params: int,
     events_per_param: int,
     seed: int,
@@ -465,11 +503,15 @@ def simulate_training(
     batch: int = 512,
     method: str = "auto",
 ) -> TrainingSet:
-    """Simulate a training set: θ uniform in the prior box, events and grid densities per θ."""
+    """Simulate a training set: θ uniform in the prior box, events (and, for a density theory,
+    grid densities) per θ. An `EventGenerator` gives events and rates only, seeded per θ row
+    (`surrogates.generators.seed_for`), so any subset of rows can be redone alone."""
     if n_params < 1 or events_per_param < 0 or grid_size < 2:
         raise InputError("n-params must be ≥ 1, events-per-param ≥ 0 and grid-size ≥ 2")
     generator = torch.Generator().manual_seed(seed)
     theta = theory.sample_prior(n_params, generator)
+    if not theory.has_density:
+        return _generated_training(theory, theta.numpy(), events_per_param, seed)
     sampler = event_sampler(theory, method)
     unit = getattr(theory, "support_map", False)
     extra: dict = {}
@@ -496,14 +538,7 @@ def simulate_training(
                 dens = theory.density(grid.unsqueeze(0), th)
             densities.append(dens.float().numpy())
             norms.append(theory.norms(th).numpy())
-    meta = {
-        **theory.describe(),
-        "kind": "training",
-        "seed": seed,
-        "events_per_param": events_per_param,
-        "version": __version__,
-        **extra,
-    }
+    meta = training_meta(theory, seed, events_per_param, **extra)
     return TrainingSet(
         theta=theta.numpy(),
         events=np.concatenate(events),
@@ -514,7 +549,41 @@ def simulate_training(
     )
 
 
-def load_training(path: str | Path, theory: Theory | None = None) -> TrainingSet:
+def generate_rows(
+    generator: EventGenerator, theta: np.ndarray, rows: Sequence[int], k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Events (R, C, k, d) and rates (R, C) of the given θ rows, each seeded by its row index."""
+    if k < 1:
+        raise InputError("an event generator's training set needs events-per-param ≥ 1")
+    events, rates = [], []
+    for i in rows:
+        out = generator.generate(theta[i], k, seed_for(seed, i))
+        events.append(np.stack(out.events).astype(np.float32))
+        rates.append(out.rates)
+    return np.stack(events), np.stack(rates)
+
+
+def training_meta(module2: Module2, seed: int, events_per_param: int, **extra: object) -> dict:
+    """The meta object of a training set of this module-2."""
+    return {
+        **module2.describe(),
+        "kind": "training",
+        "seed": seed,
+        "events_per_param": events_per_param,
+        "version": __version__,
+        **extra,
+    }
+
+
+def _generated_training(
+    generator: EventGenerator, theta: np.ndarray, k: int, seed: int
+) -> TrainingSet:
+    events, rates = generate_rows(generator, theta, range(len(theta)), k, seed)
+    meta = training_meta(generator, seed, k, seeding="per-row")
+    return TrainingSet(theta, events, None, None, rates, meta)
+
+
+def load_training(path: str | Path, theory: Module2 | None = None) -> TrainingSet:
     """Read a training set written by `simulate_training`; check it matches the theory if given."""
     path = Path(path)
     if not path.is_file():
@@ -530,9 +599,18 @@ def load_training(path: str | Path, theory: Theory | None = None) -> TrainingSet
             "not a training set"
         ) from None
     meta = _meta(arrays, path)
+    if ("grid" in arrays) != ("densities" in arrays):
+        raise EventFileError(
+            f"'{path}': grid and densities come together (or neither, for event generators)"
+        )
     try:
         ts = TrainingSet(
-            *(arrays[k] for k in ("theta", "events", "grid", "densities", "norms")), meta
+            arrays["theta"],
+            arrays["events"],
+            arrays.get("grid"),
+            arrays.get("densities"),
+            arrays["norms"],
+            meta,
         )
     except KeyError as err:
         raise EventFileError(f"'{path}' is not a training set (no {err} array)") from None
@@ -553,18 +631,25 @@ def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
         n > 0
         and ts.events.ndim == 4
         and ts.events.shape[0] == n
-        and ts.densities.ndim == 3
-        and ts.densities.shape[:2] == ts.events.shape[:2]
-        and ts.densities.shape[2] == ts.grid.shape[0]
         and ts.norms.shape == ts.events.shape[:2]
     )
+    if ts.has_density:
+        shapes_ok = (
+            shapes_ok
+            and ts.densities.ndim == 3
+            and ts.densities.shape[:2] == ts.events.shape[:2]
+            and ts.densities.shape[2] == ts.grid.shape[-2]
+        )
     if not shapes_ok:
         raise EventFileError(
             f"'{path}': arrays of inconsistent shapes (theta {ts.theta.shape}, events "
-            f"{ts.events.shape}, grid {ts.grid.shape}, densities {ts.densities.shape}, norms "
-            f"{ts.norms.shape}); regenerate it with python -m surrogates.simulate training"
+            f"{ts.events.shape}, grid {getattr(ts.grid, 'shape', None)}, densities "
+            f"{getattr(ts.densities, 'shape', None)}, norms {ts.norms.shape}); regenerate it "
+            "with python -m surrogates.simulate training"
         )
     for name in ("theta", "events", "grid", "densities", "norms"):
+        if getattr(ts, name) is None:
+            continue
         values = np.asarray(getattr(ts, name), dtype=float)
         bad = ~np.isfinite(values)
         if bad.any():
@@ -576,7 +661,7 @@ def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
             raise EventFileError(
                 f"'{path}': {name} holds NaN or inf ({rows} rows); regenerate those θ or drop them"
             )
-    if (ts.densities < 0).any() or (ts.norms <= 0).any():
+    if (ts.has_density and (ts.densities < 0).any()) or (ts.norms <= 0).any():
         raise EventFileError(f"'{path}': densities must be ≥ 0 and norms > 0")
 
 
@@ -598,6 +683,9 @@ class _PerTheta(torch.utils.data.Dataset):
             np.log(np.clip(ts.norms[index], 1e-300, None)), dtype=torch.float32
         )
         self.events = torch.as_tensor(ts.events[index], dtype=torch.float32)
+        self.has_density = ts.has_density
+        if not ts.has_density:  # an event generator's set: events and rates only
+            return
         norms = np.clip(ts.norms[index], 1e-300, None)[..., None]
         self.pdf = torch.as_tensor(ts.densities[index] / norms, dtype=torch.float32)
         self.grid = torch.as_tensor(ts.grid, dtype=torch.float32)
@@ -609,14 +697,10 @@ class _PerTheta(torch.utils.data.Dataset):
         return len(self.theta)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {
-            "theta": self.theta[i],
-            "log_norms": self.log_norms[i],
-            "events": self.events[i],
-            "pdf": self.pdf[i],
-            "grid": self.grid,
-            "weights": self.weights,
-        }
+        item = {"theta": self.theta[i], "log_norms": self.log_norms[i], "events": self.events[i]}
+        if self.has_density:
+            item.update(pdf=self.pdf[i], grid=self.grid, weights=self.weights)
+        return item
 
 
 class TrainingDataModule(pl.LightningDataModule):

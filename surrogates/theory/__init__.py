@@ -10,7 +10,7 @@ from pathlib import Path
 
 from surrogates.errors import InputError
 from surrogates.resources import resolve_config
-from surrogates.theory.base import Theory
+from surrogates.theory.base import Module2, Theory
 from surrogates.theory.card import is_card, load_card, read_card
 from surrogates.theory.dis import DISTheory
 from surrogates.theory.numpy_wrapper import NoGradientError, NumpyTheory
@@ -65,12 +65,13 @@ def _proxy_blackbox() -> NumpyTheory:
 BUILTIN_CARDS = {"peak": "examples/peak/peak.toml"}
 
 
-def _builtin_card(name: str) -> Theory:
+def _builtin_card(name: str) -> Module2:
     """A shipped card's theory (importing the package's own example file, never a user's)."""
     return _card_theory(BUILTIN_CARDS[name], register=False)
 
 
-THEORIES: dict[str, Callable[[], Theory]] = {
+# built-in module-2s by name (surrogates.generators adds its event generators when imported)
+THEORIES: dict[str, Callable[[], Module2]] = {
     "proxy": ProxyTheory,
     "proxy-numpy": _proxy_blackbox,
     "dis": DISTheory,
@@ -79,17 +80,17 @@ THEORIES: dict[str, Callable[[], Theory]] = {
 
 # theories of installed packages: [project.entry-points."surrogate_zoo.theories"] NAME = "pkg.mod:factory"
 ENTRY_POINT_GROUP = "surrogate_zoo.theories"
-_LOADED: dict[str, Theory] = {}  # theories a user named as module:attribute or card this process
-_CARDS: dict[Path, Theory] = {}  # cards loaded in this process, by resolved path
+_LOADED: dict[str, Module2] = {}  # named by a user as module:attribute or card in this process
+_CARDS: dict[Path, Module2] = {}  # cards loaded in this process, by resolved path
 
 
-def register_theory(theory: Theory | Callable[[], Theory], name: str | None = None) -> None:
+def register_theory(theory: Module2 | Callable[[], Module2], name: str | None = None) -> None:
     """Make a theory known by name in this process (e.g. before loading a surrogate of it).
 
     Names stored in files (checkpoints, run folders) resolve only through registered and
     installed theories, never by importing what the file names.
     """
-    if isinstance(theory, Theory):
+    if isinstance(theory, Module2):
         _LOADED[name or theory.name] = theory
         return
     if not callable(theory):
@@ -99,7 +100,7 @@ def register_theory(theory: Theory | Callable[[], Theory], name: str | None = No
     THEORIES[name or theory().name] = theory
 
 
-def _entry_point(name: str) -> Callable[[], Theory] | None:
+def _entry_point(name: str) -> Callable[[], Module2] | None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -108,7 +109,7 @@ def _entry_point(name: str) -> Callable[[], Theory] | None:
     return None
 
 
-def _lookup(name: str) -> Theory | None:
+def _lookup(name: str) -> Module2 | None:
     """Built-in, registered or installed; None when the name is none of these. Imports nothing
     but an installed package's declared entry point."""
     if name in THEORIES:
@@ -123,7 +124,7 @@ def _known() -> str:
     return ", ".join(sorted({*THEORIES, *_LOADED}))
 
 
-def installed_theory(name: str) -> Theory:
+def installed_theory(name: str) -> Module2:
     """A theory by a name read from a file: built-in, installed (entry point) or registered in this
     process; never imports a module the name spells.
 
@@ -140,10 +141,12 @@ def installed_theory(name: str) -> Theory:
     return theory
 
 
-def _as_theory(obj: object, name: str) -> Theory:
-    theory = obj() if callable(obj) and not isinstance(obj, Theory) else obj
-    if not isinstance(theory, Theory):
-        raise InputError(f"'{name}' is not a Theory or a function returning one")
+def _as_theory(obj: object, name: str) -> Module2:
+    theory = obj() if callable(obj) and not isinstance(obj, Module2) else obj
+    if not isinstance(theory, Module2):
+        raise InputError(
+            f"'{name}' is not a Theory or an EventGenerator, nor a function returning one"
+        )
     return theory
 
 
@@ -158,7 +161,7 @@ def _card_path(spec: str) -> Path:
     return path.resolve()
 
 
-def _card_theory(spec: str, register: bool = True) -> Theory:
+def _card_theory(spec: str, register: bool = True) -> Module2:
     """Load a card once per process; register it under its name (refusing a name already taken
     by another theory) and under the spec as typed."""
     path = _card_path(spec)
@@ -185,7 +188,7 @@ def _card_theory(spec: str, register: bool = True) -> Theory:
     return theory
 
 
-def get_theory(name: str | Theory) -> Theory:
+def get_theory(name: str | Module2) -> Module2:
     """A theory by the name a user gives: a registry name, an installed one, the path of a
     plug-in card (`surrogates.theory.card`; its files imported), or ``package.module:attribute``
     naming a Theory or a factory (imported). A card or module:attribute theory is then
@@ -200,7 +203,7 @@ def get_theory(name: str | Theory) -> Theory:
     >>> get_theory("proxy").param_names
     ('N_u', 'a_u', 'b_u', 'N_d', 'a_d', 'b_d')
     """
-    if isinstance(name, Theory):
+    if isinstance(name, Module2):
         return name
     theory = _lookup(name)
     if theory is not None:
