@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from surrogates._version import __version__
 from surrogates.errors import EventFileError, InputError, ParameterError
+
+# (importing the generators also registers the event-generator forms of plug-in cards)
+from surrogates.generators import (
+    CallableGenerator,
+    EventGenerator,
+    ExternalGenerator,
+    TheoryGenerator,
+)
 from surrogates.theory import NumpyTheory, ProxyTheory, Theory, get_theory
 
 __all__ = [
@@ -12,6 +20,10 @@ __all__ = [
     "InputError",
     "ParameterError",
     "NumpyTheory",
+    "EventGenerator",
+    "CallableGenerator",
+    "ExternalGenerator",
+    "TheoryGenerator",
     "ProxyTheory",
     "Theory",
     "get_theory",

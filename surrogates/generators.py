@@ -41,6 +41,7 @@ from surrogates.errors import InputError
 from surrogates.sampling import InverseCDFSampler, MetropolisSampler
 from surrogates.theory import THEORIES, ProxyTheory
 from surrogates.theory.base import Module2, Theory
+from surrogates.theory.card import CARD_FORMS, Card, load_function
 
 __all__ = [
     "Generated",
@@ -409,3 +410,30 @@ def proxy_smeared() -> TheoryGenerator:
 
 
 THEORIES["proxy-smeared"] = proxy_smeared
+
+
+# ----------------------------------------------------------------------------- plug-in cards
+# The card forms that are event generators (surrogates/theory/card.py reads the card; it sits
+# below this layer, so this module hands it the builders).
+
+
+def _card_generator(card: Card, theory: Theory | None) -> CallableGenerator:
+    """``generator = "file.py:function"`` (+ ``rates``)."""
+    rates = load_function(card, "rates") if card.rates is not None else None
+    return CallableGenerator(load_function(card, "generator"), rates=rates, **card.declaration())
+
+
+def _card_command(card: Card, theory: Theory | None) -> ExternalGenerator:
+    """``command = [...]``: run in the card's folder."""
+    return ExternalGenerator(
+        list(card.command or ()), output=card.output, cwd=card.path.parent, **card.declaration()
+    )
+
+
+def _card_detector(card: Card, theory: Theory | None) -> TheoryGenerator:
+    """``density`` + ``detector``: the density's exact sampler, then the user's detector."""
+    assert theory is not None
+    return TheoryGenerator(theory, load_function(card, "detector"), name=card.name)
+
+
+CARD_FORMS.update(generator=_card_generator, command=_card_command, detector=_card_detector)

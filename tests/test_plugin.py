@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,123 @@ def test_a_card_cannot_take_a_name_already_in_use(tmp_path):
         get_theory(str(write_card(tmp_path / "c", "twin")))
 
 
+# ----------------------------------------------------------------------------- the generator forms
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs/guide/bring-your-own.md"
+
+
+def guide_files() -> dict[str, str]:
+    """The guide's code blocks that start by naming their file (``# gen.py``, ``# gen.sh ...``)."""
+    files = {}
+    for block in re.findall(r"```\w*\n(.*?)```", GUIDE.read_text(), flags=re.S):
+        lines = block.splitlines()
+        head = lines[1] if lines[0].startswith("#!") else lines[0]
+        match = re.match(r"# (\w+\.(?:py|sh))\b", head)
+        if match:
+            files[match.group(1)] = block
+    return files
+
+
+def guide_card(folder: Path, name: str, form: str) -> Path:
+    """A card of the guide's example σ_a = n e^(−kx), σ_b = k e^(−nx) on [0, 2] in one of its
+    forms, beside the guide's own code files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, code in guide_files().items():
+        (folder / file).write_text(code)
+    module2 = {
+        "density": 'density = "mine.py:sigma"',
+        "torch": 'density = "mine_torch.py:sigma"\ntorch = true\nvectorized = true',
+        "generator": 'generator = "gen.py:generate"\nrates = "gen.py:rates"',
+        "command": 'command = ["sh", "gen.sh", "{theta}", "{n}", "{seed}", "{out}"]\noutput = "csv"',
+        "detector": 'density = "mine.py:sigma"\ndetector = "detector.py:smear"',
+    }[form]
+    text = (
+        f'name = "{name}"\nchannels = ["a", "b"]\nx = [0.0, 2.0]\ntruth = [1.0, 1.5]\n{module2}\n'
+        "[parameters]\nn = [0.5, 2.0]\nk = [0.5, 2.0]\n"
+    )
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def truncated_exponential_mean(rate: float, high: float = 2.0) -> float:
+    """Mean of e^(−rate x) on [0, high]."""
+    return 1 / rate - high * np.exp(-rate * high) / -np.expm1(-rate * high)
+
+
+def test_the_guides_code_blocks_are_all_there():
+    assert set(guide_files()) == {"mine.py", "mine_torch.py", "gen.py", "gen.sh", "detector.py"}
+
+
+@pytest.mark.parametrize("form", ["density", "torch"])
+def test_the_guides_density_forms_integrate_to_their_norms(tmp_path, form):
+    theory = get_theory(str(guide_card(tmp_path, f"guide-{form}", form)))
+    theta = theory.sample_prior(8, torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        np.testing.assert_allclose(theory.norms(theta).numpy(), exact_norms(theta.numpy()), rtol=1e-9)  # fmt: skip
+
+
+@pytest.mark.parametrize("form", ["generator", "command"])
+def test_the_guides_generators_give_seeded_events_of_the_density_and_its_rates(tmp_path, form):
+    """The Python generator and the awk program (a separate process) draw the same law as the
+    density form: event means within 5 standard errors, exact rates, the same events for the
+    same seed and others for another."""
+    from surrogates.generators import EventGenerator
+
+    gen = get_theory(str(guide_card(tmp_path, f"guide-{form}", form)))
+    assert isinstance(gen, EventGenerator) and not gen.has_density
+    assert installed_theory(f"guide-{form}") is gen
+    theta, n = np.array([1.0, 1.5]), 4000
+    out = gen.generate(theta, n, seed=11)
+    np.testing.assert_allclose(out.rates, exact_norms(theta)[0], rtol=1e-9)
+    for events, rate in zip(out.events, (theta[1], theta[0])):
+        assert events.shape == (n, 1)
+        mean = truncated_exponential_mean(rate)
+        assert abs(events.mean() - mean) < 5 * events.std() / np.sqrt(n)
+    again, other = gen.generate(theta, n, seed=11), gen.generate(theta, n, seed=12)
+    assert np.array_equal(again.events[0], out.events[0])
+    assert not np.array_equal(other.events[0], out.events[0])
+
+
+def test_the_guides_density_with_detector_is_a_generator_with_accepted_rates(tmp_path):
+    from surrogates.generators import TheoryGenerator
+
+    gen = get_theory(str(guide_card(tmp_path, "guide-detector", "detector")))
+    assert isinstance(gen, TheoryGenerator) and gen.name == "guide-detector"
+    theta = np.array([1.0, 1.5])
+    out = gen.generate(theta, 3000, seed=5)
+    assert [e.shape for e in out.events] == [(3000, 1), (3000, 1)]
+    # efficiency 0.9 − 0.1 x (smearing moves few events across the edges): the accepted rates
+    # are the norms times the mean efficiency, to within the Monte Carlo error of the kept fraction
+    for c, rate in enumerate((theta[1], theta[0])):
+        eff = 0.9 - 0.1 * truncated_exponential_mean(rate)
+        expected = exact_norms(theta)[0, c] * eff
+        assert out.rates[c] == pytest.approx(expected, rel=0.03)
+
+
+def test_a_generator_card_that_returns_bad_events_is_one_line(tmp_path):
+    card = guide_card(tmp_path, "guide-bad", "generator")
+    (tmp_path / "gen.py").write_text(
+        (tmp_path / "gen.py").read_text()
+        + "\n\ndef few(theta, n, seed):\n    return [np.zeros((n - 1, 1))] * 2\n"
+    )
+    card.write_text(card.read_text().replace("gen.py:generate", "gen.py:few"))
+    with pytest.raises(
+        InputError, match=r"generator check call: .*shape \(3, 1\).*expected \(4, 1\)"
+    ):
+        get_theory(str(card))
+
+
+def test_an_external_program_that_fails_is_one_line(tmp_path):
+    card = guide_card(tmp_path, "guide-fails", "command")
+    (tmp_path / "gen.sh").write_text("echo 'cannot find the PDF set' >&2\nexit 3\n")
+    with pytest.raises(InputError, match="exited with status 3: cannot find the PDF set"):
+        get_theory(str(card))
+    card.write_text(card.read_text().replace('"sh"', '"no-such-program-xyz"'))
+    with pytest.raises(InputError, match="program 'no-such-program-xyz' not found"):
+        get_theory(str(card))
+
+
 # ----------------------------------------------------------------------------- bad cards
 
 BAD_CARDS = [
@@ -226,6 +344,10 @@ BAD_CARDS = [
     ({"reference_counts": "[100, 100, 100]"}, "reference_counts must be a list of 2 finite"),
     ({"reference_counts": "[100, -1]"}, "reference_counts must be positive"),
     ({"torch": '"yes"'}, "torch must be true or false"),
+    ({"output": '"csv"'}, "output only goes with command"),
+    ({"density": None, "command": '["prog", "--n", "{n}"]'}, "command must contain {out}"),
+    ({"density": None, "command": '["prog", "{out}"]', "output": '"hdf5"'}, "output = 'hdf5'"),
+    ({"detector": '"bump.py:nope"'}, "detector = 'bump.py:nope': 'nope' is not a function"),
     ({"density": '"bump.py"'}, "must be 'file.py:function' or 'package.module:function'"),
     (
         {"density": '"missing.py:sigma"'},
@@ -367,7 +489,7 @@ def test_the_shipped_peak_configs_name_the_example():
 
 
 def test_the_guide_shows_every_plug_in_form():
-    guide = (Path(__file__).resolve().parent.parent / "docs/guide/bring-your-own.md").read_text()
+    guide = GUIDE.read_text()
     for needle in ("density =", "torch = true", "generator =", "command =", "detector =",
                    "configs/surrogates/flow-peak.yaml", "configs/inverse/peak.yaml"):  # fmt: skip
         assert needle in guide, needle

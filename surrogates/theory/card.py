@@ -48,7 +48,7 @@ import torch
 import yaml
 
 from surrogates.errors import InputError
-from surrogates.theory.base import Theory
+from surrogates.theory.base import Module2, Theory
 from surrogates.theory.numpy_wrapper import NumpyTheory
 from surrogates.theory.torch_wrapper import TorchFunctionTheory
 
@@ -74,6 +74,7 @@ _OPTIONAL = (
     "generator",
     "rates",
     "command",
+    "output",
     "detector",
 )
 _FORMS = ("density", "generator", "command")
@@ -82,7 +83,7 @@ _MAX_EVENT_DIM = 3
 
 # Builders of the forms that are event generators, filled in by `surrogates.generators` (a layer
 # above this one): "generator", "command" and "detector" (a density followed by a detector).
-CARD_FORMS: dict[str, Callable[[Card, Theory | None], Any]] = {}
+CARD_FORMS: dict[str, Callable[[Card, Theory | None], Module2]] = {}
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Card:
     generator: str | None = None
     rates: str | None = None
     command: tuple[str, ...] | None = None
+    output: str = "npz"
     detector: str | None = None
 
     @property
@@ -250,6 +252,12 @@ def _command(path: Path, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _output(path: Path, value: object) -> str:
+    if value not in ("npz", "csv"):
+        raise _fail(path, "output", f"= {value!r}: the program writes npz or csv")
+    return str(value)
+
+
 def _flag(path: Path, raw: dict, key: str) -> bool:
     value = raw.get(key, False)
     if not isinstance(value, bool):
@@ -277,7 +285,7 @@ def _check_keys(path: Path, raw: dict) -> None:
             f"must be given by exactly one of density, generator, command; got {forms or 'none'}",
         )
     for key, needs in (("torch", "density"), ("vectorized", "density"), ("detector", "density"),
-                       ("rates", "generator")):  # fmt: skip
+                       ("rates", "generator"), ("output", "command")):  # fmt: skip
         if key in raw and needs not in raw:
             raise _fail(path, key, f"only goes with {needs}; remove it or give {needs}")
 
@@ -330,6 +338,7 @@ def read_card(path: str | Path) -> Card:
         torch=_flag(path, raw, "torch"),
         vectorized=_flag(path, raw, "vectorized"),
         command=_command(path, raw["command"]) if "command" in raw else None,
+        output=_output(path, raw.get("output", "npz")),
         **refs,
     )
 
@@ -416,22 +425,37 @@ def _check_density(theory: Theory, card: Card) -> None:
         raise _fail(card.path, key, f"= '{card.density}' returned negative or non-finite σ at θ = {theta.tolist()}; a density is finite and ≥ 0")  # fmt: skip
 
 
-def load_card(path: str | Path) -> Any:
+def load_card(path: str | Path) -> Module2:
     """Read a card and build its module-2: a `Theory` for the density forms, an event generator
-    (`surrogates.generators`) for the others. Imports the Python files the card names.
+    (`surrogates.generators`) for the others. Imports the Python files the card names and calls
+    the code once (a few events, or the density at a few points) to check what it returns.
 
     Raises:
         InputError: the card is malformed, a file it names is missing or fails to import, or the
-            density returns the wrong shape or negative values.
+            code returns the wrong shape, negative densities or bad events.
     """
     card = read_card(path)
     if card.form == "density":
         return _density_theory(card)
     build = CARD_FORMS.get(card.form)
     if build is None:
-        raise _fail(card.path, card.form, "needs surrogates.generators, which is not loaded; import surrogates.generators first")  # fmt: skip
+        raise _fail(card.path, card.form, "needs surrogates.generators: import it first")
     theory = _density_theory(card) if card.form == "detector" else None
     module2 = build(card, theory)
     module2.reference_counts = card.reference_counts
     module2.card = str(card.path)
+    _check_generator(module2, card)
     return module2
+
+
+def _check_generator(module2: Any, card: Card) -> None:
+    """One small call of a generator at the truth (else the prior's centre): events of the
+    declared shape and range and positive rates, or one line naming the card's key."""
+    key = {"detector": "detector", "generator": "generator", "command": "command"}[card.form]
+    theta = module2.truth if module2.truth is not None else (module2.prior_low + module2.prior_high) / 2  # fmt: skip
+    try:
+        module2.generate(theta.numpy(), 4, seed=0)
+    except InputError as err:
+        raise _fail(card.path, key, f"check call: {err}") from None
+    except Exception as err:  # noqa: BLE001 - the user's code fails: one line
+        raise _fail(card.path, key, f"fails at θ = {theta.tolist()}: {type(err).__name__}: {_line(err)}") from None  # fmt: skip
