@@ -309,8 +309,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"where to write (default here: {export_dir()}; the first folder of "
         f"${ZOO_PATH_ENV}, else checkpoints/ in a source checkout, else the user zoo folder)",
     )
+    exp.add_argument(
+        "--theory",
+        default=None,
+        help="the run's theory when it is not built in or installed: the card (.toml/.yaml) or "
+        "module:attribute it was trained with (docs/guide/bring-your-own.md)",
+    )
     args = parser.parse_args(argv)
     if args.cmd == "export":
+        if args.theory is not None:
+            get_theory(args.theory)  # a card or module:attribute: known by name from here on
         out = export_checkpoint(args.run, args.name, args.folder)
         print(
             f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json').name}"

@@ -15,7 +15,7 @@ import yaml
 import surrogates.theory as registry
 from inverse import fit as inverse_fit
 from surrogates import fit as surrogate_fit
-from surrogates import simulate
+from surrogates import simulate, zoo
 from surrogates.errors import InputError
 from surrogates.resources import config_file
 from surrogates.theory import (
@@ -442,6 +442,17 @@ def test_a_card_theory_runs_from_training_set_to_theta(tmp_path, capsys, monkeyp
     )  # fmt: skip
     metrics = json.loads((tmp_path / "inv/metrics.json").read_text())
     assert len(metrics["params_mean"]) == 2 and np.isfinite(metrics["params_mean"]).all()
+    # into the zoo: the card's theory is named on the command line, never read from the file
+    export = ["export", "run", "--name", "mine", "--folder", "zoo"]
+    monkeypatch.setattr(registry, "_LOADED", {})
+    monkeypatch.setattr(registry, "_CARDS", {})
+    status, _, err = run_cli(zoo.main, export, capsys)
+    assert status == 2 and "'bump-e2e'" in err and "Name its card" in err, err
+    assert not (tmp_path / "zoo").exists()
+    stage(zoo.main, [*export, "--theory", "mine/bump-e2e.toml"])
+    assert (
+        zoo.load_surrogate(tmp_path / "zoo/mine.ckpt", theory="bump-e2e").theory_name == "bump-e2e"
+    )
 
 
 # ----------------------------------------------------------------------------- the worked example

@@ -134,8 +134,9 @@ def installed_theory(name: str) -> Module2:
     theory = _lookup(str(name))
     if theory is None:
         raise InputError(
-            f"theory '{name}' (named in a file) is not installed; known: {_known()}. Register it "
-            "(surrogates.theory.register_theory) or install it under the entry-point group "
+            f"theory '{name}' (named in a file) is not installed; known: {_known()}. Name its "
+            "card (--theory path/to/card.toml; surrogates.theory.get_theory in Python), register "
+            "it (surrogates.theory.register_theory) or install it under the entry-point group "
             f"'{ENTRY_POINT_GROUP}': names read from files are never imported"
         )
     return theory
