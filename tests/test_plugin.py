@@ -384,10 +384,16 @@ def test_a_bad_card_is_one_line_naming_the_key_and_nothing_is_written(
     assert sorted(tmp_path.rglob("*")) == before, "a refused card left files behind"
 
 
-def test_a_missing_card_names_the_fix(tmp_path, capsys):
+def test_a_missing_or_unreadable_card_names_the_fix(tmp_path, capsys):
     argv = ["observed", "--theory", str(tmp_path / "no.toml"), "--out", str(tmp_path / "x.npz")]
     status, _, err = run_cli(simulate.main, argv, capsys)
     assert status == 2 and "theory card" in err and "not found" in err and "bring-your-own" in err
+    for name, raw in (("binary.toml", bytes(range(256))), ("list.yaml", b"- 1\n- 2\n")):
+        (tmp_path / name).write_bytes(raw)
+        argv[2] = str(tmp_path / name)
+        status, _, err = run_cli(simulate.main, argv, capsys)
+        assert status == 2 and err.count("\n") == 1 and name in err, err
+    assert not (tmp_path / "x.npz").exists()
 
 
 # ----------------------------------------------------------------------------- end to end

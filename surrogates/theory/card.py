@@ -152,7 +152,12 @@ def _parse(path: Path) -> dict:
     """The card file as a mapping (TOML by the standard library's tomllib, or YAML)."""
     if not path.is_file():
         raise InputError(f"theory card '{path}' not found; give the path of a .toml or .yaml card")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"card '{path}' is not a UTF-8 text file; write the card as text"
+        ) from None
     try:
         if path.suffix.lower() == ".toml":
             try:
