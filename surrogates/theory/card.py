@@ -301,6 +301,11 @@ def read_card(path: str | Path) -> Card:
     Raises:
         InputError: one line naming the key and the fix (missing or unknown key, a prior box
             with low ≥ high, lists of the wrong length, ...).
+
+    >>> from surrogates.resources import config_file
+    >>> card = read_card(config_file("examples/peak/peak.toml"))
+    >>> card.name, card.param_names, card.form, card.event_dim
+    ('peak', ('bkg', 'slope', 'mu', 'mass', 'width'), 'density', 1)
     """
     path = Path(path)
     raw = _parse(path)
