@@ -318,7 +318,7 @@ class InverseCDFSampler:
         theory: Theory,
         grid_size: int = 2049,
         grid: str = "adaptive",
-        grid_tol: float = 1e-5,
+        grid_tol: float = 1e-4,
     ) -> None:
         if theory.event_dim != 1:
             raise InputError(
