@@ -224,8 +224,8 @@ def _grids(p: dict) -> list[str]:
         "error at the peak, median θ", "error at the peak, worst θ", "estimate, worst θ",
     ]  # fmt: skip
     note = (
-        f"{p.get('theta')} θ per density. L1 error: ∫\|p_lin − p\| dx of the normalized "
-        "density (worst channel), measured on 200 001 points; at the peak: \|p_lin/p − 1\| at "
+        f"{p.get('theta')} θ per density. L1 error: ∫\\|p_lin − p\\| dx of the normalized "
+        "density (worst channel), measured on 200 001 points; at the peak: \\|p_lin/p − 1\\| at "
         "the peak's centre; estimate: what `adaptive_grid` reports (the `grid_tol` check)."
     )
     return [note, markdown_table(header, rows)]
