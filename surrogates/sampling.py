@@ -21,6 +21,7 @@ from surrogates.theory.base import ArrayLike, Theory, chebyshev_grid
 __all__ = [
     "AdaptiveGrid",
     "GRID_KINDS",
+    "GridToleranceWarning",
     "InverseCDFSampler",
     "InverseCDFSampler2D",
     "MetropolisSampler",
@@ -265,8 +266,14 @@ def _merge(x: Tensor, f: Tensor, new_x: Tensor, new_f: Tensor) -> tuple[Tensor, 
     return x.gather(1, order), torch.cat([f, new_f], 2).gather(2, _rows(order, f))
 
 
+class GridToleranceWarning(UserWarning):
+    """An adaptive grid's interpolation error is above its tolerance for some θ (filterable:
+    ``warnings.simplefilter("ignore", GridToleranceWarning)``)."""
+
+
 def warn_grid_error(error: Tensor, tol: float, n_nodes: int, what: str) -> str | None:
-    """A one-line warning (returned, and issued) when some θ's interpolation error exceeds tol."""
+    """A one-line `GridToleranceWarning` (returned, and issued) when some θ's interpolation
+    error exceeds tol; None when none does."""
     above = int((error > tol).sum())
     if above == 0:
         return None
@@ -274,7 +281,7 @@ def warn_grid_error(error: Tensor, tol: float, n_nodes: int, what: str) -> str |
         f"{what}: {above} of {error.numel()} θ have a grid interpolation error above grid_tol "
         f"{tol:g} (largest {float(error.max()):.2g}) with {n_nodes} nodes; raise the grid size"
     )
-    warnings.warn(message, stacklevel=3)
+    warnings.warn(message, GridToleranceWarning, stacklevel=3)
     return message
 
 

@@ -20,6 +20,7 @@ from surrogates.data import (
 )
 from surrogates.errors import InputError
 from surrogates.sampling import (
+    GridToleranceWarning,
     InverseCDFSampler,
     adaptive_grid,
     eval_cdf,
@@ -209,7 +210,7 @@ def test_training_sets_store_a_grid_per_theta_and_meet_the_tolerance(peak, proxy
     measured = measured_l1(proxy, nodes, torch.as_tensor(ts.densities[:8]).double(), theta)
     assert (measured < 1e-3).all(), measured
     with pytest.warns(
-        UserWarning, match=r"θ have a grid interpolation error above grid_tol 0.0001"
+        GridToleranceWarning, match=r"θ have a grid interpolation error above grid_tol 0.0001"
     ):
         tight = simulate_training(peak, 16, 2, seed=2, grid_size=48, grid_tol=1e-4)
     assert (
