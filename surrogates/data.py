@@ -806,7 +806,7 @@ class TrainingDataModule(pl.LightningDataModule):
 
     Args:
         path: a training set from `python -m surrogates.simulate training`; None simulates one.
-        theory: registry name (must match the file's theory).
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md. Must be the training file's theory.
         n_params, events_per_param, grid_size: size of a simulated set.
         grid: "auto" (adaptive per θ for 1-D theories, the fixed grid for 2-D), "adaptive" or
             "chebyshev": how a simulated set places its grid nodes (`simulate_training`).

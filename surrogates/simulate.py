@@ -20,7 +20,7 @@ from surrogates.data import (
 from surrogates.detector import DISDetector
 from surrogates.errors import InputError
 from surrogates.runs import cli_errors
-from surrogates.theory import Theory, get_theory
+from surrogates.theory import THEORY_HELP, Theory, get_theory
 from surrogates.validation import (
     MAX_EVENTS,
     ArgumentParser,
@@ -57,7 +57,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m surrogates.simulate", description=__doc__)
     sub = parser.add_subparsers(dest="kind", required=True)
     obs = sub.add_parser("observed", help="an observed data set: events, counts, measured norms")
-    obs.add_argument("--theory", default="proxy")
+    obs.add_argument("--theory", default="proxy", help=THEORY_HELP)
     obs.add_argument("--theta", default="truth", help="'truth' or comma-separated values")
     obs.add_argument("--case", default=None, help="A, B or C (expected counts, DESIGN.md)")
     obs.add_argument("--events", default=None, help="expected counts per channel, N1,N2")
@@ -71,7 +71,7 @@ def build_parser() -> ArgumentParser:
     obs.add_argument("--seed", type=int, default=1)
     obs.add_argument("--out", required=True, help="the event file to write (.npz added if missing)")
     tr = sub.add_parser("training", help="a training set for the surrogates")
-    tr.add_argument("--theory", default="proxy")
+    tr.add_argument("--theory", default="proxy", help=THEORY_HELP)
     tr.add_argument("--n-params", type=int, default=20000)
     tr.add_argument("--events-per-param", type=int, default=10)
     tr.add_argument(

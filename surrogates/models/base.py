@@ -59,7 +59,7 @@ class Surrogate(pl.LightningModule):
     validation of public inputs, and the optimizer with its scheduler.
 
     Args:
-        theory: registry name of the theory the surrogate learns.
+        theory: the theory the surrogate learns: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md.
         lr: learning rate.
         optimizer: "adam" (default), "adamw" or "sgd" (Nesterov momentum 0.9) for the main networks.
         weight_decay: Adam weight decay.
@@ -291,8 +291,19 @@ class Surrogate(pl.LightningModule):
             "version": __version__,
         }
 
+    def stored_hparams(self) -> dict:
+        """The hyperparameters a checkpoint stores: the theory by its registry name, not as the
+        user typed it (a card's path or module:attribute), so a checkpoint loads wherever that
+        theory is registered or installed, whatever path named it when it was trained."""
+        hparams = dict(self.hparams)
+        if "theory" in hparams:
+            hparams["theory"] = self.theory_name
+        return hparams
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["surrogate_zoo"] = self.zoo_metadata()
+        if "hyper_parameters" in checkpoint:
+            checkpoint["hyper_parameters"] = self.stored_hparams()
 
     # ------------------------------------------------------------------ training
     def norm_loss(self, theta: Tensor, log_norms: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ class FlowSurrogate(Surrogate):
     """Conditional neural spline flow over an event variable y of x in its range (logit default).
 
     Args:
-        theory: registry name of the theory.
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (set from data.theory).
         backend: "zuko" (maintained, default), "nflows" or "normflows".
         objective: "events" (maximum likelihood on sampled events) or "pdf" (cross-entropy
             against the exact normalized densities on the training set's x grid, lower variance).

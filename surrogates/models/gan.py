@@ -59,7 +59,7 @@ class GANSurrogate(Surrogate):
     """Conditional WGAN-GP (or least-squares GAN) over the event variable y, with an MMD term.
 
     Args:
-        theory: registry name of the theory.
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (set from data.theory).
         latent: noise dimension of the generator.
         hidden: generator widths; critic_hidden: critic widths.
         loss: "wgan-gp" or "lsgan".

@@ -85,7 +85,7 @@ class VAIMSurrogate(Surrogate):
     same piecewise-linear density; `invert(observable, n)` returns θ samples.
 
     Args:
-        theory: registry name of the theory.
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (set from data.theory).
         grid_size: points of its own x grid (Chebyshev, clustered at both ends); the training
             densities are interpolated onto it from each θ's grid.
         latent: latent dimension; hidden: widths of both mappers; beta: KL weight.
