@@ -345,6 +345,10 @@ class Surrogate(pl.LightningModule):
         if self.norm_steps <= 0 or bool(self.norms_fitted) or data is None:
             return
         train = data.train_set
+        self.print(
+            f"fitting the norm network alone first: {self.norm_steps} Adam steps before the first "
+            "epoch, no progress bar (model.norm_steps; 0 trains it jointly, ~2000 suit a quick try)"
+        )
         mse = self.fit_norms(
             train.theta.to(self.device), train.log_norms.to(self.device), self.norm_steps
         )
