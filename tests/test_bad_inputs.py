@@ -42,6 +42,13 @@ CATALOGUE = [
     (simulate.main, [*TRAIN[:1], "--n-params", "2.5", "--out", "{tmp}/x.npz"], "invalid int"),
     (simulate.main, [*TRAIN[:1], "--events-per-param", "0", "--out", "{tmp}/x.npz"], "must be"),
     (simulate.main, [*TRAIN[:1], "--grid-size", "1", "--out", "{tmp}/x.npz"], "--grid-size"),
+    (simulate.main, [*TRAIN, "--grid-tol", "0", "--out", "{tmp}/x.npz"], "--grid-tol must be >"),
+    (simulate.main, [*TRAIN, "--grid", "fine", "--out", "{tmp}/x.npz"], "invalid choice"),
+    (
+        simulate.main,
+        [*TRAIN, "--theory", "dis", "--grid", "adaptive", "--out", "{tmp}/x.npz"],
+        "is for 1-D events",
+    ),
     (simulate.main, [*TRAIN[:1], "--n-params", "10000000000", "--out", "{tmp}/x.npz"], "at most"),
     # choices and names
     (simulate.main, [*OBS, "--theory", "nope", "--out", "{tmp}/x.npz"], "unknown theory"),
@@ -158,6 +165,8 @@ CATALOGUE = [
             (["--data.val_fraction", "1"], "below 1"),
             (["--data.n_params", "0"], "data.n_params"),
             (["--data.grid_size", "1"], "grid_size"),
+            (["--data.grid", "fine"], "unknown data.grid"),
+            (["--data.grid_tol", "0"], "data.grid_tol must be >"),
             (["--data.seed", "-1"], "data.seed"),
             (["--data.path", "{tmp}/missing.npz"], "not found"),
             (["--data", "{tmp}/missing.npz"], "not found"),

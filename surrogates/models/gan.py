@@ -152,7 +152,7 @@ class GANSurrogate(Surrogate):
             return mmd(fake, real)
         from surrogates.sampling import eval_cdf, grid_cdf
 
-        grid = batch["grid"][0, :, 0].double()
+        grid = batch["grid"][..., 0].double()  # (B, G): each θ's own grid
         q, cdf = grid_cdf(grid, batch["pdf"][:, channel].double())
         u = eval_cdf(grid, q, cdf, self.from_unit(fake)[..., 0].double())
         u = u.clamp(1e-12, 1 - 1e-12)
