@@ -114,8 +114,7 @@ def test_theory_generator_without_detector_is_the_exact_sampler() -> None:
     assert np.allclose(out.rates, theory.norms(theory.truth)[0].numpy())
     from surrogates.sampling import InverseCDFSampler, eval_cdf
 
-    q, cdf = InverseCDFSampler(theory).cdf_table(theory.truth.unsqueeze(0))
-    grid = InverseCDFSampler(theory).grid
+    grid, q, cdf = InverseCDFSampler(theory).cdf_table(theory.truth.unsqueeze(0))
     x = torch.as_tensor(out.events[0][:, 0]).unsqueeze(0)
     u = eval_cdf(grid, q[:, 0], cdf[:, 0], x)[0].numpy()
     assert stats.kstest(u, "uniform").pvalue > 1e-3
