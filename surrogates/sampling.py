@@ -238,17 +238,9 @@ def adaptive_grid(
         worst = torch.where(x.diff(dim=-1) > min_width, worst, torch.zeros_like(worst))
         k = min(n_nodes - n, max(1, (n - 1) // 2))
         pick = worst.topk(k, dim=-1).indices  # (B, k) intervals to bisect
-        new_x, new_f = xm.gather(1, pick), fm.gather(2, _rows(pick, f))
-        left, right = x.gather(1, pick), x.gather(1, pick + 1)
-        quarter = torch.cat([(left + new_x) / 2, (new_x + right) / 2], 1)  # the halves' mids
-        keep = torch.ones_like(xm, dtype=torch.bool).scatter(1, pick, False)
-        x, f = _merge(x, f, new_x, new_f)
-        xm, fm = _merge(
-            xm[keep].view(b, -1),
-            fm[keep.unsqueeze(1).expand_as(fm)].view(b, f.shape[1], -1),
-            quarter,
-            call(quarter),
-        )
+        left, mid, right = x.gather(1, pick), xm.gather(1, pick), x.gather(1, pick + 1)
+        quarter = torch.cat([(left + mid) / 2, (mid + right) / 2], 1)  # the halves' midpoints
+        x, f, xm, fm = _bisect(x, f, xm, fm, pick, quarter, call(quarter))
     err, _ = _interval_errors(x, f, fm)
     return AdaptiveGrid(x, f, err.sum(-1).amax(-1))
 
@@ -258,12 +250,31 @@ def _rows(idx: Tensor, values: Tensor) -> Tensor:
     return idx.unsqueeze(1).expand(-1, values.shape[1], -1)
 
 
-def _merge(x: Tensor, f: Tensor, new_x: Tensor, new_f: Tensor) -> tuple[Tensor, Tensor]:
-    """Points x (B, n) with values f (B, C, n) and new points (B, k), values (B, C, k), merged
-    and sorted by x per row."""
-    x = torch.cat([x, new_x], 1)
-    order = x.argsort(dim=1)
-    return x.gather(1, order), torch.cat([f, new_f], 2).gather(2, _rows(order, f))
+def _bisect(
+    x: Tensor, f: Tensor, xm: Tensor, fm: Tensor, pick: Tensor, quarter: Tensor, fq: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Split the intervals ``pick`` (B, k) of nodes x (B, n) (values f (B, C, n), midpoints xm
+    and their values fm): each midpoint becomes a node and the two halves' midpoints ``quarter``
+    (B, 2k: left halves, then right halves) with values fq take its place. Order is kept by
+    placing every point at its index in the refined grid (no sorting)."""
+    b, n = x.shape
+    k = pick.shape[1]
+    picked = torch.zeros_like(xm, dtype=torch.bool).scatter(1, pick, True)
+    before = picked.long().cumsum(1) - picked.long()  # bisected intervals left of each interval
+    node_pos = torch.arange(n, device=x.device) + torch.cat(
+        [before, before[:, -1:] + picked[:, -1:]], 1
+    )
+    mid_pos = torch.arange(n - 1, device=x.device) + before  # an interval's (left) slot
+    new_pos = pick + 1 + before.gather(1, pick)  # a bisected interval's midpoint, now a node
+    x2 = x.new_empty(b, n + k).scatter_(1, node_pos, x).scatter_(1, new_pos, xm.gather(1, pick))
+    f2 = f.new_empty(b, f.shape[1], n + k).scatter_(2, _rows(node_pos, f), f)
+    f2.scatter_(2, _rows(new_pos, f), fm.gather(2, _rows(pick, fm)))
+    half = mid_pos.gather(1, pick)
+    q_pos = torch.cat([half, half + 1], 1)
+    xm2 = xm.new_empty(b, n + k - 1).scatter_(1, mid_pos, xm).scatter_(1, q_pos, quarter)
+    fm2 = fm.new_empty(b, fm.shape[1], n + k - 1).scatter_(2, _rows(mid_pos, fm), fm)
+    fm2.scatter_(2, _rows(q_pos, fm), fq)
+    return x2, f2, xm2, fm2
 
 
 class GridToleranceWarning(UserWarning):
