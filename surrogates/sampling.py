@@ -28,6 +28,7 @@ __all__ = [
     "adaptive_grid",
     "counts_per_channel",
     "eval_cdf",
+    "float32_width",
     "grid_cdf",
     "interp_grid",
     "invert_cdf",
@@ -189,6 +190,7 @@ def adaptive_grid(
     high: float,
     n_nodes: int,
     start: int | None = None,
+    min_width: float | None = None,
 ) -> AdaptiveGrid:
     """Place ``n_nodes`` grid nodes per θ where linear interpolation of its densities errs most.
 
@@ -206,6 +208,8 @@ def adaptive_grid(
         low, high: the x range; both are nodes.
         n_nodes: nodes per θ (at least 2).
         start: nodes of the starting Chebyshev grid (3 ≤ start ≤ n_nodes).
+        min_width: intervals narrower than this are not bisected (default 1e-12 of the range;
+            tables stored in float32 need nodes that stay distinct there: see `float32_width`).
 
     Returns:
         `AdaptiveGrid` with nodes (B, G), the densities there (B, C, G) and each θ's estimated
@@ -231,7 +235,7 @@ def adaptive_grid(
         return AdaptiveGrid(x, f, err.sum(-1).amax(-1))
     xm = (x[:, :-1] + x[:, 1:]) / 2
     fm = call(xm)
-    min_width = 1e-12 * (high - low)
+    min_width = 1e-12 * (high - low) if min_width is None else min_width
     while x.shape[1] < n_nodes:
         n = x.shape[1]
         _, worst = _interval_errors(x, f, fm)
@@ -248,6 +252,12 @@ def adaptive_grid(
 def _rows(idx: Tensor, values: Tensor) -> Tensor:
     """idx (B, k) repeated for every channel of values (B, C, ·): (B, C, k)."""
     return idx.unsqueeze(1).expand(-1, values.shape[1], -1)
+
+
+def float32_width(low: float, high: float) -> float:
+    """The narrowest interval worth making on [low, high] when the nodes are stored in float32:
+    16 float32 rounding steps at the larger end."""
+    return 16 * float(torch.finfo(torch.float32).eps) * max(abs(low), abs(high), high - low)
 
 
 def _bisect(
