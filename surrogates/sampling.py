@@ -101,7 +101,7 @@ def invert_cdf(grid: Tensor, q: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
     q0, q1 = q.gather(1, idx), q.gather(1, idx + 1)
     bin_mass = cdf.gather(1, idx + 1) - f0
     c = torch.minimum((u - f0).clamp(min=0.0), bin_mass.clamp(min=0.0))
-    a = (q1 - q0) / (2 * h)
+    a = _safe_div(q1 - q0, 2 * h, 0.0)  # a zero-width bin (nodes equal after rounding): 0
     eps = torch.finfo(u.dtype).eps ** 2
     disc = (q0 * q0 + 4 * a * c).clamp(min=eps)
     t = _safe_div(2 * c, q0 + disc.sqrt(), eps)
@@ -129,7 +129,7 @@ def eval_cdf(grid: Tensor, q: Tensor, cdf: Tensor, x: Tensor) -> Tensor:
     t = x - _at(grid, idx)
     h = _at(grid.diff(dim=-1), idx)
     q0, q1 = q.gather(1, idx), q.gather(1, idx + 1)
-    return cdf.gather(1, idx) + q0 * t + (q1 - q0) * t * t / (2 * h)
+    return cdf.gather(1, idx) + q0 * t + _safe_div((q1 - q0) * t * t, 2 * h, 0.0)
 
 
 def interp_grid(grid: Tensor, values: Tensor, x: Tensor) -> Tensor:
