@@ -480,11 +480,17 @@ def test_expected_theta_shift_is_null_for_the_exact_density_and_finds_a_known_of
 
 
 def test_families_registry_matches_configs():
-    """One proxy YAML per family; theory-specific ones are FAMILY-THEORY.yaml (flow-dis.yaml)."""
-    stems = [p.stem for p in (ROOT / "configs" / "surrogates").glob("*.yaml")]
+    """One proxy YAML per family; theory-specific ones are FAMILY-THEORY.yaml (flow-dis.yaml);
+    FAMILY-events.yaml trains every family from an event generator's events alone."""
+    folder = ROOT / "configs" / "surrogates"
+    stems = [p.stem for p in folder.glob("*.yaml")]
     assert sorted(FAMILIES) == sorted(s for s in stems if "-" not in s)
+    assert sorted(FAMILIES) == sorted(s[: -len("-events")] for s in stems if s.endswith("-events"))
     for stem in (s for s in stems if "-" in s):
         family, theory = stem.split("-", 1)
+        if theory == "events":
+            theory = yaml.safe_load((folder / f"{stem}.yaml").read_text())["data"]["theory"]
+            assert not THEORIES[theory]().has_density, stem
         assert family in FAMILIES and theory in THEORIES, stem
 
 
