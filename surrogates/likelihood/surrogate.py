@@ -36,7 +36,13 @@ from surrogates.errors import InputError, check_choice
 from surrogates.likelihood.optimize import MLEResult
 from surrogates.theory.base import Module2
 
-__all__ = ["SurrogateLikelihood", "quantile_edges", "surrogate_shift_noise", "Box"]
+__all__ = [
+    "SurrogateLikelihood",
+    "quantile_edges",
+    "surrogate_shift_noise",
+    "crb_from_information",
+    "Box",
+]
 
 METHODS = ("auto", "density", "template")
 
@@ -226,8 +232,9 @@ class SurrogateLikelihood:
         return _information(mu, jac)
 
     def crb_std(self, theta: np.ndarray, counts: Sequence[float]) -> np.ndarray:
-        """The surrogate's own Cramér–Rao 1σ per parameter at θ for these expected counts."""
-        return np.sqrt(np.clip(np.diag(_inverse(self.fisher_information(theta, counts))), 0, None))
+        """The surrogate's own Cramér–Rao 1σ per parameter at θ for these expected counts;
+        inf for a parameter in a direction the surrogate does not depend on (an untrained one)."""
+        return crb_from_information(self.fisher_information(theta, counts))
 
     def nll(self, theta: np.ndarray, counts: Sequence[np.ndarray], exposure: np.ndarray) -> float:
         """Poisson −log L of binned counts (constants dropped)."""
@@ -304,6 +311,16 @@ def _poisson(mu: np.ndarray, n: np.ndarray) -> float:
 def _information(mu: np.ndarray, jac: np.ndarray) -> np.ndarray:
     w = np.where(mu > 0, 1 / np.clip(mu, 1e-300, None), 0.0)
     return (jac * w[:, None]).T @ jac
+
+
+def crb_from_information(info: np.ndarray, rcond: float = 1e-12) -> np.ndarray:
+    """√diag(I⁻¹), with inf where I has no information: eigen-directions of I with eigenvalue
+    below ``rcond`` × the largest leave the parameters they involve unbounded."""
+    values, vectors = np.linalg.eigh((info + info.T) / 2)
+    flat = values <= rcond * max(float(values.max()), 0.0)
+    variance = (vectors[:, ~flat] ** 2 / values[~flat]).sum(-1)
+    involved = (np.abs(vectors[:, flat]) > 1e-6).any(-1)
+    return np.where(involved, np.inf, np.sqrt(variance))
 
 
 def _inverse(info: np.ndarray) -> np.ndarray:
