@@ -71,6 +71,7 @@ __all__ = [
     "trapezoid_weights",
     "generate_rows",
     "training_meta",
+    "check_training_module2",
 ]
 
 CASES: dict[str, tuple[int, int]] = {
@@ -702,7 +703,43 @@ def load_training(path: str | Path, theory: Module2 | None = None) -> TrainingSe
         raise EventFileError(
             f"training set '{path}' is for theory '{meta.get('theory')}', not '{theory.name}'"
         )
+    if theory is not None:
+        check_training_module2(ts, theory, path)
     return ts
+
+
+def check_training_module2(ts: TrainingSet, module2: Module2, path: str | Path) -> None:
+    """The set's parameters, channels, event dimension and θ box are the module-2's: with or
+    without densities, a surrogate trained on it can stand in for this module-2 only then."""
+    meta = ts.meta
+    for key, want in (("param_names", module2.param_names), ("channels", module2.channels)):
+        have = meta.get(key)
+        if have is not None and list(have) != list(want):
+            raise EventFileError(
+                f"training set '{path}' has {key} {list(have)}; '{module2.name}' declares "
+                f"{list(want)}: regenerate it for this module-2"
+            )
+    shape = ts.events.shape
+    if ts.theta.shape[1] != module2.n_params or shape[1] != module2.n_channels:
+        raise EventFileError(
+            f"training set '{path}': θ has {ts.theta.shape[1]} columns and events "
+            f"{shape[1]} channels; '{module2.name}' has {module2.n_params} parameters and "
+            f"{module2.n_channels} channels"
+        )
+    if shape[3] != module2.event_dim:
+        raise EventFileError(
+            f"training set '{path}': events of dimension {shape[3]}; '{module2.name}' "
+            f"declares {module2.event_dim}"
+        )
+    low, high = module2.prior_low.numpy(), module2.prior_high.numpy()
+    tol = 1e-6 * (high - low)
+    outside = ((ts.theta < low - tol) | (ts.theta > high + tol)).any(0)
+    if outside.any():
+        j = int(np.flatnonzero(outside)[0])
+        raise EventFileError(
+            f"training set '{path}': {module2.param_names[j]} leaves the prior box "
+            f"[{low[j]:g}, {high[j]:g}] of '{module2.name}'; drop those θ or widen the box"
+        )
 
 
 def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
@@ -746,7 +783,11 @@ def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
             )
     if (ts.has_density and (ts.densities < 0).any()) or (ts.norms <= 0).any():
         raise EventFileError(f"'{path}': densities must be ≥ 0 and norms > 0")
-    if ts.has_density and ts.grid.shape[-1] == 1 and not (np.diff(ts.grid[..., 0], axis=-1) > 0).all():
+    if (
+        ts.has_density
+        and ts.grid.shape[-1] == 1
+        and not (np.diff(ts.grid[..., 0], axis=-1) > 0).all()
+    ):
         raise EventFileError(
             f"'{path}': a grid's x values must increase; regenerate it with "
             "python -m surrogates.simulate training"
