@@ -54,6 +54,7 @@ __all__ = [
     "TrainingDataModule",
     "trapezoid_weights",
     "generate_rows",
+    "density_rows",
     "training_meta",
 ]
 
@@ -512,6 +513,25 @@ def simulate_training(
     theta = theory.sample_prior(n_params, generator)
     if not theory.has_density:
         return _generated_training(theory, theta.numpy(), events_per_param, seed)
+    ts = density_rows(theory, theta, events_per_param, generator, grid_size, batch, method)
+    ts.meta = training_meta(theory, seed, events_per_param, **ts.meta)
+    return ts
+
+
+def density_rows(
+    theory: Theory,
+    theta: torch.Tensor,
+    events_per_param: int,
+    generator: torch.Generator,
+    grid_size: int = 128,
+    batch: int = 512,
+    method: str = "auto",
+) -> TrainingSet:
+    """Events and grid densities of a density theory at the given θ (B, P), drawn from
+    ``generator``; ``meta`` holds only the grid's own keys (callers add `training_meta`).
+
+    `simulate_training` calls it with the generator that drew θ; a chunked build
+    (`surrogates.datasets`) calls it once per chunk with a generator seeded per chunk."""
     sampler = event_sampler(theory, method)
     unit = getattr(theory, "support_map", False)
     extra: dict = {}
@@ -528,7 +548,7 @@ def simulate_training(
         grid = theory.quadrature(grid_size)[0]
     events, densities, norms = [], [], []
     with torch.no_grad():
-        for start in range(0, n_params, batch):
+        for start in range(0, len(theta), batch):
             th = theta[start : start + batch]
             ev = sampler.sample(th, events_per_param, generator=generator)
             events.append(torch.stack(ev, dim=1).float().numpy())
@@ -538,14 +558,13 @@ def simulate_training(
                 dens = theory.density(grid.unsqueeze(0), th)
             densities.append(dens.float().numpy())
             norms.append(theory.norms(th).numpy())
-    meta = training_meta(theory, seed, events_per_param, **extra)
     return TrainingSet(
         theta=theta.numpy(),
         events=np.concatenate(events),
         grid=grid.numpy(),
         densities=np.concatenate(densities),
         norms=np.concatenate(norms),
-        meta=meta,
+        meta=extra,
     )
 
 
