@@ -38,11 +38,13 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 
 from surrogates.data import (
     TrainingSet,
@@ -60,6 +62,7 @@ __all__ = ["ENGINES", "DEFAULT_CHUNK", "build_training_set", "parts_dir"]
 ENGINES = ("process", "dask")
 DEFAULT_CHUNK = 256  # θ rows per chunk: the most a kill loses per worker
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 DASK_HINT = "pip install 'surrogate-zoo[dask]'"
 
 
@@ -431,26 +434,51 @@ def build_training_set(
         check_picklable(module2)  # (Dask's cloudpickle sends even a lambda by value)
     client, close = _dask_client(address, workers) if engine == "dask" else (None, None)
     try:
-        if overwrite and parts.exists():
-            shutil.rmtree(parts) if parts.is_dir() else parts.unlink()
-        if not resuming:
-            write_json(parts / MANIFEST, manifest)
-        done = _finished(parts, chunks, job)
-        todo = [c for c in chunks if c.index not in done]
-        if engine == "dask":
-            results = _dask(job, todo, client)
-        elif workers > 1 and len(todo) > 1:
-            results = _processes(job, todo, min(workers, len(todo)))
-        else:
-            results = _serial(job, todo)
-        _run(results, parts, len(chunks), len(done), progress)
+        with _one_builder(parts, out, overwrite):
+            if not resuming:
+                write_json(parts / MANIFEST, manifest)
+            done = _finished(parts, chunks, job)
+            todo = [c for c in chunks if c.index not in done]
+            if engine == "dask":
+                results = _dask(job, todo, client)
+            elif workers > 1 and len(todo) > 1:
+                results = _processes(job, todo, min(workers, len(todo)))
+            else:
+                results = _serial(job, todo)
+            _run(results, parts, len(chunks), len(done), progress)
+            ts = _merge(parts, chunks, job, chunk)
+            ts.save(out)
+            shutil.rmtree(parts)
     finally:
         if close is not None:
             close()
-    ts = _merge(parts, chunks, job, chunk)
-    ts.save(out)
-    shutil.rmtree(parts)
     return out
+
+
+@contextmanager
+def _one_builder(parts: Path, out: Path, overwrite: bool) -> Iterator[None]:
+    """Hold ``parts/.lock`` for the build: a second build of the same ``out`` at the same time
+    is refused (two writers would redo each other's chunks). With ``overwrite``, what the
+    folder held is cleared first."""
+    if overwrite and parts.is_file():
+        parts.unlink()
+    parts.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(parts / LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise InputError(
+            f"another build of '{out}' is running (it holds '{parts / LOCK}'); wait for it to "
+            "finish or stop it"
+        ) from None
+    try:
+        if overwrite:
+            for entry in parts.iterdir():
+                if entry.name != LOCK:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        yield
+    finally:
+        lock.release()
 
 
 def _run(

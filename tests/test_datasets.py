@@ -272,3 +272,29 @@ def test_kill_9_mid_build_then_rerun_loses_only_chunks_in_flight(tmp_path, toyge
     assert redone == sorted(set(range(24)) - saved)  # only the rows of unfinished chunks
     assert_same_set(load_training(out), simulate_training(toygen.toy(), 24, 4, 5))
     assert not parts.exists()
+
+
+def test_the_documented_minimal_file_loads(tmp_path, toygen):
+    theta = np.array([[0.2, 1.0], [0.7, 0.5]])
+    events = np.random.default_rng(0).uniform(0, 1, (2, 2, 3, 1)).astype(np.float32)
+    meta = {"kind": "training", "theory": "toy", "has_density": False}
+    meta.update(param_names=["t0", "t1"], channels=["a", "b"])
+    path = tmp_path / "train.npz"
+    np.savez_compressed(
+        path, theta=theta, events=events, norms=np.ones((2, 2)), meta=json.dumps(meta)
+    )
+    ts = load_training(path, toygen.toy())
+    assert not ts.has_density and ts.events.shape == (2, 2, 3, 1)
+
+
+def test_a_second_build_of_the_same_file_at_once_is_refused(tmp_path, toygen):
+    from filelock import FileLock
+
+    out = tmp_path / "set.npz"
+    parts_dir(out).mkdir()
+    with FileLock(parts_dir(out) / ".lock"):
+        with pytest.raises(InputError, match="another build of") as err:
+            build_training_set(toygen.toy(), 4, 2, 1, out, progress=False)
+    assert "\n" not in str(err.value) and not out.exists()
+    build_training_set(toygen.toy(), 4, 2, 1, out, progress=False)  # released: it runs
+    assert load_training(out).theta.shape == (4, 2) and not parts_dir(out).exists()
