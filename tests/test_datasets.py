@@ -298,3 +298,21 @@ def test_a_second_build_of_the_same_file_at_once_is_refused(tmp_path, toygen):
     assert "\n" not in str(err.value) and not out.exists()
     build_training_set(toygen.toy(), 4, 2, 1, out, progress=False)  # released: it runs
     assert load_training(out).theta.shape == (4, 2) and not parts_dir(out).exists()
+
+
+def test_the_cli_builds_proxy_smeared_and_keeps_a_finished_file(tmp_path, capsys):
+    from surrogates import simulate
+    from tests.conftest import run_cli
+
+    out = tmp_path / "set.npz"
+    argv = ["training", "--theory", "proxy-smeared", "--n-params", "5", "--events-per-param", "3"]
+    argv += ["--chunk", "2", "--no-progress", "--out", str(out)]
+    status, *_ = run_cli(simulate.main, argv, capsys)
+    assert status == 0
+    first = load_training(out)
+    assert first.meta["theory"] == "proxy-smeared" and not first.has_density
+    status, _, err = run_cli(simulate.main, [*argv, "--seed", "2"], capsys)
+    assert status == 2 and "--overwrite" in err and err.count("\n") == 1, err
+    np.testing.assert_array_equal(load_training(out).events, first.events)  # untouched
+    status, *_ = run_cli(simulate.main, [*argv, "--seed", "2", "--overwrite"], capsys)
+    assert status == 0 and load_training(out).meta["seed"] == 2
