@@ -1,14 +1,16 @@
 """Noise-free θ shift of the density surrogates over many held-out θ, on one table.
 
-    python benchmarks/shift_map.py [NAME_OR_CKPT ...] [--points 32] [--seed 7]
-        [--out runs/benchmarks/shift_map.json]
+    python benchmarks/shift_map.py [NAME_OR_CKPT ...] [--theory proxy] [--reference-counts N1,N2]
+        [--points 32] [--seed 7] [--out runs/benchmarks/shift_map.json]
 
-For each surrogate with a density (the shipped flows by default, or the given checkpoints): the
+For each surrogate with a density of ``--theory`` (its shipped flows by default, or the given
+checkpoints; one of another theory is refused), in σ_CRB of data of ``--reference-counts``
+expected events per channel (default: the theory's reference data size; the proxy's case A): the
 exact theory fitted to its expected histogram (`surrogates.metrics.theta_shift_expected`, the
 sampled `theta_shift` without its noise) at the fit CLI's 5 held-out θ and at ``--points`` Sobol'
 points of the prior box (``--seed``, never trained on). Per surrogate: the largest |shift| at the
 5 points, and over the others the median and mean of each point's largest |shift|, how many exceed
-3 σ_CRB(A), the largest, and the parameter and point where it is. A few seconds per surrogate.
+3 σ_CRB, the largest, and the parameter and point where it is. A few seconds per surrogate.
 """
 
 from __future__ import annotations
@@ -29,27 +31,40 @@ import torch  # noqa: E402
 
 from surrogates.metrics import (  # noqa: E402
     HELD_OUT_SEED_OFFSET,
+    counts_label,
     held_out_theta,
+    reference_counts,
     theta_shift_expected,
 )
-from surrogates.runs import environment, write_json  # noqa: E402
+from surrogates.runs import cli_errors, environment, write_json  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa: E402
 
 FIT_HELD_OUT_SEED = 1 + HELD_OUT_SEED_OFFSET  # surrogates.fit's held-out θ (seed_everything 1)
 
 
-def shift_rows(model, theory, theta: torch.Tensor) -> np.ndarray:  # noqa: ANN001
-    """(len(theta), P) shifts in σ_CRB(A)."""
+def shift_rows(model, theory, theta: torch.Tensor, counts: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """(len(theta), P) shifts in σ_CRB at ``counts`` expected events per channel."""
     return np.stack(
-        [theta_shift_expected(model, theory, theta[i : i + 1]) for i in range(len(theta))]
+        [
+            theta_shift_expected(model, theory, theta[i : i + 1], counts=counts)
+            for i in range(len(theta))
+        ]
     )
 
 
+@cli_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "surrogates", nargs="*", help="zoo names or .ckpt paths (default: the flows)"
+    )
+    parser.add_argument("--theory", default="proxy", help="the surrogates' theory (a name)")
+    parser.add_argument(
+        "--reference-counts",
+        default=None,
+        help="N1,N2,...: expected events per channel of the reference data, the unit σ_CRB "
+        "(default: the theory's reference_counts; the proxy: case A)",
     )
     parser.add_argument("--points", type=int, default=32)
     parser.add_argument("--seed", type=int, default=7)
@@ -59,23 +74,25 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    theory = get_theory("proxy")
+    theory = get_theory(args.theory)
+    counts = reference_counts(theory, args.reference_counts)
     names = args.surrogates or [
         n
-        for n in list_checkpoints(theory="proxy")
+        for n in list_checkpoints(theory=theory.name)
         if json.loads((CHECKPOINTS / f"{n}.json").read_text())["family"] == "flow"
     ]
+    models = {name: load_surrogate(name, theory=theory.name).double().eval() for name in names}
     fit_theta = held_out_theta(theory, 5, FIT_HELD_OUT_SEED)
     other = held_out_theta(theory, args.points, args.seed)
     rows = []
+    print(f"noise-free θ shift in {counts_label(counts)} per channel")
     print(
         f"{'surrogate':<40}{'5 held-out':>11}{'median':>8}{'mean':>7}{'> 3':>5}{'largest':>9}  where"
     )
-    for name in names:
+    for name, model in models.items():
         t0 = time.perf_counter()
-        model = load_surrogate(name, theory="proxy").double().eval()
-        five = shift_rows(model, theory, fit_theta)
-        many = shift_rows(model, theory, other)
+        five = shift_rows(model, theory, fit_theta, counts)
+        many = shift_rows(model, theory, other, counts)
         worst = np.abs(many).max(1)
         i, p = np.unravel_index(np.abs(many).argmax(), many.shape)
         row = {
@@ -98,7 +115,12 @@ def main() -> None:
             f"{row['mean_of_max']:7.2f}{row['above_3']:5d}{row['largest']:9.2f}  "
             f"{theory.param_names[p]} at {np.round(other[i].numpy(), 2).tolist()}"
         )
-    payload = {"theory": "proxy", "rows": rows, "environment": environment()}
+    payload = {
+        "theory": theory.name,
+        "reference_counts": counts,
+        "rows": rows,
+        "environment": environment(),
+    }
     out = write_json(args.out, payload)
     print(f"wrote {out}")
     if args.results:

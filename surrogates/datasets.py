@@ -22,10 +22,12 @@ events in one vectorized call seeded ``seed_for(seed, chunk index)``: its set is
 worker count or engine, but depends on the chunk size (stored in the file's meta) and differs
 from the single stream of `simulate_training` (same θ and densities, other event draws).
 
-The module-2 travels to the workers by pickle: a registered theory, a card, or a generator whose
+The module-2 travels to the workers by pickle: a registered theory, or a generator whose
 functions are defined at module level pickles by reference (the workers import that module, so it
 must be importable there too). For local processes a lambda or a nested function cannot, and is
-refused with one line before anything is written (Dask's cloudpickle sends those by value).
+refused with one line before anything is written (Dask's cloudpickle sends those by value). A
+module-2 built from a plug-in card travels as the card's absolute path, and each worker loads the
+card itself: on a cluster the card and the files it names must be readable at that path there.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +49,18 @@ import torch
 from filelock import FileLock, Timeout
 
 from surrogates.data import (
+    DEFAULT_GRID_TOL,
     TrainingSet,
+    check_grid_options,
     density_rows,
     generate_rows,
+    grid_summary,
     training_meta,
 )
 from surrogates.errors import InputError
 from surrogates.generators import seed_for
 from surrogates.runs import atomic_path, to_jsonable, write_json
+from surrogates.theory import get_theory
 from surrogates.theory.base import Module2
 
 __all__ = ["ENGINES", "DEFAULT_CHUNK", "build_training_set", "parts_dir"]
@@ -89,6 +95,24 @@ class Job:
     seed: int
     grid_size: int
     method: str
+    grid: str  # "adaptive" or "chebyshev" ("auto" resolved; 2-D theories: their fixed grid)
+    grid_tol: float
+
+    def __reduce__(self) -> tuple:
+        """Pickled for the workers: a module-2 built from a plug-in card travels as the card's
+        path and is rebuilt there from it (its functions live in a module imported from a file,
+        which a worker cannot import by name); any other module-2 travels as itself."""
+        values = tuple(getattr(self, f.name) for f in fields(self))
+        card = getattr(self.module2, "card", None)
+        if card is None:
+            return Job, values
+        return _job_from_card, (str(Path(card).resolve()), *values[1:])
+
+
+def _job_from_card(card: str, *values: object) -> Job:
+    """A job whose module-2 is the card at ``card`` (a path the building process typed or
+    resolved, never a name read from a data file)."""
+    return Job(get_theory(card), *values)
 
 
 def parts_dir(out: str | Path) -> Path:
@@ -111,22 +135,25 @@ def draw_theta(module2: Module2, n_params: int, seed: int) -> np.ndarray:
 
 
 def simulate_chunk(job: Job, chunk: Chunk) -> dict[str, np.ndarray]:
-    """The arrays of one chunk: theta, events, norms (and grid, densities for a density theory)."""
+    """The arrays of one chunk: theta, events, norms; for a density theory also densities, its
+    grid (per θ (B, G, 1) for a 1-D theory's adaptive grids, else shared (G, d)) and, with
+    adaptive grids, each θ's estimated interpolation error ``grid_error`` (B,)."""
     theta = job.theta[chunk.start : chunk.stop]
     if not job.module2.has_density:
         rows = range(chunk.start, chunk.stop)
         events, rates = generate_rows(job.module2, job.theta, rows, job.events_per_param, job.seed)
         return {"theta": theta, "events": events, "norms": rates}
     generator = torch.Generator().manual_seed(seed_for(job.seed, chunk.index))
-    ts = density_rows(
+    ts, errors = density_rows(
         job.module2,
         torch.as_tensor(theta, dtype=job.module2.dtype),
         job.events_per_param,
         generator,
         job.grid_size,
         method=job.method,
+        grid=job.grid,
     )
-    return {
+    arrays = {
         "theta": theta,
         "events": ts.events,
         "norms": ts.norms,
@@ -134,6 +161,9 @@ def simulate_chunk(job: Job, chunk: Chunk) -> dict[str, np.ndarray]:
         "densities": ts.densities,
         "meta": np.asarray(json.dumps(ts.meta)),
     }
+    if errors:
+        arrays["grid_error"] = torch.cat(errors).numpy()
+    return arrays
 
 
 # ---------------------------------------------------------------- workers
@@ -255,7 +285,9 @@ def _manifest(job: Job, n_params: int, chunk: int) -> dict:
         "chunk": chunk,
     }
     if job.module2.has_density:
-        manifest.update(grid_size=job.grid_size, sampler=job.method)
+        manifest.update(
+            grid_size=job.grid_size, sampler=job.method, grid=job.grid, grid_tol=job.grid_tol
+        )
     return to_jsonable(manifest)
 
 
@@ -336,9 +368,13 @@ def _merge(parts: Path, chunks: list[Chunk], job: Job, chunk: int) -> TrainingSe
     module2 = job.module2
     if module2.has_density:
         extra = json.loads(str(pieces[0]["meta"]))
+        if module2.event_dim == 1:
+            extra["grid"] = _grid_meta(pieces, job)
         meta = training_meta(module2, job.seed, job.events_per_param, **extra)
         meta.update(seeding="per-chunk", chunk=chunk)
-        grid, densities = pieces[0]["grid"], np.concatenate([p["densities"] for p in pieces])
+        per_theta = pieces[0]["grid"].ndim == 3  # adaptive grids, one per θ; else one shared
+        grid = np.concatenate([p["grid"] for p in pieces]) if per_theta else pieces[0]["grid"]
+        densities = np.concatenate([p["densities"] for p in pieces])
     else:
         meta = training_meta(module2, job.seed, job.events_per_param, seeding="per-row")
         grid = densities = None
@@ -350,6 +386,13 @@ def _merge(parts: Path, chunks: list[Chunk], job: Job, chunk: int) -> TrainingSe
         norms=np.concatenate([p["norms"] for p in pieces]),
         meta=meta,
     )
+
+
+def _grid_meta(pieces: list[dict[str, np.ndarray]], job: Job) -> dict:
+    """meta["grid"] of the whole set: `grid_summary` over every chunk's grid errors, so a set
+    above its tolerance warns once, as `simulate_training`'s does."""
+    errors = [torch.as_tensor(p["grid_error"]) for p in pieces if "grid_error" in p]
+    return grid_summary(job.grid, job.grid_size, job.grid_tol, errors, job.module2)
 
 
 # ---------------------------------------------------------------- checks
@@ -365,7 +408,10 @@ def _check_sizes(n_params: int, events_per_param: int, chunk: int, workers: int)
 
 
 def check_picklable(module2: Module2) -> None:
-    """Raise a one-line `InputError` when the module-2 cannot travel to worker processes."""
+    """Raise a one-line `InputError` when the module-2 cannot travel to worker processes (a card
+    travels as its path, see `Job`)."""
+    if getattr(module2, "card", None) is not None:
+        return
     try:
         pickle.dumps(module2)
     except Exception as err:  # noqa: BLE001 - PicklingError, AttributeError, TypeError alike
@@ -390,6 +436,8 @@ def build_training_set(
     address: str | None = None,
     grid_size: int = 128,
     method: str = "auto",
+    grid: str = "auto",
+    grid_tol: float = DEFAULT_GRID_TOL,
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
@@ -407,6 +455,9 @@ def build_training_set(
         engine: ``"process"`` or ``"dask"``.
         address: a running Dask scheduler (``tcp://host:8786``); None starts a local cluster.
         grid_size, method: a density theory's grid size and event sampler.
+        grid, grid_tol: how a 1-D density theory's grid nodes are placed ("auto" = "adaptive",
+            per θ; or "chebyshev") and the L1 interpolation error they are checked against, as
+            in `simulate_training`; the merged file's ``meta["grid"]`` summarizes every chunk.
         progress: a progress bar over chunks on stderr.
         overwrite: replace a finished ``out`` and drop another build's parts folder.
 
@@ -414,7 +465,8 @@ def build_training_set(
         ``out``, a training set `load_training` reads.
 
     Raises:
-        InputError: bad sizes, an unknown engine, a module-2 that does not pickle, Dask missing,
+        InputError: bad sizes, an unknown engine, grid options the theory cannot use, a module-2
+            that does not pickle, Dask missing,
             a finished ``out`` without ``overwrite``, or a parts folder of other settings;
             all before anything is written.
     """
@@ -422,10 +474,22 @@ def build_training_set(
     _check_sizes(n_params, events_per_param, chunk, workers)
     if engine not in ENGINES:
         raise InputError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    check_grid_options(module2, grid, grid_tol, "--")
+    if module2.has_density and (
+        isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2
+    ):
+        raise InputError(f"--grid-size must be a whole number ≥ 2, got {grid_size!r}")
     if out.exists() and not overwrite:
         raise InputError(f"'{out}' exists; pass --overwrite to replace it")
     job = Job(
-        module2, draw_theta(module2, n_params, seed), events_per_param, seed, grid_size, method
+        module2,
+        draw_theta(module2, n_params, seed),
+        events_per_param,
+        seed,
+        grid_size,
+        method,
+        "adaptive" if grid == "auto" and module2.event_dim == 1 else grid,
+        grid_tol,
     )
     chunks = plan_chunks(n_params, chunk)
     parts, manifest = parts_dir(out), _manifest(job, n_params, chunk)

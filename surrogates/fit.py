@@ -13,7 +13,12 @@ path: a training set is simulated from the theory). --ckpt_path last resumes an 
 in the same --out; --init_from CKPT starts a new run from a trained surrogate's weights
 (fine-tuning: fresh optimizer and schedule). The θ shift is measured with --eval.shift_events
 events per channel (10^6 by default; --eval.shift_events 10000000 for the zoo's full
-measurement). The run directory receives the resolved config.yaml, checkpoints/{last,best}.ckpt,
+measurement), in σ_CRB of data of --eval.reference_counts N1,N2 expected events per channel
+(default: the theory's reference data size; the proxy's case A), stated in metrics.json. Before
+the first epoch the norm network is fitted alone for --model.norm_steps Adam steps (20000 by
+default: minutes on a CPU, with a one-line notice and no progress bar; 2000 suit a quick try).
+A run stopped by --trainer.max_time before its cosine schedule ends is warned about and marked
+schedule_completed: false (its learning rate never annealed). The run directory receives the resolved config.yaml, checkpoints/{last,best}.ckpt,
 metrics.json, environment.json, CSV logs, PNG plots against the exact theory at held-out θ, and
 the wandb run (offline unless WANDB_MODE says otherwise; disabled turns it off). From Python:
 surrogates.training.fit_surrogate.

@@ -16,7 +16,7 @@ from scipy import stats  # noqa: E402
 
 from surrogates.data import CASES, event_sampler  # noqa: E402
 from surrogates.detector import DETECTOR_DEFAULTS, make_detector  # noqa: E402
-from surrogates.errors import ParameterError  # noqa: E402
+from surrogates.errors import InputError, ParameterError  # noqa: E402
 from surrogates.likelihood import BinnedEvents, FoldedModel, crb_std, fit_binned_mle  # noqa: E402
 from surrogates.sampling import InverseCDFSampler  # noqa: E402
 from surrogates.theory import Theory  # noqa: E402
@@ -31,8 +31,13 @@ __all__ = [
     "sampling_rate",
     "theta_shift",
     "theta_shift_expected",
+    "reference_counts",
+    "parse_counts",
+    "counts_label",
     "c2st_auc",
     "sample_in_chunks",
+    "held_out_figure",
+    "bin_probabilities",
 ]
 
 
@@ -57,18 +62,79 @@ def sample_in_chunks(
     return [np.concatenate([p[c] for p in parts]) for c in range(len(parts[0]))]
 
 
+def reference_counts(theory: Theory, counts: Sequence[float] | str | None = None) -> np.ndarray:
+    """The fidelity unit's data size: expected events per channel of the reference data.
+
+    A θ shift is reported in σ_CRB of data of this size, so it means something only for the
+    user's own data: ``counts`` when given (a sequence or "N1,N2"), else the theory's declared
+    ``reference_counts``, else its ``closure_counts`` (the 2-D DIS theory), else the proxy's case A
+    (100000, 50000) for a two-channel theory. Every report states the counts it used.
+
+    >>> from surrogates.theory import ProxyTheory
+    >>> reference_counts(ProxyTheory()).tolist(), reference_counts(ProxyTheory(), "2000,1000").tolist()
+    ([100000.0, 50000.0], [2000.0, 1000.0])
+    """
+    if isinstance(counts, str):
+        return parse_counts(counts, theory)
+    if counts is None:
+        counts = getattr(theory, "reference_counts", None)
+    if counts is None:
+        counts = getattr(theory, "closure_counts", None)
+    if counts is None:
+        if theory.n_channels != len(CASES["A"]):
+            raise InputError(
+                f"theory '{theory.name}' declares no reference_counts (expected events per "
+                f"channel of its data, the unit of the θ shift); give {theory.n_channels} counts, "
+                f"e.g. --eval.reference_counts {','.join(['10000'] * theory.n_channels)}"
+            )
+        counts = CASES["A"]
+    return _checked_counts(np.asarray(counts, dtype=float).reshape(-1), theory, str(counts))
+
+
+def parse_counts(text: str, theory: Theory, key: str = "reference_counts") -> np.ndarray:
+    """"N1,N2" (one expected count per channel of ``theory``) as an array, or a one-line
+    InputError naming ``key``."""
+    try:
+        values = np.asarray([float(v) for v in str(text).strip("[]() ").split(",")])
+    except ValueError:
+        raise InputError(
+            f"{key} '{text}' must be comma-separated numbers, one per channel "
+            f"({', '.join(theory.channels)}), e.g. {','.join(['10000'] * theory.n_channels)}"
+        ) from None
+    return _checked_counts(values, theory, str(text), key)
+
+
+def _checked_counts(
+    values: np.ndarray, theory: Theory, given: str, key: str = "reference_counts"
+) -> np.ndarray:
+    if len(values) != theory.n_channels or not np.all(np.isfinite(values)) or values.min() <= 0:
+        raise InputError(
+            f"{key} '{given}' needs {theory.n_channels} positive counts, one per channel "
+            f"({', '.join(theory.channels)}), e.g. {','.join(['10000'] * theory.n_channels)}"
+        )
+    return values
+
+
+def counts_label(counts: Sequence[float]) -> str:
+    """The unit of a θ shift in words: ``σ_CRB at N = (100000, 50000) events``."""
+    return "σ_CRB at N = (" + ", ".join(f"{float(c):.6g}" for c in counts) + ") events"
+
+
 def theta_shift(
     source: EventSource,
     theory: Theory,
     theta: torch.Tensor,
     n_events: int = 10_000_000,
     seed: int = 0,
+    counts: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """(θ_fit − θ)/σ_CRB(case A): the exact-theory MLE of the source's events and norms at θ.
+    """(θ_fit − θ)/σ_CRB: the exact-theory MLE of the source's events and norms at θ.
 
     The source's events (n_events per channel) are histogrammed finely (`BinnedEvents`) and fitted
     with the exact theory's extended likelihood, with the source's own norms as the measured ones.
-    Its statistical noise is about √(N_A / n_events) σ_CRB(A): 0.1 at 10^7 events.
+    σ_CRB is that of data of ``counts`` expected events per channel (`reference_counts`: the
+    theory's reference data size unless given; the proxy's case A). Its statistical noise is about
+    √(N_ref / n_events) σ_CRB: 0.1 at 10^7 events for the proxy's case A.
     """
 
     theta = theory.check_theta(theta)
@@ -77,19 +143,25 @@ def theta_shift(
         norms = source.norms(theta).double()[0].numpy()
     binned = BinnedEvents(theory, events, norms)
     fit = fit_binned_mle(theory, binned, start=theta[0].numpy())
-    return (fit.theta - theta[0].numpy()) / crb_std(theory, theta[0], CASES["A"])
+    unit = crb_std(theory, theta[0], reference_counts(theory, counts))
+    return (fit.theta - theta[0].numpy()) / unit
 
 
 def theta_shift_expected(
-    source: EventSource, theory: Theory, theta: torch.Tensor, n_events: int = 10_000_000
+    source: EventSource,
+    theory: Theory,
+    theta: torch.Tensor,
+    n_events: int = 10_000_000,
+    counts: Sequence[float] | None = None,
 ) -> np.ndarray:
     """`theta_shift` without its sampling noise: the fit of the source's *expected* histogram.
 
     For a source with a density (a flow, the exact sampler): the counts are n_events × ∫_bin
     p̂_c(x | θ) dx on `theta_shift`'s bins (the same Gauss–Legendre nodes), the measured norms are
-    the source's, and the same extended-likelihood fit gives (θ_fit − θ)/σ_CRB(A). This is the
-    shift the sampled measurement scatters around (its noise ≈ √(N_A / n_events)); it takes seconds,
-    so it can map a surrogate's bias over many θ. n_events only sets the scale of the counts.
+    the source's, and the same extended-likelihood fit gives (θ_fit − θ)/σ_CRB at ``counts``
+    (`reference_counts`). This is the shift the sampled measurement scatters around (its noise ≈
+    √(N_ref / n_events)); it takes seconds, so it can map a surrogate's bias over many θ.
+    n_events only sets the scale of the counts.
     """
     source = require_density(source, "theta_shift_expected")
     theta = theory.check_theta(theta)
@@ -105,7 +177,8 @@ def theta_shift_expected(
     prob = (logp.exp().view(-1, k, m) * binned.weights).sum(-1)  # (C, K)
     binned.set_counts(n_events * prob / prob.sum(-1, keepdim=True), norms.numpy())
     fit = fit_binned_mle(theory, binned, start=theta[0].numpy())
-    return (fit.theta - theta[0].numpy()) / crb_std(theory, theta[0], CASES["A"])
+    unit = crb_std(theory, theta[0], reference_counts(theory, counts))
+    return (fit.theta - theta[0].numpy()) / unit
 
 
 def c2st_auc(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -166,17 +239,24 @@ def evaluate_surrogate(
     n_events: int = 100_000,
     seed: int = 0,
     shift_events: int = 10_000_000,
+    counts: Sequence[float] | None = None,
 ) -> dict:
     """Fidelity at held-out θ against the exact theory, sampling speed, and comparison plots.
 
     Returns a dict for ``metrics.json``: ``theta_shift_crb`` (per parameter, the largest |shift|
-    over held-out θ, see `theta_shift`; with ``theta_shift_crb_all`` per point), ``c2st_auc`` and
+    over held-out θ, see `theta_shift`; with ``theta_shift_crb_all`` per point) in σ_CRB of data
+    of ``reference_counts`` expected events per channel (``counts``, or the theory's reference data
+    size: `reference_counts`; ``theta_shift_unit`` says it in words), ``c2st_auc`` and
     ``c2st_auc_se`` (per channel, the largest over held-out θ), ``w1`` and ``ks`` (per channel,
     largest), ``norm_error`` (largest relative error of ∫σ_c), ``sample_events_per_second`` (with
-    gradients), ``held_out_theta``. Writes ``heldout.png`` (histograms and densities vs exact).
+    gradients), ``held_out_theta``. Writes ``heldout.png`` (histograms and densities vs exact,
+    and under each the surrogate / exact ratio with the statistical band).
     """
     if theory.event_dim != 1:
-        return evaluate_surrogate_2d(model, theory, out, n_held_out, n_events, seed, shift_events)
+        return evaluate_surrogate_2d(
+            model, theory, out, n_held_out, n_events, seed, shift_events, counts
+        )
+    ref_counts = reference_counts(theory, counts)
     theta = held_out_theta(theory, n_held_out, seed)
     gen = torch.Generator().manual_seed(seed)
     exact = InverseCDFSampler(theory) if theory.event_dim == 1 else None
@@ -196,7 +276,9 @@ def evaluate_surrogate(
     shifts = (
         np.stack(
             [
-                theta_shift(model, theory, theta[b : b + 1], shift_events, seed=seed + b)
+                theta_shift(
+                    model, theory, theta[b : b + 1], shift_events, seed=seed + b, counts=ref_counts
+                )
                 for b in range(n_held_out)
             ]
         )
@@ -211,6 +293,8 @@ def evaluate_surrogate(
         "theta_shift_crb": np.abs(shifts).max(0),
         "theta_shift_crb_all": shifts,
         "theta_shift_events": shift_events,
+        "reference_counts": ref_counts,
+        "theta_shift_unit": counts_label(ref_counts),
         "c2st_auc": auc.max(0),
         "c2st_auc_se": auc_se[worst, np.arange(theory.n_channels)],
         "c2st_events": n_events,
@@ -224,18 +308,50 @@ def evaluate_surrogate(
 
 
 def _plot_held_out(path: Path, model, theory: Theory, theta, sur, ref) -> None:  # noqa: ANN001
+    fig = held_out_figure(model, theory, theta, sur, ref)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def bin_probabilities(theory: Theory, theta: torch.Tensor, edges: np.ndarray) -> np.ndarray:
+    """The exact probability of each bin per θ and channel, (B, C, K): ∫_bin σ_c / ∫σ_c by
+    8-node Gauss–Legendre quadrature in each bin (1-D events)."""
+    nodes, weights = np.polynomial.legendre.leggauss(8)
+    lo, width = edges[:-1, None], np.diff(edges)[:, None]
+    x = (lo + width * (nodes + 1) / 2).reshape(1, -1, 1)  # (1, K·8, 1)
+    w = torch.as_tensor(width * weights / 2, dtype=theory.dtype)  # (K, 8)
+    with torch.no_grad():
+        dens = theory.density(torch.as_tensor(x, dtype=theory.dtype), theta)
+        prob = (dens.view(*dens.shape[:2], *w.shape) * w).sum(-1)
+        return (prob / theory.norms(theta).unsqueeze(-1)).numpy()
+
+
+def held_out_figure(model, theory: Theory, theta, sur, ref):  # noqa: ANN001, ANN201
+    """The held-out comparison: per θ (rows) and channel (columns) the surrogate's and the exact
+    sampler's histograms with the densities on a log scale, and under each a ratio panel:
+    the surrogate's histogram / the exact expected counts (its ±1σ statistical band shaded) and,
+    for a model with a density, p̂ / p. A ±10% local error, invisible on the log scale, shows
+    here. Returns the matplotlib figure (2 × rows × channels axes)."""
     rows, cols = len(theta), theory.n_channels
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        2 * rows,
+        cols,
+        figsize=(4.5 * cols, 4.4 * rows),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1.3] * rows},
+    )
     lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
     grid = torch.linspace(lo, hi, 300, dtype=theory.dtype)[1:-1].view(1, -1, 1)
     exact_pdf = theory.density(grid, theta) / theory.norms(theta).unsqueeze(-1)
     has_density = model.has_density
     if has_density:
         model_pdf = model.log_prob(grid.float(), theta.float()).exp().double()
+    bins = np.linspace(lo, hi, 61)
+    centres = (bins[:-1] + bins[1:]) / 2
+    prob = bin_probabilities(theory, theta, bins)
     for b in range(rows):
         for c in range(cols):
-            ax = axes[b, c]
-            bins = np.linspace(lo, hi, 61)
+            ax, rax = axes[2 * b, c], axes[2 * b + 1, c]
             for events, color, label in ((ref, "k", "exact"), (sur, "C1", "surrogate")):
                 ax.hist(
                     events[c][b, :, 0].numpy(),
@@ -250,11 +366,26 @@ def _plot_held_out(path: Path, model, theory: Theory, theta, sur, ref) -> None: 
                 ax.plot(grid[0, :, 0], model_pdf[b, c], "C1:", lw=1)
             ax.set_yscale("log")
             ax.set_title(f"{theory.channels[c]}, held-out θ {b}", fontsize=9)
+            ax.tick_params(labelbottom=False)
             if b == 0 and c == 0:
                 ax.legend(fontsize=8)
+            events = sur[c][b, :, 0].numpy()
+            expected = len(events) * prob[b, c]
+            counts = np.histogram(events, bins=bins)[0]
+            ok = expected > 0
+            band = 1 / np.sqrt(np.where(ok, expected, np.inf))
+            rax.fill_between(centres, 1 - band, 1 + band, step="mid", color="0.85", lw=0)
+            rax.axhline(1, color="k", lw=0.6)
+            rax.step(centres[ok], counts[ok] / expected[ok], where="mid", color="C1", lw=1)
+            if has_density:
+                ratio = model_pdf[b, c] / exact_pdf[b, c].clamp(min=1e-300)
+                rax.plot(grid[0, :, 0], ratio, "C0:", lw=1)
+            rax.set_ylim(0.8, 1.2)
+            rax.set_xlim(lo, hi)
+            rax.set_ylabel("surrogate / exact", fontsize=7)
+            rax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    return fig
 
 
 def theta_shift_folded(
@@ -299,15 +430,19 @@ def evaluate_surrogate_2d(
     n_events: int = 100_000,
     seed: int = 0,
     shift_events: int = 1_000_000,
+    counts: Sequence[float] | None = None,
 ) -> dict:
     """`evaluate_surrogate` for 2-D events (inclusive DIS): the same keys.
 
-    ``theta_shift_crb``: see `theta_shift_folded`, with the theory's default detector and its
-    closure counts (``theory.closure_counts``), so the unit is σ_CRB of the closure's data.
+    ``theta_shift_crb``: see `theta_shift_folded`, with the theory's default detector and
+    ``counts`` true events per channel (`reference_counts`: the theory's reference data size, the
+    closure counts ``theory.closure_counts`` of DIS), so the unit is σ_CRB of that data seen
+    through the detector.
     C2ST on the 2-D events; W1 and KS on each coordinate of the unit-square map of the region
     (scale-free), the larger of the two per channel.
     """
 
+    ref_counts = reference_counts(theory, counts)
     theta = held_out_theta(theory, n_held_out, seed)
     gen = torch.Generator().manual_seed(seed)
     exact = event_sampler(theory)
@@ -326,11 +461,10 @@ def evaluate_surrogate_2d(
             auc[b, c], auc_se[b, c] = c2st_auc(a, r, seed=seed + b)
     if shift_events > 0:
         folded = FoldedModel(theory, make_detector(DETECTOR_DEFAULTS, theory))
-        counts = getattr(theory, "closure_counts", (10_000,) * theory.n_channels)
         shifts = np.stack(
             [
                 theta_shift_folded(
-                    model, theory, theta[b : b + 1], folded, counts, shift_events, seed + b
+                    model, theory, theta[b : b + 1], folded, ref_counts, shift_events, seed + b
                 )
                 for b in range(n_held_out)
             ]
@@ -345,7 +479,8 @@ def evaluate_surrogate_2d(
         "theta_shift_crb": np.abs(shifts).max(0),
         "theta_shift_crb_all": shifts,
         "theta_shift_events": shift_events,
-        "theta_shift_unit": "sigma_CRB of the closure counts through the default detector",
+        "reference_counts": ref_counts,
+        "theta_shift_unit": f"{counts_label(ref_counts)} through the default detector",
         "c2st_auc": auc.max(0),
         "c2st_auc_se": auc_se[worst, np.arange(theory.n_channels)],
         "c2st_events": n_events,

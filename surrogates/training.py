@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from surrogates.data import TrainingDataModule
 from surrogates.errors import InputError
-from surrogates.metrics import HELD_OUT_SEED_OFFSET, evaluate_surrogate
+from surrogates.metrics import HELD_OUT_SEED_OFFSET, evaluate_surrogate, reference_counts
 from surrogates.models import Surrogate, get_family
 from surrogates.resources import config_file, resolve_config
 from surrogates.runs import (
@@ -56,6 +57,8 @@ __all__ = [
     "write_config",
     "init_weights",
     "train",
+    "schedule_state",
+    "schedule_warning",
     "evaluate",
     "write_outputs",
 ]
@@ -200,6 +203,14 @@ class SurrogateCLI(LightningCLI):
             help="events per channel per held-out θ for theta_shift_crb, whose noise falls as "
             "1/√N: 10000000 for the zoo's full measurement (several times slower); 0 skips it",
         )
+        parser.add_argument(
+            "--eval.reference_counts",
+            type=str | None,
+            default=None,
+            help="N1,N2,...: expected events per channel of your reference data, the unit of "
+            "theta_shift_crb (σ_CRB at that data size; metrics.json states it). Default: the "
+            "theory's reference_counts (the proxy: its case A, 100000,50000)",
+        )
         parser.link_arguments("data.theory", "model.theory")
         if "grid_size" in inspect.signature(self.model_class).parameters:
             parser.link_arguments("data.grid_size", "model.grid_size")
@@ -234,6 +245,9 @@ class SurrogateCLI(LightningCLI):
         for key in ("held_out", "events"):
             positive_int(f"eval.{key}", config["eval"][key], 5)
         non_negative_int("eval.shift_events", config["eval"]["shift_events"])
+        given = config["eval"].get("reference_counts")
+        if given is not None:  # one count per channel of the theory: checked before writing
+            reference_counts(get_theory(config["data"]["theory"]), str(given))
         out = Path(config["out"])
         if out.exists() and not out.is_dir():
             raise InputError(f"--out '{out}' is a file, not a folder; choose a folder path")
@@ -330,7 +344,12 @@ def init_weights(model: Surrogate, source: str, theory: str) -> None:
 
 
 def train(cli: SurrogateCLI) -> float:
-    """Fit the model (resuming from ``--ckpt_path``); returns the training wall time in seconds."""
+    """Fit the model (resuming from ``--ckpt_path``); returns the training wall time in seconds.
+
+    A run that stops before its learning-rate schedule ends (``--trainer.max_time``, or
+    ``max_steps`` inside the epochs) gets a warning here and ``schedule_completed: false`` in its
+    metrics (`schedule_state`).
+    """
     t0 = time.perf_counter()
     cli.trainer.fit(
         cli.model,
@@ -338,7 +357,49 @@ def train(cli: SurrogateCLI) -> float:
         ckpt_path=cli.config["ckpt_path"],
         weights_only=True,
     )
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    state = schedule_state(cli.trainer)
+    if state["schedule_completed"] is False and cli.trainer.global_rank == 0:
+        print(f"warning: {schedule_warning(state)}", file=sys.stderr)
+    return seconds
+
+
+def schedule_state(trainer) -> dict:  # noqa: ANN001 - a pytorch_lightning.Trainer after fit
+    """Whether the learning-rate schedule ran to its end: ``schedule_completed`` (None without
+    an annealing schedule), ``schedule_epochs`` done of ``schedule_length``, and ``lr_fraction``,
+    the learning rate left, as a fraction of the starting one.
+
+    The cosine schedule is laid over ``max_epochs``; a run stopped earlier (``max_time``) keeps
+    a learning rate far above the schedule's floor: weights that never annealed. The schedule
+    does not follow the clock instead, on purpose: its learning rates would then depend on the
+    machine's speed and load, and the same seed would no longer give the same weights.
+    """
+    configs = getattr(trainer, "lr_scheduler_configs", None) or []
+    sched = configs[0].scheduler if configs else None
+    length = getattr(sched, "T_max", None)
+    if sched is None or length is None:
+        return {"schedule_completed": None}
+    done = int(sched.last_epoch)
+    start = [float(g.get("initial_lr", g["lr"])) for g in sched.optimizer.param_groups]
+    lr = [float(g["lr"]) for g in sched.optimizer.param_groups]
+    return {
+        "schedule_completed": done >= int(length),
+        "schedule_epochs": done,
+        "schedule_length": int(length),
+        "lr_fraction": lr[0] / start[0] if start[0] > 0 else None,
+    }
+
+
+def schedule_warning(state: dict) -> str:
+    """The one-line warning of a run whose schedule did not end (see `schedule_state`)."""
+    left = state.get("lr_fraction")
+    lr = "" if left is None else f" (the learning rate is still {left:.0%} of its start)"
+    return (
+        f"training stopped after {state['schedule_epochs']} of the cosine schedule's "
+        f"{state['schedule_length']} epochs{lr}: the weights were not annealed "
+        "(metrics.json: schedule_completed false); give --trainer.max_time room for "
+        "--trainer.max_epochs, or fewer max_epochs so the schedule ends in time"
+    )
 
 
 def evaluate(cli: SurrogateCLI, out: Path, train_seconds: float) -> dict:
@@ -358,6 +419,7 @@ def evaluate(cli: SurrogateCLI, out: Path, train_seconds: float) -> dict:
         "steps": trainer.global_step,
         "val_loss": float(trainer.callback_metrics.get("val_loss", torch.tensor(float("nan")))),
         "checkpoint": checkpoint,
+        **schedule_state(trainer),
         **evaluate_surrogate(
             model,
             theory,
@@ -366,6 +428,7 @@ def evaluate(cli: SurrogateCLI, out: Path, train_seconds: float) -> dict:
             n_events=ev["events"],
             seed=int(cli.config["seed_everything"]) + HELD_OUT_SEED_OFFSET,
             shift_events=ev["shift_events"],
+            counts=None if ev.get("reference_counts") is None else str(ev["reference_counts"]),
         ),
     }
 

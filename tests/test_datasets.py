@@ -20,6 +20,7 @@ from surrogates.data import load_training, simulate_training
 from surrogates.datasets import build_training_set, parts_dir
 from surrogates.errors import InputError
 from surrogates.generators import CallableGenerator, ExternalGenerator, seed_for
+from surrogates.theory import get_theory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,6 +122,78 @@ def test_a_density_theory_is_seeded_per_chunk(tmp_path, proxy):
     np.testing.assert_array_equal(one.densities, serial.densities)
     assert one.events.shape == serial.events.shape
     assert not np.array_equal(one.events, serial.events)
+    # each θ's adaptive grid, concatenated over the chunks, as the serial set places it; and one
+    # summary of every chunk's interpolation errors (a chunk's own would differ)
+    assert one.grid.shape == (10, 16, 1)
+    np.testing.assert_array_equal(one.grid, serial.grid)
+    assert one.meta["grid"] == serial.meta["grid"] and one.meta["grid"]["kind"] == "adaptive"
+
+
+def test_grid_settings_pass_through_and_are_part_of_the_build(tmp_path, proxy):
+    from surrogates.sampling import GridToleranceWarning
+
+    kw = {"chunk": 3, "grid_size": 16, "progress": False}
+    out = build_training_set(proxy, 7, 2, 1, tmp_path / "c.npz", grid="chebyshev", **kw)
+    cheb = load_training(out)
+    assert cheb.grid.shape == (16, 1)  # one shared grid, not one per θ or per chunk
+    np.testing.assert_array_equal(
+        cheb.grid, simulate_training(proxy, 7, 2, 1, 16, grid="chebyshev").grid
+    )
+    assert cheb.meta["grid"] == {"kind": "chebyshev", "size": 16, "tol": 1e-3}
+    # a tolerance no 16-node grid reaches: one warning for the whole set, not one per chunk
+    with pytest.warns(GridToleranceWarning) as caught:
+        tight = build_training_set(proxy, 7, 2, 1, tmp_path / "t.npz", grid_tol=1e-12, **kw)
+    assert len([w for w in caught if w.category is GridToleranceWarning]) == 1
+    summary = load_training(tight).meta["grid"]
+    assert summary["above_tol"] == 7 and "7 of 7 θ" in summary["warning"]
+
+
+def test_a_cut_density_build_refuses_other_grid_settings(tmp_path, proxy, monkeypatch):
+    import surrogates.datasets as datasets
+
+    simulate_chunk = datasets.simulate_chunk
+
+    def cut(job, chunk):
+        if chunk.index == 1:
+            raise RuntimeError("cut short")
+        return simulate_chunk(job, chunk)
+
+    out, kw = tmp_path / "r.npz", {"chunk": 3, "grid_size": 16, "progress": False}
+    monkeypatch.setattr(datasets, "simulate_chunk", cut)
+    with pytest.raises(RuntimeError, match="cut short"):
+        build_training_set(proxy, 7, 2, 1, out, **kw)
+    monkeypatch.undo()
+    manifest = json.loads((parts_dir(out) / "manifest.json").read_text())
+    assert (manifest["grid"], manifest["grid_size"], manifest["grid_tol"]) == ("adaptive", 16, 1e-3)
+    for key, value, differs in [
+        ("grid", "chebyshev", 'grid "adaptive" ≠ "chebyshev"'),
+        ("grid_tol", 0.01, "grid_tol 0.001 ≠ 0.01"),
+        ("grid_size", 32, "grid_size 16 ≠ 32"),
+    ]:
+        with pytest.raises(InputError, match="--overwrite") as err:
+            build_training_set(proxy, 7, 2, 1, out, **{**kw, key: value})
+        assert differs in str(err.value) and "\n" not in str(err.value)
+    assert not out.exists()
+    build_training_set(proxy, 7, 2, 1, out, **kw)  # the same settings resume it
+    whole = load_training(out)
+    assert whole.grid.shape == (7, 16, 1) and whole.meta["grid"]["kind"] == "adaptive"
+    fresh = load_training(build_training_set(proxy, 7, 2, 1, tmp_path / "f.npz", **kw))
+    assert_same_set(whole, fresh)
+
+
+def test_grid_options_a_theory_cannot_use_are_refused_before_writing(tmp_path, proxy):
+    out = tmp_path / "x.npz"
+    for kwargs, message in [
+        ({"grid": "uniform"}, "--grid"),
+        ({"grid_tol": 0.0}, "--grid-tol"),
+        ({"grid_size": 1}, "--grid-size"),
+    ]:
+        with pytest.raises(InputError, match=message) as err:
+            build_training_set(proxy, 4, 2, 1, out, **kwargs)
+        assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="1-D events"):
+        build_training_set(get_theory("dis"), 4, 2, 1, out, grid="adaptive")
+    assert not out.exists() and not parts_dir(out).exists()
 
 
 def test_an_external_program_gives_the_same_training_set(tmp_path, toygen):
@@ -316,3 +389,40 @@ def test_the_cli_builds_proxy_smeared_and_keeps_a_finished_file(tmp_path, capsys
     np.testing.assert_array_equal(load_training(out).events, first.events)  # untouched
     status, *_ = run_cli(simulate.main, [*argv, "--seed", "2", "--overwrite"], capsys)
     assert status == 0 and load_training(out).meta["seed"] == 2
+
+
+def test_the_cli_passes_grid_options_and_prints_the_merged_summary(tmp_path, capsys):
+    from surrogates import simulate
+    from tests.conftest import run_cli
+
+    out = tmp_path / "set.npz"
+    argv = ["training", "--theory", "proxy", "--n-params", "6", "--events-per-param", "2"]
+    argv += ["--grid-size", "16", "--chunk", "2", "--no-progress", "--out", str(out)]
+    status, stdout, _ = run_cli(simulate.main, argv, capsys)
+    ts = load_training(out)
+    assert status == 0 and ts.grid.shape == (6, 16, 1)
+    summary = ts.meta["grid"]
+    line = f"median {summary['error_median']:.2g}, max {summary['error_max']:.2g}"
+    assert "grid: adaptive, 16 nodes per θ" in stdout and line in stdout, stdout
+    status, stdout, err = run_cli(simulate.main, [*argv, "--grid", "chebyshev"], capsys)
+    assert status == 2 and "--overwrite" in err  # a finished file is kept
+    status, stdout, _ = run_cli(
+        simulate.main, [*argv, "--grid", "chebyshev", "--overwrite"], capsys
+    )
+    assert status == 0 and load_training(out).grid.shape == (16, 1) and "grid:" not in stdout
+
+
+def test_a_card_theory_travels_to_worker_processes_as_its_path(tmp_path):
+    import pickle
+
+    from surrogates.datasets import Job
+
+    peak = get_theory("peak")  # the shipped card: its density lives in a module loaded from a file
+    job = Job(peak, np.zeros((1, peak.n_params)), 1, 1, 16, "auto", "adaptive", 1e-3)
+    assert pickle.loads(pickle.dumps(job)).module2.card == str(Path(peak.card).resolve())
+    kw = {"chunk": 2, "grid_size": 16, "progress": False}
+    with pytest.warns(UserWarning):  # 16 nodes do not reach the default grid_tol on the peak
+        one = load_training(build_training_set(peak, 5, 2, 7, tmp_path / "1.npz", **kw))
+        two = build_training_set(peak, 5, 2, 7, tmp_path / "2.npz", workers=2, **kw)
+    assert_same_set(one, load_training(two, peak))
+    assert one.grid.shape == (5, 16, 1)
