@@ -42,6 +42,7 @@ from surrogates.sampling import (
     InverseCDFSampler2D,
     MetropolisSampler,
     adaptive_grid,
+    float32_width,
     warn_grid_error,
 )
 from surrogates.theory import Theory, get_theory
@@ -621,7 +622,8 @@ def density_rows(
             events.append(torch.stack(ev, dim=1).float().numpy())
             if theory.event_dim == 1 and grid == "adaptive":
                 lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
-                table = adaptive_grid(theory._density, th, lo, hi, grid_size)
+                width = float32_width(lo, hi)  # the surrogates read the grids in float32
+                table = adaptive_grid(theory._density, th, lo, hi, grid_size, min_width=width)
                 dens = table.values
                 grids.append(table.nodes.unsqueeze(-1).numpy())
                 errors.append(table.error)
