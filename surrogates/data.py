@@ -65,11 +65,14 @@ __all__ = [
     "simulate_observed",
     "simulate_training",
     "load_training",
+    "training_file_meta",
     "event_sampler",
     "TrainingDataModule",
     "check_grid_options",
     "trapezoid_weights",
     "generate_rows",
+    "density_rows",
+    "grid_summary",
     "training_meta",
     "check_training_module2",
 ]
@@ -567,6 +570,36 @@ def simulate_training(
     theta = theory.sample_prior(n_params, generator)
     if not theory.has_density:
         return _generated_training(theory, theta.numpy(), events_per_param, seed)
+    ts, errors = density_rows(
+        theory, theta, events_per_param, generator, grid_size, batch, method, kind
+    )
+    if theory.event_dim == 1:
+        ts.meta["grid"] = grid_summary(kind, grid_size, grid_tol, errors, theory)
+    ts.meta = training_meta(theory, seed, events_per_param, **ts.meta)
+    return ts
+
+
+def density_rows(
+    theory: Theory,
+    theta: torch.Tensor,
+    events_per_param: int,
+    generator: torch.Generator,
+    grid_size: int = 128,
+    batch: int = 512,
+    method: str = "auto",
+    grid: str = "adaptive",
+) -> tuple[TrainingSet, list[torch.Tensor]]:
+    """Events and grid densities of a density theory at the given θ (B, P), drawn from
+    ``generator``, with the estimated L1 interpolation error of each θ's grid.
+
+    ``grid`` is "adaptive" or "chebyshev" (as resolved by `simulate_training`); a 1-D theory's
+    adaptive grids come back per θ, (B, G, 1), with their errors (a list of (b,) tensors, one per
+    batch, empty for fixed grids); other grids are shared, (G, event_dim). ``meta`` holds only
+    the grid's own keys: callers add `grid_summary` over all errors and `training_meta`.
+
+    `simulate_training` calls it with the generator that drew θ; a chunked build
+    (`surrogates.datasets`) calls it once per chunk with a generator seeded per chunk and
+    summarizes the errors of all chunks at the merge (one warning for the whole set)."""
     sampler = event_sampler(theory, method)
     unit = getattr(theory, "support_map", False)
     extra: dict = {}
@@ -584,11 +617,11 @@ def simulate_training(
         shared = theory.quadrature(grid_size)[0]
     events, densities, norms, grids, errors = [], [], [], [], []
     with torch.no_grad():
-        for start in range(0, n_params, batch):
+        for start in range(0, len(theta), batch):
             th = theta[start : start + batch]
             ev = sampler.sample(th, events_per_param, generator=generator)
             events.append(torch.stack(ev, dim=1).float().numpy())
-            if theory.event_dim == 1 and kind == "adaptive":
+            if theory.event_dim == 1 and grid == "adaptive":
                 lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
                 width = float32_width(lo, hi)  # the surrogates read the grids in float32
                 table = adaptive_grid(theory._density, th, lo, hi, grid_size, min_width=width)
@@ -601,17 +634,14 @@ def simulate_training(
                 dens = theory.density(shared.unsqueeze(0), th)
             densities.append(dens.float().numpy())
             norms.append(theory.norms(th).numpy())
-    if theory.event_dim == 1:
-        extra["grid"] = _grid_summary(kind, grid_size, grid_tol, errors, theory)
-    meta = training_meta(theory, seed, events_per_param, **extra)
     return TrainingSet(
         theta=theta.numpy(),
         events=np.concatenate(events),
         grid=np.concatenate(grids) if grids else shared.numpy(),
         densities=np.concatenate(densities),
         norms=np.concatenate(norms),
-        meta=meta,
-    )
+        meta=extra,
+    ), errors
 
 
 def generate_rows(
@@ -648,7 +678,7 @@ def _generated_training(
     return TrainingSet(theta, events, None, None, rates, meta)
 
 
-def _grid_summary(
+def grid_summary(
     kind: str, size: int, tol: float, errors: list[torch.Tensor], theory: Theory
 ) -> dict:
     """meta["grid"] of a 1-D training set: how it was placed and the interpolation error it left
@@ -740,6 +770,17 @@ def check_training_module2(ts: TrainingSet, module2: Module2, path: str | Path) 
             f"training set '{path}': {module2.param_names[j]} leaves the prior box "
             f"[{low[j]:g}, {high[j]:g}] of '{module2.name}'; drop those θ or widen the box"
         )
+
+
+def training_file_meta(path: str | Path) -> dict:
+    """The meta object of a training-set file, read without loading its arrays (an .npz reads
+    its members lazily): e.g. ``meta["grid"]``, the summary of its grids."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return _meta(f, path)
+    except (OSError, ValueError) as err:
+        raise EventFileError(f"cannot read '{path}' as .npz ({type(err).__name__})") from None
 
 
 def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
