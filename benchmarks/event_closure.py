@@ -56,7 +56,10 @@ def folded_model(bins: int) -> FoldedModel:
 
 def theta_shift(model, folded: FoldedModel, theta: torch.Tensor, n: int, seed: int) -> np.ndarray:  # noqa: ANN001
     """(θ_fit − θ)/σ_CRB(B) for surrogate events at θ fitted with the folded exact density."""
-    events = sample_in_chunks(model, theta.float(), n, seed=seed)
+    events = [
+        e.reshape(len(e), -1).astype(np.float64)
+        for e in sample_in_chunks(model, theta.float(), n, seed=seed)
+    ]
     with torch.no_grad():
         norms = model.norms(theta.float()).double()[0].numpy()
     fit = folded.fit_events(events, norms, start=theta[0].numpy())
@@ -99,7 +102,7 @@ def closure(
     seconds = train(trainer, gan, cfg, out)
     metrics, _ = summarize(gan, cfg, theory, yardstick, None, None, seconds)
     mle = folded.fit(data, start=theta)
-    crb = np.asarray(metrics["params_crb"])
+    crb = np.asarray(metrics["crb_std"])
     mean, std = np.asarray(metrics["params_mean"]), np.asarray(metrics["params_std"])
     return {
         "truth": theta.tolist(),

@@ -368,6 +368,42 @@ def _dis(p: dict) -> list[str]:
     return [markdown_table(header, rows)]
 
 
+def _datasets(p: dict) -> list[str]:
+    rows = [
+        [fmt(r["workers"], "d"), fmt(r["seconds"], ".2f"), fmt(r["speedup"], ".2f"),
+         " / ".join(fmt(t, ".2f") for t in r["runs"])]
+        for r in p["rows"]
+    ]  # fmt: skip
+    kills = [
+        [fmt(k["workers"], "d"), f"{k['kept_at_kill']} of {k['chunks']}", fmt(k["lost_chunks"], "d"),
+         fmt(k["rows_redone"], "d"), fmt(k["redid_only_unfinished"]),
+         fmt(k["same_as_uninterrupted"])]
+        for k in p["kills"]
+    ]  # fmt: skip
+    load = " / ".join(fmt(v, ".1f") for v in p.get("load_average") or [])
+    return [
+        f"{p['theta']} θ × {p['events_per_theta']} events per channel, a generator sleeping "
+        f"{p['sleep']} s per θ, chunks of {p['chunk']} θ, median of {p['repeats']} builds; "
+        f"{p.get('cpu_count')} CPU cores, load average {load} at the end. The first 2-worker "
+        f"build of the process, which also starts the fork server: "
+        f"{fmt(p['cold_two_workers_seconds'], '.2f')} s "
+        f"({fmt(p['cold_speedup'], '.2f')} × the 1-worker build).",
+        markdown_table(["workers", "seconds", "speed-up", "each build (s)"], rows),
+        "A build killed with SIGKILL once a third of its chunks existed, then run again:",
+        markdown_table(
+            [
+                "workers",
+                "chunks kept",
+                "chunks lost",
+                "θ redone",
+                "only unfinished redone",
+                "same set as uninterrupted",
+            ],
+            kills,
+        ),  # fmt: skip
+    ]
+
+
 # name → (title, JSON path under --benchmarks, what the page shows, renderer)
 BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
     "sampling": ("Exact samplers: speed", "sampling.json",
@@ -391,6 +427,9 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
     "inverse": ("Recovery of θ against the MLE", "inverse.json",
                 "The outer GAN per source and case against the maximum likelihood on the same "
                 "data, in σ_CRB (`benchmarks/inverse.py`).", _inverse),
+    "datasets": ("Training sets on workers: speed-up and resuming", "datasets.json",
+                 "A slow event generator's training set built on 1 and 2 local worker processes, "
+                 "and a build killed mid-way then resumed (`benchmarks/datasets.py`).", _datasets),
     "dis": ("Inclusive-DIS closure", "dis/dis.json",
             "The outer GAN through the detector against the folded binned MLE "
             "(`benchmarks/dis_closure.py`).", _dis),

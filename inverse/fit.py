@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{metrics['steps']} steps, {metrics['seconds']:.0f} s"
     )
     print(format_table(metrics, title))
-    print(f"plots (traces.png, curves.png, events.png), params.npz and metrics.json in {cfg.out}")
+    plots = "traces.png, curves.png, events.png" if theory.has_density else "traces.png, events.png"
+    print(f"plots ({plots}), params.npz and metrics.json in {cfg.out}")
     return 0
 
 

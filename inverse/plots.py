@@ -109,12 +109,17 @@ def plot_traces(
             lo, hi = np.percentile(trace[:, 1:, j], [16, 84], axis=1)
             ax.fill_between(steps, lo, hi, color="C0", alpha=0.25, lw=0, label="replicas 16–84%")
         ax.plot(steps, trace[:, 0, j], color="C0", lw=1, label="θ (data)")
+        bounded = bool(np.isfinite(crb[j]))  # a surrogate with no information on θ_j: inf
         if truth is not None:
-            ax.axhspan(truth[j] - crb[j], truth[j] + crb[j], color="0.85", label="truth ± σ_CRB")
+            if bounded:
+                ax.axhspan(
+                    truth[j] - crb[j], truth[j] + crb[j], color="0.85", label="truth ± σ_CRB"
+                )
             ax.axhline(truth[j], color="k", lw=0.8)
         if reference is not None:
             ax.axhline(reference[j], color="C3", ls="--", lw=0.8, label=reference_label)
-        ax.set_ylim(centre - 8 * crb[j], centre + 8 * crb[j])
+        if bounded:
+            ax.set_ylim(centre - 8 * crb[j], centre + 8 * crb[j])
         ax.set_title(names[j], fontsize=10)
         ax.set_xlabel("step")
     axes.flat[0].legend(fontsize=7)

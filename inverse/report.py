@@ -26,12 +26,16 @@ from surrogates.likelihood import (
     negative_log_likelihood,
     nll_excess,
 )
+from surrogates.likelihood.surrogate import SurrogateLikelihood, quantile_edges
 from surrogates.runs import write_run_files
 from surrogates.theory import Theory
+from surrogates.theory.base import Module2
 from surrogates.tracking import finish_wandb, per_name
 
 __all__ = [
     "Yardstick",
+    "SurrogateYardstick",
+    "make_yardstick",
     "Summary",
     "summarize",
     "compare_with_mle",
@@ -79,6 +83,79 @@ class Yardstick:
                 self.folded.histogram(self.data.events), self.data.exposure
             )
         return nll_excess(nll, theta, mle, self.theory.dtype)
+
+
+class SurrogateYardstick:
+    """The yardstick when the module-2 has no density (an event generator): the source itself
+    as the model (`surrogates.likelihood.surrogate.SurrogateLikelihood`: its density, or its
+    histogram template, on bins of equal observed counts per channel). Its Cramér–Rao σ is the
+    surrogate's own and its MLE shares the surrogate's errors: not an independent yardstick,
+    and labelled so in metrics.json.
+
+    Args:
+        source: the outer GAN's EventSource (a surrogate or an ensemble).
+        module2: the data's module-2 (its box and channels).
+        data: the observed events and measured norms.
+        events_per_bin: observed events per bin (5 to 100 bins per channel).
+    """
+
+    folded = None
+
+    def __init__(
+        self,
+        source,  # noqa: ANN001 - EventSource
+        module2: Module2,
+        data: ObservedData,
+        events_per_bin: int = 50,
+    ) -> None:
+        self.theory, self.data = module2, data
+        lo, hi = float(module2.x_low[0]), float(module2.x_high[0])
+        bins = [int(np.clip(len(e) // events_per_bin, 5, 100)) for e in data.events]
+        edges = [
+            quantile_edges([e[:, 0]], b, lo, hi)[0] for e, b in zip(data.events, bins, strict=True)
+        ]
+        template = int(np.clip(10 * data.counts.max(), 100_000, 1_000_000))
+        self.likelihood = SurrogateLikelihood(source, module2, edges, template_events=template)
+        self.counts = self.likelihood.histogram(data.events)
+        self.exposure = np.asarray(data.exposure, dtype=float)
+        what = "its density" if self.likelihood.method == "density" else "its histogram template"
+        self.kind = (
+            f"maximum likelihood with the surrogate as the model ({what}, binned): not an "
+            "independent yardstick; the module-2 has no density"
+        )
+        self.crb_from = f"the surrogate's Fisher information ({what}, binned)"
+
+    def covariance(self, theta: np.ndarray) -> np.ndarray:
+        """The surrogate's Cramér–Rao covariance for the observed counts."""
+        return np.linalg.pinv(self.likelihood.fisher_information(theta, self.data.counts))
+
+    def crb_std(self, theta: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """σ_CRB per parameter at θ for these counts, from the surrogate's Fisher information."""
+        return self.likelihood.crb_std(np.asarray(theta, dtype=float), counts)
+
+    def fit(self, start: np.ndarray) -> MLEResult:
+        """The maximum of the surrogate likelihood of the data, from ``start`` (Fisher scoring)."""
+        return self.likelihood.fit(self.counts, self.exposure, start)
+
+    def nll_excess(self, theta: np.ndarray, mle: MLEResult) -> float:
+        """−log L(θ) − min −log L of the surrogate likelihood."""
+        return (
+            self.likelihood.nll(np.asarray(theta, dtype=float), self.counts, self.exposure)
+            - mle.nll
+        )
+
+
+def make_yardstick(
+    theory: Module2,
+    data: ObservedData,
+    source,  # noqa: ANN001 - EventSource
+    folded: FoldedModel | None,
+) -> Yardstick | SurrogateYardstick:
+    """The exact theory's likelihood (folded through the detector when there is one), or, for a
+    module-2 with no density, the source's (`SurrogateYardstick`)."""
+    if theory.has_density:
+        return Yardstick(theory, data, folded)  # type: ignore[arg-type]
+    return SurrogateYardstick(source, theory, data)
 
 
 @dataclass
@@ -136,6 +213,7 @@ def summarize(
         "params_true": truth,
         "crb_std": crb,
         "crb_at": "truth" if truth is not None else "fit",
+        "crb_from": getattr(yardstick, "crb_from", "the exact theory's Fisher information"),
         "pull": None if truth is None else (mean - truth) / crb,
         "std_over_crb": std / crb,
         "counts": data.counts,
@@ -157,6 +235,9 @@ def compare_with_mle(metrics: dict, yardstick: Yardstick) -> MLEResult:
     metrics["mle"] = {"params": mle.theta, "std": mle.std, "seconds": mle.seconds}
     if yardstick.folded is not None:
         metrics["mle"]["kind"] = "binned, folded through the detector"
+    if isinstance(yardstick, SurrogateYardstick):
+        metrics["mle"]["kind"] = yardstick.kind
+        metrics["mle"]["converged"] = mle.success
     metrics["gan_minus_mle_crb"] = (mean - mle.theta) / metrics["crb_std"]
     # the likelihood's own yardstick, valid where it is not Gaussian: −log L(θ_GAN) − min;
     # √(2Δ) is the Mahalanobis distance for a Gaussian one (≥ each parameter's offset in σ)
@@ -196,7 +277,8 @@ def write_outputs(
         None if mle is None else mle.theta,
     )
     boot = summary.boot
-    plot_curves(out / "curves.png", theory, boot if len(boot) > 1 else summary.final, truth)
+    if theory.has_density:  # a generator has no curves to draw
+        plot_curves(out / "curves.png", theory, boot if len(boot) > 1 else summary.final, truth)
     with torch.no_grad():
         gen = source.sample(torch.as_tensor(metrics["params_mean"]).unsqueeze(0), 100_000)
         weights = None

@@ -18,6 +18,13 @@ __all__ = ["make_source", "check_detector"]
 def make_source(spec: str, theory: Theory) -> EventSource:
     """The EventSource named by ``spec`` for data of ``theory``, or an InputError saying why not."""
     if spec == "exact":
+        if not theory.has_density:
+            raise InputError(
+                f"'{theory.name}' is an event generator (no density, no gradients), so "
+                "--source exact cannot drive the GAN; train a surrogate on its events "
+                f"(python -m surrogates.fit flow --config surrogates/flow-events.yaml "
+                f"--data.theory {theory.name}) and pass its checkpoint as --source"
+            )
         if not theory.differentiable:
             raise InputError(
                 f"theory '{theory.name}' has no gradients, so --source exact cannot drive the GAN; "

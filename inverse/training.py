@@ -19,7 +19,15 @@ from pytorch_lightning.loggers import CSVLogger
 from inverse.config import FitConfig, from_dict, to_dict
 from inverse.config import load_config as load_typed_config
 from inverse.gan import OuterGAN
-from inverse.report import Yardstick, compare_with_mle, log_to_wandb, summarize, write_outputs
+from inverse.report import (
+    SurrogateYardstick,
+    Yardstick,
+    compare_with_mle,
+    log_to_wandb,
+    make_yardstick,
+    summarize,
+    write_outputs,
+)
 from inverse.sources import check_detector
 from surrogates.data import ObservedData
 from surrogates.errors import InputError
@@ -93,7 +101,7 @@ def build_model(
     data: ObservedData,
     source: EventSource,
     cfg: FitConfig,
-    yardstick: Yardstick,
+    yardstick: Yardstick | SurrogateYardstick,
     members: list[int] | None,
 ) -> OuterGAN:
     """The outer GAN of ``cfg`` on ``data`` through ``source`` (seeded by ``cfg.seed``)."""
@@ -192,9 +200,8 @@ def fit_outer_gan(
     out = prepare_run_dir(out, cfg.resume)
     wandb_mode()  # an unknown WANDB_MODE stops here, before the folder is touched
     with claim(out, cfg):
-        yardstick = Yardstick(
-            theory, data, None if detector is None else FoldedModel(theory, detector)
-        )
+        folded = None if detector is None else FoldedModel(theory, detector)
+        yardstick = make_yardstick(theory, data, source, folded)
         model = build_model(theory, data, source, cfg, yardstick, members)
         trainer, loggers = make_trainer(model, cfg, theory, source.is_exact, out)
         seconds = train(trainer, model, cfg, out)

@@ -42,6 +42,7 @@ from surrogates.sampling import (
     InverseCDFSampler2D,
     MetropolisSampler,
     adaptive_grid,
+    float32_width,
     warn_grid_error,
 )
 from surrogates.theory import Theory, get_theory
@@ -64,12 +65,16 @@ __all__ = [
     "simulate_observed",
     "simulate_training",
     "load_training",
+    "training_file_meta",
     "event_sampler",
     "TrainingDataModule",
     "check_grid_options",
     "trapezoid_weights",
     "generate_rows",
+    "density_rows",
+    "grid_summary",
     "training_meta",
+    "check_training_module2",
 ]
 
 CASES: dict[str, tuple[int, int]] = {
@@ -565,6 +570,36 @@ def simulate_training(
     theta = theory.sample_prior(n_params, generator)
     if not theory.has_density:
         return _generated_training(theory, theta.numpy(), events_per_param, seed)
+    ts, errors = density_rows(
+        theory, theta, events_per_param, generator, grid_size, batch, method, kind
+    )
+    if theory.event_dim == 1:
+        ts.meta["grid"] = grid_summary(kind, grid_size, grid_tol, errors, theory)
+    ts.meta = training_meta(theory, seed, events_per_param, **ts.meta)
+    return ts
+
+
+def density_rows(
+    theory: Theory,
+    theta: torch.Tensor,
+    events_per_param: int,
+    generator: torch.Generator,
+    grid_size: int = 128,
+    batch: int = 512,
+    method: str = "auto",
+    grid: str = "adaptive",
+) -> tuple[TrainingSet, list[torch.Tensor]]:
+    """Events and grid densities of a density theory at the given θ (B, P), drawn from
+    ``generator``, with the estimated L1 interpolation error of each θ's grid.
+
+    ``grid`` is "adaptive" or "chebyshev" (as resolved by `simulate_training`); a 1-D theory's
+    adaptive grids come back per θ, (B, G, 1), with their errors (a list of (b,) tensors, one per
+    batch, empty for fixed grids); other grids are shared, (G, event_dim). ``meta`` holds only
+    the grid's own keys: callers add `grid_summary` over all errors and `training_meta`.
+
+    `simulate_training` calls it with the generator that drew θ; a chunked build
+    (`surrogates.datasets`) calls it once per chunk with a generator seeded per chunk and
+    summarizes the errors of all chunks at the merge (one warning for the whole set)."""
     sampler = event_sampler(theory, method)
     unit = getattr(theory, "support_map", False)
     extra: dict = {}
@@ -582,13 +617,14 @@ def simulate_training(
         shared = theory.quadrature(grid_size)[0]
     events, densities, norms, grids, errors = [], [], [], [], []
     with torch.no_grad():
-        for start in range(0, n_params, batch):
+        for start in range(0, len(theta), batch):
             th = theta[start : start + batch]
             ev = sampler.sample(th, events_per_param, generator=generator)
             events.append(torch.stack(ev, dim=1).float().numpy())
-            if theory.event_dim == 1 and kind == "adaptive":
+            if theory.event_dim == 1 and grid == "adaptive":
                 lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
-                table = adaptive_grid(theory._density, th, lo, hi, grid_size)
+                width = float32_width(lo, hi)  # the surrogates read the grids in float32
+                table = adaptive_grid(theory._density, th, lo, hi, grid_size, min_width=width)
                 dens = table.values
                 grids.append(table.nodes.unsqueeze(-1).numpy())
                 errors.append(table.error)
@@ -598,17 +634,14 @@ def simulate_training(
                 dens = theory.density(shared.unsqueeze(0), th)
             densities.append(dens.float().numpy())
             norms.append(theory.norms(th).numpy())
-    if theory.event_dim == 1:
-        extra["grid"] = _grid_summary(kind, grid_size, grid_tol, errors, theory)
-    meta = training_meta(theory, seed, events_per_param, **extra)
     return TrainingSet(
         theta=theta.numpy(),
         events=np.concatenate(events),
         grid=np.concatenate(grids) if grids else shared.numpy(),
         densities=np.concatenate(densities),
         norms=np.concatenate(norms),
-        meta=meta,
-    )
+        meta=extra,
+    ), errors
 
 
 def generate_rows(
@@ -645,7 +678,7 @@ def _generated_training(
     return TrainingSet(theta, events, None, None, rates, meta)
 
 
-def _grid_summary(
+def grid_summary(
     kind: str, size: int, tol: float, errors: list[torch.Tensor], theory: Theory
 ) -> dict:
     """meta["grid"] of a 1-D training set: how it was placed and the interpolation error it left
@@ -700,7 +733,54 @@ def load_training(path: str | Path, theory: Module2 | None = None) -> TrainingSe
         raise EventFileError(
             f"training set '{path}' is for theory '{meta.get('theory')}', not '{theory.name}'"
         )
+    if theory is not None:
+        check_training_module2(ts, theory, path)
     return ts
+
+
+def check_training_module2(ts: TrainingSet, module2: Module2, path: str | Path) -> None:
+    """The set's parameters, channels, event dimension and θ box are the module-2's: with or
+    without densities, a surrogate trained on it can stand in for this module-2 only then."""
+    meta = ts.meta
+    for key, want in (("param_names", module2.param_names), ("channels", module2.channels)):
+        have = meta.get(key)
+        if have is not None and list(have) != list(want):
+            raise EventFileError(
+                f"training set '{path}' has {key} {list(have)}; '{module2.name}' declares "
+                f"{list(want)}: regenerate it for this module-2"
+            )
+    shape = ts.events.shape
+    if ts.theta.shape[1] != module2.n_params or shape[1] != module2.n_channels:
+        raise EventFileError(
+            f"training set '{path}': θ has {ts.theta.shape[1]} columns and events "
+            f"{shape[1]} channels; '{module2.name}' has {module2.n_params} parameters and "
+            f"{module2.n_channels} channels"
+        )
+    if shape[3] != module2.event_dim:
+        raise EventFileError(
+            f"training set '{path}': events of dimension {shape[3]}; '{module2.name}' "
+            f"declares {module2.event_dim}"
+        )
+    low, high = module2.prior_low.numpy(), module2.prior_high.numpy()
+    tol = 1e-6 * (high - low)
+    outside = ((ts.theta < low - tol) | (ts.theta > high + tol)).any(0)
+    if outside.any():
+        j = int(np.flatnonzero(outside)[0])
+        raise EventFileError(
+            f"training set '{path}': {module2.param_names[j]} leaves the prior box "
+            f"[{low[j]:g}, {high[j]:g}] of '{module2.name}'; drop those θ or widen the box"
+        )
+
+
+def training_file_meta(path: str | Path) -> dict:
+    """The meta object of a training-set file, read without loading its arrays (an .npz reads
+    its members lazily): e.g. ``meta["grid"]``, the summary of its grids."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return _meta(f, path)
+    except (OSError, ValueError) as err:
+        raise EventFileError(f"cannot read '{path}' as .npz ({type(err).__name__})") from None
 
 
 def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
@@ -744,7 +824,11 @@ def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
             )
     if (ts.has_density and (ts.densities < 0).any()) or (ts.norms <= 0).any():
         raise EventFileError(f"'{path}': densities must be ≥ 0 and norms > 0")
-    if ts.has_density and ts.grid.shape[-1] == 1 and not (np.diff(ts.grid[..., 0], axis=-1) > 0).all():
+    if (
+        ts.has_density
+        and ts.grid.shape[-1] == 1
+        and not (np.diff(ts.grid[..., 0], axis=-1) > 0).all()
+    ):
         raise EventFileError(
             f"'{path}': a grid's x values must increase; regenerate it with "
             "python -m surrogates.simulate training"

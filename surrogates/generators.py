@@ -339,7 +339,8 @@ class TheoryGenerator(EventGenerator):
         detector: ``detector(events (m, d), channel, rng) → kept events (k, d)``: smearing,
             efficiency, acceptance; None keeps every event.
         name: the generator's name (default: the theory's, with "+detector" when there is one).
-        batch: events drawn per pass while filling n kept events.
+        batch: true events drawn per pass while filling n kept events; the rates' Monte Carlo
+            error falls as 1/√batch (a generator's rates are estimates, as a real one's are).
     """
 
     def __init__(
@@ -406,7 +407,7 @@ def proxy_smeared() -> TheoryGenerator:
     (efficiency ε(x) = 0.9 − 0.3 (x − 0.1) of the true x, Gaussian smearing σ = 0.02, events
     leaving [0.1, 1) lost): the package's test of a module-2 that gives events only."""
     theory = ProxyTheory()
-    return TheoryGenerator(theory, SmearingDetector(theory), name="proxy-smeared")
+    return TheoryGenerator(theory, SmearingDetector(theory), name="proxy-smeared", batch=16384)
 
 
 THEORIES["proxy-smeared"] = proxy_smeared

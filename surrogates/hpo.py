@@ -197,7 +197,9 @@ def run_evaluation(job, family: str, out: str, budget: dict) -> dict | str:  # n
         last = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
         return f"F_fit_failed: {last}"
     metrics = json.loads(metrics_path.read_text())
-    shifts = np.asarray(metrics.get("theta_shift_crb") or [np.nan], dtype=float)
+    # a module-2 with no density has only the density-free shift (surrogates.metrics)
+    shift_key = "theta_shift_crb" if metrics.get("theta_shift_crb") else "theta_shift_surrogate_crb"
+    shifts = np.asarray(metrics.get(shift_key) or [np.nan], dtype=float)
     if not np.all(np.isfinite(shifts)):  # a failed fit of one parameter must not look good
         return "F_no_fidelity"
     shift = float(shifts.max())
@@ -207,7 +209,9 @@ def run_evaluation(job, family: str, out: str, budget: dict) -> dict | str:  # n
             "run_dir": str(run_dir),
             "seconds": seconds,
             "theta_shift_crb_max": float(shift),
-            "c2st_auc_max": float(np.max(metrics.get("c2st_auc") or [np.nan])),
+            "c2st_auc_max": float(
+                np.max(metrics.get("c2st_auc") or metrics.get("c2st_auc_generator") or [np.nan])
+            ),
             "norm_error": float(metrics.get("norm_error", np.nan)),
             "val_loss": float(metrics.get("val_loss", np.nan)),
         },

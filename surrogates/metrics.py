@@ -17,9 +17,16 @@ from scipy import stats  # noqa: E402
 from surrogates.data import CASES, event_sampler  # noqa: E402
 from surrogates.detector import DETECTOR_DEFAULTS, make_detector  # noqa: E402
 from surrogates.errors import InputError, ParameterError  # noqa: E402
+from surrogates.generators import EventGenerator, TheoryGenerator, seed_for  # noqa: E402
 from surrogates.likelihood import BinnedEvents, FoldedModel, crb_std, fit_binned_mle  # noqa: E402
+from surrogates.likelihood.surrogate import (  # noqa: E402
+    SurrogateLikelihood,
+    quantile_edges,
+    surrogate_shift_noise,
+)
 from surrogates.sampling import InverseCDFSampler  # noqa: E402
 from surrogates.theory import Theory  # noqa: E402
+from surrogates.theory.base import Module2  # noqa: E402
 from surrogates.types import EventSource, require_density  # noqa: E402
 
 __all__ = [
@@ -27,6 +34,10 @@ __all__ = [
     "HELD_OUT_SEED_OFFSET",
     "evaluate_surrogate",
     "evaluate_surrogate_2d",
+    "evaluate_density_free",
+    "theta_shift_surrogate",
+    "reference_counts",
+    "as_generator",
     "theta_shift_folded",
     "sampling_rate",
     "theta_shift",
@@ -92,7 +103,7 @@ def reference_counts(theory: Theory, counts: Sequence[float] | str | None = None
 
 
 def parse_counts(text: str, theory: Theory, key: str = "reference_counts") -> np.ndarray:
-    """"N1,N2" (one expected count per channel of ``theory``) as an array, or a one-line
+    """ "N1,N2" (one expected count per channel of ``theory``) as an array, or a one-line
     InputError naming ``key``."""
     try:
         values = np.asarray([float(v) for v in str(text).strip("[]() ").split(",")])
@@ -513,6 +524,188 @@ def _plot_held_out_2d(path: Path, theory: Theory, sur, ref, rows: int) -> None: 
                 ax.set_title(f"{theory.channels[c]} {names[k]}, held-out θ {b}", fontsize=8)
                 if b == 0 and c == 0 and k == 0:
                     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# --- fidelity without a density -------------------------------------------------------------
+
+
+def as_generator(module2: Module2) -> EventGenerator:
+    """The module-2 as an event generator: itself, or a density theory's exact sampler."""
+    if isinstance(module2, EventGenerator):
+        return module2
+    return TheoryGenerator(module2)  # type: ignore[arg-type]
+
+
+def theta_shift_surrogate(
+    source: EventSource,
+    module2: Module2,
+    theta: np.ndarray,
+    data,  # noqa: ANN001 - surrogates.generators.Generated: the generator's events and rates
+    edges: Sequence[np.ndarray],
+    counts: Sequence[float],
+    method: str = "auto",
+    template_events: int = 1_000_000,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, bool, str]:
+    """The θ shift that matters when there is no density: fit the generator's events at θ with
+    the surrogate as the model (`SurrogateLikelihood`: its density, or its histogram template)
+    and return ((θ_fit − θ)/σ, σ, converged, method), σ the surrogate's own Cramér–Rao σ at θ
+    for ``counts`` expected events per channel.
+
+    Its sign is the user's: fitting data with this surrogate lands that far from the truth. The
+    exact-density view (`theta_shift`: the exact theory's fit of the surrogate's events) sees
+    the same error from the other side, so to first order the two are equal and opposite.
+    """
+    like = SurrogateLikelihood(
+        source, module2, edges, method=method, template_events=template_events, seed=seed
+    )
+    crb = like.crb_std(theta, counts)
+    fit = like.fit_events(data.events, data.rates, theta)
+    return (fit.theta - theta) / crb, crb, fit.success, like.method
+
+
+@torch.no_grad()
+def evaluate_density_free(
+    model,  # noqa: ANN001 - a surrogate (any EventSource)
+    module2: Module2,
+    n_held_out: int = 5,
+    n_events: int = 100_000,
+    seed: int = 0,
+    shift_events: int = 1_000_000,
+    template_events: int | None = None,
+    bins: int = 100,
+    c2st: bool = True,
+    counts: Sequence[float] | str | None = None,
+) -> dict:
+    """Fidelity at the held-out θ against fresh generator events: no density needed.
+
+    The generator is the module-2 itself (or a density theory's exact sampler), called with
+    seeds of the held-out stream (``seed`` is the fit's seed + `HELD_OUT_SEED_OFFSET`: never a
+    training seed). Per held-out θ: a classifier two-sample test of ``n_events`` surrogate
+    events against as many generator events per channel (with ``c2st``), and the θ shift of
+    `theta_shift_surrogate` on ``shift_events`` generator events per channel (0 skips it), in
+    ``bins`` bins of equal probability per channel (from the C2ST's generator sample), the
+    template (families with no density) of ``template_events`` events (None: shift_events).
+
+    Returns the keys ``theta_shift_surrogate_crb`` (per parameter, the largest |shift|),
+    ``theta_shift_surrogate_crb_all`` (per point, signed), ``surrogate_crb_std_all`` (σ per
+    point), ``theta_shift_surrogate_method``, ``_events``, ``_noise`` (≈ its statistical noise
+    in σ), ``_converged``, ``template_events``, ``reference_counts``, and with ``c2st``:
+    ``c2st_auc_generator`` (+ ``_se``), ``w1_generator``, ``ks_generator`` (per channel, the
+    largest), ``norm_error_generator`` (largest relative error of the norms against the
+    generator's rates, themselves Monte Carlo estimates), ``held_out_theta``.
+    """
+    generator = as_generator(module2)
+    theta = held_out_theta(module2, n_held_out, seed)  # type: ignore[arg-type]
+    counts = reference_counts(module2, counts)
+    template = int(template_events or shift_events)
+    one_d = module2.event_dim == 1
+    p, c_n = module2.n_params, module2.n_channels
+    shifts, crbs = np.full((n_held_out, p), np.nan), np.full((n_held_out, p), np.nan)
+    auc, auc_se = np.full((n_held_out, c_n), np.nan), np.full((n_held_out, c_n), np.nan)
+    w1, ks, norm_error = (
+        np.full_like(auc, np.nan),
+        np.full_like(auc, np.nan),
+        np.full_like(auc, np.nan),
+    )
+    converged, method = [], None
+    sur = (
+        model.sample(theta, n_events, generator=torch.Generator().manual_seed(seed))
+        if c2st
+        else None
+    )
+    lo, hi = float(module2.x_low[0]), float(module2.x_high[0])
+    fresh_events = []
+    for b in range(n_held_out):
+        t = theta[b].numpy()
+        if not c2st and not (shift_events > 0 and one_d):
+            continue
+        fresh = generator.generate(t, max(n_events, 20 * bins), seed_for(seed, b))
+        fresh_events.append(fresh.events)
+        if c2st:
+            norm_error[b] = np.abs(
+                model.norms(theta[b : b + 1]).double()[0].numpy() / fresh.rates - 1
+            )
+            for c in range(c_n):
+                a, r = sur[c][b].double().numpy(), fresh.events[c][:n_events]
+                auc[b, c], auc_se[b, c] = c2st_auc(a, r, seed=seed + b)
+                if one_d:
+                    w1[b, c] = stats.wasserstein_distance(a[:, 0], r[:, 0])
+                    ks[b, c] = stats.ks_2samp(a[:, 0], r[:, 0]).statistic
+        if shift_events > 0 and one_d:
+            data = generator.generate(t, shift_events, seed_for(seed, n_held_out + b))
+            edges = quantile_edges([e[:, 0] for e in fresh.events], bins, lo, hi)
+            shifts[b], crbs[b], ok, method = theta_shift_surrogate(
+                model, module2, t, data, edges, counts, "auto", template, seed + b
+            )
+            converged.append(ok)
+    out: dict = {
+        "theta_shift_surrogate_crb": np.abs(shifts).max(0) if converged else None,
+        "theta_shift_surrogate_crb_all": shifts if converged else None,
+        "surrogate_crb_std_all": crbs if converged else None,
+        "theta_shift_surrogate_method": method,
+        "theta_shift_surrogate_events": shift_events if converged else 0,
+        "theta_shift_surrogate_converged": all(converged) if converged else None,
+        "template_events": template if method == "template" else None,
+        "reference_counts": [float(v) for v in counts],
+        "held_out_theta": theta.numpy(),
+    }
+    if converged:
+        data_n = [shift_events] * c_n
+        out["theta_shift_surrogate_noise"] = surrogate_shift_noise(
+            counts, data_n, [template] * c_n if method == "template" else None
+        )
+    elif not one_d:
+        out["theta_shift_surrogate_note"] = "the density-free θ shift bins 1-D events only"
+    if c2st:
+        worst = np.argmax(np.nan_to_num(auc, nan=-1.0), axis=0)
+        out |= {
+            "c2st_auc_generator": auc.max(0),
+            "c2st_auc_generator_se": auc_se[worst, np.arange(c_n)],
+            "c2st_events": n_events,
+            "w1_generator": w1.max(0) if one_d else None,
+            "ks_generator": ks.max(0) if one_d else None,
+            "norm_error_generator": float(norm_error.max()),
+            "generator": generator.name,
+        }
+        out["_samples"] = (sur, fresh_events)  # for the plot; dropped before writing
+    return out
+
+
+def plot_held_out_events(
+    path: Path, module2: Module2, surrogate: Sequence[torch.Tensor], generated: list, rows: int
+) -> None:
+    """Surrogate against generator histograms per held-out θ and channel, with their ratio."""
+    cols = module2.n_channels
+    fig, axes = plt.subplots(
+        2 * rows,
+        cols,
+        figsize=(4.5 * cols, 4.2 * rows),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1] * rows},
+    )
+    lo, hi = float(module2.x_low[0]), float(module2.x_high[0])
+    bins = np.linspace(lo, hi, 61)
+    centres = (bins[1:] + bins[:-1]) / 2
+    for b in range(rows):
+        for c in range(cols):
+            top, bottom = axes[2 * b, c], axes[2 * b + 1, c]
+            r, _ = np.histogram(generated[b][c][:, 0], bins=bins, density=True)
+            s, _ = np.histogram(surrogate[c][b, :, 0].double().numpy(), bins=bins, density=True)
+            top.stairs(r, bins, color="k", label="generator")
+            top.stairs(s, bins, color="C1", label="surrogate")
+            top.set_yscale("log")
+            top.set_title(f"{module2.channels[c]}, held-out θ {b}", fontsize=9)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bottom.plot(centres, s / r, "C1.", ms=3)
+            bottom.axhline(1, color="k", lw=0.8)
+            bottom.set_ylim(0.8, 1.2)
+            bottom.set_ylabel("surr./gen.", fontsize=8)
+            if b == 0 and c == 0:
+                top.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

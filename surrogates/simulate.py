@@ -1,4 +1,8 @@
-"""`python -m surrogates.simulate {observed,training}`: simulate data sets from a theory."""
+"""`python -m surrogates.simulate {observed,training}`: simulate data sets from a theory.
+
+``training`` builds the set in chunks under OUT.parts/ beside OUT, on --workers local processes
+or a Dask cluster (--engine dask [--address tcp://HOST:8786]); rerun the same command after a
+kill to resume from the finished chunks (surrogates.datasets)."""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from surrogates.data import (
     parse_counts,
     parse_theta,
     simulate_observed,
-    simulate_training,
+    training_file_meta,
     write_events,
 )
+from surrogates.datasets import DEFAULT_CHUNK, ENGINES, build_training_set
 from surrogates.detector import DISDetector
 from surrogates.errors import InputError
 from surrogates.runs import cli_errors
@@ -95,7 +100,42 @@ def build_parser() -> ArgumentParser:
     tr.add_argument(
         "--out", required=True, help="the training set to write (.npz added if missing)"
     )
+    tr.add_argument(
+        "--workers", type=int, default=1, help="local worker processes (1: this process)"
+    )
+    tr.add_argument(
+        "--engine",
+        default="process",
+        choices=list(ENGINES),
+        help="local processes, or Dask (pip install 'surrogate-zoo[dask]')",
+    )
+    tr.add_argument(
+        "--address", default=None, help="a running Dask scheduler; default: a local cluster"
+    )
+    tr.add_argument(
+        "--chunk",
+        type=int,
+        default=DEFAULT_CHUNK,
+        help="θ per chunk file in OUT.parts/ (a kill loses at most the chunks in flight; a "
+        "density theory's events depend on it)",
+    )
+    tr.add_argument(
+        "--overwrite", action="store_true", help="replace OUT and any unfinished build of it"
+    )
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _grid_line(meta: dict) -> str | None:
+    """The one-line summary of a training set's adaptive grids (None when it has none)."""
+    grid = meta.get("grid", {})
+    if "error_max" not in grid:
+        return None
+    return (
+        f"grid: {grid['kind']}, {grid['size']} nodes per θ; L1 interpolation error median "
+        f"{grid['error_median']:.2g}, max {grid['error_max']:.2g} (grid_tol {grid['tol']:g}, "
+        f"{grid['above_tol']} θ above)"
+    )
 
 
 @cli_errors
@@ -120,29 +160,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = write_events(out, data, theory.channels)
         print(f"wrote {path}: counts {data.counts.tolist()} (expected {counts}), case {case}")
     else:
+        n_params = check_int("--n-params", args.n_params, 1, MAX_EVENTS)
+        k = check_int("--events-per-param", args.events_per_param, 1, MAX_EVENTS)
         grid_tol = check_float("--grid-tol", args.grid_tol, 0.0, open_low=True)
         check_grid_options(theory, args.grid, grid_tol, "--")
-        ts = simulate_training(
+        path = build_training_set(
             theory,
-            check_int("--n-params", args.n_params, 1, MAX_EVENTS),
-            check_int("--events-per-param", args.events_per_param, 1, MAX_EVENTS),
+            n_params,
+            k,
             seed,
-            check_int("--grid-size", args.grid_size, 2, 1_000_000),
+            out,
+            chunk=check_int("--chunk", args.chunk, 1, MAX_EVENTS),
+            workers=check_int("--workers", args.workers, 1, 4096),
+            engine=args.engine,
+            address=args.address,
+            grid_size=check_int("--grid-size", args.grid_size, 2, 1_000_000),
             method=args.sampler,
             grid=args.grid,
             grid_tol=grid_tol,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
         )
-        path = ts.save(out)
-        print(
-            f"wrote {path}: {len(ts.theta)} θ × {ts.events.shape[2]} events × {ts.events.shape[1]} channels"
-        )
-        grid = ts.meta.get("grid", {})
-        if "error_max" in grid:
-            print(
-                f"grid: {grid['kind']}, {grid['size']} nodes per θ; L1 interpolation error median "
-                f"{grid['error_median']:.2g}, max {grid['error_max']:.2g} (grid_tol {grid['tol']:g}, "
-                f"{grid['above_tol']} θ above)"
-            )
+        print(f"wrote {path}: {n_params} θ × {k} events × {theory.n_channels} channels")
+        line = _grid_line(training_file_meta(path))
+        if line:
+            print(line)
     return 0
 
 

@@ -7,7 +7,8 @@ A run is LightningCLI over a surrogate family and `TrainingDataModule`: the fami
 recommended config (``configs/surrogates/FAMILY.yaml``) unless another config is given, then
 command-line style overrides. The steps: `build_cli` (parse, check, instantiate), `write_config`
 (the resolved ``config.yaml``, once, before training), `init_weights` (``--init_from``), `train`,
-`evaluate` (fidelity at held-out θ against the exact theory) and `write_outputs` (``metrics.json``,
+`evaluate` (fidelity at held-out θ against the exact theory, and
+the density-free view against fresh generator events) and `write_outputs` (``metrics.json``,
 ``environment.json``, the wandb summary).
 """
 
@@ -31,7 +32,14 @@ from pytorch_lightning.loggers import CSVLogger
 
 from surrogates.data import TrainingDataModule
 from surrogates.errors import InputError
-from surrogates.metrics import HELD_OUT_SEED_OFFSET, evaluate_surrogate, reference_counts
+from surrogates.metrics import (
+    HELD_OUT_SEED_OFFSET,
+    evaluate_density_free,
+    evaluate_surrogate,
+    plot_held_out_events,
+    reference_counts,
+    sampling_rate,
+)
 from surrogates.models import Surrogate, get_family
 from surrogates.resources import config_file, resolve_config
 from surrogates.runs import (
@@ -44,6 +52,7 @@ from surrogates.runs import (
     write_json,
 )
 from surrogates.theory import get_theory
+from surrogates.theory.base import Module2
 from surrogates.tracking import finish_wandb, per_name, wandb_logger, wandb_mode
 from surrogates.validation import non_negative_int, positive_int, seed_value
 from surrogates.zoo import load_surrogate
@@ -53,6 +62,7 @@ __all__ = [
     "run_fit",
     "SurrogateCLI",
     "build_cli",
+    "check_training_data",
     "default_config",
     "write_config",
     "init_weights",
@@ -108,6 +118,7 @@ def run_fit(family: str, args: Sequence[str], description: str | None = None) ->
     out = Path(cli.config["out"])
     if cli.config["init_from"]:  # checked (and copied) before anything is written
         init_weights(cli.model, cli.config["init_from"], cli.config["data"]["theory"])
+    check_training_data(cli)
     wandb_mode()
     with _claim(out, cli):
         write_config(cli, out)
@@ -211,6 +222,14 @@ class SurrogateCLI(LightningCLI):
             "theta_shift_crb (σ_CRB at that data size; metrics.json states it). Default: the "
             "theory's reference_counts (the proxy: its case A, 100000,50000)",
         )
+        parser.add_argument(
+            "--eval.template_events",
+            type=int | None,
+            default=None,
+            help="surrogate events per channel of the histogram template with which families "
+            "with no density (GAN, VAE) fit the generator's events for theta_shift_surrogate_crb "
+            "(null: eval.shift_events); its noise adds √(reference counts / this) σ",
+        )
         parser.link_arguments("data.theory", "model.theory")
         if "grid_size" in inspect.signature(self.model_class).parameters:
             parser.link_arguments("data.grid_size", "model.grid_size")
@@ -248,6 +267,8 @@ class SurrogateCLI(LightningCLI):
         given = config["eval"].get("reference_counts")
         if given is not None:  # one count per channel of the theory: checked before writing
             reference_counts(get_theory(config["data"]["theory"]), str(given))
+        if config["eval"]["template_events"] is not None:
+            positive_int("eval.template_events", config["eval"]["template_events"], 1_000_000)
         out = Path(config["out"])
         if out.exists() and not out.is_dir():
             raise InputError(f"--out '{out}' is a file, not a folder; choose a folder path")
@@ -311,6 +332,21 @@ def build_cli(family: str, args: Sequence[str], description: str | None = None) 
             raise InputError(
                 f"{message[:400]} (see python -m surrogates.fit {family} --help)"
             ) from None
+
+
+def check_training_data(cli: SurrogateCLI) -> None:
+    """The training set fits the module-2 and the model's settings, checked before the run
+    folder is touched: a file is read now (`load_training` checks its parameters, channels and
+    θ box; the data module keeps it for training); a set still to be simulated has densities
+    exactly when the module-2 has one. Settings that need densities (``resample_events``,
+    ``objective: pdf``, ...) are refused for a set without them, naming the fix."""
+    data = cli.datamodule
+    if data.hparams.path:
+        data.setup("fit")
+        has_density = data.training_set.has_density
+    else:
+        has_density = get_theory(data.hparams.theory).has_density
+    cli.model.check_training_set(has_density)
 
 
 def write_config(cli: SurrogateCLI, out: Path) -> Path:
@@ -409,6 +445,33 @@ def evaluate(cli: SurrogateCLI, out: Path, train_seconds: float) -> dict:
     theory = get_theory(cli.config["data"]["theory"])
     trainer = cli.trainer
     ev = cli.config["eval"]
+    seed = int(cli.config["seed_everything"]) + HELD_OUT_SEED_OFFSET
+    counts = None if ev.get("reference_counts") is None else str(ev["reference_counts"])
+    density_free = evaluate_density_free(
+        model,
+        theory,
+        n_held_out=ev["held_out"],
+        n_events=ev["events"],
+        seed=seed,
+        shift_events=ev["shift_events"],
+        template_events=ev["template_events"],
+        c2st=not theory.has_density,  # a density theory's C2ST is against its exact sampler
+        counts=counts,
+    )
+    if theory.has_density:
+        fidelity = evaluate_surrogate(
+            model,
+            theory,
+            out,
+            n_held_out=ev["held_out"],
+            n_events=ev["events"],
+            seed=seed,
+            shift_events=ev["shift_events"],
+            counts=counts,
+        )
+    else:
+        fidelity = _generator_fidelity(model, theory, out, density_free, ev["events"])
+    density_free.pop("_samples", None)
     return {
         "model": model.family,
         "backend": getattr(model, "backend", None),
@@ -420,16 +483,29 @@ def evaluate(cli: SurrogateCLI, out: Path, train_seconds: float) -> dict:
         "val_loss": float(trainer.callback_metrics.get("val_loss", torch.tensor(float("nan")))),
         "checkpoint": checkpoint,
         **schedule_state(trainer),
-        **evaluate_surrogate(
-            model,
-            theory,
-            out,
-            n_held_out=ev["held_out"],
-            n_events=ev["events"],
-            seed=int(cli.config["seed_everything"]) + HELD_OUT_SEED_OFFSET,
-            shift_events=ev["shift_events"],
-            counts=None if ev.get("reference_counts") is None else str(ev["reference_counts"]),
+        **fidelity,
+        **density_free,
+    }
+
+
+def _generator_fidelity(
+    model: Surrogate, module2: Module2, out: Path, density_free: dict, n_events: int
+) -> dict:
+    """What stands for the exact-density metrics of a module-2 with no density: no
+    ``theta_shift_crb`` (its reason stated), the sampling speed, ``heldout.png`` against the
+    generator's events."""
+    sur, generated = density_free["_samples"]
+    theta = torch.as_tensor(density_free["held_out_theta"])
+    with torch.enable_grad():
+        rate = sampling_rate(model, theta[:1].float(), min(n_events, 100_000))
+    plot_held_out_events(out / "heldout.png", module2, sur, generated, min(3, len(generated)))
+    return {
+        "theta_shift_crb": None,
+        "theta_shift_crb_note": (
+            f"'{module2.name}' has no density: the fidelity is the density-free report "
+            "(theta_shift_surrogate_crb, c2st_auc_generator)"
         ),
+        "sample_events_per_second": rate,
     }
 
 

@@ -329,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         m = card.get("metrics", {})
         shift = m.get("theta_shift_crb")
         unit = "σ_CRB(A)" if card.get("theory", {}).get("theory") == "proxy" else "σ_CRB(closure)"
+        if not shift and m.get("theta_shift_surrogate_crb"):  # a generator's: no exact density
+            shift, unit = m["theta_shift_surrogate_crb"], "σ_CRB(surrogate, density-free)"
         shift_text = f"max |θ shift| {max(shift):.2f} {unit}" if shift else "no fidelity yet"
         print(
             f"{name:<20} {card.get('family', '?'):<5} {card.get('backend') or '':<10} {shift_text}"

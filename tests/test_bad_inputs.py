@@ -50,6 +50,9 @@ CATALOGUE = [
         "is for 1-D events",
     ),
     (simulate.main, [*TRAIN[:1], "--n-params", "10000000000", "--out", "{tmp}/x.npz"], "at most"),
+    (simulate.main, [*TRAIN, "--workers", "0", "--out", "{tmp}/x.npz"], "--workers must"),
+    (simulate.main, [*TRAIN, "--chunk", "0", "--out", "{tmp}/x.npz"], "--chunk must"),
+    (simulate.main, [*TRAIN, "--engine", "ray", "--out", "{tmp}/x.npz"], "invalid choice"),
     # choices and names
     (simulate.main, [*OBS, "--theory", "nope", "--out", "{tmp}/x.npz"], "unknown theory"),
     (simulate.main, [*OBS, "--theory", "nomodule_xyz:f", "--out", "{tmp}/x.npz"], "cannot load"),

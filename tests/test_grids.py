@@ -353,3 +353,33 @@ def test_grid_options_are_checked_in_one_line(tmp_path, capsys):
     with pytest.raises(InputError, match="data.grid 'chebyshev' is for 1-D events"):
         TrainingDataModule(theory="dis", grid="chebyshev").setup()
     assert get_theory("proxy").event_dim == 1
+
+
+def test_training_grids_stay_distinct_in_float32():
+    """A density singular just past an edge, (1 + 1e-12 − x)^-0.9 on [0, 1], on 8192 nodes: the
+    training set's adaptive grids (read by the surrogates in float32) keep every node distinct
+    there (without the float32 floor on the interval width they would not), and the batch's
+    weights and resampled events are finite."""
+    from surrogates.models import VAESurrogate
+    from surrogates.theory import NumpyTheory
+
+    spike = NumpyTheory(
+        lambda x, t: np.stack([t[0] * (1 + 1e-12 - x) ** -0.9, np.ones_like(x)]),
+        "spike-test",
+        ["k"],
+        ["a", "b"],
+        [0.5],
+        [2.0],
+        [0.0],
+        [1.0],
+    )
+    register_theory(spike)
+    theta = torch.tensor([[1.0], [2.0]], dtype=torch.float64)
+    raw = adaptive_grid(spike._density, theta, 0.0, 1.0, 8192)
+    assert (raw.nodes.float().diff(dim=-1) <= 0).any()  # the unguarded grid collides in float32
+    ts = simulate_training(spike, 2, 2, seed=8, grid_size=8192, grid_tol=1.0)
+    assert (np.diff(ts.grid[..., 0].astype(np.float32), axis=-1) > 0).all()
+    batch = batch_of(ts, 2)
+    assert (batch["weights"] > 0).all()
+    model = VAESurrogate(theory="spike-test", hidden=(8,)).train()
+    assert torch.isfinite(model.training_events(batch, 1000)).all()

@@ -274,7 +274,8 @@ RECORDED_STD = [
 
 
 def test_a_recorded_run_gives_the_same_numbers(tmp_path, capsys):
-    """Same config and seed as a run recorded before the config system: the same θ, bit for bit."""
+    """Same config and seed as a run recorded before the config system: the same θ (to the
+    exact sampler's interpolation error)."""
     from surrogates.simulate import main as simulate
 
     obs = tmp_path / "obsC.npz"
@@ -284,8 +285,11 @@ def test_a_recorded_run_gives_the_same_numbers(tmp_path, capsys):
     argv = ["--config", str(small), "--events", str(obs), "--source", "exact", "--out", str(out)]
     assert fit.main([*argv, "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["params_mean"] == RECORDED_MEAN
-    assert metrics["params_std"] == RECORDED_STD
+    # the exact sampler's table became adaptive per θ (2049 nodes placed by the density instead of
+    # a fixed Chebyshev grid): its events move by ~the interpolation error, θ by ~1e-8 relative;
+    # any change of the config system's meaning moves them by far more
+    assert metrics["params_mean"] == pytest.approx(RECORDED_MEAN, rel=1e-6)
+    assert metrics["params_std"] == pytest.approx(RECORDED_STD, rel=1e-5)
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["steps"] == 30 and resolved["events"] == str(obs)
     assert load_config(out / "config.yaml").gan.trace_every == 5

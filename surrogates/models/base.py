@@ -113,6 +113,26 @@ class Surrogate(pl.LightningModule):
         self.norm_net = mlp(th.n_params, th.n_channels, list(norm_hidden))
         self.register_buffer("norms_fitted", torch.tensor(False))
 
+    def check_training_set(self, has_density: bool) -> None:
+        """Refuse settings the training set cannot serve, before anything is written.
+
+        ``has_density``: whether the set tabulates σ_c on a grid (a density theory's set) or
+        holds events and rates only (an event generator's). Families that need the densities
+        for a setting (`needs_density`) raise an `InputError` naming the setting to change.
+        """
+        if has_density:
+            return
+        for setting, fix in self.needs_density():
+            raise InputError(
+                f"model.{setting} needs the training set's densities, and this set has none "
+                f"(events and rates only, from an event generator): set model.{fix}"
+            )
+
+    def needs_density(self) -> list[tuple[str, str]]:
+        """The settings of this model that read the training set's densities, each with its
+        density-free alternative: [("resample_events: 64", "resample_events: 0"), ...]."""
+        return []
+
     def training_events(self, batch: dict[str, Tensor], resample: int = 0) -> Tensor:
         """Events (B, C, k, d) for an event-based loss: the batch's own, or with ``resample`` > 0
         while training, that many fresh events per θ and channel drawn from the batch's
@@ -342,6 +362,9 @@ class Surrogate(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         data = getattr(self.trainer, "datamodule", None)
+        training_set = getattr(data, "training_set", None)
+        if training_set is not None:  # from Python as from the CLI: no KeyError on "pdf" later
+            self.check_training_set(training_set.has_density)
         if self.norm_steps <= 0 or bool(self.norms_fitted) or data is None:
             return
         train = data.train_set

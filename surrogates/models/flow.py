@@ -103,6 +103,11 @@ class FlowSurrogate(Surrogate):
             bounded=event_variable in BOUNDED_VARIABLES,
         )
 
+    def needs_density(self) -> list[tuple[str, str]]:
+        if self.objective == "pdf":
+            return [("objective: pdf", "objective: events (maximum likelihood on its events)")]
+        return []
+
     def _context(self, theta: Tensor, channel: int, n: int) -> Tensor:
         """The conditioning of n events per θ: (B, 1, P + C) for a backend that broadcasts it
         over the events (the conditioner then runs once per θ, not once per event), else

@@ -119,6 +119,19 @@ class GANSurrogate(Surrogate):
             self.event_dim + self.context_dim, 1, list(critic_hidden), activation="elu"
         )
 
+    def needs_density(self) -> list[tuple[str, str]]:
+        hp, out = self.hparams, []
+        if hp.resample_events > 0:
+            out.append(
+                (
+                    f"resample_events: {hp.resample_events}",
+                    "resample_events: 0 (train on the set's own events)",
+                )
+            )
+        if hp.mmd_target == "pdf":
+            out.append(("mmd_target: pdf", "mmd_target: events"))
+        return out
+
     def _sample_unit(
         self, theta: Tensor, channel: int, n: int, generator: torch.Generator | None
     ) -> Tensor:

@@ -65,6 +65,12 @@ class VAESurrogate(Surrogate):
         self.encoder = mlp(self.event_dim + self.context_dim, 2 * latent, list(hidden), activation)
         self.decoder = mlp(latent + self.context_dim, 2 * self.event_dim, list(hidden), activation)
 
+    def needs_density(self) -> list[tuple[str, str]]:
+        k = self.hparams.resample_events
+        if k > 0:
+            return [(f"resample_events: {k}", "resample_events: 0 (train on the set's own events)")]
+        return []
+
     def _decode(self, w: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]:
         mean, log_std = self.decoder(torch.cat([w, ctx], -1)).chunk(2, dim=-1)
         return mean, log_std.clamp(-7.0, 3.0)

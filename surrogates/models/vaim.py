@@ -7,11 +7,12 @@ IJCNN 2021 (arXiv:2106.01456).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from surrogates.errors import check_choice
 from surrogates.models.base import Surrogate, mlp
 from surrogates.sampling import counts_per_channel, grid_cdf, interp_grid, invert_cdf
 from surrogates.theory.base import chebyshev_grid
@@ -53,18 +54,26 @@ class VAIMNet(nn.Module):
         )
         return obs, mu, log_var.clamp(-10, 5)
 
-    def loss(self, theta: Tensor, obs: Tensor, beta: float = 1.0) -> dict[str, Tensor]:
+    def loss(
+        self,
+        theta: Tensor,
+        obs: Tensor,
+        beta: float = 1.0,
+        forward_loss: Callable[[Tensor], Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """The three terms and their sum; ``forward_loss(pred)`` replaces the forward mapper's
+        squared error against ``obs`` (VAIM from events: the events' likelihood)."""
         pred, mu, log_var = self(theta)
         w = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
         # the backward mapper reads the true observable (as at inversion time), so θ cannot be
         # smuggled through the predicted one: the latent alone must carry what y does not fix
         back = self.backward_net(torch.cat([obs, w], -1))
-        forward_loss = (pred - obs).pow(2).mean()
+        fwd = (pred - obs).pow(2).mean() if forward_loss is None else forward_loss(pred)
         backward_loss = (back - theta).pow(2).mean()
         kl = (0.5 * (mu**2 + log_var.exp() - 1 - log_var)).sum(-1).mean()
         return {
-            "loss": forward_loss + backward_loss + beta * kl,
-            "forward_loss": forward_loss,
+            "loss": fwd + backward_loss + beta * kl,
+            "forward_loss": fwd,
             "backward_loss": backward_loss,
             "kl": kl,
         }
@@ -80,6 +89,16 @@ class VAIMNet(nn.Module):
 class VAIMSurrogate(Surrogate):
     """VAIM on module-2: the observable is log p_c(x | θ) on an x grid, for every channel.
 
+    From densities (a density theory's training set) the forward mapper regresses the tabulated
+    log densities on the grid. From events alone (an event generator's set, or ``target:
+    events``) each θ's observable is the normalized histogram of its K events per channel in the
+    intervals between the grid's nodes (`histogram_pdf`: each node the mean of its two
+    intervals, floored at half an event over the range), which the backward mapper reads; the
+    forward mapper learns p(x | θ) as a template by maximum likelihood of the events (the
+    negative log-likelihood of the piecewise-linear density at each event replaces its squared
+    error: a histogram of ~100 events is far too noisy to regress in the log), so it is unbiased
+    however few events each θ has.
+
     As an EventSource it samples events from its predicted densities with the package's
     differentiable inverse CDF (so events are differentiable in θ); `log_prob` interpolates the
     same piecewise-linear density; `invert(observable, n)` returns θ samples.
@@ -90,6 +109,8 @@ class VAIMSurrogate(Surrogate):
             densities are interpolated onto it from each θ's grid.
         latent: latent dimension; hidden: widths of both mappers; beta: KL weight.
         floor: added to the normalized densities before the log (dynamic-range floor).
+        target: "auto" (the training set's densities when it has them, else its events),
+            "pdf" or "events" (see above).
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
     """
 
@@ -106,6 +127,7 @@ class VAIMSurrogate(Surrogate):
         activation: str = "silu",
         beta: float = 0.1,
         floor: float = 1e-6,
+        target: str = "auto",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
@@ -118,15 +140,53 @@ class VAIMSurrogate(Surrogate):
             theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
         )
         self.save_hyperparameters()
+        check_choice("vaim target", target, ("auto", "pdf", "events"))
         grid = chebyshev_grid(float(self.x_low[0]), float(self.x_high[0]), grid_size)
         self.register_buffer("grid", torch.as_tensor(grid, dtype=torch.float32))
         self.vaim = VAIMNet(
             len(self.param_names), self.n_channels * grid_size, latent, hidden, activation
         )
 
-    def observable(self, pdf: Tensor) -> Tensor:
+    def needs_density(self) -> list[tuple[str, str]]:
+        if self.hparams.target == "pdf":
+            return [("target: pdf", "target: events (histograms of the set's events)")]
+        return []
+
+    def observable(self, pdf: Tensor, floor: float | None = None) -> Tensor:
         """Normalized grid densities (B, C, G) → the VAIM observable log(p + floor), flattened."""
-        return torch.log(pdf + self.hparams.floor).flatten(1)
+        return torch.log(pdf + (self.hparams.floor if floor is None else floor)).flatten(1)
+
+    def histogram_pdf(self, events: Tensor) -> Tensor:
+        """Events (B, C, K[, 1]) → node densities (B, C, G) of their normalized histogram.
+
+        The K events of each θ and channel are counted in the G − 1 intervals between the grid's
+        nodes; each node gets the mean density of its two intervals (an end node: its one).
+        """
+        x = events[..., 0] if events.dim() == 4 else events
+        g = self.grid.to(x.dtype)
+        idx = (torch.searchsorted(g, x.contiguous()) - 1).clamp(0, g.numel() - 2)
+        counts = torch.zeros(*x.shape[:-1], g.numel() - 1, dtype=x.dtype, device=x.device)
+        counts.scatter_add_(-1, idx, torch.ones_like(x))
+        dens = counts / (x.shape[-1] * g.diff())
+        inner = (dens[..., 1:] + dens[..., :-1]) / 2
+        return torch.cat([dens[..., :1], inner, dens[..., -1:]], -1)
+
+    def histogram_floor(self, k: int) -> float:
+        """The floor of a K-event histogram's observable: half an event spread over the range."""
+        return max(self.hparams.floor, 0.5 / (k * float(self.x_high[0] - self.x_low[0])))
+
+    def _event_nll(self, pred: Tensor, x: Tensor) -> Tensor:
+        """Mean −log p̂(x) of events x (B, C, K) under the forward mapper's densities exp(pred)
+        (B, C·G), piecewise linear between the nodes and normalized per channel."""
+        q = grid_cdf(self.grid.to(pred.dtype), pred.view(*x.shape[:2], -1).exp())[0]
+        return -self._density_at(q, x).clamp(min=1e-30).log().mean()
+
+    def _density_at(self, q: Tensor, x: Tensor) -> Tensor:
+        """The piecewise-linear density q (B, C, G) on the grid at x (B, C, n)."""
+        g = self.grid.to(q.dtype)
+        idx = (torch.searchsorted(g, x.contiguous()) - 1).clamp(0, g.numel() - 2)
+        frac = ((x - g[idx]) / (g[idx + 1] - g[idx])).clamp(0, 1)
+        return q.gather(2, idx) * (1 - frac) + q.gather(2, idx + 1) * frac
 
     def predicted_pdf(self, theta: Tensor) -> Tensor:
         """Predicted normalized densities on the grid, (B, C, G)."""
@@ -156,11 +216,7 @@ class VAIMSurrogate(Surrogate):
         )
         x = x.expand(t.shape[0], -1)
         q = self.predicted_pdf(t)
-        idx = (torch.searchsorted(self.grid, x.contiguous()) - 1).clamp(0, self.grid.numel() - 2)
-        x0, x1 = self.grid[idx], self.grid[idx + 1]
-        frac = ((x - x0) / (x1 - x0)).clamp(0, 1).unsqueeze(1)
-        i = idx.unsqueeze(1).expand(-1, self.n_channels, -1)
-        dens = q.gather(2, i) * (1 - frac) + q.gather(2, i + 1) * frac
+        dens = self._density_at(q, x.unsqueeze(1).expand(-1, self.n_channels, -1))
         return dens.clamp(min=1e-30).log()
 
     def invert(self, pdf: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -177,10 +233,39 @@ class VAIMSurrogate(Surrogate):
             return pdf
         return interp_grid(grid.to(pdf), pdf, own)
 
+    def invert_events(
+        self, events: Tensor, n: int, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """θ samples from observed events (B, C, K[, 1]) through their histogram observable."""
+        floor = self.histogram_floor(events.shape[2])
+        obs = self.observable(self.histogram_pdf(events.to(self.grid.dtype)), floor)
+        scaled = self.vaim.invert(obs, n, generator)
+        return self.prior_low + (scaled + 1) * (self.prior_high - self.prior_low) / 2
+
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        target = self.hparams.target
+        if target == "events" or (target == "auto" and "pdf" not in batch):
+            return self._events_loss(batch)
+        self.check_training_set("pdf" in batch)
         theta = batch["theta"]
         losses = self.vaim.loss(
             self.scale_theta(theta), self.observable(self.training_pdf(batch)), self.hparams.beta
+        )
+        norm = self.norm_loss(theta, batch["log_norms"])
+        losses["loss"] = losses["loss"] + self.hparams.norm_weight * norm
+        losses["norm_loss"] = norm
+        return losses
+
+    def _events_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """VAIM from events: the histogram observable, the template's likelihood (see the class)."""
+        theta = batch["theta"]
+        x = batch["events"][..., 0].to(self.grid.dtype)  # (B, C, K)
+        obs = self.observable(self.histogram_pdf(x), self.histogram_floor(x.shape[-1]))
+        losses = self.vaim.loss(
+            self.scale_theta(theta),
+            obs,
+            self.hparams.beta,
+            forward_loss=lambda pred: self._event_nll(pred, x),
         )
         norm = self.norm_loss(theta, batch["log_norms"])
         losses["loss"] = losses["loss"] + self.hparams.norm_weight * norm
