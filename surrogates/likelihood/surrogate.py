@@ -310,7 +310,7 @@ class SurrogateLikelihood:
         converged = False
         for _ in range(max_iter):
             cov = _inverse(info)
-            step = cov @ (jac.T @ (n / np.clip(mu, 1e-300, None) - 1))
+            step = self._step(info, jac.T @ (n / np.clip(mu, 1e-300, None) - 1), theta)
             sigma = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
             lam, moved = 1.0, False
             while lam >= 1 / 64:
@@ -341,6 +341,24 @@ class SurrogateLikelihood:
             n_starts=1,
             at_boundary=[p for p, e in zip(self.module2.param_names, edge, strict=True) if e],
         )
+
+    def _step(self, info: np.ndarray, score: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """The scoring step I⁻¹ score, with the parameters at a face of the box that it would
+        push outward held there (the others solved for alone): a fit whose optimum lies on the
+        box's face stops there instead of stepping against it."""
+        span = self.high - self.low
+        held = np.zeros(len(theta), dtype=bool)
+        while True:
+            step = np.zeros(len(theta))
+            free = ~held
+            if free.any():
+                step[free] = _inverse(info[np.ix_(free, free)]) @ score[free]
+            out = ((theta <= self.low + 1e-9 * span) & (step < 0)) | (
+                (theta >= self.high - 1e-9 * span) & (step > 0)
+            )
+            if not (out & free).any():
+                return step
+            held |= out
 
     @_in_float64
     def fit_events(
