@@ -557,7 +557,10 @@ def theta_shift_surrogate(
 
     Its sign is the user's: fitting data with this surrogate lands that far from the truth. The
     exact-density view (`theta_shift`: the exact theory's fit of the surrogate's events) sees
-    the same error from the other side, so to first order the two are equal and opposite.
+    the same error from the other side: the two are equal and opposite to first order when the
+    surrogate's dependence on θ (its score) is the theory's. They part when it is not, for the
+    exact view never varies the surrogate's θ; a fit through the surrogate (the outer GAN's)
+    sees this view.
     """
     like = SurrogateLikelihood(
         source, module2, edges, method=method, template_events=template_events, seed=seed
