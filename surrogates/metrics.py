@@ -92,7 +92,7 @@ def reference_counts(theory: Theory, counts: Sequence[float] | str | None = None
 
 
 def parse_counts(text: str, theory: Theory, key: str = "reference_counts") -> np.ndarray:
-    """"N1,N2" (one expected count per channel of ``theory``) as an array, or a one-line
+    """ "N1,N2" (one expected count per channel of ``theory``) as an array, or a one-line
     InputError naming ``key``."""
     try:
         values = np.asarray([float(v) for v in str(text).strip("[]() ").split(",")])

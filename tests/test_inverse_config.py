@@ -93,10 +93,11 @@ SAMPLES = {
     "--gan.inset": "0.01",
     "--gan.box_map": "reflect",
     "--gan.trace_every": "5",
-    "--gan.precondition": "true",
+    "--gan.precondition": "false",
+    "--gan.precondition_start": "false",
     "--gan.precondition_at": "[0.1, 0.3]",
     "--gan.precondition_scale": "softest",
-    "--gan.precondition_diagonal": "true",
+    "--gan.precondition_diagonal": "false",
     "--gan.d_dtype": "float32",
     "--trainer.accelerator": "cpu",
     "--trainer.devices": "2",
@@ -126,8 +127,8 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 38
-    )  # every key of the YAML: 17 top-level, 19 gan, 4 trainer, minus blocks
+        len(options) == 39
+    )  # every key of the YAML: 17 top-level, 20 gan, 4 trainer, minus blocks
     for option in options:
         cfg = parse_cli(FitConfig, [option, SAMPLES[option]], "prog", None)
         expected = yaml.safe_load(SAMPLES[option])
