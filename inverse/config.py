@@ -188,7 +188,7 @@ class FitConfig:
     """`python -m inverse.fit`: observed events → θ with the outer GAN (the whole YAML).
 
     Args:
-        theory: the theory of the data (proxy, proxy-numpy, dis).
+        theory: the theory of the data, the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md.
         source: the EventSource: exact, a zoo name (flow-zuko, vaim, ...), a .ckpt path, or several, comma-separated (an ensemble).
         seed: seed of the replicas, the latents and the networks.
         steps: generator updates (learning rates decay over them, cosine).
@@ -263,7 +263,7 @@ class ClosureConfig:
     """`python -m inverse.closure`: simulate observed data at θ and fit it by maximum likelihood.
 
     Args:
-        theory: the theory (proxy, proxy-numpy, dis).
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md.
         theta: truth, or one number per parameter inside the prior box.
         cases: expected counts per DESIGN.md: A, B, C or counts like 1000,500.
         seed: data set seed (case k uses seed + k).
@@ -296,7 +296,7 @@ class MLEConfig:
 
     Args:
         events: the observed events (.npz or .csv); required to run.
-        theory: the theory of the data.
+        theory: the theory of the data, the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md.
         out: the run directory.
         starts: optimizer starting points.
         seed: seed of the starting points.
@@ -365,7 +365,7 @@ class BlackboxConfig:
     """`python -m inverse.blackbox`: a theory with no gradients → surrogate → outer GAN → θ.
 
     Args:
-        theory: the theory (proxy-numpy: the proxy as plain NumPy code, no gradients).
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (default proxy-numpy: the proxy as plain NumPy code, no gradients).
         theta: truth, or one number per parameter inside the prior box.
         case: expected counts of the observed data: A, B, C or counts like 1000,500.
         data_seed: seed of the observed data.

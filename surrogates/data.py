@@ -33,15 +33,30 @@ import pytorch_lightning as pl
 import torch
 
 from surrogates._version import __version__
-from surrogates.errors import EventFileError, InputError, ParameterError
+from surrogates.errors import EventFileError, InputError, ParameterError, check_choice
+from surrogates.generators import EventGenerator, seed_for
 from surrogates.runs import atomic_path
-from surrogates.sampling import InverseCDFSampler, InverseCDFSampler2D, MetropolisSampler
+from surrogates.sampling import (
+    GRID_KINDS,
+    InverseCDFSampler,
+    InverseCDFSampler2D,
+    MetropolisSampler,
+    adaptive_grid,
+    warn_grid_error,
+)
 from surrogates.theory import Theory, get_theory
-from surrogates.theory.base import chebyshev_grid
-from surrogates.validation import MAX_EVENTS, fraction, positive_int, seed_value
+from surrogates.theory.base import Module2, chebyshev_grid
+from surrogates.validation import (
+    MAX_EVENTS,
+    check_float,
+    fraction,
+    positive_int,
+    seed_value,
+)
 
 __all__ = [
     "CASES",
+    "DEFAULT_GRID_TOL",
     "ObservedData",
     "TrainingSet",
     "read_events",
@@ -51,7 +66,10 @@ __all__ = [
     "load_training",
     "event_sampler",
     "TrainingDataModule",
+    "check_grid_options",
     "trapezoid_weights",
+    "generate_rows",
+    "training_meta",
 ]
 
 CASES: dict[str, tuple[int, int]] = {
@@ -365,7 +383,7 @@ def event_sampler(theory: Theory, method: str = "auto") -> InverseCDFSampler | M
 
 
 def simulate_observed(
-    theory: Theory,
+    theory: Theory | EventGenerator,
     theta: Sequence[float] | np.ndarray,
     expected_counts: Sequence[int],
     seed: int,
@@ -389,6 +407,8 @@ def simulate_observed(
         )
     counts = rng.poisson(expected) if fluctuate else np.round(expected).astype(int)
     counts = np.maximum(counts, 1)
+    if not theory.has_density:
+        return _generated_observed(theory, theta_t[0].numpy(), counts, expected, seed, rng)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     with torch.no_grad():
         true_norms = theory.norms(theta_t)[0].numpy()
@@ -421,100 +441,228 @@ def simulate_observed(
     )
 
 
+def _generated_observed(
+    generator: EventGenerator,
+    theta: np.ndarray,
+    counts: np.ndarray,
+    expected: np.ndarray,
+    seed: int,
+    rng: np.random.Generator,
+) -> ObservedData:
+    """Observed data from an event generator: N_c ~ Poisson(ν_c) events of its output, the
+    rates it reports as the measured norms' scale (ν_c are expected observed events)."""
+    out = generator.generate(theta, int(counts.max()), int(rng.integers(2**62)))
+    norms = out.rates * counts / expected
+    return ObservedData(
+        events=[e[:n] for e, n in zip(out.events, counts, strict=True)],
+        norms=norms,
+        norms_sigma=norms / np.sqrt(counts),
+        theory=generator.name,
+        theta_true=theta,
+        expected_counts=expected,
+        meta={
+            "kind": "observed",
+            "seed": seed,
+            "param_names": list(generator.param_names),
+            "version": __version__,
+            "detector": None,
+        },
+    )
+
+
 @dataclass
 class TrainingSet:
-    """(θ, events, densities) for surrogate training.
+    """(θ, events[, densities]) for surrogate training; the file format users may write too.
+
+    An ``.npz`` with arrays ``theta``, ``events``, ``norms`` (and ``grid`` + ``densities`` when a
+    density exists) and ``meta``, a JSON object with at least ``kind: "training"``, ``theory``
+    (the module-2's name), ``param_names`` and ``channels``.
 
     Attributes:
         theta: (M, P) parameters drawn from the prior box.
         events: (M, C, K, event_dim) K events per channel per θ.
-        grid: (G, event_dim) x grid of the densities (1-D theories).
-        densities: (M, C, G) σ_c on the grid per θ (unnormalized).
-        norms: (M, C) ∫σ_c dx per θ.
-        meta: theory description, seed, version.
+        norms: (M, C) ∫σ_c dx per θ (an event generator's rates).
+        grid: the x grid of the densities: (M, G, 1) one per θ (1-D theories; adaptive or
+            Chebyshev, see `simulate_training`), or (G, event_dim) shared by every θ (2-D
+            theories, and 1-D files written before per-θ grids; `theta_grids` broadcasts it);
+            None for an event generator (no density).
+        densities: (M, C, G) σ_c on the grid per θ (unnormalized), or None.
+        meta: module-2 description, seed, version.
     """
 
     theta: np.ndarray
     events: np.ndarray
-    grid: np.ndarray
-    densities: np.ndarray
+    grid: np.ndarray | None
+    densities: np.ndarray | None
     norms: np.ndarray
     meta: dict
 
+    @property
+    def has_density(self) -> bool:
+        return self.densities is not None
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
+        arrays = {"theta": self.theta, "events": self.events, "norms": self.norms}
+        if self.has_density:
+            arrays.update(grid=self.grid, densities=self.densities)
+        meta = {**self.meta, "has_density": self.has_density}
         with atomic_path(path) as tmp, tmp.open("wb") as f:
-            np.savez_compressed(
-                f,
-                meta=json.dumps(self.meta),
-                theta=self.theta,
-                events=self.events,
-                grid=self.grid,
-                densities=self.densities,
-                norms=self.norms,
-            )
+            np.savez_compressed(f, meta=json.dumps(meta), **arrays)
         return path
+
+    def theta_grids(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The grids of the θ at ``index``: (m, G, event_dim), a shared grid repeated (a view)."""
+        if self.grid.ndim == 3:
+            return self.grid[index]
+        m = len(self.theta[index])
+        return np.broadcast_to(self.grid, (m, *self.grid.shape))
+
+
+DEFAULT_GRID_TOL = 1e-3
+
+
+def check_grid_options(theory: Theory, grid: str, grid_tol: float, prefix: str = "") -> None:
+    """One-line errors for a grid kind and tolerance that a theory cannot use."""
+    check_choice(f"{prefix}grid", grid, ("auto", *GRID_KINDS))
+    check_float(f"{prefix}grid{'-' if prefix == '--' else '_'}tol", grid_tol, 0.0, open_low=True)
+    if theory.event_dim != 1 and grid != "auto":
+        raise InputError(
+            f"{prefix}grid '{grid}' is for 1-D events; theory '{theory.name}' has "
+            f"{theory.event_dim}-D events, tabulated on its own fixed grid: use {prefix}grid auto"
+        )
 
 
 def simulate_training(
-    theory: Theory,
+    theory: Theory | EventGenerator,
     n_params: int,
     events_per_param: int,
     seed: int,
     grid_size: int = 128,
     batch: int = 512,
     method: str = "auto",
+    grid: str = "auto",
+    grid_tol: float = DEFAULT_GRID_TOL,
 ) -> TrainingSet:
-    """Simulate a training set: θ uniform in the prior box, events and grid densities per θ."""
+    """Simulate a training set: θ uniform in the prior box, events and grid densities per θ.
+
+    An `EventGenerator` gives events and rates only, seeded per θ row
+    (`surrogates.generators.seed_for`), so any subset of rows can be redone alone.
+
+    1-D theories tabulate each θ's densities on its own ``grid_size`` nodes: ``grid="adaptive"``
+    (the default, "auto") places them by `surrogates.sampling.adaptive_grid` where linear
+    interpolation errs most, so a narrow interior peak is resolved as well as an edge; the
+    estimated L1 interpolation error ∫|p_lin − p| dx of every θ (worst channel) is checked
+    against ``grid_tol`` and summarized in ``meta["grid"]``, with a one-line warning naming how
+    many θ exceed it. ``grid="chebyshev"`` keeps one grid clustered at both ends for every θ.
+    2-D theories keep their fixed grid (unit square or tensor-product quadrature).
+    """
     if n_params < 1 or events_per_param < 0 or grid_size < 2:
         raise InputError("n-params must be ≥ 1, events-per-param ≥ 0 and grid-size ≥ 2")
+    check_grid_options(theory, grid, grid_tol)
+    kind = "adaptive" if grid == "auto" else grid
     generator = torch.Generator().manual_seed(seed)
     theta = theory.sample_prior(n_params, generator)
+    if not theory.has_density:
+        return _generated_training(theory, theta.numpy(), events_per_param, seed)
     sampler = event_sampler(theory, method)
     unit = getattr(theory, "support_map", False)
     extra: dict = {}
+    shared = None
     if theory.event_dim == 1:
-        grid = torch.as_tensor(
+        shared = torch.as_tensor(
             chebyshev_grid(float(theory.x_low[0]), float(theory.x_high[0]), grid_size),
             dtype=theory.dtype,
         ).view(-1, 1)
     elif unit:  # a uniform grid on the unit square of the event region; densities in u there
         g = torch.linspace(0.0, 1.0, grid_size, dtype=theory.dtype)
-        grid = torch.cartesian_prod(g, g)
+        shared = torch.cartesian_prod(g, g)
         extra = {"density_space": "unit", "grid_shape": [grid_size, grid_size]}
     else:
-        grid = theory.quadrature(grid_size)[0]
-    events, densities, norms = [], [], []
+        shared = theory.quadrature(grid_size)[0]
+    events, densities, norms, grids, errors = [], [], [], [], []
     with torch.no_grad():
         for start in range(0, n_params, batch):
             th = theta[start : start + batch]
             ev = sampler.sample(th, events_per_param, generator=generator)
             events.append(torch.stack(ev, dim=1).float().numpy())
-            if unit:
-                dens = theory.unit_density(grid.unsqueeze(0).expand(len(th), -1, -1), th)
+            if theory.event_dim == 1 and kind == "adaptive":
+                lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
+                table = adaptive_grid(theory._density, th, lo, hi, grid_size)
+                dens = table.values
+                grids.append(table.nodes.unsqueeze(-1).numpy())
+                errors.append(table.error)
+            elif unit:
+                dens = theory.unit_density(shared.unsqueeze(0).expand(len(th), -1, -1), th)
             else:
-                dens = theory.density(grid.unsqueeze(0), th)
+                dens = theory.density(shared.unsqueeze(0), th)
             densities.append(dens.float().numpy())
             norms.append(theory.norms(th).numpy())
-    meta = {
-        **theory.describe(),
-        "kind": "training",
-        "seed": seed,
-        "events_per_param": events_per_param,
-        "version": __version__,
-        **extra,
-    }
+    if theory.event_dim == 1:
+        extra["grid"] = _grid_summary(kind, grid_size, grid_tol, errors, theory)
+    meta = training_meta(theory, seed, events_per_param, **extra)
     return TrainingSet(
         theta=theta.numpy(),
         events=np.concatenate(events),
-        grid=grid.numpy(),
+        grid=np.concatenate(grids) if grids else shared.numpy(),
         densities=np.concatenate(densities),
         norms=np.concatenate(norms),
         meta=meta,
     )
 
 
-def load_training(path: str | Path, theory: Theory | None = None) -> TrainingSet:
+def generate_rows(
+    generator: EventGenerator, theta: np.ndarray, rows: Sequence[int], k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Events (R, C, k, d) and rates (R, C) of the given θ rows, each seeded by its row index."""
+    if k < 1:
+        raise InputError("an event generator's training set needs events-per-param ≥ 1")
+    events, rates = [], []
+    for i in rows:
+        out = generator.generate(theta[i], k, seed_for(seed, i))
+        events.append(np.stack(out.events).astype(np.float32))
+        rates.append(out.rates)
+    return np.stack(events), np.stack(rates)
+
+
+def training_meta(module2: Module2, seed: int, events_per_param: int, **extra: object) -> dict:
+    """The meta object of a training set of this module-2."""
+    return {
+        **module2.describe(),
+        "kind": "training",
+        "seed": seed,
+        "events_per_param": events_per_param,
+        "version": __version__,
+        **extra,
+    }
+
+
+def _generated_training(
+    generator: EventGenerator, theta: np.ndarray, k: int, seed: int
+) -> TrainingSet:
+    events, rates = generate_rows(generator, theta, range(len(theta)), k, seed)
+    meta = training_meta(generator, seed, k, seeding="per-row")
+    return TrainingSet(theta, events, None, None, rates, meta)
+
+
+def _grid_summary(
+    kind: str, size: int, tol: float, errors: list[torch.Tensor], theory: Theory
+) -> dict:
+    """meta["grid"] of a 1-D training set: how it was placed and the interpolation error it left
+    (adaptive grids; one warning line when some θ exceed the tolerance)."""
+    summary: dict = {"kind": kind, "size": size, "tol": tol}
+    if errors:
+        error = torch.cat(errors)
+        summary.update(
+            error_max=float(error.max()),
+            error_median=float(error.median()),
+            above_tol=int((error > tol).sum()),
+        )
+        summary["warning"] = warn_grid_error(error, tol, size, f"training set of '{theory.name}'")
+    return summary
+
+
+def load_training(path: str | Path, theory: Module2 | None = None) -> TrainingSet:
     """Read a training set written by `simulate_training`; check it matches the theory if given."""
     path = Path(path)
     if not path.is_file():
@@ -530,9 +678,18 @@ def load_training(path: str | Path, theory: Theory | None = None) -> TrainingSet
             "not a training set"
         ) from None
     meta = _meta(arrays, path)
+    if ("grid" in arrays) != ("densities" in arrays):
+        raise EventFileError(
+            f"'{path}': grid and densities come together (or neither, for event generators)"
+        )
     try:
         ts = TrainingSet(
-            *(arrays[k] for k in ("theta", "events", "grid", "densities", "norms")), meta
+            arrays["theta"],
+            arrays["events"],
+            arrays.get("grid"),
+            arrays.get("densities"),
+            arrays["norms"],
+            meta,
         )
     except KeyError as err:
         raise EventFileError(f"'{path}' is not a training set (no {err} array)") from None
@@ -553,18 +710,27 @@ def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
         n > 0
         and ts.events.ndim == 4
         and ts.events.shape[0] == n
-        and ts.densities.ndim == 3
-        and ts.densities.shape[:2] == ts.events.shape[:2]
-        and ts.densities.shape[2] == ts.grid.shape[0]
         and ts.norms.shape == ts.events.shape[:2]
     )
+    if ts.has_density:
+        shapes_ok = (
+            shapes_ok
+            and ts.densities.ndim == 3
+            and ts.densities.shape[:2] == ts.events.shape[:2]
+            and ts.grid.ndim in (2, 3)
+            and (ts.grid.ndim == 2 or ts.grid.shape[0] == n)
+            and ts.densities.shape[2] == ts.grid.shape[-2]
+        )
     if not shapes_ok:
         raise EventFileError(
             f"'{path}': arrays of inconsistent shapes (theta {ts.theta.shape}, events "
-            f"{ts.events.shape}, grid {ts.grid.shape}, densities {ts.densities.shape}, norms "
-            f"{ts.norms.shape}); regenerate it with python -m surrogates.simulate training"
+            f"{ts.events.shape}, grid {getattr(ts.grid, 'shape', None)}, densities "
+            f"{getattr(ts.densities, 'shape', None)}, norms {ts.norms.shape}); regenerate it "
+            "with python -m surrogates.simulate training"
         )
     for name in ("theta", "events", "grid", "densities", "norms"):
+        if getattr(ts, name) is None:
+            continue
         values = np.asarray(getattr(ts, name), dtype=float)
         bad = ~np.isfinite(values)
         if bad.any():
@@ -576,21 +742,32 @@ def _check_training_arrays(ts: TrainingSet, path: Path) -> None:
             raise EventFileError(
                 f"'{path}': {name} holds NaN or inf ({rows} rows); regenerate those θ or drop them"
             )
-    if (ts.densities < 0).any() or (ts.norms <= 0).any():
+    if (ts.has_density and (ts.densities < 0).any()) or (ts.norms <= 0).any():
         raise EventFileError(f"'{path}': densities must be ≥ 0 and norms > 0")
+    if ts.has_density and ts.grid.shape[-1] == 1 and not (np.diff(ts.grid[..., 0], axis=-1) > 0).all():
+        raise EventFileError(
+            f"'{path}': a grid's x values must increase; regenerate it with "
+            "python -m surrogates.simulate training"
+        )
 
 
 def trapezoid_weights(grid: np.ndarray) -> np.ndarray:
-    """Trapezoid-rule weights of a 1-D grid (G,) so that Σ w f ≈ ∫ f dx."""
-    h = np.diff(grid)
+    """Trapezoid-rule weights of 1-D grids (..., G) (one per row) so that Σ w f ≈ ∫ f dx.
+
+    >>> trapezoid_weights(np.array([0.0, 1.0, 3.0]))
+    array([0.5, 1.5, 1. ])
+    """
+    h = np.diff(grid, axis=-1)
     w = np.zeros_like(grid)
-    w[:-1] += h / 2
-    w[1:] += h / 2
+    w[..., :-1] += h / 2
+    w[..., 1:] += h / 2
     return w
 
 
 class _PerTheta(torch.utils.data.Dataset):
-    """One item per θ: θ, log norms, events (C, K, d), normalized grid densities (C, G)."""
+    """One item per θ: θ, log norms, events (C, K, d), normalized grid densities (C, G), and
+    that θ's grid (G, d) with its quadrature weights (G,); batches stack them to (B, G, d) and
+    (B, G)."""
 
     def __init__(self, ts: TrainingSet, index: np.ndarray) -> None:
         self.theta = torch.as_tensor(ts.theta[index], dtype=torch.float32)
@@ -598,25 +775,30 @@ class _PerTheta(torch.utils.data.Dataset):
             np.log(np.clip(ts.norms[index], 1e-300, None)), dtype=torch.float32
         )
         self.events = torch.as_tensor(ts.events[index], dtype=torch.float32)
+        self.has_density = ts.has_density
+        if not ts.has_density:  # an event generator's set: events and rates only
+            return
         norms = np.clip(ts.norms[index], 1e-300, None)[..., None]
         self.pdf = torch.as_tensor(ts.densities[index] / norms, dtype=torch.float32)
-        self.grid = torch.as_tensor(ts.grid, dtype=torch.float32)
-        # trapezoid weights of a 1-D grid (2-D grids: the model forms its own cells)
-        w = trapezoid_weights(ts.grid[:, 0]) if ts.grid.shape[1] == 1 else np.ones(len(ts.grid))
+        # a grid per θ, or one shared grid (2-D theories, older files) broadcast without copies
+        shared = ts.grid.ndim == 2
+        grid = ts.grid if shared else ts.grid[index]
+        # trapezoid weights of 1-D grids (2-D grids: the model forms its own cells)
+        w = trapezoid_weights(grid[..., 0]) if grid.shape[-1] == 1 else np.ones(grid.shape[:-1])
+        self.grid = torch.as_tensor(grid, dtype=torch.float32)
         self.weights = torch.as_tensor(w, dtype=torch.float32)
+        if shared:
+            self.grid = self.grid.expand(len(index), -1, -1)
+            self.weights = self.weights.expand(len(index), -1)
 
     def __len__(self) -> int:
         return len(self.theta)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {
-            "theta": self.theta[i],
-            "log_norms": self.log_norms[i],
-            "events": self.events[i],
-            "pdf": self.pdf[i],
-            "grid": self.grid,
-            "weights": self.weights,
-        }
+        item = {"theta": self.theta[i], "log_norms": self.log_norms[i], "events": self.events[i]}
+        if self.has_density:
+            item.update(pdf=self.pdf[i], grid=self.grid[i], weights=self.weights[i])
+        return item
 
 
 class TrainingDataModule(pl.LightningDataModule):
@@ -624,8 +806,12 @@ class TrainingDataModule(pl.LightningDataModule):
 
     Args:
         path: a training set from `python -m surrogates.simulate training`; None simulates one.
-        theory: registry name (must match the file's theory).
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md. Must be the training file's theory.
         n_params, events_per_param, grid_size: size of a simulated set.
+        grid: "auto" (adaptive per θ for 1-D theories, the fixed grid for 2-D), "adaptive" or
+            "chebyshev": how a simulated set places its grid nodes (`simulate_training`).
+        grid_tol: the L1 interpolation error a simulated set's adaptive grid is checked against
+            (a warning names the θ above it).
         seed: seed of a simulated set and of the train/validation split.
         batch_size: θ per batch (each with all its events and grid densities).
         val_fraction: share of θ held out for validation.
@@ -641,6 +827,8 @@ class TrainingDataModule(pl.LightningDataModule):
         seed: int = 1,
         batch_size: int = 256,
         val_fraction: float = 0.1,
+        grid: str = "auto",
+        grid_tol: float = DEFAULT_GRID_TOL,
     ) -> None:
         super().__init__()
         if path is not None and not Path(path).is_file():
@@ -654,6 +842,8 @@ class TrainingDataModule(pl.LightningDataModule):
         positive_int("data.grid_size", grid_size, 128)
         if grid_size < 2:
             raise InputError(f"data.grid_size must be at least 2, got {grid_size}")
+        check_choice("data.grid", grid, ("auto", *GRID_KINDS))
+        check_float("data.grid_tol", grid_tol, 0.0, open_low=True)
         seed_value("data.seed", seed)
         positive_int("data.batch_size", batch_size, 256)
         fraction("data.val_fraction", val_fraction, 0.1, zero=True)
@@ -672,8 +862,15 @@ class TrainingDataModule(pl.LightningDataModule):
         if hp.path:
             self.training_set = load_training(hp.path, theory)
         else:
+            check_grid_options(theory, hp.grid, hp.grid_tol, "data.")
             self.training_set = simulate_training(
-                theory, hp.n_params, hp.events_per_param, hp.seed, hp.grid_size
+                theory,
+                hp.n_params,
+                hp.events_per_param,
+                hp.seed,
+                hp.grid_size,
+                grid=hp.grid,
+                grid_tol=hp.grid_tol,
             )
         n = len(self.training_set.theta)
         order = np.random.default_rng(hp.seed).permutation(n)

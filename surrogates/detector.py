@@ -29,7 +29,13 @@ from torch import Tensor
 from surrogates.errors import InputError
 from surrogates.theory import Theory
 
-__all__ = ["DISDetector", "make_detector", "DETECTOR_DEFAULTS"]
+__all__ = [
+    "DISDetector",
+    "SmearingDetector",
+    "make_detector",
+    "DETECTOR_DEFAULTS",
+    "SMEARING_DEFAULTS",
+]
 
 DETECTOR_DEFAULTS = {
     "kind": "dis",
@@ -171,8 +177,132 @@ class DISDetector:
         return torch.as_tensor(resp, dtype=nodes.dtype)
 
 
-def make_detector(spec: dict | None, theory: Theory) -> DISDetector | None:
-    """A detector from a config mapping ({kind: dis, ...}; None or kind none: no detector)."""
+SMEARING_DEFAULTS = {
+    "kind": "smear",
+    "resolution": 0.02,
+    "efficiency_at_low": 0.9,
+    "efficiency_slope": -0.3,
+}
+
+
+class SmearingDetector:
+    """A 1-D detector: efficiency linear in the true x, Gaussian smearing, box acceptance.
+
+    A true event at x is kept with probability ε(x) = ε₀ + k (x − x_low) (clipped to [0, 1]),
+    reconstructed at x_rec = x + r ξ with ξ a standard normal, and lost when x_rec leaves the
+    theory's range [x_low, x_high). As an event-by-event simulation (`__call__`, `simulate`) it
+    is what a physicist's detector code is: random, not differentiable. Its exact response
+    (`response`, `accepted_norms`) lets a measurement fold the exact density through it; the
+    package's training and inverse paths never need it.
+
+    Args:
+        theory: a 1-D theory (its x range is the acceptance).
+        resolution: r, in units of x.
+        efficiency_at_low: ε₀ = ε(x_low).
+        efficiency_slope: k, the change of ε per unit x.
+    """
+
+    def __init__(
+        self,
+        theory: Theory,
+        resolution: float = 0.02,
+        efficiency_at_low: float = 0.9,
+        efficiency_slope: float = -0.3,
+    ) -> None:
+        if theory.event_dim != 1:
+            raise InputError(f"the smearing detector is 1-D; theory '{theory.name}' is not")
+        lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
+        ends = (efficiency_at_low, efficiency_at_low + efficiency_slope * (hi - lo))
+        if not 0 < resolution < hi - lo or min(ends) < 0 or max(ends) > 1:
+            raise InputError(
+                "detector: resolution must be in (0, the x range) and the efficiency within "
+                "[0, 1] over the range"
+            )
+        self.theory = theory
+        self.r = float(resolution)
+        self.eps0, self.slope = float(efficiency_at_low), float(efficiency_slope)
+        self._rules: dict[int | None, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def describe(self) -> dict:
+        """The settings, as stored with data simulated through this detector."""
+        return {
+            "kind": "smear",
+            "resolution": self.r,
+            "efficiency_at_low": self.eps0,
+            "efficiency_slope": self.slope,
+        }
+
+    def efficiency(self, x: Tensor) -> Tensor:
+        """ε of true events x (…, 1) → (…)."""
+        lo = float(self.theory.x_low[0])
+        return (self.eps0 + self.slope * (x[..., 0] - lo)).clamp(0.0, 1.0)
+
+    def in_box(self, x: Tensor) -> Tensor:
+        lo, hi = float(self.theory.x_low[0]), float(self.theory.x_high[0])
+        return (x[..., 0] >= lo) & (x[..., 0] < hi)
+
+    def smear(
+        self, x: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None
+    ) -> Tensor:
+        """x_rec = x + r ξ, differentiable in x; ``noise`` fixes ξ."""
+        if noise is None:
+            noise = torch.randn(x.shape, dtype=x.dtype, generator=generator).to(x.device)
+        return x + self.r * noise
+
+    def apply(
+        self, events: Sequence[Tensor], generator: torch.Generator | None = None
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Reconstructed events and their weights ε · [inside the range], per channel."""
+        rec, weights = [], []
+        for e in events:
+            xr = self.smear(e, generator)
+            inside = self.in_box(xr)
+            rec.append(torch.where(inside.unsqueeze(-1), xr, e))
+            weights.append(self.efficiency(e) * inside.to(e.dtype))
+        return rec, weights
+
+    def simulate(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Observed events: keep each with probability ε(x), smear, drop those leaving the range."""
+        x = torch.as_tensor(np.asarray(events, dtype=float).reshape(-1, 1))
+        keep = torch.as_tensor(rng.random(len(x))) < self.efficiency(x)
+        xr = self.smear(x, noise=torch.as_tensor(rng.standard_normal(x.shape)))
+        return xr[keep & self.in_box(xr)].numpy()
+
+    def __call__(self, events: np.ndarray, channel: int, rng: np.random.Generator) -> np.ndarray:
+        """The detector as `surrogates.generators.TheoryGenerator` calls it (same for every channel)."""
+        return self.simulate(events, rng)
+
+    # ------------------------------------------------------------------ folding
+    def acceptance(self, nodes: Tensor) -> Tensor:
+        """Probability that a true event at each node is reconstructed inside the range (Q,)."""
+        lo, hi = float(self.theory.x_low[0]), float(self.theory.x_high[0])
+        x = nodes[..., 0]
+        p = torch.special.ndtr((hi - x) / self.r) - torch.special.ndtr((lo - x) / self.r)
+        return self.efficiency(nodes) * p
+
+    def quadrature(self, n: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Nodes (Q, 1), weights (Q,) and weights × `acceptance` (cached per ``n``)."""
+        if n not in self._rules:
+            nodes, weights = self.theory.quadrature(n)
+            self._rules[n] = (nodes, weights, weights * self.acceptance(nodes))
+        return self._rules[n]
+
+    def accepted_norms(self, theta: Tensor, n: int | None = None) -> Tensor:
+        """∫σ_c ε acc dx: the norms of reconstructed events, (B, C), differentiable in θ."""
+        nodes, _, accepted = (r.to(theta) for r in self.quadrature(n))
+        dens = self.theory._density(nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta)
+        return dens @ accepted
+
+    def response(self, nodes: Tensor, edges: np.ndarray) -> Tensor:
+        """R[b, q]: probability that a true event at node q is reconstructed in bin b."""
+        xn = nodes[:, 0].numpy()
+        cdf = ndtr((edges[:, None] - xn[None]) / self.r)
+        resp = np.diff(cdf, axis=0) * self.efficiency(nodes).numpy()
+        return torch.as_tensor(resp, dtype=nodes.dtype)
+
+
+def make_detector(spec: dict | None, theory: Theory) -> DISDetector | SmearingDetector | None:
+    """A detector from a config mapping ({kind: dis | smear, ...}; None or kind none: none)."""
     if not spec or spec in ("none", "None"):
         return None
     if not isinstance(spec, dict):
@@ -183,9 +313,14 @@ def make_detector(spec: dict | None, theory: Theory) -> DISDetector | None:
         return None
     spec = dict(spec)
     kind = spec.pop("kind", "dis")
-    if kind != "dis":
-        raise InputError(f"unknown detector kind '{kind}'; choose dis or none")
-    allowed = set(DETECTOR_DEFAULTS) - {"kind"}
+    kinds = {
+        "dis": (DISDetector, DETECTOR_DEFAULTS),
+        "smear": (SmearingDetector, SMEARING_DEFAULTS),
+    }
+    if kind not in kinds:
+        raise InputError(f"unknown detector kind '{kind}'; choose dis, smear or none")
+    cls, defaults = kinds[kind]
+    allowed = set(defaults) - {"kind"}
     unknown = set(spec) - allowed
     if unknown:
         raise InputError(
@@ -194,4 +329,4 @@ def make_detector(spec: dict | None, theory: Theory) -> DISDetector | None:
     for key, value in spec.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(f"detector option {key} must be a number, got {value!r}")
-    return DISDetector(theory, **spec)
+    return cls(theory, **spec)

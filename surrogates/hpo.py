@@ -355,7 +355,7 @@ def _grid_size(data: str | Path) -> int:
         )
     try:
         with np.load(data, allow_pickle=False) as arrays:
-            return int(arrays["grid"].shape[0])
+            return int(arrays["grid"].shape[-2])  # (G, d) shared or (M, G, 1) per θ
     except (OSError, ValueError, KeyError, EOFError):
         raise InputError(
             f"--data {data} is not a training set (.npz with a 'grid'); make one with "

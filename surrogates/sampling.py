@@ -8,23 +8,33 @@ from densities with no cheap CDF (any event dimension), for generating data with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from surrogates.errors import InputError
+from surrogates.errors import InputError, check_choice
 from surrogates.theory.base import ArrayLike, Theory, chebyshev_grid
 
 __all__ = [
+    "AdaptiveGrid",
+    "GRID_KINDS",
+    "GridToleranceWarning",
     "InverseCDFSampler",
     "InverseCDFSampler2D",
     "MetropolisSampler",
+    "adaptive_grid",
     "counts_per_channel",
     "eval_cdf",
     "grid_cdf",
+    "interp_grid",
     "invert_cdf",
+    "warn_grid_error",
 ]
+
+GRID_KINDS = ("adaptive", "chebyshev")
 
 
 def counts_per_channel(n: int | Sequence[int], n_channels: int) -> list[int]:
@@ -43,11 +53,17 @@ def _safe_div(num: Tensor, den: Tensor, eps: float, fallback: float | Tensor = 0
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), fallback)
 
 
+def _at(grid: Tensor, idx: Tensor) -> Tensor:
+    """grid[idx] for a shared grid (G,), or row by row for per-row grids (B, G) and idx (B, n)."""
+    return grid[idx] if grid.dim() == 1 else grid.gather(-1, idx)
+
+
 def grid_cdf(grid: Tensor, dens: Tensor) -> tuple[Tensor, Tensor]:
     """Normalized densities and CDF of a piecewise-linear density on a grid.
 
     Args:
-        grid: (G,) increasing x values.
+        grid: (G,) increasing x values shared by every row, or one grid per row broadcastable
+            against ``dens`` ((B, G) for dens (B, G); (B, 1, G) for dens (B, C, G)).
         dens: (..., G) non-negative densities (unnormalized).
 
     Returns:
@@ -55,29 +71,31 @@ def grid_cdf(grid: Tensor, dens: Tensor) -> tuple[Tensor, Tensor]:
         and F[..., -1] = 1. A density that vanishes (or overflows) everywhere becomes uniform.
     """
     dens = dens.clamp(min=0.0)
-    h = grid.diff()
+    h = grid.diff(dim=-1)
     mass = h * (dens[..., 1:] + dens[..., :-1]) / 2
     total = mass.sum(-1, keepdim=True)
     tiny = torch.finfo(dens.dtype).tiny ** 0.5
     degenerate = ~(total > tiny) | ~torch.isfinite(total)
     dens = torch.where(degenerate, torch.ones_like(dens), dens)
     mass = torch.where(degenerate, h.expand_as(mass), mass)
-    total = torch.where(degenerate, h.sum().expand_as(total), total)
-    cdf = torch.cat([torch.zeros_like(total), (mass / total).cumsum(-1)], dim=-1)
+    cum = mass.cumsum(-1)
+    total = cum[..., -1:]  # F = cum / total is then ≤ 1 exactly, and 1 at the last node
+    cdf = torch.cat([torch.zeros_like(total), cum / total], dim=-1)
     return dens / total, cdf
 
 
 def invert_cdf(grid: Tensor, q: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
-    """x with F(x) = u for the piecewise-linear density q on the grid; q, cdf (B, G), u (B, n).
+    """x with F(x) = u for the piecewise-linear density q on the grid; q, cdf (B, G), u (B, n);
+    grid (G,) shared or (B, G) one per row.
 
     Inside a bin the CDF is quadratic, F = F_i + q_i t + (q_{i+1} − q_i) t²/(2h), and is inverted
     with the stable root t = 2c / (q_i + √(q_i² + 4ac)); every division is guarded.
     """
-    n_bins = grid.numel() - 1
+    n_bins = grid.shape[-1] - 1
     idx = torch.searchsorted(cdf.detach().contiguous(), u.detach().contiguous(), right=True) - 1
     idx = idx.clamp(0, n_bins - 1)
-    x0 = grid[idx]
-    h = grid.diff()[idx]
+    x0 = _at(grid, idx)
+    h = _at(grid.diff(dim=-1), idx)
     f0 = cdf.gather(1, idx)
     q0, q1 = q.gather(1, idx), q.gather(1, idx + 1)
     bin_mass = cdf.gather(1, idx + 1) - f0
@@ -86,39 +104,207 @@ def invert_cdf(grid: Tensor, q: Tensor, cdf: Tensor, u: Tensor) -> Tensor:
     eps = torch.finfo(u.dtype).eps ** 2
     disc = (q0 * q0 + 4 * a * c).clamp(min=eps)
     t = _safe_div(2 * c, q0 + disc.sqrt(), eps)
+    t = torch.where(u - f0 >= bin_mass, h, t)  # u = 1 past a tail whose mass rounds to 0: the end
     return x0 + torch.minimum(t.clamp(min=0.0), h)
+
+
+def _bin_index(grid: Tensor, x: Tensor) -> Tensor:
+    """The grid interval of each x (B, n): i with grid[i] ≤ x < grid[i + 1], clamped to the bins."""
+    g = grid.contiguous() if grid.dim() == 1 else grid.contiguous().expand(x.shape[0], -1)
+    idx = torch.searchsorted(g, x.detach().contiguous(), right=True) - 1
+    return idx.clamp(0, grid.shape[-1] - 2)
 
 
 def eval_cdf(grid: Tensor, q: Tensor, cdf: Tensor, x: Tensor) -> Tensor:
     """F(x) of the piecewise-linear density q on the grid (`grid_cdf`'s output); q, cdf (B, G),
-    x (B, n) → (B, n), clamped to the grid's range; dF/dx is the interpolated density.
+    x (B, n) → (B, n), clamped to the grid's range; dF/dx is the interpolated density. The grid
+    is (G,) shared or (B, G) one per row.
 
     The inverse of `invert_cdf`: inside a bin F = F_i + q_i t + (q_{i+1} − q_i) t²/(2h).
     """
-    n_bins = grid.numel() - 1
-    x = x.clamp(grid[0], grid[-1])
-    idx = (torch.searchsorted(grid.contiguous(), x.detach().contiguous(), right=True) - 1).clamp(
-        0, n_bins - 1
-    )
-    t = x - grid[idx]
-    h = grid.diff()[idx]
+    lo, hi = grid[..., :1], grid[..., -1:]
+    x = torch.minimum(torch.maximum(x, lo), hi)
+    idx = _bin_index(grid, x)
+    t = x - _at(grid, idx)
+    h = _at(grid.diff(dim=-1), idx)
     q0, q1 = q.gather(1, idx), q.gather(1, idx + 1)
     return cdf.gather(1, idx) + q0 * t + (q1 - q0) * t * t / (2 * h)
+
+
+def interp_grid(grid: Tensor, values: Tensor, x: Tensor) -> Tensor:
+    """Linear interpolation of values tabulated per row: grid (B, G) or (G,), values (B, C, G),
+    x (B, n) → (B, C, n); x outside the grid takes the end values.
+
+    >>> g = torch.tensor([[0.0, 1.0, 3.0]])
+    >>> interp_grid(g, torch.tensor([[[0.0, 2.0, 6.0]]]), torch.tensor([[0.5, 2.0, 5.0]]))
+    tensor([[[1., 4., 6.]]])
+    """
+    lo, hi = grid[..., :1], grid[..., -1:]
+    x = torch.minimum(torch.maximum(x, lo), hi)
+    idx = _bin_index(grid, x)
+    x0, h = _at(grid, idx), _at(grid.diff(dim=-1), idx)
+    frac = _safe_div(x - x0, h, 0.0).clamp(0.0, 1.0).unsqueeze(1)
+    i = idx.unsqueeze(1).expand(-1, values.shape[1], -1)
+    return values.gather(2, i) * (1 - frac) + values.gather(2, i + 1) * frac
+
+
+@dataclass
+class AdaptiveGrid:
+    """Per-θ nodes placed by `adaptive_grid`, the densities there and the error they leave.
+
+    Attributes:
+        nodes: (B, G) increasing x, both ends of the range included.
+        values: (B, C, G) the densities at the nodes (as the density function returned them).
+        error: (B,) the estimated L1 distance ∫|p_lin − p| dx between the normalized density p
+            and its piecewise-linear interpolant on the nodes, the worst channel of each θ.
+    """
+
+    nodes: Tensor
+    values: Tensor
+    error: Tensor
+
+
+def _interval_errors(x: Tensor, f: Tensor, fm: Tensor) -> tuple[Tensor, Tensor]:
+    """Each interval's interpolation error mass relative to its channel's norm, (B, C, G − 1),
+    and the worst channel's per interval (B, G − 1).
+
+    If the density is locally quadratic, the linear interpolant misses it by e(t) = 4 e_mid
+    t(1 − t) across an interval of width h, e_mid = f(mid) − (f_l + f_r)/2, so ∫|e| = ⅔|e_mid| h.
+    The norm is Simpson's rule on the nodes and midpoints.
+    """
+    h = x.diff(dim=-1).unsqueeze(1)
+    fl, fr = f[..., :-1], f[..., 1:]
+    norm = (h * (fl + 4 * fm + fr) / 6).sum(-1, keepdim=True)
+    tiny = torch.finfo(f.dtype).tiny ** 0.5
+    err = _safe_div((2.0 / 3.0) * (fm - (fl + fr) / 2).abs() * h, norm, tiny)
+    err = torch.nan_to_num(err, nan=0.0, posinf=1.0)
+    return err, err.amax(1)
+
+
+@torch.no_grad()
+def adaptive_grid(
+    density: Callable[[Tensor, Tensor], Tensor],
+    theta: Tensor,
+    low: float,
+    high: float,
+    n_nodes: int,
+    start: int | None = None,
+) -> AdaptiveGrid:
+    """Place ``n_nodes`` grid nodes per θ where linear interpolation of its densities errs most.
+
+    Starts from a Chebyshev grid of ``start`` nodes (default n_nodes/4; clustered at both ends,
+    so edge behaviour like (1 − x)^b is seen from the first step), evaluates the density at every
+    interval's midpoint, and repeatedly bisects, for every θ at once, the intervals whose
+    interpolation error mass ⅔|f(mid) − (f_l + f_r)/2|·h / ∫f (worst channel) is largest, until
+    every θ has ``n_nodes`` nodes. A narrow interior peak, a steep edge and a flat density each
+    get the nodes they need; each round bisects up to half of the intervals, so the density is
+    called about 2·log₁.₅(n_nodes/start) times, at ≈ 3 n_nodes points per θ in all.
+
+    Args:
+        density: ``density(x, theta)`` with x (B, n, 1) → σ (B, C, n) (e.g. ``Theory._density``).
+        theta: (B, P) parameters (validated by the caller); no gradients are taken here.
+        low, high: the x range; both are nodes.
+        n_nodes: nodes per θ (at least 2).
+        start: nodes of the starting Chebyshev grid (3 ≤ start ≤ n_nodes).
+
+    Returns:
+        `AdaptiveGrid` with nodes (B, G), the densities there (B, C, G) and each θ's estimated
+        L1 interpolation error (the sum of the intervals' error masses).
+
+    >>> peak = lambda x, t: torch.exp(-0.5 * ((x[..., 0] - t) / 0.01) ** 2).unsqueeze(1) + 0.1
+    >>> g = adaptive_grid(peak, torch.tensor([[0.3], [0.7]], dtype=torch.float64), 0.0, 1.0, 256)
+    >>> g.nodes.shape, bool((g.error < 1e-3).all())
+    (torch.Size([2, 256]), True)
+    """
+    b = theta.shape[0]
+    start = max(3, n_nodes // 4) if start is None else start
+    x = torch.as_tensor(chebyshev_grid(low, high, min(start, n_nodes)), dtype=theta.dtype)
+    x = x.to(theta.device).unsqueeze(0).expand(b, -1).contiguous()
+
+    def call(points: Tensor) -> Tensor:
+        return density(points.unsqueeze(-1), theta)
+
+    f = call(x)
+    if x.shape[1] < 3 or x.shape[1] >= n_nodes:
+        x_mid = (x[:, :-1] + x[:, 1:]) / 2
+        err, _ = _interval_errors(x, f, call(x_mid))
+        return AdaptiveGrid(x, f, err.sum(-1).amax(-1))
+    xm = (x[:, :-1] + x[:, 1:]) / 2
+    fm = call(xm)
+    min_width = 1e-12 * (high - low)
+    while x.shape[1] < n_nodes:
+        n = x.shape[1]
+        _, worst = _interval_errors(x, f, fm)
+        worst = torch.where(x.diff(dim=-1) > min_width, worst, torch.zeros_like(worst))
+        k = min(n_nodes - n, max(1, (n - 1) // 2))
+        pick = worst.topk(k, dim=-1).indices  # (B, k) intervals to bisect
+        new_x, new_f = xm.gather(1, pick), fm.gather(2, _rows(pick, f))
+        left, right = x.gather(1, pick), x.gather(1, pick + 1)
+        quarter = torch.cat([(left + new_x) / 2, (new_x + right) / 2], 1)  # the halves' mids
+        keep = torch.ones_like(xm, dtype=torch.bool).scatter(1, pick, False)
+        x, f = _merge(x, f, new_x, new_f)
+        xm, fm = _merge(
+            xm[keep].view(b, -1),
+            fm[keep.unsqueeze(1).expand_as(fm)].view(b, f.shape[1], -1),
+            quarter,
+            call(quarter),
+        )
+    err, _ = _interval_errors(x, f, fm)
+    return AdaptiveGrid(x, f, err.sum(-1).amax(-1))
+
+
+def _rows(idx: Tensor, values: Tensor) -> Tensor:
+    """idx (B, k) repeated for every channel of values (B, C, ·): (B, C, k)."""
+    return idx.unsqueeze(1).expand(-1, values.shape[1], -1)
+
+
+def _merge(x: Tensor, f: Tensor, new_x: Tensor, new_f: Tensor) -> tuple[Tensor, Tensor]:
+    """Points x (B, n) with values f (B, C, n) and new points (B, k), values (B, C, k), merged
+    and sorted by x per row."""
+    x = torch.cat([x, new_x], 1)
+    order = x.argsort(dim=1)
+    return x.gather(1, order), torch.cat([f, new_f], 2).gather(2, _rows(order, f))
+
+
+class GridToleranceWarning(UserWarning):
+    """An adaptive grid's interpolation error is above its tolerance for some θ (filterable:
+    ``warnings.simplefilter("ignore", GridToleranceWarning)``)."""
+
+
+def warn_grid_error(error: Tensor, tol: float, n_nodes: int, what: str) -> str | None:
+    """A one-line `GridToleranceWarning` (returned, and issued) when some θ's interpolation
+    error exceeds tol; None when none does."""
+    above = int((error > tol).sum())
+    if above == 0:
+        return None
+    message = (
+        f"{what}: {above} of {error.numel()} θ have a grid interpolation error above grid_tol "
+        f"{tol:g} (largest {float(error.max()):.2g}) with {n_nodes} nodes; raise the grid size"
+    )
+    warnings.warn(message, GridToleranceWarning, stacklevel=3)
+    return message
 
 
 class InverseCDFSampler:
     """Exact, differentiable 1-D event sampler for a Theory: the seed's inverse CDF, made safe.
 
-    On a grid clustered at both ends of the x range (`grid_size` points) the density is taken as
-    piecewise linear; its CDF is then piecewise quadratic and is inverted in closed form with the
-    numerically stable root 2c / (b + √(b² + 4ac)). Every division is guarded, so flat CDF
-    segments, u at 0 or 1, zero densities (N = 0) and exponents at the prior edges give finite
-    events and finite gradients; a θ whose density vanishes everywhere falls back to a uniform
-    distribution instead of 0/0.
+    On a grid of `grid_size` points per θ the density is taken as piecewise linear; its CDF is
+    then piecewise quadratic and is inverted in closed form with the numerically stable root
+    2c / (b + √(b² + 4ac)). Every division is guarded, so flat CDF segments, u at 0 or 1, zero
+    densities (N = 0) and exponents at the prior edges give finite events and finite gradients;
+    a θ whose density vanishes everywhere falls back to a uniform distribution instead of 0/0.
+
+    The grid adapts to each θ (`adaptive_grid`: nodes where linear interpolation errs most, so a
+    narrow interior peak is resolved as well as an edge like (1 − x)^b); ``grid="chebyshev"``
+    keeps one grid clustered at both ends for every θ. The nodes are placed without gradients and
+    held fixed; the densities at them carry the gradients with respect to θ.
 
     Args:
         theory: a 1-D Theory. Gradients with respect to θ flow only if ``theory.differentiable``.
-        grid_size: number of grid points in x; the density error is O(h²) between them.
+        grid_size: grid points in x per θ; the density error is O(h²) between them.
+        grid: "adaptive" (default) or "chebyshev".
+        grid_tol: the L1 interpolation error above which the sampler warns (once) that its
+            table is too coarse for some θ; the last table's errors are in ``last_grid_error``.
 
     >>> from surrogates.theory import ProxyTheory
     >>> sampler = InverseCDFSampler(ProxyTheory())
@@ -134,13 +320,25 @@ class InverseCDFSampler:
     is_exact = True
     n_members = 1
 
-    def __init__(self, theory: Theory, grid_size: int = 2049) -> None:
+    def __init__(
+        self,
+        theory: Theory,
+        grid_size: int = 2049,
+        grid: str = "adaptive",
+        grid_tol: float = 1e-4,
+    ) -> None:
         if theory.event_dim != 1:
             raise InputError(
                 f"the inverse-CDF sampler is 1-D; theory '{theory.name}' has {theory.event_dim}-D "
                 "events: use MetropolisSampler"
             )
+        check_choice("sampler grid", grid, GRID_KINDS)
         self.theory = theory
+        self.grid_kind = grid
+        self.grid_size = grid_size
+        self.grid_tol = grid_tol
+        self.last_grid_error: Tensor | None = None
+        self._warned = False
         lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
         self.grid = torch.as_tensor(chebyshev_grid(lo, hi, grid_size), dtype=theory.dtype)
 
@@ -159,11 +357,26 @@ class InverseCDFSampler:
         dens = self.theory.density(x, t).clamp(min=tiny)
         return dens.log() - self.theory.norms(t).clamp(min=tiny).log().unsqueeze(-1)
 
-    def cdf_table(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        """Normalized grid densities q (B, C, G) and CDF F (B, C, G), F[..., 0] = 0, F[..., -1] = 1."""
-        grid = self.grid.to(theta.device)
-        dens = self.theory._density(grid.view(1, -1, 1).expand(theta.shape[0], -1, -1), theta)
-        return grid_cdf(grid, dens)
+    def cdf_table(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The table of validated θ (B, P): grid (B, G) (one per θ), normalized grid densities
+        q (B, C, G) and CDF F (B, C, G), F[..., 0] = 0, F[..., -1] = 1."""
+        if self.grid_kind == "chebyshev":
+            grid = self.grid.to(theta.device)
+            dens = self.theory._density(grid.view(1, -1, 1).expand(theta.shape[0], -1, -1), theta)
+            grid = grid.expand(theta.shape[0], -1)
+        else:
+            lo, hi = float(self.theory.x_low[0]), float(self.theory.x_high[0])
+            table = adaptive_grid(self.theory._density, theta.detach(), lo, hi, self.grid_size)
+            grid, dens = table.nodes, table.values
+            self.last_grid_error = table.error
+            if not self._warned:
+                self._warned = bool(
+                    warn_grid_error(table.error, self.grid_tol, self.grid_size, "exact sampler")
+                )
+            if torch.is_grad_enabled() and theta.requires_grad:  # the densities carry gradients
+                dens = self.theory._density(grid.unsqueeze(-1), theta)
+        q, cdf = grid_cdf(grid.unsqueeze(1), dens)
+        return grid, q, cdf
 
     def sample(
         self,
@@ -188,14 +401,14 @@ class InverseCDFSampler:
         """
         t = self.theory.check_theta(theta)
         counts = counts_per_channel(n, self.theory.n_channels)
-        q, cdf = self.cdf_table(t)
+        grid, q, cdf = self.cdf_table(t)
         events = []
         for c, n_c in enumerate(counts):
             if u is None:
                 uc = torch.rand(t.shape[0], n_c, dtype=t.dtype, generator=generator).to(t.device)
             else:
                 uc = torch.as_tensor(u[c], dtype=t.dtype, device=t.device).clamp(0.0, 1.0)
-            events.append(invert_cdf(self.grid.to(t.device), q[:, c], cdf[:, c], uc).unsqueeze(-1))
+            events.append(invert_cdf(grid, q[:, c], cdf[:, c], uc).unsqueeze(-1))
         return tuple(events)
 
 
@@ -231,9 +444,10 @@ class InverseCDFSampler2D(InverseCDFSampler):
         dens = self.theory.unit_density(uu.unsqueeze(0).expand(theta.shape[0], -1, -1), theta)
         return dens.view(*dens.shape[:2], grid.numel(), grid2.numel()).clamp(min=0.0)
 
-    def cdf_table(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        """Marginal of u₁: normalized grid densities q (B, C, G₁) and CDF F (B, C, G₁)."""
-        return self._marginal(self.table(theta))
+    def cdf_table(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Marginal of u₁: its grid (B, G₁), normalized grid densities q (B, C, G₁) and CDF F."""
+        q, cdf = self._marginal(self.table(theta))
+        return self.grid.to(q).expand(theta.shape[0], -1), q, cdf
 
     def _marginal(self, table: Tensor) -> tuple[Tensor, Tensor]:
         h = self.grid2.diff().to(table)

@@ -201,7 +201,7 @@ def save_model(model: Surrogate, path: str | Path) -> Path:
         torch.save(
             {
                 "state_dict": model.state_dict(),
-                "hyper_parameters": dict(model.hparams),
+                "hyper_parameters": model.stored_hparams(),
                 "pytorch-lightning_version": pl.__version__,
                 _KEY: model.zoo_metadata(),
             },

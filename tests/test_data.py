@@ -72,15 +72,17 @@ def test_training_set(tmp_path, proxy, capsys):
     ts = load_training(path, proxy)
     assert ts.theta.shape == (300, 6) and ts.events.shape == (300, 2, 5, 1)
     assert (
-        ts.grid.shape == (64, 1)
+        ts.grid.shape == (300, 64, 1)  # one adaptive grid per θ
         and ts.densities.shape == (300, 2, 64)
         and ts.norms.shape == (300, 2)
     )
+    assert ts.meta["grid"]["kind"] == "adaptive" and ts.meta["grid"]["size"] == 64
+    assert (ts.grid[:, 0, 0] == 0.1).all() and (ts.grid[:, -1, 0] == 1.0).all()
     assert (ts.theta >= proxy.prior_low.numpy()).all() and (
         ts.theta <= proxy.prior_high.numpy()
     ).all()
     assert (ts.events >= 0.1).all() and (ts.events <= 1.0).all()
-    ref = proxy.density(torch.as_tensor(ts.grid).unsqueeze(0), ts.theta[:3]).numpy()
+    ref = proxy.density(torch.as_tensor(ts.grid[:3]), ts.theta[:3]).numpy()
     np.testing.assert_allclose(ts.densities[:3], ref, rtol=1e-6, atol=1e-30)
     np.testing.assert_allclose(ts.norms, proxy.exact_norms(ts.theta), rtol=1e-9)
     assert ts.meta["theory"] == "proxy" and ts.meta["prior_high"] == [3, 1, 5, 3, 1, 5]

@@ -117,7 +117,11 @@ def test_installed_wheel_runs_the_documented_commands_from_an_empty_folder(site,
           "--no-progress"], work, site, tmp_path)  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["params_mean"]) == 6
-    assert sorted(os.listdir(work)) == ["fit", "obs.npz"]  # nothing else written here
+    # the worked example's card ships as package data: by its shipped path and by its name
+    for spec, name in (("examples/peak/peak.toml", "peak1.npz"), ("peak", "peak2.npz")):
+        _run([py, "-m", "surrogates.simulate", "observed", "--theory", spec, "--events", "300,200",
+              "--out", str(work / name)], work, site, tmp_path)  # fmt: skip
+    assert sorted(os.listdir(work)) == ["fit", "obs.npz", "peak1.npz", "peak2.npz"]
 
     scripts = {p.name for p in (site / "bin").iterdir()}
     assert set(SCRIPTS) <= scripts

@@ -112,7 +112,7 @@ def test_bad_theta_is_named(proxy, theta, message):
 
 
 def test_registry_fails_loudly():
-    with pytest.raises(InputError, match="choose one of: dis, proxy, proxy-numpy"):
+    with pytest.raises(InputError, match="choose one of: dis, peak, proxy, proxy-numpy"):
         get_theory("protn")
     assert get_theory("surrogates.theory.proxy:ProxyTheory").name == "proxy"
     with pytest.raises(InputError, match="cannot load"):

@@ -150,10 +150,10 @@ def test_resampled_training_events_follow_the_tabulated_densities():
     torch.manual_seed(0)
     events = model.training_events(batch, model.hparams.resample_events)
     assert events.shape == (batch["theta"].shape[0], 2, 4000, 1)
-    x = batch["grid"][0, :, 0].double()
+    x = batch["grid"][..., 0].double()  # (B, G): each θ's own grid
     # the piecewise-linear density's moments on a fine subdivision of every interval
     t = torch.linspace(0, 1, 201, dtype=torch.float64)
-    xf = (x[:-1, None] + t * x.diff()[:, None]).flatten()
+    xf = (x[:, :-1, None] + t * x.diff(dim=-1)[..., None]).flatten(1)
     for c in range(2):
         p = batch["pdf"][:, c].double()
         pf = (p[:, :-1, None] * (1 - t) + p[:, 1:, None] * t).flatten(1)
@@ -213,7 +213,7 @@ def test_gan_pdf_target_measures_the_distance_to_the_tabulated_density():
     batch = next(iter(dm.train_dataloader()))
     torch.manual_seed(0)
     gan = GANSurrogate(hidden=(16, 16), critic_hidden=(16,), mmd_target="pdf")
-    grid, b = batch["grid"][0, :, 0], batch["theta"].shape[0]
+    grid, b = batch["grid"][..., 0], batch["theta"].shape[0]  # each θ's own grid (B, G)
     for c in range(2):
         q, cdf = grid_cdf(grid, batch["pdf"][:, c])
         x = invert_cdf(grid, q, cdf, torch.rand(b, 64, dtype=q.dtype))

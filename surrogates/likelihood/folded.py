@@ -1,5 +1,7 @@
 """Likelihood of reconstructed events: the exact theory folded through the detector, binned.
 
+For 1-D theories with a `SmearingDetector` and 2-D DIS with its `DISDetector`.
+
 The expected count of reconstructed bin b in channel c is
 
     ν_cb(θ) = L_c Σ_q R_bq σ_c(x_q; θ) w_q,
@@ -21,7 +23,7 @@ import torch
 from torch import Tensor
 
 from surrogates.data import ObservedData
-from surrogates.detector import DISDetector
+from surrogates.detector import DISDetector, SmearingDetector
 from surrogates.likelihood.optimize import MLEResult, maximize
 from surrogates.theory import Theory
 
@@ -29,24 +31,34 @@ __all__ = ["FoldedModel"]
 
 
 class FoldedModel:
-    """The theory folded through a detector on bins uniform in (ln x_rec, ln Q²_rec).
+    """The theory folded through a detector on bins: uniform in x for 1-D events (a
+    `SmearingDetector`), uniform in (ln x_rec, ln Q²_rec) for DIS.
 
     Args:
-        theory, detector: the DIS theory and its detector.
+        theory, detector: the theory and its detector.
         bins: bins per axis over the theory's box.
-        nodes: quadrature nodes per unit-square axis segment (see `DISTheory.quadrature`).
+        nodes: quadrature nodes (per axis; for DIS per unit-square axis segment).
     """
 
     def __init__(
-        self, theory: Theory, detector: DISDetector, bins: int = 40, nodes: int = 48
+        self,
+        theory: Theory,
+        detector: DISDetector | SmearingDetector,
+        bins: int = 40,
+        nodes: int | None = None,
     ) -> None:
         self.theory, self.detector = theory, detector
         lo, hi = theory.x_low.numpy(), theory.x_high.numpy()
-        self.x_edges = np.exp(np.linspace(np.log(lo[0]), np.log(hi[0]), bins + 1))
-        self.q2_edges = np.exp(np.linspace(np.log(lo[1]), np.log(hi[1]), bins + 1))
-        self.n_nodes = nodes
-        self.nodes, self.weights, _ = detector.quadrature(nodes)
-        resp = detector.response(self.nodes, self.x_edges, self.q2_edges)
+        self.one_d = theory.event_dim == 1
+        self.n_nodes = nodes or (512 if self.one_d else 48)
+        self.nodes, self.weights, _ = detector.quadrature(self.n_nodes)
+        if self.one_d:
+            self.x_edges = np.linspace(lo[0], hi[0], bins + 1)
+            resp = detector.response(self.nodes, self.x_edges)
+        else:
+            self.x_edges = np.exp(np.linspace(np.log(lo[0]), np.log(hi[0]), bins + 1))
+            self.q2_edges = np.exp(np.linspace(np.log(lo[1]), np.log(hi[1]), bins + 1))
+            resp = detector.response(self.nodes, self.x_edges, self.q2_edges)
         self.used = torch.nonzero(resp.sum(-1) > 1e-12)[:, 0]  # bins the region can reach
         self.response = resp[self.used] * self.weights  # (K, Q), quadrature weights folded in
 
@@ -62,10 +74,13 @@ class FoldedModel:
 
     def histogram(self, events: Sequence[np.ndarray]) -> Tensor:
         """Counts of reconstructed events in the used bins, (C, K)."""
-        counts = [
-            np.histogram2d(e[:, 0], e[:, 1], bins=[self.x_edges, self.q2_edges])[0].ravel()
-            for e in events
-        ]
+        if self.one_d:
+            counts = [np.histogram(e[:, 0], bins=self.x_edges)[0] for e in events]
+        else:
+            counts = [
+                np.histogram2d(e[:, 0], e[:, 1], bins=[self.x_edges, self.q2_edges])[0].ravel()
+                for e in events
+            ]
         return torch.as_tensor(np.stack(counts), dtype=self.theory.dtype)[:, self.used]
 
     def nll_function(self, counts: Tensor, exposure: Sequence[float]):  # noqa: ANN201

@@ -59,7 +59,7 @@ class Surrogate(pl.LightningModule):
     validation of public inputs, and the optimizer with its scheduler.
 
     Args:
-        theory: registry name of the theory the surrogate learns.
+        theory: the theory the surrogate learns: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md.
         lr: learning rate.
         optimizer: "adam" (default), "adamw" or "sgd" (Nesterov momentum 0.9) for the main networks.
         weight_decay: Adam weight decay.
@@ -116,7 +116,8 @@ class Surrogate(pl.LightningModule):
     def training_events(self, batch: dict[str, Tensor], resample: int = 0) -> Tensor:
         """Events (B, C, k, d) for an event-based loss: the batch's own, or with ``resample`` > 0
         while training, that many fresh events per θ and channel drawn from the batch's
-        tabulated densities (piecewise linear between the grid's nodes, stratified in the CDF).
+        tabulated densities (piecewise linear between the nodes of each θ's grid, stratified in
+        the CDF).
 
         A training set holds ~10 events per θ but its densities on the grid describe every
         event: redrawing them each step turns a fixed, small sample into an unlimited one (the
@@ -131,8 +132,9 @@ class Surrogate(pl.LightningModule):
             )
         from surrogates.sampling import grid_cdf, invert_cdf
 
-        grid, pdf = batch["grid"][0, :, 0], batch["pdf"]
+        pdf = batch["pdf"]
         b, c = pdf.shape[:2]
+        grid = batch["grid"][..., 0].to(pdf).repeat_interleave(c, 0)  # each θ's grid, per channel
         q, cdf = grid_cdf(grid, pdf.reshape(b * c, -1))  # every θ and channel in one pass
         u = torch.arange(resample, device=pdf.device) + torch.rand(b * c, resample).to(pdf)
         x = invert_cdf(grid, q, cdf, u / resample)
@@ -289,8 +291,19 @@ class Surrogate(pl.LightningModule):
             "version": __version__,
         }
 
+    def stored_hparams(self) -> dict:
+        """The hyperparameters a checkpoint stores: the theory by its registry name, not as the
+        user typed it (a card's path or module:attribute), so a checkpoint loads wherever that
+        theory is registered or installed, whatever path named it when it was trained."""
+        hparams = dict(self.hparams)
+        if "theory" in hparams:
+            hparams["theory"] = self.theory_name
+        return hparams
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["surrogate_zoo"] = self.zoo_metadata()
+        if "hyper_parameters" in checkpoint:
+            checkpoint["hyper_parameters"] = self.stored_hparams()
 
     # ------------------------------------------------------------------ training
     def norm_loss(self, theta: Tensor, log_norms: Tensor) -> Tensor:

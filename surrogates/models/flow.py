@@ -23,7 +23,7 @@ class FlowSurrogate(Surrogate):
     """Conditional neural spline flow over an event variable y of x in its range (logit default).
 
     Args:
-        theory: registry name of the theory.
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (set from data.theory).
         backend: "zuko" (maintained, default), "nflows" or "normflows".
         objective: "events" (maximum likelihood on sampled events) or "pdf" (cross-entropy
             against the exact normalized densities on the training set's x grid, lower variance).
@@ -127,23 +127,25 @@ class FlowSurrogate(Surrogate):
         return self.net.log_prob(y, self._context(theta, channel, n)).view(b, n)
 
     def _pdf_points(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """Points x (B, G', d), exact normalized densities there (B, C, G') and weights (G',).
+        """Points x (B, G', d), exact normalized densities there (B, C, G') and weights (B, G')
+        (or (G',), shared, on the unit square).
 
-        "grid": the grid's nodes with trapezoid weights. "stratified": one uniform point per grid
-        interval and θ, the density interpolated linearly from the interval's ends, weight = the
-        interval's width (1-D grids; fixed points, seed 0, when not training).
+        "grid": each θ's grid nodes with their trapezoid weights. "stratified": one uniform point
+        per interval of each θ's grid, the density interpolated linearly from the interval's
+        ends, weight = the interval's width (1-D grids; fixed points, seed 0, when not training).
         """
-        theta, grid, pdf = batch["theta"], batch["grid"][0], batch["pdf"]
+        theta, grid, pdf = batch["theta"], batch["grid"], batch["pdf"]
         if self.support_map:
-            return self._pdf_points_square(theta, grid, pdf)
+            return self._pdf_points_square(theta, grid[0], pdf)
         if self.pdf_points == "grid":
-            return grid.unsqueeze(0).expand(theta.shape[0], -1, -1), pdf, batch["weights"][0]
-        g = grid[:, 0]
+            return grid, pdf, batch["weights"]
+        g = grid[..., 0]  # (B, G): each θ's own nodes
         gen = None if self.training else torch.Generator().manual_seed(0)
-        u = torch.rand(theta.shape[0], 1, g.shape[0] - 1, generator=gen).to(g)
-        x = g[:-1] + u * (g[1:] - g[:-1])  # (B, 1, G − 1)
+        u = torch.rand(theta.shape[0], 1, g.shape[1] - 1, generator=gen).to(g)
+        h = g.diff(dim=-1).unsqueeze(1)  # (B, 1, G − 1)
+        x = g[:, None, :-1] + u * h
         p = pdf[..., :-1] * (1 - u) + pdf[..., 1:] * u  # (B, C, G − 1)
-        return x[:, 0, :, None], p, g[1:] - g[:-1]
+        return x[:, 0, :, None], p, h[:, 0]
 
     def _pdf_points_square(
         self, theta: Tensor, grid: Tensor, pdf: Tensor

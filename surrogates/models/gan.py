@@ -59,7 +59,7 @@ class GANSurrogate(Surrogate):
     """Conditional WGAN-GP (or least-squares GAN) over the event variable y, with an MMD term.
 
     Args:
-        theory: registry name of the theory.
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (set from data.theory).
         latent: noise dimension of the generator.
         hidden: generator widths; critic_hidden: critic widths.
         loss: "wgan-gp" or "lsgan".
@@ -152,7 +152,7 @@ class GANSurrogate(Surrogate):
             return mmd(fake, real)
         from surrogates.sampling import eval_cdf, grid_cdf
 
-        grid = batch["grid"][0, :, 0].double()
+        grid = batch["grid"][..., 0].double()  # (B, G): each θ's own grid
         q, cdf = grid_cdf(grid, batch["pdf"][:, channel].double())
         u = eval_cdf(grid, q, cdf, self.from_unit(fake)[..., 0].double())
         u = u.clamp(1e-12, 1 - 1e-12)

@@ -26,7 +26,7 @@ class VAESurrogate(Surrogate):
     differentiable in θ. It has no closed-form density (`log_prob` is not available).
 
     Args:
-        theory: registry name of the theory.
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (set from data.theory).
         latent: latent dimension.
         hidden: encoder and decoder widths.
         beta: weight of the KL term.

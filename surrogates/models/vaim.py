@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from surrogates.models.base import Surrogate, mlp
-from surrogates.sampling import counts_per_channel, grid_cdf, invert_cdf
+from surrogates.sampling import counts_per_channel, grid_cdf, interp_grid, invert_cdf
 from surrogates.theory.base import chebyshev_grid
 
 __all__ = ["VAIMNet", "VAIMSurrogate"]
@@ -85,8 +85,9 @@ class VAIMSurrogate(Surrogate):
     same piecewise-linear density; `invert(observable, n)` returns θ samples.
 
     Args:
-        theory: registry name of the theory.
-        grid_size: points of the x grid (must equal the training data's grid_size).
+        theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (set from data.theory).
+        grid_size: points of its own x grid (Chebyshev, clustered at both ends); the training
+            densities are interpolated onto it from each θ's grid.
         latent: latent dimension; hidden: widths of both mappers; beta: KL weight.
         floor: added to the normalized densities before the log (dynamic-range floor).
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
@@ -167,15 +168,19 @@ class VAIMSurrogate(Surrogate):
         scaled = self.vaim.invert(self.observable(pdf.to(self.grid.dtype)), n, generator)
         return self.prior_low + (scaled + 1) * (self.prior_high - self.prior_low) / 2
 
+    def training_pdf(self, batch: dict[str, Tensor]) -> Tensor:
+        """The batch's normalized densities on the VAIM's own grid, (B, C, G_vaim): interpolated
+        linearly from each θ's training grid (the values themselves when the grids agree)."""
+        grid, pdf = batch["grid"][..., 0], batch["pdf"]
+        own = self.grid.to(pdf).expand(pdf.shape[0], -1)
+        if grid.shape == own.shape and torch.equal(grid.to(pdf), own):
+            return pdf
+        return interp_grid(grid.to(pdf), pdf, own)
+
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         theta = batch["theta"]
-        if batch["pdf"].shape[-1] != self.grid.numel():
-            raise ValueError(
-                f"training grid has {batch['pdf'].shape[-1]} points, the VAIM {self.grid.numel()}: "
-                "set model.grid_size = data.grid_size"
-            )
         losses = self.vaim.loss(
-            self.scale_theta(theta), self.observable(batch["pdf"]), self.hparams.beta
+            self.scale_theta(theta), self.observable(self.training_pdf(batch)), self.hparams.beta
         )
         norm = self.norm_loss(theta, batch["log_norms"])
         losses["loss"] = losses["loss"] + self.hparams.norm_weight * norm

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from surrogates.errors import ParameterError
 
-__all__ = ["Theory", "ArrayLike", "chebyshev_grid", "gauss_legendre"]
+__all__ = ["Module2", "Theory", "ArrayLike", "chebyshev_grid", "gauss_legendre"]
 
 ArrayLike = Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
 
@@ -48,26 +48,30 @@ def chebyshev_grid(low: float, high: float, n: int) -> np.ndarray:
     return x
 
 
-class Theory(ABC):
-    """A module-2 theory: σ_c(x; θ) for each channel c, batched over θ.
+class Module2:
+    """What every module-2 declares: parameters with their prior box, channels, the event range.
 
-    Subclasses set the class attributes and implement `_density`; the public methods
-    validate their inputs (shape, finite, inside the prior box) and raise `ParameterError`.
+    A density `Theory` and an event generator (`surrogates.generators.EventGenerator`) share it:
+    names, the box every θ must lie in, and what a file or checkpoint must match to be used
+    with it (`describe`).
 
     Attributes:
-        name: registry name, stored in every file this theory writes.
+        name: registry name, stored in every file this module-2 writes.
         param_names: one name per parameter.
         channels: one name per observable channel.
         event_dim: dimension of one event x.
-        differentiable: whether `density` and `norms` carry gradients with respect to θ.
+        reference_counts: expected events per channel of the user's reference data set, the
+            unit of every fidelity number (θ shifts in σ_CRB at this data size); None: the
+            proxy's case A.
+        has_density: whether σ_c(x; θ) can be evaluated (a `Theory`) or only sampled.
     """
 
-    name: str = "theory"
+    name: str = "module2"
     param_names: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
     event_dim: int = 1
-    differentiable: bool = True
-    quadrature_nodes: int = 256
+    reference_counts: tuple[float, ...] | None = None
+    has_density: bool = False
 
     def __init__(
         self,
@@ -109,6 +113,7 @@ class Theory(ABC):
             "prior_high": self.prior_high.tolist(),
             "x_low": self.x_low.tolist(),
             "x_high": self.x_high.tolist(),
+            "has_density": bool(self.has_density),
         }
 
     # ------------------------------------------------------------------ validation
@@ -139,6 +144,32 @@ class Theory(ABC):
                     "choose a value inside it"
                 )
         return t
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n points drawn uniformly from the prior box, shape (n, P)."""
+        u = torch.rand(n, self.n_params, dtype=self.dtype, generator=generator)
+        return self.prior_low + u * (self.prior_high - self.prior_low)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, params={list(self.param_names)})"
+
+
+class Theory(Module2, ABC):
+    """A module-2 theory: σ_c(x; θ) for each channel c, batched over θ.
+
+    Subclasses set the class attributes of `Module2` and implement `_density`; the public
+    methods validate their inputs (shape, finite, inside the prior box) and raise
+    `ParameterError`.
+
+    Attributes:
+        differentiable: whether `density` and `norms` carry gradients with respect to θ.
+        quadrature_nodes: Gauss–Legendre nodes per event dimension for the norms.
+    """
+
+    name: str = "theory"
+    has_density = True
+    differentiable: bool = True
+    quadrature_nodes: int = 256
 
     def _check_x(self, x: Tensor, batch: int) -> Tensor:
         if x.dim() == 2 and self.event_dim == 1:
@@ -200,11 +231,3 @@ class Theory(ABC):
         """
         dens = self.density(x, theta)
         return {name: dens[:, c] for c, name in enumerate(self.channels)}
-
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n points drawn uniformly from the prior box, shape (n, P)."""
-        u = torch.rand(n, self.n_params, dtype=self.dtype, generator=generator)
-        return self.prior_low + u * (self.prior_high - self.prior_low)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, params={list(self.param_names)})"
