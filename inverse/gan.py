@@ -49,10 +49,13 @@ __all__ = [
     "PACE_SIGMA",
 ]
 
-# precondition_scale "absolute": the σ, in the generator's logit coordinates s and for data of
-# gan.lr_g_events events, that gan.lr_g was tuned for (the proxy's parameters, between their σ at
-# the box centre and at the truth, geometric mean). A parameter whose σ is smaller moves slower.
-PACE_SIGMA = 0.25
+# precondition_scale "absolute": a parameter whose σ, in the generator's logit coordinates s and
+# for data of gan.lr_g_events events, is PACE_SIGMA takes the steps of an unscaled generator; one
+# whose σ is smaller moves slower in proportion. The proxy's σ there are 0.1–0.6 (geometric mean
+# ~0.16 at the box centre, ~0.3 at the truth), so its parameters move 2–10× slower than unscaled:
+# with the proxy's own σ as the pace (~0.25) a narrow peak's position still swung by several σ
+# late in the run (its information sits in the few events under the peak); 1 kept it within ~2.
+PACE_SIGMA = 1.0
 # the range of a parameter's step factor σ_s/pace with a diagonal scaling
 ABSOLUTE_STEP_RANGE = (1e-4, 4.0)
 
