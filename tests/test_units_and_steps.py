@@ -275,11 +275,11 @@ def _gan_against_mle(tmp_path, gan: GanConfig, steps: int, seed: int) -> tuple[f
 @pytest.mark.slow
 def test_a_narrow_peaks_position_converges_only_with_scaled_steps(tmp_path):
     """The peak's position (σ_CRB ~0.3% of its range, the start ~28 σ away), 1000 steps, 4
-    generators on the data: with the default gan config every one stays within 3.5 σ_CRB of the
+    generators on the data: with the default gan config every one stays within 6 σ_CRB of the
     MLE over the averaging window and θ lands within 1 σ_CRB of it; with one step size for the
-    whole box (precondition false, the shipped proxy setting before) the traces still swing
-    further than that there: not converged (their mean near the MLE or not, by chance)."""
+    whole box (precondition false, the shipped proxy setting before) they still swing by more
+    than 10 σ_CRB there: not converged (their mean near the MLE or not, by chance)."""
     shift, swing = _gan_against_mle(tmp_path, GanConfig(), 1000, 0)
-    assert abs(shift) < 1.0 and swing < 3.5, (shift, swing)
+    assert abs(shift) < 1.0 and swing < 6.0, (shift, swing)
     _, swing = _gan_against_mle(tmp_path, GanConfig(precondition=False), 1000, 0)
-    assert swing > 3.5, swing
+    assert swing > 10.0, swing
