@@ -51,10 +51,8 @@ __all__ = [
 
 # precondition_scale "absolute": a parameter whose σ, in the generator's logit coordinates s and
 # for data of gan.lr_g_events events, is PACE_SIGMA takes the steps of an unscaled generator; one
-# whose σ is smaller moves slower in proportion. The proxy's σ there are 0.1–0.6 (geometric mean
-# ~0.16 at the box centre, ~0.3 at the truth), so its parameters move 2–10× slower than unscaled:
-# with the proxy's own σ as the pace (~0.25) a narrow peak's position still swung by several σ
-# late in the run (its information sits in the few events under the peak); 1 kept it within ~2.
+# whose σ is smaller moves slower in proportion (the proxy's parameters: a few times slower). How
+# it was chosen, on a narrow peak and the proxy: docs/notes/2026-12-01-step-scaling.md.
 PACE_SIGMA = 1.0
 # the range of a parameter's step factor σ_s/pace with a diagonal scaling
 ABSOLUTE_STEP_RANGE = (1e-4, 4.0)
