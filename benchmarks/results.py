@@ -249,7 +249,7 @@ def _surrogates(p: dict) -> list[str]:
         for r in p["rows"]
     ]  # fmt: skip
     header = [
-        "checkpoint", "family", "backend", f"max \\|θ shift\\| ({PROXY_UNIT}, card)",
+        "checkpoint", "family", "backend", f"max \\|θ shift\\| ({shift_unit(p['rows'][0] if p['rows'] else {})}, card)",
         "C2ST AUC (card)", "W1 (card)", "norm error (card)", "training s (card)",
         "events/s with gradient", "× exact", "× NumPy black box",
     ]  # fmt: skip

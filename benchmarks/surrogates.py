@@ -1,11 +1,13 @@
 """The zoo on one table: fidelity from each shipped checkpoint's card, speed measured here.
 
-    python benchmarks/surrogates.py [--out runs/benchmarks/surrogates.json] [--theta 64] [--events 1000]
+    python benchmarks/surrogates.py [--theory proxy] [--out runs/benchmarks/surrogates.json]
+        [--theta 64] [--events 1000]
 
-For every checkpoint in checkpoints/: family, backend, max |θ shift| (σ_CRB(A)), C2ST AUC and W1
-per channel, norm error, training seconds (from the card), and sampling speed with gradients for
-a batch of θ, as events per second and as a ratio to the exact differentiable sampler and to the
-NumPy black-box theory (which has no gradients: its speed is for events alone).
+For every checkpoint of ``--theory`` in checkpoints/: family, backend, max |θ shift| (in σ_CRB at
+the card's reference counts, stated per row), C2ST AUC and W1 per channel, norm error, training
+seconds (from the card), and sampling speed with gradients for a batch of θ, as events per second
+and as a ratio to the exact differentiable sampler and, for the proxy, to the NumPy black-box
+theory (which has no gradients: its speed is for events alone).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import torch  # noqa: E402
 
 from surrogates.metrics import sampling_rate  # noqa: E402
-from surrogates.runs import environment, write_json  # noqa: E402
+from surrogates.runs import cli_errors, environment, write_json  # noqa: E402
 from surrogates.sampling import InverseCDFSampler  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa: E402
@@ -36,8 +38,10 @@ def events_per_second(source, theta: torch.Tensor, n: int, grad: bool, repeats: 
     return statistics.median(sampling_rate(source, theta, n, grad) for _ in range(repeats))
 
 
+@cli_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--theory", default="proxy", help="the checkpoints' theory (a name)")
     parser.add_argument("--out", default="runs/benchmarks/surrogates.json")
     parser.add_argument("--theta", type=int, default=64, help="θ per batch")
     parser.add_argument("--events", type=int, default=1000, help="events per θ per channel")
@@ -45,17 +49,21 @@ def main() -> None:
         "--results", default=None, help="also write its page into this folder (docs/results)"
     )
     args = parser.parse_args()
-    theory = get_theory("proxy")
+    theory = get_theory(args.theory)
     theta = theory.sample_prior(args.theta, torch.Generator().manual_seed(0))
     exact = events_per_second(InverseCDFSampler(theory), theta, args.events, grad=True)
-    blackbox = events_per_second(
-        InverseCDFSampler(get_theory("proxy-numpy")), theta, args.events, grad=False
+    blackbox = (
+        events_per_second(
+            InverseCDFSampler(get_theory("proxy-numpy")), theta, args.events, grad=False
+        )
+        if theory.name == "proxy"
+        else float("nan")
     )
     rows = []
-    for name in list_checkpoints(theory="proxy"):
+    for name in list_checkpoints(theory=theory.name):
         card = json.loads((CHECKPOINTS / f"{name}.json").read_text())
         m = card.get("metrics", {})
-        model = load_surrogate(name, theory="proxy")
+        model = load_surrogate(name, theory=theory.name)
         rate = events_per_second(model, theta.float(), args.events, grad=True)
         rows.append(
             {
@@ -65,6 +73,7 @@ def main() -> None:
                 "theta_shift_crb_max": max(m["theta_shift_crb"])
                 if m.get("theta_shift_crb")
                 else None,
+                "reference_counts": m.get("reference_counts"),  # None: the proxy's case A
                 "c2st_auc": m.get("c2st_auc"),
                 "w1": m.get("w1"),
                 "norm_error": m.get("norm_error"),
@@ -89,6 +98,7 @@ def main() -> None:
             f"{r['train_seconds'] or float('nan'):8.0f}{r['events_per_second_grad']:9.3g}{r['vs_exact']:7.2f}{r['vs_numpy_blackbox']:7.2f}"
         )
     payload = {
+        "theory": theory.name,
         "exact_events_per_second_grad": exact,
         "numpy_blackbox_events_per_second": blackbox,
         "theta": args.theta,

@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 BOX_MAPS = ("sigmoid", "reflect")
-PRECONDITION_SCALES = ("geometric", "softest")
+PRECONDITION_SCALES = ("geometric", "softest", "absolute")
 D_DTYPES = ("float64", "float32")
 
 # ----------------------------------------------------------------------------- the outer GAN
@@ -91,10 +91,11 @@ class GanConfig:
         inset: fraction of the prior box kept free at each edge.
         box_map: how the generator reaches the box: sigmoid or reflect (for posteriors at the edges).
         trace_every: record every replica's θ each this many steps.
-        precondition: whiten the generator's coordinates with the Cramér–Rao covariance.
-        precondition_at: ... after this fraction of the steps (or a list of fractions, each in [0, 1)).
-        precondition_scale: pace of the whitened directions: geometric or softest.
-        precondition_diagonal: whiten each parameter by its own σ only (no correlations).
+        precondition: scale the generator's step per parameter by its Cramér–Rao σ (false: one step size for the whole box).
+        precondition_start: ... from the first step, each parameter by its own σ at the start (the likelihood's Fisher information there, or the source's sampled histograms').
+        precondition_at: ... and again after this fraction of the steps (or a list of fractions, each in [0, 1)), at the data replicas' mean θ.
+        precondition_scale: pace: absolute (each parameter lr_g's pace in units of its own σ), geometric or softest.
+        precondition_diagonal: at precondition_at, each parameter by its own σ only (no correlations).
         d_dtype: the discriminators' precision: float64 or float32.
     """
 
@@ -112,10 +113,11 @@ class GanConfig:
     inset: float = 1e-3
     box_map: str = "sigmoid"
     trace_every: int = 10
-    precondition: bool = False
+    precondition: bool = True
+    precondition_start: bool = True
     precondition_at: float | list[float] = 0.1
-    precondition_scale: str = "geometric"
-    precondition_diagonal: bool = False
+    precondition_scale: str = "absolute"
+    precondition_diagonal: bool = True
     d_dtype: str = "float64"
 
     def __post_init__(self) -> None:
@@ -136,6 +138,7 @@ class GanConfig:
         check_choice("gan.box_map", self.box_map, BOX_MAPS)
         positive_int("gan.trace_every", self.trace_every, 10)
         flag("gan.precondition", self.precondition)
+        flag("gan.precondition_start", self.precondition_start)
         self.precondition_at = precondition_fractions(self.precondition_at)
         check_choice("gan.precondition_scale", self.precondition_scale, PRECONDITION_SCALES)
         flag("gan.precondition_diagonal", self.precondition_diagonal)

@@ -39,7 +39,23 @@ from surrogates.data import ObservedData
 from surrogates.errors import check_choice
 from surrogates.theory import Theory
 
-__all__ = ["ParameterGenerator", "BatchedMLP", "OuterGAN", "make_replicas", "BOX_MAPS"]
+__all__ = [
+    "ParameterGenerator",
+    "BatchedMLP",
+    "OuterGAN",
+    "make_replicas",
+    "sampled_fisher",
+    "BOX_MAPS",
+    "PACE_SIGMA",
+]
+
+# precondition_scale "absolute": a parameter whose σ, in the generator's logit coordinates s and
+# for data of gan.lr_g_events events, is PACE_SIGMA takes the steps of an unscaled generator; one
+# whose σ is smaller moves slower in proportion (the proxy's parameters: a few times slower). How
+# it was chosen, on a narrow peak and the proxy: docs/notes/2026-12-01-step-scaling.md.
+PACE_SIGMA = 1.0
+# the range of a parameter's step factor σ_s/pace with a diagonal scaling
+ABSOLUTE_STEP_RANGE = (1e-4, 4.0)
 
 
 class ParameterGenerator(nn.Module):
@@ -118,6 +134,12 @@ class ParameterGenerator(nn.Module):
     ) -> None:
         """Whiten the generator's coordinates with a θ covariance (the Cramér–Rao one).
 
+        ``scale`` "absolute" (the default of `inverse.config.GanConfig`): ḡ = `PACE_SIGMA`, so each
+        parameter moves at the pace lr_g has on the proxy, in units of its own σ; the caller
+        passes the covariance of data of gan.lr_g_events events, so that the learning rate's
+        √(lr_g_events/N) rule keeps setting the pace for larger data. A resonance mass whose σ is
+        0.2% of its range then takes steps ~100× smaller than a parameter whose σ is 20%.
+
         The likelihood is ill-conditioned: N_u or the d-quark parameters are soft directions
         that move 10–100× slower than b_u under one learning rate, so they lag and their replicas
         never spread fully. With s = s0 + L·net(z), L = chol(cov in s)/ḡ, every direction moves
@@ -139,10 +161,21 @@ class ParameterGenerator(nn.Module):
         cov_s = cov_theta / torch.outer(jac, jac)
         if diagonal:  # each parameter at its own pace, no coupling through the correlations
             cov_s = torch.diag(cov_s.diagonal())
-        chol = torch.linalg.cholesky(cov_s + 1e-12 * torch.eye(len(jac), dtype=cov_s.dtype))
         var = cov_s.diagonal().clamp(min=1e-300)
-        g = torch.exp(torch.log(var).mean() / 2) if scale == "geometric" else var.max().sqrt()
-        self.L.copy_(chol / g)
+        if scale == "absolute":
+            g = torch.as_tensor(PACE_SIGMA, dtype=var.dtype)
+        elif scale == "geometric":
+            g = torch.exp(torch.log(var).mean() / 2)
+        else:
+            g = var.max().sqrt()
+        if diagonal:  # bounded: a σ the likelihood cannot pin down does not freeze or fling it
+            chol = torch.diag(
+                (var.sqrt() / g).clamp(ABSOLUTE_STEP_RANGE[0], ABSOLUTE_STEP_RANGE[1])
+            )
+        else:
+            eye = torch.eye(len(jac), dtype=cov_s.dtype)
+            chol = torch.linalg.cholesky(cov_s + 1e-12 * eye) / g
+        self.L.copy_(chol)
         self._zero_last_layer()
         self.s0.copy_(s - self.net(self.z)[:, 0] @ self.L.T)  # θ exactly continuous
 
@@ -279,8 +312,13 @@ class OuterGAN(pl.LightningModule):
         self.precondition_steps = (
             {int(f * steps) for f in fractions} if self.covariance is not None else set()
         )
+        self.precondition_start = gan.precondition and gan.precondition_start
         self.precondition_scale = gan.precondition_scale
         self.precondition_diagonal = gan.precondition_diagonal
+        self.data_events = int(data.counts.sum())
+        self.lr_g_events = gan.lr_g_events
+        self._counts = np.asarray(data.counts, dtype=float)
+        self.step_scale: dict | None = None  # how the steps were scaled at the start (metrics)
         self.data_replicas = data_replicas
         self.source = source
         # an ensemble source: the member that draws each replica's events (−1: the mixture)
@@ -428,19 +466,79 @@ class OuterGAN(pl.LightningModule):
             torch.optim.lr_scheduler.LambdaLR(opt_d, cosine(self.d_lr_floor)),
         ]
 
+    # ------------------------------------------------------------------ step scaling
+    def _pace_covariance(self, cov: Tensor) -> Tensor:
+        """The data's θ covariance as the one of data of lr_g_events events ("absolute" pace:
+        lr_g's √(lr_g_events/N) rule stays the one that scales the steps with the data size)."""
+        if self.precondition_scale != "absolute":
+            return cov
+        return cov * (self.data_events / self.lr_g_events)
+
+    def _replicas_centre(self) -> tuple[Tensor, int]:
+        """The data replicas' mean θ and the data replica nearest to it."""
+        with torch.no_grad():
+            theta = self.theta()
+            mean = theta[: self.data_replicas].mean(0)
+            at = int((theta - mean).abs().sum(-1)[: self.data_replicas].argmin())
+        return mean, at
+
+    def scale_from_start(self) -> None:
+        """Step 0: each parameter's step scaled by its own σ at the generator's start.
+
+        σ comes from the Fisher information at the start θ (the box centre): the likelihood's
+        (``covariance``, the exact theory's or the folded one) where there is one, else the
+        binned Fisher information of the source's own sampled histograms (`sampled_fisher`),
+        else the steps stay unscaled, said in one line. Diagonal: the correlations at the box
+        centre need not be those at the answer. Recorded in ``step_scale`` (metrics.json).
+        """
+        mean, at = self._replicas_centre()
+        cov, origin = None, "none"
+        if self.covariance is not None:
+            try:
+                cov = torch.as_tensor(self.covariance(mean.cpu().numpy()), dtype=torch.float64)
+                origin = "likelihood"
+            except Exception as err:  # noqa: BLE001 - no density, no gradient: try the samples
+                print(f"step scaling: no likelihood Fisher information at the start ({err})")
+        if cov is None or not _usable(cov):
+            try:
+                info = sampled_fisher(self.source, mean, self._counts, self.generator_net)
+                cov, origin = torch.linalg.pinv(info), "sampled histograms"
+            except Exception as err:  # noqa: BLE001 - the source cannot do it either
+                cov, origin = None, f"none ({err})"
+        if cov is None or not _usable(cov):
+            print("step scaling: no usable Fisher information at the start; steps unscaled")
+            self.step_scale = {"from": "none", "theta": mean.cpu().numpy()}
+            return
+        cov = cov.to(device=self.device)
+        self.generator_net.precondition(
+            self._pace_covariance(cov), at, self.precondition_scale, diagonal=True
+        )
+        self.step_scale = {
+            "from": origin,
+            "theta": mean.cpu().numpy(),
+            "sigma": cov.diagonal().clamp(min=0).sqrt().cpu().numpy(),
+            "step_factor": self.generator_net.L.diagonal().cpu().numpy(),
+        }
+
+    def _reprecondition(self) -> None:
+        """At a ``precondition_at`` step: whiten with the likelihood's covariance at the data
+        replicas' mean θ (see `ParameterGenerator.precondition`)."""
+        mean, at = self._replicas_centre()
+        cov = self.covariance(mean.cpu().numpy())
+        cov = torch.as_tensor(cov, dtype=torch.float64, device=self.device)
+        self.generator_net.precondition(
+            self._pace_covariance(cov), at, self.precondition_scale, self.precondition_diagonal
+        )
+
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         sch_g, sch_d = self.lr_schedulers()
-        if int(self.step_count) in self.precondition_steps:
-            with torch.no_grad():
-                theta = self.theta()
-                mean = theta[: self.data_replicas].mean(0)
-                at = int((theta - mean).abs().sum(-1)[: self.data_replicas].argmin())
-            cov = self.covariance(mean.cpu().numpy())
-            cov = torch.as_tensor(cov, dtype=torch.float64, device=self.device)
-            self.generator_net.precondition(
-                cov, at, self.precondition_scale, self.precondition_diagonal
-            )
+        step = int(self.step_count)
+        if step == 0 and self.precondition_start:
+            self.scale_from_start()
+        if step in self.precondition_steps:
+            self._reprecondition()
+        if (step == 0 and self.precondition_start) or step in self.precondition_steps:
             opt_g.optimizer.state.clear()  # Adam's moments belong to the old coordinates
         theta = self.theta()
         fake = [
@@ -518,3 +616,75 @@ class OuterGAN(pl.LightningModule):
         tr = checkpoint.get("outer_gan_trace", {})
         self.trace_steps = [int(s) for s in tr.get("steps", [])]
         self.trace = [t.numpy() for t in tr.get("theta", torch.zeros(0))]
+
+
+def _usable(cov: Tensor) -> bool:
+    """A covariance whose variances are finite and positive."""
+    var = cov.diagonal()
+    return bool(torch.isfinite(cov).all() and (var > 0).all())
+
+
+@torch.no_grad()
+def sampled_fisher(
+    source,  # noqa: ANN001 - any EventSource
+    theta: Tensor,
+    counts: np.ndarray,
+    box: ParameterGenerator,
+    n: int = 100_000,
+    bins: int = 100,
+    seed: int = 0,
+) -> Tensor:
+    """The binned Fisher information of the source's own sampled histograms at θ, (P, P).
+
+    For a source without a likelihood (an event generator, a GAN): n events per channel at θ
+    and at θ ± h per parameter (h = 1% of the box, the same random numbers each time),
+    histogrammed in ``bins`` bins of equal content at θ (of the first event coordinate: a narrow
+    peak gets bins of its own), with expected counts μ_cb = the data's ``counts`` ×
+    norm_c(θ′)/norm_c(θ) × (fraction in bin b at θ′). I = Σ_cb ∂μ_cb ∂μ_cbᵀ / μ_cb, with the two
+    derivatives of each product taken from independent draws (two seeds): the sampling noise of
+    a finite difference, squared, would otherwise add to I. A coarse estimate, for step sizes.
+    """
+    theta = theta.to(torch.float64)
+    low, high = box.low.to(theta), box.high.to(theta)
+    h = 1e-2 * (high - low)
+    float32 = _float32(source)
+
+    def draw(t: Tensor, s: int) -> tuple[list[Tensor], Tensor]:
+        t = torch.minimum(torch.maximum(t, low), high).unsqueeze(0)
+        gen = torch.Generator().manual_seed(s)
+        events = source.sample(t.to(torch.float32) if float32 else t, n, generator=gen)
+        norms = source.norms(t.to(torch.float32) if float32 else t).to(torch.float64)[0]
+        return [e[0, :, 0].to(torch.float64) for e in events], norms
+
+    events0, norms0 = draw(theta, seed)
+    inner = torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1]
+    edges = [torch.quantile(e, inner).unique() for e in events0]  # interior edges per channel
+
+    def expected(events: list[Tensor], norms: Tensor) -> Tensor:
+        parts = []
+        for c, (e, edge) in enumerate(zip(events, edges, strict=True)):
+            frac = torch.bincount(torch.bucketize(e, edge), minlength=len(edge) + 1) / len(e)
+            parts.append(float(counts[c]) * norms[c] / norms0[c] * frac.to(torch.float64))
+        return torch.cat(parts)
+
+    def jacobian(s: int) -> Tensor:
+        columns = []
+        for i in range(len(theta)):
+            step = torch.zeros_like(theta)
+            step[i] = h[i]
+            up, down = expected(*draw(theta + step, s)), expected(*draw(theta - step, s))
+            columns.append((up - down) / (2 * h[i]))
+        return torch.stack(columns, -1)  # (bins, P)
+
+    mu = expected(events0, norms0)
+    j1, j2 = jacobian(seed + 1), jacobian(seed + 2)
+    inv = torch.where(mu > 0, 1 / mu.clamp(min=1e-300), torch.zeros_like(mu))
+    cross = torch.einsum("bi,bj,b->ij", j1, j2, inv)
+    return (cross + cross.T) / 2
+
+
+def _float32(source) -> bool:  # noqa: ANN001
+    """Whether the source computes in float32 (a trained surrogate's networks)."""
+    params = getattr(source, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first is not None and first.dtype == torch.float32

@@ -214,12 +214,16 @@ def summarize(
         "crb_std": crb,
         "crb_at": "truth" if truth is not None else "fit",
         "crb_from": getattr(yardstick, "crb_from", "the exact theory's Fisher information"),
+        # σ_CRB is that of the observed data's own size: the unit of every distance reported
+        "reference_counts": np.asarray(counts, dtype=float),
         "pull": None if truth is None else (mean - truth) / crb,
         "std_over_crb": std / crb,
         "counts": data.counts,
         "detector": None if detector is None else detector.describe(),
         "replicas": cfg.replicas,
         "lr_g_used": model.lr_g,
+        # how the generator's steps were scaled at step 0 (gan.precondition_start), or None
+        "step_scale": getattr(model, "step_scale", None),
         "seconds": seconds,
         "steps": int(model.step_count),
     }
@@ -323,6 +327,10 @@ def log_to_wandb(loggers: list, metrics: dict, out: Path) -> None:
 def format_table(metrics: dict, title: str = "") -> str:
     """Truth, GAN θ ± σ, σ_CRB, pull and the MLE on the same data, as aligned text."""
     lines = [title] if title else []
+    counts = metrics.get("reference_counts")
+    if counts is not None:
+        n = ", ".join(f"{float(c):.6g}" for c in counts)
+        lines.append(f"σ_CRB at N = ({n}) events (the observed data's exposure)")
     mle = metrics.get("mle")
     head = f"{'param':>6} {'truth':>9} {'GAN':>9} {'± σ':>8} {'σ_CRB':>8} {'pull':>6}"
     if mle:

@@ -407,7 +407,7 @@ def proxy_smeared() -> TheoryGenerator:
     (efficiency ε(x) = 0.9 − 0.3 (x − 0.1) of the true x, Gaussian smearing σ = 0.02, events
     leaving [0.1, 1) lost): the package's test of a module-2 that gives events only."""
     theory = ProxyTheory()
-    return TheoryGenerator(theory, SmearingDetector(theory), name="proxy-smeared", batch=16384)
+    return TheoryGenerator(theory, SmearingDetector(theory), name="proxy-smeared")
 
 
 THEORIES["proxy-smeared"] = proxy_smeared

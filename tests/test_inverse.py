@@ -419,7 +419,7 @@ def test_preconditioning_repeats_at_the_data_replicas_mean(tmp_path, proxy, monk
 
     monkeypatch.setattr(ParameterGenerator, "precondition", spy)
     cfg = _cfg(steps=20, replicas=5, data_replicas=2, events_per_step=16, compare_mle=False)
-    gan = replace(cfg.gan, precondition=True, precondition_at=[0.1, 0.5])
+    gan = replace(cfg.gan, precondition=True, precondition_at=[0.1, 0.5], precondition_start=False)
     gan = replace(gan, precondition_scale="softest", precondition_diagonal=True)
     cfg = replace(cfg, gan=gan)
     run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)

@@ -93,10 +93,11 @@ SAMPLES = {
     "--gan.inset": "0.01",
     "--gan.box_map": "reflect",
     "--gan.trace_every": "5",
-    "--gan.precondition": "true",
+    "--gan.precondition": "false",
+    "--gan.precondition_start": "false",
     "--gan.precondition_at": "[0.1, 0.3]",
     "--gan.precondition_scale": "softest",
-    "--gan.precondition_diagonal": "true",
+    "--gan.precondition_diagonal": "false",
     "--gan.d_dtype": "float32",
     "--trainer.accelerator": "cpu",
     "--trainer.devices": "2",
@@ -126,8 +127,8 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 38
-    )  # every key of the YAML: 17 top-level, 19 gan, 4 trainer, minus blocks
+        len(options) == 39
+    )  # every key of the YAML: 17 top-level, 20 gan, 4 trainer, minus blocks
     for option in options:
         cfg = parse_cli(FitConfig, [option, SAMPLES[option]], "prog", None)
         expected = yaml.safe_load(SAMPLES[option])
@@ -249,27 +250,28 @@ def _yaml(tmp_path: Path, text: str) -> Path:
     return path
 
 
-# Recorded on main before the config change (commit bd34732, inverse/fit.py with DEFAULTS and
-# argparse), CPU, torch 1 or 2 threads alike:
+# Recorded with the generator's steps scaled per parameter from step 0 (the gan defaults since
+# issue 23; before, the pin was of unscaled steps, recorded at commit bd34732), CPU, one torch
+# thread (the tests' setting):
 #   python -m surrogates.simulate observed --case C --seed 1 --out obsC.npz
 #   python -m inverse.fit --config small.yaml --events obsC.npz --source exact --out run --no-progress
 # with small.yaml = RECORDED_CONFIG below.
 RECORDED_CONFIG = "steps: 30\nreplicas: 3\nevents_per_step: 64\ngan:\n  trace_every: 5\n"
 RECORDED_MEAN = [
-    2.0695225444491707,
-    -0.6855917213923585,
-    3.800549146947187,
-    1.1797421109217439,
-    -0.41807383017080424,
-    3.9691848540956354,
+    1.9539276336747842,
+    -0.16088684682514923,
+    2.455280643568882,
+    1.7400937148901179,
+    -0.19229136624741353,
+    2.751532134569414,
 ]
 RECORDED_STD = [
-    0.012500547686288195,
-    0.056329873496734684,
-    0.23527237759651265,
-    0.02536526589512503,
-    0.04266890535409782,
-    0.15638650875617707,
+    0.049023136563895814,
+    0.018106022627194924,
+    0.012878074651738682,
+    0.03245967179222276,
+    0.018695296152265856,
+    0.027032743820715376,
 ]
 
 
