@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inverse.config import FitConfig  # noqa: E402
 from inverse.gan import OuterGAN  # noqa: E402
-from inverse.report import Yardstick, summarize  # noqa: E402
+from inverse.report import SurrogateYardstick, Yardstick, summarize  # noqa: E402
 from inverse.training import make_trainer, train  # noqa: E402
 from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
 from surrogates.detector import SmearingDetector  # noqa: E402
@@ -84,6 +84,9 @@ def closure(
     )  # fitted with the folded proxy
     theory = folded.theory
     yardstick = Yardstick(theory, data, folded)
+    # the steps are scaled as inverse.fit scales them for a generator: from the surrogate's
+    # own Fisher information (the folded model is the measurement's, not the fit's)
+    own = SurrogateYardstick(model, generator, data)
     gan = OuterGAN(
         model,
         data,
@@ -94,7 +97,7 @@ def closure(
         events_per_step=cfg.events_per_step,
         steps=cfg.steps,
         seed=cfg.seed,
-        covariance=yardstick.covariance,
+        covariance=own.covariance,
         detector=None,
     )  # the surrogate already gives reconstructed events
     out.mkdir(parents=True, exist_ok=True)
