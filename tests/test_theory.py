@@ -112,8 +112,9 @@ def test_bad_theta_is_named(proxy, theta, message):
 
 
 def test_registry_fails_loudly():
-    with pytest.raises(InputError, match="choose one of: dis, peak, proxy, proxy-numpy"):
-        get_theory("protn")
+    with pytest.raises(InputError, match="unknown theory 'protn'; choose one of: ") as err:
+        get_theory("protn")  # the list also holds what earlier tests registered in this process
+    assert all(name in str(err.value) for name in ("dis", "peak", "proxy", "proxy-smeared"))
     assert get_theory("surrogates.theory.proxy:ProxyTheory").name == "proxy"
     with pytest.raises(InputError, match="cannot load"):
         get_theory("surrogates.theory.proxy:Nope")
