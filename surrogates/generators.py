@@ -180,11 +180,7 @@ class CallableGenerator(EventGenerator):
         reference_counts: Sequence[float] | None = None,
     ) -> None:
         self.fn, self.rates_fn = fn, rates
-        self.name = name
-        self.param_names, self.channels = tuple(param_names), tuple(channels)
-        self.event_dim = event_dim
-        if reference_counts is not None:
-            self.reference_counts = tuple(float(v) for v in reference_counts)
+        self.declare(name, param_names, channels, event_dim, reference_counts)
         super().__init__(prior_low, prior_high, x_low, x_high, truth)
 
     def _generate(self, theta: np.ndarray, n: int, seed: int) -> Generated:
@@ -236,11 +232,7 @@ class ExternalGenerator(EventGenerator):
         self.command, self.output = words, output
         self.cwd = None if cwd is None else str(cwd)
         self.timeout = float(timeout)
-        self.name = name
-        self.param_names, self.channels = tuple(param_names), tuple(channels)
-        self.event_dim = event_dim
-        if reference_counts is not None:
-            self.reference_counts = tuple(float(v) for v in reference_counts)
+        self.declare(name, param_names, channels, event_dim, reference_counts)
         super().__init__(prior_low, prior_high, x_low, x_high, truth)
 
     def _generate(self, theta: np.ndarray, n: int, seed: int) -> Generated:
@@ -351,10 +343,10 @@ class TheoryGenerator(EventGenerator):
         batch: int = 4096,
     ) -> None:
         self.theory, self.detector, self.batch = theory, detector, batch
-        self.name = name or (theory.name if detector is None else f"{theory.name}+detector")
-        self.param_names, self.channels = theory.param_names, theory.channels
-        self.event_dim = theory.event_dim
-        self.reference_counts = theory.reference_counts
+        name = name or (theory.name if detector is None else f"{theory.name}+detector")
+        self.declare(
+            name, theory.param_names, theory.channels, theory.event_dim, theory.reference_counts
+        )
         truth = None if theory.truth is None else theory.truth.tolist()
         super().__init__(
             theory.prior_low.tolist(),

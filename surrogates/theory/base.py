@@ -73,6 +73,22 @@ class Module2:
     reference_counts: tuple[float, ...] | None = None
     has_density: bool = False
 
+    def declare(
+        self,
+        name: str,
+        param_names: Sequence[str],
+        channels: Sequence[str],
+        event_dim: int = 1,
+        reference_counts: Sequence[float] | None = None,
+    ) -> None:
+        """Set the names, channels, event dimension (and reference counts) on this instance: what
+        a wrapper of a user's code declares before `Module2.__init__` checks the box against it."""
+        self.name = name
+        self.param_names, self.channels = tuple(param_names), tuple(channels)
+        self.event_dim = event_dim
+        if reference_counts is not None:
+            self.reference_counts = tuple(float(v) for v in reference_counts)
+
     def __init__(
         self,
         prior_low: Sequence[float],

@@ -60,10 +60,7 @@ class NumpyTheory(Theory):
         vectorized: bool = False,
     ) -> None:
         self.fn = fn
-        self.name = name
-        self.param_names = tuple(param_names)
-        self.channels = tuple(channels)
-        self.event_dim = event_dim
+        self.declare(name, param_names, channels, event_dim)
         self.vectorized = vectorized
         super().__init__(prior_low, prior_high, x_low, x_high, truth)
 
