@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--counts", default=None, help="N1,N2 (default: the theory's reference_counts)")
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--truth-seed", type=int, default=TRUTH_SEED, help="seed of the truths")
     p.add_argument("--out", default="runs/benchmarks/closures")
     p.add_argument("--results", default="docs/results")
     args = p.parse_args(argv)
@@ -57,14 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         else list(theory.reference_counts or CASES["A"])
     )
     source = make_source(args.source, theory)
-    rng = np.random.default_rng(TRUTH_SEED)
+    rng = np.random.default_rng(args.truth_seed)
     low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
     rows = []
     t0 = time.perf_counter()
     for k in range(args.truths):
         u = args.inset + (1 - 2 * args.inset) * rng.random(theory.n_params)
         theta = low + u * (high - low)
-        data = simulate_observed(theory, theta, counts, seed=TRUTH_SEED + k)
+        data = simulate_observed(theory, theta, counts, seed=args.truth_seed + k)
         out = Path(args.out) / f"{theory.name}-truth-{k}"
         m = fit_outer_gan(theory, data, source, replace(cfg, overwrite=True), out)
         row = {
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "source": args.source,
         "counts": counts,
         "steps": cfg.steps,
-        "truth_seed": TRUTH_SEED,
+        "truth_seed": args.truth_seed,
         "inset": args.inset,
         "closures": rows,
         "seconds": time.perf_counter() - t0,
