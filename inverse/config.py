@@ -197,6 +197,7 @@ class FitConfig:
         events_per_step: generated and observed events per replica and channel each step.
         average_last: θ = mean over this last fraction of the trace (Polyak averaging).
         compare_mle: also fit the same data by maximum likelihood (the exact theory).
+        posterior: also sample the exact posterior (the MLE's likelihood × the prior box, MCMC) and report σ/σ_post.
         detector: the experimental module between source and discriminators ({kind: dis, ...}) or null.
         events: the observed events (.npz or .csv); required to run.
         out: the run directory (default runs/inverse-<time>).
@@ -216,6 +217,7 @@ class FitConfig:
     events_per_step: int = 256
     average_last: float = 0.3
     compare_mle: bool = True
+    posterior: bool = True
     detector: dict | None = None
     events: str | None = None
     out: str | None = None
@@ -235,6 +237,7 @@ class FitConfig:
         positive_int("events_per_step", self.events_per_step, 256)
         fraction("average_last", self.average_last, 0.3)
         flag("compare_mle", self.compare_mle)
+        flag("posterior", self.posterior)
         if self.detector is not None and not isinstance(self.detector, dict):
             raise InputError(
                 f"detector must be a mapping (kind: dis, x_resolution: 0.03, ...) or null, "

@@ -2,7 +2,8 @@
 
 The steps after training, each a small function `inverse.training.fit_outer_gan` calls in turn:
 `summarize` (θ, σ, pull from the replicas' traces), `compare_with_mle` (the likelihood's answer on
-the same data), `write_outputs` (params.npz, metrics.json, config.yaml, plots), `log_to_wandb`;
+the same data), `compare_with_posterior` (the exact posterior's mean and σ: the width's yardstick
+where the prior box cuts the likelihood), `write_outputs` (params.npz, metrics.json, config.yaml, plots), `log_to_wandb`;
 `format_table` prints the result.
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "Summary",
     "summarize",
     "compare_with_mle",
+    "compare_with_posterior",
     "write_outputs",
     "log_to_wandb",
     "format_table",
@@ -261,6 +263,29 @@ def compare_with_mle(metrics: dict, yardstick: Yardstick) -> MLEResult:
     return mle
 
 
+def compare_with_posterior(
+    metrics: dict,
+    yardstick: Yardstick | SurrogateYardstick,
+    mle: MLEResult | None,
+    seed: int = 0,
+) -> Posterior | None:
+    """Add the exact posterior (mean, σ, R̂, ESS, ...), σ_GAN/σ_post and (θ_GAN − post mean)/σ_post
+    to ``metrics``; its walkers start around the MLE (or the GAN's θ without one). A module-2 with
+    no density has none: ``posterior`` says so and the ratios are None."""
+    mean = metrics["params_mean"]
+    post = yardstick.posterior(start=mean if mle is None else mle.theta, seed=seed)
+    if post is None:
+        metrics["posterior"] = {
+            "skipped": "the module-2 has no density: there is no exact posterior to sample"
+        }
+        metrics["sigma_over_post"] = metrics["dist_post"] = None
+        return None
+    metrics["posterior"] = post.to_dict()
+    metrics["sigma_over_post"] = metrics["params_std"] / post.std
+    metrics["dist_post"] = (mean - post.mean) / post.std
+    return post
+
+
 def write_outputs(
     out: Path,
     config: dict,
@@ -304,7 +329,19 @@ def write_outputs(
     plot_events(out / "events.png", theory, data, [g[0].double().numpy() for g in gen], weights)
 
 
-TABLE_COLUMNS = ["param", "truth", "mean", "std", "crb_std", "pull", "mle", "gan_minus_mle_crb"]
+TABLE_COLUMNS = [
+    "param",
+    "truth",
+    "mean",
+    "std",
+    "crb_std",
+    "pull",
+    "mle",
+    "gan_minus_mle_crb",
+    "post_mean",
+    "post_std",
+    "sigma_over_post",
+]
 
 
 def log_to_wandb(loggers: list, metrics: dict, out: Path) -> None:
@@ -318,6 +355,9 @@ def log_to_wandb(loggers: list, metrics: dict, out: Path) -> None:
         "pull": metrics.get("pull"),
         "mle": (metrics.get("mle") or {}).get("params"),
         "gan_minus_mle_crb": metrics.get("gan_minus_mle_crb"),
+        "post_mean": (metrics.get("posterior") or {}).get("mean"),
+        "post_std": (metrics.get("posterior") or {}).get("std"),
+        "sigma_over_post": metrics.get("sigma_over_post"),
     }
     rows = [
         [n] + [None if per_param[c] is None else per_param[c][i] for c in TABLE_COLUMNS[1:]]
@@ -330,14 +370,24 @@ def log_to_wandb(loggers: list, metrics: dict, out: Path) -> None:
         table=("recovered_theta", TABLE_COLUMNS, rows),
         scalars={
             k: v
-            for key in ("params_mean", "params_std", "pull", "crb_std", "gan_minus_mle_crb")
+            for key in (
+                "params_mean",
+                "params_std",
+                "pull",
+                "crb_std",
+                "gan_minus_mle_crb",
+                "sigma_over_post",
+                "dist_post",
+            )
+            if metrics.get(key) is not None
             for k, v in per_name(metrics, key, names).items()
         },
     )
 
 
 def format_table(metrics: dict, title: str = "") -> str:
-    """Truth, GAN θ ± σ, σ_CRB, pull and the MLE on the same data, as aligned text."""
+    """Truth, GAN θ ± σ, σ_CRB, pull, the MLE on the same data and the exact posterior (its mean,
+    σ_GAN/σ_post, (GAN − post)/σ_post), as aligned text."""
     lines = [title] if title else []
     counts = metrics.get("reference_counts")
     if counts is not None:
@@ -347,6 +397,10 @@ def format_table(metrics: dict, title: str = "") -> str:
     head = f"{'param':>6} {'truth':>9} {'GAN':>9} {'± σ':>8} {'σ_CRB':>8} {'pull':>6}"
     if mle:
         head += f" {'MLE':>9} {'(GAN−MLE)/σ_CRB':>16}"
+    post = metrics.get("posterior") or {}
+    has_post = "mean" in post
+    if has_post:
+        head += f" {'post':>9} {'σ/σ_post':>9} {'(GAN−post)/σ_post':>18}"
     ens = metrics.get("ensemble")
     if ens:
         head += f" {'σ_surr':>9} {'share':>9}"
@@ -361,6 +415,11 @@ def format_table(metrics: dict, title: str = "") -> str:
         )
         if mle:
             row += f" {mle['params'][i]:9.4f} {metrics['gan_minus_mle_crb'][i]:16.2f}"
+        if has_post:
+            row += (
+                f" {post['mean'][i]:9.4f} {metrics['sigma_over_post'][i]:9.2f}"
+                f" {metrics['dist_post'][i]:18.2f}"
+            )
         if ens:
             row += f" {ens['surrogate_std'][i]:9.4f} {ens['surrogate_share'][i]:9.2f}"
         lines.append(row)
@@ -370,4 +429,12 @@ def format_table(metrics: dict, title: str = "") -> str:
             "members' disagreement, σ_stat the spread within one member's replicas, "
             "share = σ_surr² / (σ_surr² + σ_stat²)"
         )
+    if has_post:
+        state = "converged" if post["converged"] else "NOT converged"
+        lines.append(
+            f"exact posterior ({post['likelihood']}): {state}, max R̂ {max(post['rhat']):.3f}, "
+            f"min ESS {min(post['ess']):.0f}, {post['seconds']:.1f} s"
+        )
+    elif "skipped" in post:
+        lines.append(f"exact posterior: skipped ({post['skipped']})")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from inverse.report import (
     SurrogateYardstick,
     Yardstick,
     compare_with_mle,
+    compare_with_posterior,
     log_to_wandb,
     make_yardstick,
     summarize,
@@ -192,7 +193,7 @@ def fit_outer_gan(
     """Train the outer GAN on ``data`` through ``source`` and write the run directory.
 
     The steps: check the config against the data, build the model, train, summarize, compare with
-    the MLE, write the outputs (``config.yaml`` = ``cfg`` resolved, ``metrics.json``,
+    the MLE and the exact posterior, write the outputs (``config.yaml`` = ``cfg`` resolved, ``metrics.json``,
     ``params.npz``, plots). Returns the metrics (``{}`` in DDP processes other than rank 0).
     """
     members = ensemble_members(cfg, source)
@@ -210,6 +211,8 @@ def fit_outer_gan(
         names = getattr(source, "names", None) if members is not None else None
         metrics, summary = summarize(model, cfg, theory, yardstick, members, names, seconds)
         mle = compare_with_mle(metrics, yardstick) if cfg.compare_mle else None
+        if cfg.posterior:
+            compare_with_posterior(metrics, yardstick, mle, cfg.seed)
         write_outputs(out, to_dict(cfg), metrics, summary, theory, data, source, detector, mle)
         log_to_wandb(loggers, metrics, out)
     return metrics

@@ -90,8 +90,8 @@ def posterior_nll(
     theory: Theory,
     data: ObservedData,
     folded: FoldedModel | None = None,
-    unbinned_max: int = 40_000,
-    bins: int = 2000,
+    unbinned_max: int = 5_000,
+    bins: int = 1000,
 ) -> tuple[NLL, str]:
     """−log L(θ) (B, P) → (B,) of the data, and its description: folded and binned through the
     detector when there is one; else unbinned, or for 1-D data of more than ``unbinned_max``
@@ -132,7 +132,7 @@ def _diagnostics(chain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     by_walker = np.moveaxis(chain, 1, 0)  # (walkers, steps, P)
     rhat = np.asarray(array_stats.rhat(by_walker, chain_axis=0, draw_axis=1), dtype=float)
     ess = np.asarray(array_stats.ess(by_walker, chain_axis=0, draw_axis=1), dtype=float)
-    tau = emcee.autocorr.integrated_time(chain, quiet=True)
+    tau = emcee.autocorr.integrated_time(chain, tol=0)  # tol=0: an estimate, no warning
     ess_tau = chain.shape[0] * chain.shape[1] / np.maximum(tau, 1.0)
     return rhat, np.minimum(ess, ess_tau)
 
@@ -144,13 +144,14 @@ def exact_posterior(
     folded: FoldedModel | None = None,
     start: Sequence[float] | None = None,
     seed: int = 0,
-    walkers: int = 32,
-    steps: int = 4000,
+    walkers: int = 16,
+    steps: int = 6000,
     burn: int = 300,
     check_every: int = 250,
     min_ess: int = 1000,
     max_draws: int = 4000,
-    unbinned_max: int = 40_000,
+    unbinned_max: int = 5_000,
+    bins: int = 1000,
 ) -> Posterior:
     """Sample the posterior L(θ | data) × uniform prior box with emcee.
 
@@ -169,7 +170,10 @@ def exact_posterior(
         check_every: steps between convergence checks.
         min_ess: the effective sample size per parameter that counts as converged.
         max_draws: most draws kept (thinned evenly).
-        unbinned_max: more events than this in a 1-D data set: the fine binned likelihood.
+        unbinned_max: more events than this in a 1-D data set with no detector: the fine binned
+            likelihood (``bins`` bins per channel; it agrees with the unbinned one to ≤ 0.02
+            σ_CRB in θ and 0.5% in σ at 1000 bins, cases A and B) at a fraction of the cost.
+        bins: bins per channel of the fine binned likelihood.
 
     Returns:
         The `Posterior`: mean, σ, thinned draws, R̂, ESS, whether it converged, seconds.
@@ -187,7 +191,7 @@ def exact_posterior(
         )
     data.validate(theory)
     t0 = time.perf_counter()
-    nll, kind = posterior_nll(theory, data, folded, unbinned_max)
+    nll, kind = posterior_nll(theory, data, folded, unbinned_max, bins)
     low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
     if start is None:
         start = (folded.fit(data, seed=seed) if folded else fit_mle(theory, data, seed=seed)).theta
@@ -196,20 +200,33 @@ def exact_posterior(
     scale = folded.crb_std(start, counts) if folded is not None else crb_std(theory, start, counts)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1e-3 * (high - low))
 
-    def log_prob(thetas: np.ndarray) -> np.ndarray:
+    # parameters whose box starts at ≥ 0 (norms, exponents) are sampled in log θ, the uniform
+    # prior's Jacobian θ added: the likelihood of a norm N times a shape is near Gaussian in log N
+    # (emcee's τ 60–110 steps → about 20 on case B); R̂ and ESS are those of θ itself
+    pos = low >= 0
+
+    def to_theta(z: np.ndarray) -> np.ndarray:
+        theta = z.copy()
+        theta[..., pos] = np.exp(z[..., pos])
+        return theta
+
+    def log_prob(z: np.ndarray) -> np.ndarray:
+        thetas = to_theta(z)
         out = np.full(len(thetas), -np.inf)
         inside = ((thetas >= low) & (thetas <= high)).all(1)
         if inside.any():
             with torch.no_grad():
                 t = torch.as_tensor(thetas[inside], dtype=theory.dtype)
-                value = -nll(t).numpy()
+                value = -nll(t).numpy() + z[inside][:, pos].sum(1)
             out[inside] = np.where(np.isfinite(value), value, -np.inf)
         return out
 
     rng = np.random.default_rng(seed)
     p0 = _start_ball(start, 0.5 * scale, low, high, walkers, rng)
-    moves = [(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
-    sampler = emcee.EnsembleSampler(walkers, n_par, log_prob, moves=moves, vectorize=True)
+    p0[:, pos] = np.log(np.maximum(p0[:, pos], 1e-9 * (high - low)[pos]))
+    sampler = emcee.EnsembleSampler(
+        walkers, n_par, log_prob, moves=emcee.moves.DEMove(), vectorize=True
+    )
     sampler.random_state = np.random.RandomState(seed).get_state()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: one thread is fastest on a shared machine
@@ -221,13 +238,13 @@ def exact_posterior(
             block = min(check_every, steps - done)
             state = sampler.run_mcmc(state, block, progress=False)
             done += block
-            chain = sampler.get_chain()
+            chain = to_theta(sampler.get_chain())
             rhat, ess = _diagnostics(chain) if done >= 4 else (np.full(n_par, np.inf),) * 2
             if np.all(rhat < 1.01) and np.all(ess >= min_ess):
                 break
     finally:
         torch.set_num_threads(threads)
-    chain = sampler.get_chain()
+    chain = to_theta(sampler.get_chain())
     if done < 4:
         rhat, ess = np.full(n_par, np.nan), np.zeros(n_par)
     flat = chain.reshape(-1, n_par)
@@ -243,8 +260,8 @@ def exact_posterior(
         converged=converged,
         seconds=time.perf_counter() - t0,
         method=(
-            f"emcee {walkers} walkers × {done} steps after {burn} burn-in (DE 0.8 + snooker 0.2 "
-            f"moves), acceptance {acceptance:.2f}; R̂ rank-normalized split (arviz-stats, "
+            f"emcee {walkers} walkers × {done} steps after {burn} burn-in (differential-"
+            f"evolution moves, log θ for parameters ≥ 0), acceptance {acceptance:.2f}; R̂ rank-normalized split (arviz-stats, "
             "walkers as chains), ESS = min(arviz bulk ESS, draws / emcee τ)"
         ),
         likelihood=kind,
