@@ -197,7 +197,7 @@ class FitConfig:
         events_per_step: generated and observed events per replica and channel each step.
         average_last: θ = mean over this last fraction of the trace (Polyak averaging).
         compare_mle: also fit the same data by maximum likelihood (the exact theory).
-        posterior: also sample the exact posterior (the MLE's likelihood × the prior box, MCMC) and report σ/σ_post.
+        posterior: with compare_mle, also sample the exact posterior (the MLE's likelihood × the prior box, MCMC, from the MLE) and report σ/σ_post.
         detector: the experimental module between source and discriminators ({kind: dis, ...}) or null.
         events: the observed events (.npz or .csv); required to run.
         out: the run directory (default runs/inverse-<time>).

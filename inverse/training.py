@@ -211,7 +211,7 @@ def fit_outer_gan(
         names = getattr(source, "names", None) if members is not None else None
         metrics, summary = summarize(model, cfg, theory, yardstick, members, names, seconds)
         mle = compare_with_mle(metrics, yardstick) if cfg.compare_mle else None
-        if cfg.posterior:
+        if mle is not None and cfg.posterior:  # the walkers start around the MLE
             compare_with_posterior(metrics, yardstick, mle, cfg.seed)
         write_outputs(out, to_dict(cfg), metrics, summary, theory, data, source, detector, mle)
         log_to_wandb(loggers, metrics, out)

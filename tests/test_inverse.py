@@ -24,7 +24,8 @@ from surrogates.zoo import save_model
 
 
 def _cfg(**over):  # noqa: ANN202 - an inverse.config.FitConfig
-    return replace(load_config(None), **over)
+    # the exact posterior (tests/test_posterior.py) would add 5-15 s to each fit here
+    return replace(load_config(None), **{"posterior": False, **over})
 
 
 def test_batched_mlp_members_are_independent():

@@ -128,13 +128,16 @@ def _start_ball(
 
 
 def _diagnostics(chain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """R̂ and ESS per parameter of a chain (steps, walkers, P)."""
+    """R̂ and ESS per parameter of a chain (steps, walkers, P); a walker that never moved makes
+    emcee's τ undefined: then τ = the chain's length (one draw per walker)."""
     by_walker = np.moveaxis(chain, 1, 0)  # (walkers, steps, P)
     rhat = np.asarray(array_stats.rhat(by_walker, chain_axis=0, draw_axis=1), dtype=float)
     ess = np.asarray(array_stats.ess(by_walker, chain_axis=0, draw_axis=1), dtype=float)
-    tau = emcee.autocorr.integrated_time(chain, tol=0)  # tol=0: an estimate, no warning
-    ess_tau = chain.shape[0] * chain.shape[1] / np.maximum(tau, 1.0)
-    return rhat, np.minimum(ess, ess_tau)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = emcee.autocorr.integrated_time(chain, tol=0)  # tol=0: an estimate, no warning
+    tau = np.where(np.isfinite(tau), np.maximum(tau, 1.0), chain.shape[0])
+    ess = np.minimum(np.nan_to_num(ess, nan=0.0), chain.shape[0] * chain.shape[1] / tau)
+    return np.nan_to_num(rhat, nan=np.inf), ess
 
 
 def exact_posterior(
