@@ -7,7 +7,8 @@ Writes ``docs/results/zoo.md`` from the cards ``checkpoints/*.json`` (the held-o
 ``python -m surrogates.fit`` measured and ``python -m surrogates.zoo export`` stored: θ shift,
 C2ST, W1, KS, norm error, training time, sampling speed), and one page per benchmark whose JSON
 is found under ``--benchmarks`` (``sampling.json``, ``grids.json``, ``surrogates.json``, ``theta_shift.json``,
-``shift_map.json``, ``ensemble.json``, ``inverse.json``, ``dis/dis.json``). Prints the zoo table
+``shift_map.json``, ``ensemble.json``, ``inverse.json``, ``dis/dis.json``,
+``posterior.json``). Prints the zoo table
 and writes the rows as JSON. Every page says beside its tables the command that regenerates it
 and the date and commit of what it was made from; nothing in docs/results/ is typed by hand.
 
@@ -405,6 +406,34 @@ def _datasets(p: dict) -> list[str]:
 
 
 # name → (title, JSON path under --benchmarks, what the page shows, renderer)
+def _posterior(p: dict) -> list[str]:
+    rows = [
+        [r["theory"], r["case"], r["theta"], fmt(r["counts"], "d"),
+         fmt(r["posterior"]["seconds"], ".1f"), fmt(max(r["posterior"]["rhat"]), ".4f"),
+         fmt(min(r["posterior"]["ess"]), ".0f"), fmt(r["posterior"]["converged"]),
+         fmt(r["post_minus_mle_crb"], ".2f"), fmt(r["post_std_over_crb"], ".2f"),
+         fmt(r["mle_std_over_crb"], ".2f")]
+        for r in p["rows"]
+    ]  # fmt: skip
+    header = [
+        "theory", "case", "θ", "events", "seconds", "max R̂", "min ESS", "converged",
+        "(post mean − MLE)/σ_CRB", "σ_post/σ_CRB", "σ_MLE/σ_CRB",
+    ]  # fmt: skip
+    methods = sorted({r["posterior"]["method"].split(", acceptance")[0] for r in p["rows"]})
+    kinds = sorted({f"{r['theory']} case {r['case']}: {r['posterior']['likelihood']}"
+                    for r in p["rows"]})  # fmt: skip
+    notes = [
+        "Per parameter in the theory's order (proxy: N_u, a_u, b_u, N_d, a_d, b_d; DIS: a_u, "
+        "b_u, a_d, b_d, A_s, β); σ_CRB of the data's own counts at the MLE, σ_MLE the inverse "
+        "Hessian's. Seconds: the sampling on one thread of a shared 2-core machine.",
+        "",
+        "Samplers: " + "; ".join(methods) + ".",
+        "",
+        "Likelihoods: " + "; ".join(kinds) + ".",
+    ]
+    return [markdown_table(header, rows), "\n".join(notes)]
+
+
 BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
     "sampling": ("Exact samplers: speed", "sampling.json",
                  "Events per second of the exact samplers (`benchmarks/sampling.py`).", _sampling),
@@ -433,6 +462,9 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
     "dis": ("Inclusive-DIS closure", "dis/dis.json",
             "The outer GAN through the detector against the folded binned MLE "
             "(`benchmarks/dis_closure.py`).", _dis),
+    "posterior": ("The exact posterior: speed, convergence, against the MLE", "posterior.json",
+                  "emcee on the exact likelihood × the prior box, beside the MLE, per case and θ "
+                  "(`benchmarks/posterior.py`).", _posterior),
 }  # fmt: skip
 
 
