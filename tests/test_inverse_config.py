@@ -74,6 +74,7 @@ SAMPLES = {
     "--events_per_step": "64",
     "--average_last": "0.5",
     "--compare_mle": "false",
+    "--posterior": "false",
     "--detector": "{kind: dis, x_resolution: 0.05}",
     "--events": "obs.npz",
     "--out": "runs/x",
@@ -127,8 +128,8 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 39
-    )  # every key of the YAML: 17 top-level, 20 gan, 4 trainer, minus blocks
+        len(options) == 40
+    )  # every key of the YAML: 18 top-level, 20 gan, 4 trainer, minus blocks
     for option in options:
         cfg = parse_cli(FitConfig, [option, SAMPLES[option]], "prog", None)
         expected = yaml.safe_load(SAMPLES[option])
