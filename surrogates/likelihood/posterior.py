@@ -97,8 +97,10 @@ def posterior_nll(
     detector when there is one; else unbinned, or for 1-D data of more than ``unbinned_max``
     events the binned extended likelihood on ``bins`` bins per channel."""
     if folded is not None:
-        nll = folded.nll_function(folded.histogram(data.events), data.exposure)
-        return nll, "binned Poisson, folded through the detector (as the MLE)"
+        return _sparse_folded_nll(folded, data), (
+            "binned Poisson, folded through the detector (as the MLE; response entries below "
+            "1e-12 of its largest dropped)"
+        )
     if theory.event_dim == 1 and int(data.counts.sum()) > unbinned_max:
         binned = BinnedEvents(theory, data.events, data.norms, n_bins=bins, nodes=4)
         binned.exposure = torch.as_tensor(data.exposure, dtype=theory.dtype)
@@ -110,6 +112,29 @@ def posterior_nll(
         lambda t: negative_log_likelihood(theory, t, data),
         "extended, unbinned (as the MLE)",
     )
+
+
+def _sparse_folded_nll(folded: FoldedModel, data: ObservedData) -> NLL:
+    """`FoldedModel.nll_function` with the detector's response as a sparse matrix: entries below
+    1e-12 of the largest (Gaussian tails; ~97% of them for DIS) dropped, the matrix product 6×
+    faster; −log L moves by ≪ 0.01 (tests/test_posterior.py)."""
+    resp = folded.response
+    kept = torch.where(resp.abs() > 1e-12 * resp.abs().max(), resp, torch.zeros_like(resp))
+    sparse = kept.to_sparse_csr()
+    counts = folded.histogram(data.events)
+    dtype = folded.theory.dtype
+    lum = torch.as_tensor(np.asarray(data.exposure, dtype=float), dtype=dtype)
+    tiny = torch.finfo(dtype).tiny
+    nodes = folded.nodes.unsqueeze(0)
+
+    def nll(theta: Tensor) -> Tensor:
+        dens = folded.theory._density(nodes.expand(theta.shape[0], -1, -1), theta)  # (B, C, Q)
+        b, c, q = dens.shape
+        folded_ = (sparse @ dens.reshape(b * c, q).T).T.reshape(b, c, -1)
+        mu = (folded_ * lum.view(1, -1, 1)).clamp(min=tiny)
+        return (mu - counts * mu.log()).sum((-1, -2))
+
+    return nll
 
 
 def _start_ball(
@@ -155,6 +180,7 @@ def exact_posterior(
     max_draws: int = 4000,
     unbinned_max: int = 5_000,
     bins: int = 1000,
+    log_params: Sequence[bool] | None = None,
 ) -> Posterior:
     """Sample the posterior L(θ | data) × uniform prior box with emcee.
 
@@ -177,6 +203,8 @@ def exact_posterior(
             likelihood (``bins`` bins per channel; it agrees with the unbinned one to ≤ 0.02
             σ_CRB in θ and 0.5% in σ at 1000 bins, cases A and B) at a fraction of the cost.
         bins: bins per channel of the fine binned likelihood.
+        log_params: per parameter, whether to sample log θ (None: those with box ≥ 0 and MLE
+            more than 2 σ_CRB above 0).
 
     Returns:
         The `Posterior`: mean, σ, thinned draws, R̂, ESS, whether it converged, seconds.
@@ -203,10 +231,11 @@ def exact_posterior(
     scale = folded.crb_std(start, counts) if folded is not None else crb_std(theory, start, counts)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1e-3 * (high - low))
 
-    # parameters whose box starts at ≥ 0 (norms, exponents) are sampled in log θ, the uniform
-    # prior's Jacobian θ added: the likelihood of a norm N times a shape is near Gaussian in log N
-    # (emcee's τ 60–110 steps → about 20 on case B); R̂ and ESS are those of θ itself
-    pos = low >= 0
+    # a parameter whose box starts at ≥ 0 and whose MLE is > 2 σ_CRB above 0 (a norm, an
+    # exponent) is sampled in log θ, the uniform prior's Jacobian θ added: the likelihood of a norm
+    # N times a shape is near Gaussian in log N (emcee's τ 60–110 steps → about 20 on proxy case
+    # B); one that reaches 0 stays linear (its log would have a long tail). R̂, ESS are of θ
+    pos = (low >= 0) & (start - 2 * scale > 0) if log_params is None else np.asarray(log_params)
 
     def to_theta(z: np.ndarray) -> np.ndarray:
         theta = z.copy()
@@ -254,6 +283,7 @@ def exact_posterior(
     converged = bool(np.all(rhat < 1.01) and np.all(ess >= min_ess))
     thin = max(1, math.ceil(len(flat) / max_draws))
     acceptance = float(np.mean(sampler.acceptance_fraction))
+    logged = ", ".join(n for n, lg in zip(theory.param_names, pos, strict=True) if lg) or "none"
     return Posterior(
         mean=flat.mean(0),
         std=flat.std(0, ddof=1) if len(flat) > 1 else np.full(n_par, np.nan),
@@ -264,8 +294,9 @@ def exact_posterior(
         seconds=time.perf_counter() - t0,
         method=(
             f"emcee {walkers} walkers × {done} steps after {burn} burn-in (differential-"
-            f"evolution moves, log θ for parameters ≥ 0), acceptance {acceptance:.2f}; R̂ rank-normalized split (arviz-stats, "
-            "walkers as chains), ESS = min(arviz bulk ESS, draws / emcee τ)"
+            f"evolution moves, log θ for {logged}), acceptance {acceptance:.2f}; R̂ "
+            "rank-normalized split (arviz-stats, walkers as chains), ESS = min(arviz bulk ESS, "
+            "draws / emcee τ)"
         ),
         likelihood=kind,
         param_names=list(theory.param_names),
