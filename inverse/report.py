@@ -3,8 +3,8 @@
 The steps after training, each a small function `inverse.training.fit_outer_gan` calls in turn:
 `summarize` (θ, σ, pull from the replicas' traces), `compare_with_mle` (the likelihood's answer on
 the same data), `compare_with_posterior` (the exact posterior's mean and σ: the width's yardstick
-where the prior box cuts the likelihood), `write_outputs` (params.npz, metrics.json, config.yaml, plots), `log_to_wandb`;
-`format_table` prints the result.
+where the prior box cuts the likelihood), `write_outputs` (params.npz, metrics.json, config.yaml,
+plots), `log_to_wandb`; `format_table` prints the result.
 """
 
 from __future__ import annotations

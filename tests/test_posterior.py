@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from inverse import report
-from inverse.report import format_table
+from inverse.report import SurrogateYardstick, compare_with_posterior, format_table
 from inverse.training import load_config, run_outer_gan
 from surrogates.data import CASES, simulate_observed
 from surrogates.detector import DETECTOR_DEFAULTS, make_detector
@@ -72,7 +72,7 @@ def test_diagnostics_are_real_and_too_few_steps_do_not_converge(proxy):
     assert d["converged"] is False and "draws" not in d and len(d["rhat"]) == 6
     with pytest.raises(InputError, match="walkers"):
         exact_posterior(proxy, data, walkers=4)
-    with pytest.raises(InputError, match="a_u can be negative"):
+    with pytest.raises(InputError, match="a_u, a_d can be negative"):
         exact_posterior(proxy, data, log_params=[True] * 6)
 
 
@@ -128,3 +128,11 @@ def test_inverse_run_reports_the_posterior(tmp_path, proxy, monkeypatch):
     assert "posterior" not in m and "σ/σ_post" not in format_table(m)
     with pytest.raises(InputError, match="posterior must be true or false"):
         replace(cfg, posterior="yes")
+
+
+def test_a_module2_without_density_has_no_posterior_and_says_so():
+    yardstick = SurrogateYardstick.__new__(SurrogateYardstick)  # its posterior needs no state
+    metrics = {"params_mean": np.zeros(2), "params_std": np.ones(2)}
+    assert compare_with_posterior(metrics, yardstick, None) is None
+    assert "no density" in metrics["posterior"]["skipped"]
+    assert metrics["sigma_over_post"] is None and metrics["dist_post"] is None
