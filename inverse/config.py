@@ -302,8 +302,9 @@ class MLEConfig:
         theory: the theory of the data, the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md.
         out: the run directory.
         starts: optimizer starting points.
-        seed: seed of the starting points.
+        seed: seed of the starting points (and of the posterior's walkers).
         overwrite: replace a finished fit in the run directory (refused otherwise).
+        posterior: also sample the exact posterior (MCMC from the MLE): its mean, σ, R̂, ESS and σ_MLE/σ_post in metrics.json.
     """
 
     events: str | None = None
@@ -312,12 +313,14 @@ class MLEConfig:
     starts: int = 4
     seed: int = 0
     overwrite: bool = False
+    posterior: bool = False
 
     def __post_init__(self) -> None:
         text("theory", self.theory, "proxy")
         positive_int("starts", self.starts, 4)
         seed_value("seed", self.seed)
         flag("overwrite", self.overwrite)
+        flag("posterior", self.posterior)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """`python -m inverse.mle`: the extended maximum-likelihood fit of observed events, and its CRB.
 
 python -m inverse.mle --events obs.npz --out runs/mle --starts 8
+python -m inverse.mle --events obs.npz --out runs/mle --posterior true   # and the exact posterior
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--events is required: the observed events (.npz or .csv) to fit")
     theory = get_theory(cfg.theory)
     data = read_events(cfg.events, theory)
-    metrics = run_mle(theory, data, cfg.out, to_dict(cfg), cfg.starts, cfg.seed, cfg.overwrite)
+    metrics = run_mle(
+        theory, data, cfg.out, to_dict(cfg), cfg.starts, cfg.seed, cfg.overwrite, cfg.posterior
+    )
     print(format_table(metrics, f"MLE of {cfg.events} ({metrics['seconds']:.2f} s)"))
     print(f"wrote {Path(cfg.out) / 'metrics.json'} and fit.png")
     return 0

@@ -136,3 +136,23 @@ def test_a_module2_without_density_has_no_posterior_and_says_so():
     assert compare_with_posterior(metrics, yardstick, None) is None
     assert "no density" in metrics["posterior"]["skipped"]
     assert metrics["sigma_over_post"] is None and metrics["dist_post"] is None
+
+
+def test_mle_command_samples_the_posterior_on_request(tmp_path, capsys, monkeypatch, obs_file):
+    from inverse import maxlik, mle
+    from tests.conftest import run_cli
+
+    monkeypatch.setattr(maxlik, "exact_posterior", partial(exact_posterior, burn=50, steps=100))
+    argv = ["--events", str(obs_file), "--starts", "2", "--posterior", "true"]
+    status, out, _ = run_cli(mle.main, [*argv, "--out", str(tmp_path / "m")], capsys)
+    assert status == 0 and "σ/σ_post" in out
+    m = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    np.testing.assert_allclose(
+        m["std_over_post"], np.asarray(m["params_std"]) / m["posterior"]["std"]
+    )
+    status, out, _ = run_cli(
+        mle.main, ["--events", str(obs_file), "--out", str(tmp_path / "n")], capsys
+    )
+    assert status == 0 and "posterior" not in json.loads(
+        (tmp_path / "n" / "metrics.json").read_text()
+    )
