@@ -34,17 +34,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import brentq
 
 from inverse.config import FitConfig, to_dict
 from inverse.training import load_config
 from surrogates.data import CASES, ObservedData, parse_theta, simulate_observed
 from surrogates.errors import InputError
 from surrogates.generators import seed_for
-from surrogates.likelihood import crb_std, fit_mle
+from surrogates.likelihood import fisher_information, fit_mle
+from surrogates.likelihood.surrogate import crb_from_information
 from surrogates.parallel import ENGINES, Engine
 from surrogates.runs import atomic_path, claim_run_dir, cli_errors, environment, write_json
 from surrogates.theory import get_theory
 from surrogates.theory.base import Module2
+from surrogates.validation import ArgumentParser, check_seed
 
 __all__ = [
     "FITTERS",
@@ -88,9 +91,9 @@ def draw_truth(
 
     ``truths``: ``"prior"`` (uniform in the prior box), ``"fixed"`` (the theory's reference
     truth), a θ (the same truth for every experiment), or ``"near-face"``: a prior draw with one
-    parameter, chosen at random, moved to within 1 σ_CRB(case) of a random face of the box (its
-    distance to the face uniform in [0, σ_CRB], σ_CRB evaluated at the moved point; clipped to
-    the box when σ_CRB exceeds the box width).
+    parameter, chosen at random, moved to within 1 σ_CRB(case) of a random face of the box: its
+    distance d to the face is u σ_CRB with u uniform in [0, 1] and σ_CRB evaluated at the moved
+    point itself (d solved for); where σ_CRB exceeds the box width, d is u × the width.
     """
     counts = _case_counts(case)
     if not isinstance(truths, str):
@@ -105,10 +108,19 @@ def draw_truth(
     if truths == "prior":
         return theta
     j, upper, u = int(rng.integers(len(low))), bool(rng.integers(2)), float(rng.random())
-    for _ in range(2):  # σ_CRB at the prior draw, then at the moved point
-        sigma = float(crb_std(theory, theta, counts)[j])
-        d = min(u * sigma, high[j] - low[j])
+    width = float(high[j] - low[j])
+
+    def excess(d: float) -> float:  # d − u σ_CRB at the point d from the face
         theta[j] = high[j] - d if upper else low[j] + d
+        info = fisher_information(theory, theta, counts).numpy()
+        sigma = float(crb_from_information(info)[j])  # inf on a face without information
+        return d - u * min(sigma, 10 * width)
+
+    if excess(width) <= 0:  # σ_CRB wider than the box: anywhere is within it
+        d = u * width
+    else:
+        d = brentq(excess, 0.0, width, xtol=1e-9 * width)
+    theta[j] = high[j] - d if upper else low[j] + d
     return theta
 
 
@@ -641,8 +653,8 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m inverse.study",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -680,6 +692,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def build_study(args: argparse.Namespace) -> Study:
     """The `Study` of the command line, checked before anything is written."""
+    check_seed("--seed", args.seed)
     cfg = load_config(args.config)
     if args.source is not None:
         cfg = replace(cfg, source=args.source)
