@@ -756,4 +756,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from inverse.study import main as _main  # its functions then pickle by reference for workers
+
+    sys.exit(_main())

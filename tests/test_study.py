@@ -15,7 +15,7 @@ from surrogates.errors import InputError
 from surrogates.likelihood import crb_std
 from surrogates.theory import get_theory
 
-FAST_POSTERIOR = {"walkers": 16, "steps": 200, "burn": 50, "check_every": 100, "min_ess": 10}
+FAST_POSTERIOR = {"walkers": 12, "steps": 100, "burn": 20, "check_every": 100, "min_ess": 10}
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,16 @@ def test_the_dask_engine_gives_the_same_records(tmp_path):
     run_study(study(tmp_path / "local", ("mle",)), 3, progress=False)
     run_study(study(tmp_path / "dask", ("mle",)), 3, engine="dask", workers=2, progress=False)
     assert records(tmp_path / "dask") == records(tmp_path / "local")
+
+
+@pytest.mark.slow
+def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(tmp_path):
+    from dataclasses import replace
+
+    cfg = replace(load_config("configs/inverse/proxy.yaml"), steps=40, replicas=4)
+    s = Study(cfg, "C", "near-face", ("gan", "mle", "posterior"), 1, str(tmp_path), FAST_POSTERIOR)
+    summary = run_study(s, 2, progress=False)
+    gan = summary["fitters"]["gan"]
+    assert gan["params"]["N_u"]["sbc"]["ranked_among"] == 3  # the bootstrap replicas
+    assert np.isfinite(gan["against_posterior"]["b_d"]["sigma_over_post_mean"])
+    assert (tmp_path / "fits" / "00001" / "params.npz").is_file()
