@@ -458,7 +458,7 @@ def _study(p: dict) -> list[str]:
                     conv is not None else "."),
             markdown_table(
                 ["fitter", "param", "1σ coverage", "pull mean", "pull rms", "SBC p",
-                 "σ/σ_post", "rms Δ/σ_post", "|Δ| ≤ 0.5 σ_post", "s/fit"], rows),
+                 "σ/σ_post", "rms Δ/σ_post", "within 0.5 σ_post", "s/fit"], rows),
         ]  # fmt: skip
     return out
 
