@@ -230,7 +230,18 @@ def _fit_posterior(
     from surrogates.likelihood.posterior import exact_posterior
 
     logging.getLogger("emcee").setLevel(logging.ERROR)  # its τ warnings; R̂ and ESS are kept
-    post = exact_posterior(theory, data, start=start, seed=seed, **options)
+    # the walkers' starting ball is scaled by σ_CRB at the start, singular at some faces (an MLE
+    # on one or several): then start 5% of the way to the box centre, then at the centre
+    low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
+    centre = (low + high) / 2
+    starts = [start] if start is None else [start, start + 0.05 * (centre - start), centre]
+    for k, where in enumerate(starts):
+        try:
+            post = exact_posterior(theory, data, start=where, seed=seed, **options)
+            break
+        except (torch.linalg.LinAlgError, ValueError):
+            if k == len(starts) - 1:
+                raise
     draws = np.asarray(post.draws)
     thin = draws[np.linspace(0, len(draws) - 1, min(SBC_DRAWS, len(draws))).round().astype(int)]
     return {
@@ -241,6 +252,7 @@ def _fit_posterior(
         "ess": post.ess,
         "converged": bool(post.converged),
         "method": post.method,
+        "start": ["mle", "5% inward", "box centre"][k] if start is not None else "its own mle",
         "rank": _rank(thin, truth),
         "rank_of": len(thin),
     }
@@ -268,6 +280,15 @@ def _fit_gan(study: Study, theory: Module2, data: ObservedData, truth: np.ndarra
     }
 
 
+def _guarded(fit: Any, *args: Any) -> dict:
+    """A fitter's record, or ``{"error": ...}`` when it fails: one failed fit is counted in the
+    summary, and does not stop a study of hundreds."""
+    try:
+        return fit(*args)
+    except Exception as err:  # noqa: BLE001 - any failure of one fit is recorded
+        return {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+
+
 def run_experiment(study: Study, i: int) -> dict:
     """Pseudo-experiment ``i``: its data, fitted by each of ``study.fitters`` (the MLE first:
     the posterior's walkers start there). One torch thread: the workers share the cores."""
@@ -283,9 +304,11 @@ def run_experiment(study: Study, i: int) -> dict:
         if "mle" in study.fitters:
             fits["mle"] = mle
     if "posterior" in study.fitters:
-        fits["posterior"] = _fit_posterior(theory, data, truth, start, fit_seed, study.posterior)
+        fits["posterior"] = _guarded(
+            _fit_posterior, theory, data, truth, start, fit_seed, study.posterior
+        )
     if "gan" in study.fitters:
-        fits["gan"] = _fit_gan(study, theory, data, truth, i)
+        fits["gan"] = _guarded(_fit_gan, study, theory, data, truth, i)
     return json.loads(
         json.dumps(
             {
@@ -463,8 +486,16 @@ def _sbc(ranks: np.ndarray, of: int) -> dict:
     }
 
 
+def _ok(records: list[dict], *fitters: str) -> list[dict]:
+    """The records in which every one of ``fitters`` gave a result (no error)."""
+    return [r for r in records if all("error" not in r["fits"][f] for f in fitters)]
+
+
 def _fitter_summary(records: list[dict], name: str, names: list[str]) -> dict:
     from scipy.stats import norm
+
+    failed = [r["i"] for r in records if "error" in r["fits"][name]]
+    records = _ok(records, name)
 
     truth = np.array([r["truth"] for r in records])
     mean = np.array([r["fits"][name]["mean"] for r in records], dtype=float)
@@ -473,7 +504,7 @@ def _fitter_summary(records: list[dict], name: str, names: list[str]) -> dict:
     seconds = np.array([r["fits"][name]["seconds"] for r in records], dtype=float)
     ranks = [r["fits"][name].get("rank") for r in records]
     has_ranks = all(rk is not None for rk in ranks) and name == "posterior"
-    out: dict = {"n": len(records), "params": {}}
+    out: dict = {"n": len(records), "failed": failed, "params": {}}
     if name == "posterior":
         out["converged"] = int(sum(bool(r["fits"][name].get("converged")) for r in records))
     for j, p in enumerate(names):
@@ -515,6 +546,7 @@ def _fitter_summary(records: list[dict], name: str, names: list[str]) -> dict:
 
 def _against_posterior(records: list[dict], name: str, names: list[str]) -> dict:
     """(mean − posterior mean)/σ_post and σ/σ_post of a fitter, per parameter."""
+    records = _ok(records, name, "posterior")
     post_mean = np.array([r["fits"]["posterior"]["mean"] for r in records], dtype=float)
     post_std = np.array([r["fits"]["posterior"]["std"] for r in records], dtype=float)
     mean = np.array([r["fits"][name]["mean"] for r in records], dtype=float)
@@ -552,7 +584,7 @@ def aggregate(out: str | Path, n: int | None = None) -> dict:
         raise InputError(f"'{out}' holds no finished experiment yet; run the study first")
     theory = get_theory(manifest["theory"])
     names = list(theory.param_names)
-    fitters = [f for f in FITTERS if all(f in r["fits"] for r in records)]
+    fitters = [f for f in FITTERS if all(f in r["fits"] for r in records) and _ok(records, f)]
     summary: dict = {
         "manifest": manifest,
         "n": len(records),
@@ -619,9 +651,10 @@ def plot_study(out: Path, summary: dict, records: list[dict]) -> None:
     )
     grid = np.linspace(-4, 4, 200)
     for row, f in enumerate(fitters):
-        truth = np.array([r["truth"] for r in records])
-        mean = np.array([r["fits"][f]["mean"] for r in records], dtype=float)
-        std = np.array([r["fits"][f]["std"] for r in records], dtype=float)
+        ok = _ok(records, f)
+        truth = np.array([r["truth"] for r in ok])
+        mean = np.array([r["fits"][f]["mean"] for r in ok], dtype=float)
+        std = np.array([r["fits"][f]["std"] for r in ok], dtype=float)
         pull = (mean - truth) / std
         for j, (ax, p) in enumerate(zip(axes[row], names, strict=True)):
             ax.hist(np.clip(pull[:, j], -4, 4), bins=16, range=(-4, 4), density=True, alpha=0.7)
