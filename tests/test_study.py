@@ -121,3 +121,21 @@ def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(
     assert gan["params"]["N_u"]["sbc"]["ranked_among"] == 3  # the bootstrap replicas
     assert np.isfinite(gan["against_posterior"]["b_d"]["sigma_over_post_mean"])
     assert (tmp_path / "fits" / "00001" / "params.npz").is_file()
+
+
+def test_a_failed_fit_is_recorded_and_counted_not_fatal(tmp_path, monkeypatch):
+    import inverse.study as module
+
+    fit = module._fit_posterior
+
+    def fails_once(theory, data, truth, *args):
+        if data.meta["pseudo_experiment"] == 1:
+            raise ValueError("walkers stuck")
+        return fit(theory, data, truth, *args)
+
+    monkeypatch.setattr(module, "_fit_posterior", fails_once)
+    summary = run_study(study(tmp_path), 3, workers=1, progress=False)
+    post = summary["fitters"]["posterior"]
+    assert (post["n"], post["failed"]) == (2, [1]) and summary["fitters"]["mle"]["n"] == 3
+    record = json.loads((tmp_path / "experiments" / "00001.json").read_text())
+    assert record["fits"]["posterior"] == {"error": "ValueError: walkers stuck"}
