@@ -500,10 +500,12 @@ def _fitter_summary(records: list[dict], name: str, names: list[str]) -> dict:
     truth = np.array([r["truth"] for r in records])
     mean = np.array([r["fits"][name]["mean"] for r in records], dtype=float)
     std = np.array([r["fits"][name]["std"] for r in records], dtype=float)
-    pull = (mean - truth) / std
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pull = (mean - truth) / std  # ±inf where σ = 0 (an MLE on a face: no Hessian σ there)
     seconds = np.array([r["fits"][name]["seconds"] for r in records], dtype=float)
     ranks = [r["fits"][name].get("rank") for r in records]
     has_ranks = all(rk is not None for rk in ranks) and name == "posterior"
+    finite = np.isfinite(pull)
     out: dict = {"n": len(records), "failed": failed, "params": {}}
     if name == "posterior":
         out["converged"] = int(sum(bool(r["fits"][name].get("converged")) for r in records))
@@ -527,8 +529,10 @@ def _fitter_summary(records: list[dict], name: str, names: list[str]) -> dict:
                 "se": [e for _, e in curve],
                 "interval": "posterior draws' central interval" if has_ranks else "mean ± z σ",
             },
-            "pull_mean": float(np.mean(pull[:, j])),
-            "pull_rms": float(np.sqrt(np.mean(pull[:, j] ** 2))),
+            # pulls of the fits with a σ > 0 (the others count as not covered above)
+            "pull_mean": float(np.mean(pull[finite[:, j], j])),
+            "pull_rms": float(np.sqrt(np.mean(pull[finite[:, j], j] ** 2))),
+            "zero_sigma": int((~finite[:, j]).sum()),
             "std_mean": float(np.mean(std[:, j])),
         }
         if all(rk is not None for rk in ranks):
@@ -655,9 +659,11 @@ def plot_study(out: Path, summary: dict, records: list[dict]) -> None:
         truth = np.array([r["truth"] for r in ok])
         mean = np.array([r["fits"][f]["mean"] for r in ok], dtype=float)
         std = np.array([r["fits"][f]["std"] for r in ok], dtype=float)
-        pull = (mean - truth) / std
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pull = (mean - truth) / std
         for j, (ax, p) in enumerate(zip(axes[row], names, strict=True)):
-            ax.hist(np.clip(pull[:, j], -4, 4), bins=16, range=(-4, 4), density=True, alpha=0.7)
+            shown = np.clip(pull[np.isfinite(pull[:, j]), j], -4, 4)
+            ax.hist(shown, bins=16, range=(-4, 4), density=True, alpha=0.7)
             ax.plot(grid, norm.pdf(grid), color="k", lw=1)
             s = fitters[f]["params"][p]
             ax.set_title(f"{f} {p}: {s['pull_mean']:+.2f}, rms {s['pull_rms']:.2f}", fontsize=8)
