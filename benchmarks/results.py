@@ -439,7 +439,10 @@ def _study(p: dict) -> list[str]:
             head += f", posterior options {post}"
         run = s.get("run") or {}
         if run:
-            head += f"; ran on {run.get('engine')} ({fmt(run.get('seconds'), '.0f')} s)"
+            head += (
+                f"; its last run on {run.get('engine')}: {run.get('computed')} computed, "
+                f"{run.get('kept')} kept, {fmt(run.get('seconds'), '.0f')} s"
+            )
         rows = []
         for f, fs in s["fitters"].items():
             for name, r in fs["params"].items():
