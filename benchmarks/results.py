@@ -7,8 +7,8 @@ Writes ``docs/results/zoo.md`` from the cards ``checkpoints/*.json`` (the held-o
 ``python -m surrogates.fit`` measured and ``python -m surrogates.zoo export`` stored: θ shift,
 C2ST, W1, KS, norm error, training time, sampling speed), and one page per benchmark whose JSON
 is found under ``--benchmarks`` (``sampling.json``, ``grids.json``, ``surrogates.json``, ``theta_shift.json``,
-``shift_map.json``, ``ensemble.json``, ``inverse.json``, ``dis/dis.json``,
-``posterior.json``). Prints the zoo table
+``shift_map.json``, ``ensemble.json``, ``inverse.json``, ``study.json``, ``study_speed.json``,
+``dis/dis.json``, ``posterior.json``). Prints the zoo table
 and writes the rows as JSON. Every page says beside its tables the command that regenerates it
 and the date and commit of what it was made from; nothing in docs/results/ is typed by hand.
 
@@ -405,6 +405,67 @@ def _datasets(p: dict) -> list[str]:
     ]
 
 
+def _study_speed(p: dict) -> list[str]:
+    rows = [[fmt(r["workers"], "d"), fmt(r["seconds"], ".1f"), fmt(r["speedup"], ".2f"),
+             fmt(r.get("study_seconds"), ".1f"), fmt(r.get("study_speedup"), ".2f")]
+            for r in p["rows"]]  # fmt: skip
+    k = p["kill"]
+    load = " / ".join(fmt(v, ".1f") for v in p.get("load_average") or [])
+    return [
+        f"The same study ({p['n']} case-{p['case']} pseudo-experiments, fitters {p['fitters']}, "
+        f"posterior at most {p['posterior_steps']} emcee steps after burn-in), the whole command "
+        f"timed on fresh folders; {p.get('cpu_count')} CPU cores shared with other work, load "
+        f"average {load} at the end.",
+        markdown_table(["workers", "command s", "speed-up", "experiments s", "speed-up"], rows),
+        f"Killed with SIGKILL once a third of the experiments existed ({k['workers']} workers), "
+        f"then run again: {k['kept_at_kill']} of {k['n']} kept, {k['computed_on_rerun']} computed "
+        f"on the rerun (only the unfinished: {fmt(k['redid_only_unfinished'])}); every record "
+        f"equal to the uninterrupted run's: {fmt(k['same_as_uninterrupted'])}.",
+    ]
+
+
+def _study(p: dict) -> list[str]:
+    out = []
+    for s in p["studies"]:
+        m = s["manifest"]
+        post = m.get("posterior") or {}
+        head = (
+            f"**{s['folder']}**: {s['n']} pseudo-experiments, theory {m['theory']}, case "
+            f"{m['case']} (expected counts {m['counts']}), truths {m['truths']}, seed {m['seed']}"
+        )
+        if m.get("gan"):
+            head += f", GAN source {m['gan']['source']}"
+        if post:
+            head += f", posterior options {post}"
+        run = s.get("run") or {}
+        if run:
+            head += (
+                f"; its last run on {run.get('engine')}: {run.get('computed')} computed, "
+                f"{run.get('kept')} kept, {fmt(run.get('seconds'), '.0f')} s"
+            )
+        rows = []
+        for f, fs in s["fitters"].items():
+            for name, r in fs["params"].items():
+                a = (fs.get("against_posterior") or {}).get(name, {})
+                sbc = r.get("sbc") or {}
+                rows.append([
+                    f, name, f"{r['coverage_1sigma']:.3f} ± {r['coverage_1sigma_se']:.3f}",
+                    fmt(r["pull_mean"], ".2f"), fmt(r["pull_rms"], ".2f"),
+                    fmt(sbc.get("p_value"), ".2f"), fmt(a.get("sigma_over_post_mean"), ".2f"),
+                    fmt(a.get("dist_post_rms"), ".2f"), fmt(a.get("within_0.5_post"), ".2f"),
+                    fmt(fs["seconds_mean"], ".2f"),
+                ])  # fmt: skip
+        conv = s["fitters"].get("posterior", {}).get("converged")
+        out += [
+            head + (f"; posterior converged (R̂ < 1.01, ESS ≥ min) in {conv} of {s['n']}." if
+                    conv is not None else "."),
+            markdown_table(
+                ["fitter", "param", "1σ coverage", "pull mean", "pull rms", "SBC p",
+                 "σ/σ_post", "rms Δ/σ_post", "within 0.5 σ_post", "s/fit"], rows),
+        ]  # fmt: skip
+    return out
+
+
 # name → (title, JSON path under --benchmarks, what the page shows, renderer)
 def _posterior(p: dict) -> list[str]:
     rows = [
@@ -459,6 +520,15 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
     "datasets": ("Training sets on workers: speed-up and resuming", "datasets.json",
                  "A slow event generator's training set built on 1 and 2 local worker processes, "
                  "and a build killed mid-way then resumed (`benchmarks/datasets.py`).", _datasets),
+    "study_speed": ("Pseudo-experiment studies: workers and resuming", "study_speed.json",
+                    "A study (`python -m inverse.study`) on 1 and 2 local worker processes, and "
+                    "one killed mid-way then resumed (`benchmarks/study.py speed`).", _study_speed),
+    "study": ("Pseudo-experiment studies: coverage", "study.json",
+              "Per fitter and parameter over many pseudo-experiments (`python -m inverse.study`, "
+              "gathered by `benchmarks/study.py table`): 1σ coverage (|mean − truth| ≤ σ) with "
+              "its binomial error, pull (mean − truth)/σ, the SBC χ² p-value of the truth's "
+              "ranks among the posterior's draws or the GAN's bootstrap replicas, σ/σ_post and "
+              "the distance to the exact posterior mean in σ_post, seconds per fit.", _study),
     "dis": ("Inclusive-DIS closure", "dis/dis.json",
             "The outer GAN through the detector against the folded binned MLE "
             "(`benchmarks/dis_closure.py`).", _dis),

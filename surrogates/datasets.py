@@ -2,7 +2,8 @@
 
 `build_training_set` makes the same kind of file as `surrogates.data.simulate_training` (the
 ``.npz`` that `surrogates.data.load_training` reads) for any module-2, a density `Theory` or an
-`EventGenerator`, but splits the θ rows into chunks and hands them to workers:
+`EventGenerator`, but splits the θ rows into chunks and hands them to workers through
+`surrogates.parallel.Engine`:
 
 * ``engine="process"`` (default): local processes (`concurrent.futures.ProcessPoolExecutor`,
   forkserver or spawn, one torch thread each); ``workers=1`` simulates in this process;
@@ -33,13 +34,9 @@ card itself: on a cluster the card and the files it names must be readable at th
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import pickle
 import shutil
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -59,17 +56,17 @@ from surrogates.data import (
 )
 from surrogates.errors import InputError
 from surrogates.generators import seed_for
+from surrogates.parallel import DASK_HINT, Engine
 from surrogates.runs import atomic_path, to_jsonable, write_json
 from surrogates.theory import get_theory
 from surrogates.theory.base import Module2
 
-__all__ = ["ENGINES", "DEFAULT_CHUNK", "build_training_set", "parts_dir"]
+__all__ = ["ENGINES", "DASK_HINT", "DEFAULT_CHUNK", "build_training_set", "parts_dir"]
 
-ENGINES = ("process", "dask")
+ENGINES = ("process", "dask")  # "process": surrogates.parallel's "local" engine
 DEFAULT_CHUNK = 256  # θ rows per chunk: the most a kill loses per worker
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-DASK_HINT = "pip install 'surrogate-zoo[dask]'"
 
 
 @dataclass(frozen=True)
@@ -166,112 +163,9 @@ def simulate_chunk(job: Job, chunk: Chunk) -> dict[str, np.ndarray]:
     return arrays
 
 
-# ---------------------------------------------------------------- workers
-_JOB: Job | None = None  # the build a local worker process serves (set by its initializer)
-
-
-def _init_worker(job: Job) -> None:
-    """A local worker: one torch thread (the workers share the cores), the job kept, and an exit
-    when the building process dies (a kill -9 of the build leaves no orphan waiting on)."""
-    global _JOB
-    torch.set_num_threads(1)
-    _JOB = job
-    parent = multiprocessing.parent_process()  # the building process, even under forkserver
-    if parent is not None:
-
-        def watch() -> None:
-            parent.join()
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-
-
-def _worker_chunk(chunk: Chunk) -> tuple[Chunk, dict[str, np.ndarray]]:
-    assert _JOB is not None, "worker started without its job"
-    return chunk, simulate_chunk(_JOB, chunk)
-
-
-def _dask_chunk(job: Job, chunk: Chunk) -> tuple[Chunk, dict[str, np.ndarray]]:
-    torch.set_num_threads(1)
-    return chunk, simulate_chunk(job, chunk)
-
-
-def _serial(job: Job, todo: list[Chunk]) -> Iterator[tuple[Chunk, dict[str, np.ndarray]]]:
-    for chunk in todo:
-        yield chunk, simulate_chunk(job, chunk)
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    """Forkserver where there is one (POSIX): a server that imported the package once forks the
-    workers, so each starts in a fraction of a second; spawn elsewhere (each worker imports)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__])
-    return context
-
-
-def _processes(
-    job: Job, todo: list[Chunk], workers: int
-) -> Iterator[tuple[Chunk, dict[str, np.ndarray]]]:
-    """Chunks from a local process pool, as they finish; at most ``workers`` in flight, so a kill
-    loses at most that many."""
-    context = _context()
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(job,)
-    )
-    try:
-        queue, running = list(todo), set()
-        while queue or running:
-            while queue and len(running) < workers:
-                running.add(pool.submit(_worker_chunk, queue.pop(0)))
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _dask_client(address: str | None, workers: int) -> tuple[object, Callable[[], None]]:
-    """A Dask client of the cluster at ``address``, or of a new local cluster; and its closer."""
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise InputError(f"engine 'dask' needs dask.distributed: {DASK_HINT}") from None
-    if address:
-        try:
-            client = Client(address, timeout=30)
-        except (OSError, TimeoutError) as err:
-            raise InputError(
-                f"cannot reach the Dask scheduler at '{address}' ({err}); start it first or check "
-                "--address"
-            ) from None
-        return client, client.close
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    client = Client(cluster)
-
-    def close() -> None:
-        client.close()
-        cluster.close()
-
-    return client, close
-
-
-def _dask(
-    job: Job, todo: list[Chunk], client: object
-) -> Iterator[tuple[Chunk, dict[str, np.ndarray]]]:
-    """Chunks from a Dask cluster, as they finish (the job is sent to every worker once)."""
-    from dask.distributed import as_completed
-
-    shared = client.scatter(job, broadcast=True)
-    futures = [client.submit(_dask_chunk, shared, chunk, pure=False) for chunk in todo]
-    try:
-        for future in as_completed(futures):
-            yield future.result()
-    finally:
-        client.cancel(futures)
+def _chunk_task(job: Job, chunk: Chunk) -> dict[str, np.ndarray]:
+    """One chunk's arrays, on a worker (`surrogates.parallel.Engine` pairs them with the chunk)."""
+    return simulate_chunk(job, chunk)
 
 
 # ---------------------------------------------------------------- the parts folder
@@ -496,26 +390,17 @@ def build_training_set(
     resuming = False if overwrite else _check_parts(parts, manifest)
     if engine == "process" and workers > 1:
         check_picklable(module2)  # (Dask's cloudpickle sends even a lambda by value)
-    client, close = _dask_client(address, workers) if engine == "dask" else (None, None)
-    try:
+    pool = Engine("local" if engine == "process" else engine, workers, address)
+    with pool:
         with _one_builder(parts, out, overwrite):
             if not resuming:
                 write_json(parts / MANIFEST, manifest)
             done = _finished(parts, chunks, job)
             todo = [c for c in chunks if c.index not in done]
-            if engine == "dask":
-                results = _dask(job, todo, client)
-            elif workers > 1 and len(todo) > 1:
-                results = _processes(job, todo, min(workers, len(todo)))
-            else:
-                results = _serial(job, todo)
-            _run(results, parts, len(chunks), len(done), progress)
+            _run(pool.imap(_chunk_task, job, todo), parts, len(chunks), len(done), progress)
             ts = _merge(parts, chunks, job, chunk)
             ts.save(out)
             shutil.rmtree(parts)
-    finally:
-        if close is not None:
-            close()
     return out
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inverse import blackbox, closure, mle
+from inverse import blackbox, closure, mle, study
 from inverse import fit as inverse_fit
 from surrogates import dashboard, hpo, simulate, zoo
 from surrogates import fit as surrogate_fit
@@ -209,6 +209,31 @@ CATALOGUE = [
     (dashboard.main, ["--zoo", "--out", "{tmp}/d", "--screenshot", "{tmp}"], "is a folder"),
     (dashboard.main, ["--zoo"], "required: --out"),
     (dashboard.main, ["--zoo", "--out", "{tmp}/d", "--bogus"], "unrecognized"),
+    # the pseudo-experiment study
+    *[
+        (study.main, [*argv, "--out", "{tmp}/st"], words)
+        for argv, words in [
+            (["--n", "0"], "--n must"),
+            (["--n", "2.5"], "invalid int"),
+            (["--case", "Z"], "--case must"),
+            (["--truths", "edge"], "--truths must"),
+            (["--theta", "1,0,3,1,0,4"], "--theta sets a fixed truth"),
+            (["--truths", "fixed", "--theta", "9,0,3,1,0,4"], "outside"),
+            (["--truths", "fixed", "--theta", "1,2"], "has 2 values"),
+            (["--fitters", "mle,foo"], "--fitters takes"),
+            (["--fitters", "mle,mle"], "twice"),
+            (["--workers", "0"], "--workers must"),
+            (["--engine", "ray"], "--engine must"),
+            (["--address", "tcp://127.0.0.1:1"], "--engine dask"),
+            (["--seed", "-1"], "--seed must"),
+            (["--posterior-steps", "0"], "--posterior-steps"),
+            (["--config", "{tmp}/missing.yaml"], "missing.yaml"),
+            (["--fitters", "gan", "--source", "{tmp}/missing.ckpt"], "missing.ckpt"),
+        ]
+    ],
+    (study.main, ["--out", "{tmp}/afile.txt"], "is a file"),
+    (study.main, ["--n", "2"], "required: --out"),
+    (study.main, ["report", "{tmp}/nowhere"], "holds no study"),
 ]
 
 

@@ -29,6 +29,7 @@ SCRIPTS = {
     "inverse-mle": "inverse.mle:main",
     "inverse-closure": "inverse.closure:main",
     "inverse-blackbox": "inverse.blackbox:main",
+    "inverse-study": "inverse.study:main",
 }
 # what a source tree may hold that is no input to a wheel (a stale build/ would even leak into it)
 _NOT_SOURCES = shutil.ignore_patterns(

@@ -1,0 +1,141 @@
+"""Pseudo-experiment studies (inverse.study): the same data sets anywhere, summaries with coverage
+and SBC fields, resuming after a lost result, other settings refused, Dask parity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inverse.study import Study, aggregate, draw_truth, pseudo_experiment, run_study
+from inverse.training import load_config
+from surrogates.data import CASES
+from surrogates.errors import InputError
+from surrogates.likelihood import crb_std
+from surrogates.theory import get_theory
+
+FAST_POSTERIOR = {"walkers": 12, "steps": 100, "burn": 20, "check_every": 100, "min_ess": 10}
+
+
+@pytest.fixture(scope="module")
+def proxy():
+    return get_theory("proxy")
+
+
+def study(out, fitters=("mle", "posterior"), seed=3, truths="prior") -> Study:
+    cfg = load_config("configs/inverse/proxy.yaml")
+    return Study(cfg, "C", truths, tuple(fitters), seed, str(out), dict(FAST_POSTERIOR))
+
+
+def records(out) -> dict[int, dict]:
+    """Each experiment's record without its timings."""
+    found = {}
+    for f in sorted((out / "experiments").glob("*.json")):
+        r = json.loads(f.read_text())
+        r.pop("seconds")
+        for fit in r["fits"].values():
+            fit.pop("seconds")
+        found[r["i"]] = r
+    return found
+
+
+def test_a_pseudo_experiment_depends_on_seed_and_index_only(proxy):
+    truth, data = pseudo_experiment(proxy, "C", 4, 11, "prior")
+    again_truth, again = pseudo_experiment(proxy, "C", 4, 11, "prior")
+    other_truth, other = pseudo_experiment(proxy, "C", 5, 11, "prior")
+    assert np.array_equal(truth, again_truth) and np.array_equal(data.events[0], again.events[0])
+    assert not np.array_equal(truth, other_truth) and len(data.events[0]) != 0
+    assert np.array_equal(data.theta_true, truth) and data.meta["pseudo_experiment"] == 4
+    low, high = proxy.prior_low.numpy(), proxy.prior_high.numpy()
+    assert ((truth > low) & (truth < high)).all()
+    fixed, _ = pseudo_experiment(proxy, "C", 0, 1, "fixed")
+    assert np.allclose(fixed, proxy.truth.numpy())
+
+
+def test_near_face_truths_have_a_parameter_within_one_crb_sigma_of_a_face(proxy):
+    low, high = proxy.prior_low.numpy(), proxy.prior_high.numpy()
+    for i in range(8):
+        truth = draw_truth(proxy, "B", i, 2, "near-face")
+        sigma = crb_std(proxy, truth, CASES["B"])
+        distance = np.minimum(truth - low, high - truth) / sigma
+        assert ((truth >= low) & (truth <= high)).all()
+        assert distance.min() <= 1.0 + 1e-6, (i, truth, distance)
+    with pytest.raises(InputError, match="--truths"):
+        draw_truth(proxy, "B", 0, 2, "edge")
+
+
+def test_a_tiny_study_gives_coverage_and_resumes_only_what_is_missing(tmp_path):
+    out = tmp_path / "s"
+    summary = run_study(study(out), 6, workers=2, progress=False)
+    assert summary["n"] == 6 and summary["run"]["computed"] == 6
+    for name in ("mle", "posterior"):
+        row = summary["fitters"][name]["params"]["b_d"]
+        assert 0 <= row["coverage_1sigma"] <= 1 and row["coverage_1sigma_se"] >= 0
+        assert len(row["coverage_curve"]["coverage"]) == len(row["coverage_curve"]["levels"])
+        assert np.isfinite(row["pull_rms"]) and row["pull_rms"] > 0
+    sbc = summary["fitters"]["posterior"]["params"]["N_u"]["sbc"]
+    assert sum(sbc["counts"]) == 6 and sbc["ranked_among"] == 99
+    against = summary["fitters"]["mle"]["against_posterior"]["a_u"]
+    assert 0.2 < against["sigma_over_post_mean"] < 5  # the MLE's Hessian σ beside the posterior's
+    for png in ("coverage.png", "sbc.png", "pulls.png"):
+        assert (out / png).stat().st_size > 1000
+    assert json.loads((out / "summary.json").read_text())["n"] == 6
+    before = records(out)
+
+    (out / "experiments" / "00002.json").unlink()
+    (out / "experiments" / ".00004.json.x.part").write_text("{cut")  # a write cut by a kill
+    again = run_study(study(out), 6, workers=1, progress=False)
+    assert (again["run"]["computed"], again["run"]["kept"]) == (1, 5)
+    assert records(out) == before  # the same data and fits, whatever the worker count
+    assert not list((out / "experiments").glob(".*.part"))
+
+
+def test_a_rerun_with_other_settings_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "s"
+    run_study(study(out, ("mle",)), 2, progress=False)
+    for other in (study(out, ("mle",), seed=4), study(out, ("mle",), truths="near-face")):
+        with pytest.raises(InputError, match="--overwrite") as err:
+            run_study(other, 2, progress=False)
+        assert "\n" not in str(err.value) and "other settings" in str(err.value)
+    more = run_study(study(out, ("mle",)), 3, progress=False)  # a larger --n extends it
+    assert (more["run"]["computed"], more["n"]) == (1, 3)
+    assert aggregate(out, 2)["n"] == 2
+
+
+def test_the_dask_engine_gives_the_same_records(tmp_path):
+    pytest.importorskip("dask.distributed")
+    run_study(study(tmp_path / "local", ("mle",)), 3, progress=False)
+    run_study(study(tmp_path / "dask", ("mle",)), 3, engine="dask", workers=2, progress=False)
+    assert records(tmp_path / "dask") == records(tmp_path / "local")
+
+
+@pytest.mark.slow
+def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(tmp_path):
+    from dataclasses import replace
+
+    cfg = replace(load_config("configs/inverse/proxy.yaml"), steps=40, replicas=4)
+    s = Study(cfg, "C", "near-face", ("gan", "mle", "posterior"), 1, str(tmp_path), FAST_POSTERIOR)
+    summary = run_study(s, 2, progress=False)
+    gan = summary["fitters"]["gan"]
+    assert gan["params"]["N_u"]["sbc"]["ranked_among"] == 3  # the bootstrap replicas
+    assert np.isfinite(gan["against_posterior"]["b_d"]["sigma_over_post_mean"])
+    assert (tmp_path / "fits" / "00001" / "params.npz").is_file()
+
+
+def test_a_failed_fit_is_recorded_and_counted_not_fatal(tmp_path, monkeypatch):
+    import inverse.study as module
+
+    fit = module._fit_posterior
+
+    def fails_once(theory, data, truth, *args):
+        if data.meta["pseudo_experiment"] == 1:
+            raise ValueError("walkers stuck")
+        return fit(theory, data, truth, *args)
+
+    monkeypatch.setattr(module, "_fit_posterior", fails_once)
+    summary = run_study(study(tmp_path), 3, workers=1, progress=False)
+    post = summary["fitters"]["posterior"]
+    assert (post["n"], post["failed"]) == (2, [1]) and summary["fitters"]["mle"]["n"] == 3
+    record = json.loads((tmp_path / "experiments" / "00001.json").read_text())
+    assert record["fits"]["posterior"] == {"error": "ValueError: walkers stuck"}
