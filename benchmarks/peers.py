@@ -42,6 +42,8 @@ from surrogates.runs import cli_errors, environment, write_json  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 
 SBC_BINS = 10
+SCORES = ("coverage_1sigma", "coverage_se", "coverage_pooled", "sbc_pvalue", "pull_mean",
+          "pull_rms", "std_mean", "dpost_mean", "dpost_rms", "std_over_post")  # fmt: skip
 
 
 def pseudo_source():  # noqa: ANN201
@@ -119,12 +121,11 @@ def score(means, stds, ranks, truths, post, n_draws: int) -> dict:  # noqa: ANN0
     return out
 
 
-def run_case(args: argparse.Namespace, theory, case: str, n: int) -> dict:  # noqa: ANN001
+def run_case(args: argparse.Namespace, theory, case: str, n: int, previous=None) -> dict:  # noqa: ANN001
     cfg = load_config(args.config)
     counts = CASES[case]
-    n_sims, events = matched_n_sims(cfg.steps, cfg.replicas, cfg.events_per_step, counts)
-    if args.sims:
-        n_sims = args.sims
+    matched, events = matched_n_sims(cfg.steps, cfg.replicas, cfg.events_per_step, counts)
+    n_sims = args.sims or matched
     make, pseudo_name = pseudo_source()
     sets = [make(theory, case, i, args.seed) for i in range(n)]
     truths = np.stack([np.asarray(t, dtype=float) for t, _ in sets])
@@ -147,6 +148,13 @@ def run_case(args: argparse.Namespace, theory, case: str, n: int) -> dict:  # no
             }
     peers = {}
     for method in args.methods:
+        done = (previous or {}).get(method)
+        if done is not None:  # --rescore: the peer's answers kept, the yardstick recomputed
+            keep = {k: v for k, v in done.items() if k not in SCORES}
+            peers[method] = keep | score(
+                done["means"], done["stds"], done["ranks"], truths, post, args.draws
+            )
+            continue
         rec: dict = {"method": method}
         if method == "vaim":
             rec |= {"n_sims": 0, "events_simulated": 0, "train_seconds": None,
@@ -175,7 +183,8 @@ def run_case(args: argparse.Namespace, theory, case: str, n: int) -> dict:  # no
             ranks.append((r.draws < np.asarray(truth)).sum(0))
             secs.append(r.seconds)
         rec |= score(means, stds, ranks, truths, post, args.draws)
-        rec |= {"seconds_per_set": float(np.mean(secs)), "means": means, "stds": stds}
+        rec |= {"seconds_per_set": float(np.mean(secs)), "means": means, "stds": stds,
+                "ranks": ranks}  # fmt: skip
         peers[method] = rec
     return {
         "case": case,
@@ -184,11 +193,13 @@ def run_case(args: argparse.Namespace, theory, case: str, n: int) -> dict:  # no
         "pseudo_experiments": pseudo_name,
         "matched_budget": {
             "n_sims": n_sims,
+            "matched_n_sims": matched,
             "gan_events": events,
             "rule": f"one outer-GAN fit ({args.config}): steps {cfg.steps} × "
             f"replicas {cfg.replicas} × events_per_step {cfg.events_per_step} × "
-            f"{len(counts)} channels = {events} events = {n_sims} data sets of "
-            f"{int(sum(counts))} expected events",
+            f"{len(counts)} channels = {events} events = {matched} data sets of "
+            f"{int(sum(counts))} expected events"
+            + (f" (this run: {n_sims}, set by --sims)" if n_sims != matched else ""),
         },
         "truths": truths,
         "exact_posterior": post,
@@ -234,6 +245,10 @@ def main() -> int:
     parser.add_argument("--runs", default="runs/benchmarks/peers")
     parser.add_argument("--out", default="runs/benchmarks/peers.json")
     parser.add_argument("--results", default=None, help="also write its page into this folder")
+    parser.add_argument(
+        "--rescore", default=None, help="JSON of an earlier run: keep its peers' answers, "
+        "recompute the exact posterior and the scores (same --seed, --draws, cases and --n)"
+    )  # fmt: skip
     args = parser.parse_args()
     if len(args.n) != len(args.cases):
         raise InputError(f"--n needs one count per case ({len(args.cases)}), got {len(args.n)}")
@@ -245,8 +260,16 @@ def main() -> int:
     theory = get_theory("proxy")
     result: dict = {"environment": environment(), "args": vars(args),
                     "param_names": list(theory.param_names), "cases": []}  # fmt: skip
+    before = {}
+    if args.rescore:
+        import json
+
+        old = json.loads(Path(args.rescore).read_text())
+        if old["args"]["seed"] != args.seed or old["args"]["draws"] != args.draws:
+            raise InputError(f"{args.rescore} was made with another --seed or --draws")
+        before = {(c["case"], c["n"]): c["peers"] for c in old["cases"]}
     for case, n in zip(args.cases, args.n, strict=True):
-        c = run_case(args, theory, case, n)
+        c = run_case(args, theory, case, n, before.get((case, n)))
         result["cases"].append(c)
         print_case(c, theory.param_names)
         write_json(args.out, result)  # each finished case kept
