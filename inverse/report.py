@@ -20,7 +20,9 @@ from surrogates.ensemble import surrogate_share
 from surrogates.likelihood import (
     FoldedModel,
     MLEResult,
+    Posterior,
     crb_std,
+    exact_posterior,
     fisher_information,
     fit_mle,
     negative_log_likelihood,
@@ -84,6 +86,11 @@ class Yardstick:
             )
         return nll_excess(nll, theta, mle, self.theory.dtype)
 
+    def posterior(self, start: np.ndarray | None = None, seed: int = 0) -> Posterior:
+        """The exact posterior of the data (this likelihood × the uniform prior box), sampled
+        by MCMC from a ball around ``start`` (the MLE; None: fitted first)."""
+        return exact_posterior(self.theory, self.data, folded=self.folded, start=start, seed=seed)
+
 
 class SurrogateYardstick:
     """The yardstick when the module-2 has no density (an event generator): the source itself
@@ -143,6 +150,11 @@ class SurrogateYardstick:
             self.likelihood.nll(np.asarray(theta, dtype=float), self.counts, self.exposure)
             - mle.nll
         )
+
+    def posterior(self, start: np.ndarray | None = None, seed: int = 0) -> None:
+        """None: a module-2 with no density has no exact posterior (the surrogate's would share
+        the surrogate's errors)."""
+        return None
 
 
 def make_yardstick(

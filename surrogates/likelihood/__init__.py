@@ -1,5 +1,5 @@
 """The statistical yardstick both sides measure against: extended likelihood (unbinned, binned,
-folded through a detector), Fisher information, the Cramér–Rao bound, maximum likelihood."""
+folded through a detector), Fisher information, the Cramér–Rao bound, maximum likelihood, the exact posterior (MCMC)."""
 
 from surrogates.likelihood.binned import BinnedEvents, fit_binned_mle
 from surrogates.likelihood.extended import (
@@ -10,6 +10,7 @@ from surrogates.likelihood.extended import (
 )
 from surrogates.likelihood.folded import FoldedModel
 from surrogates.likelihood.optimize import MLEResult, maximize, nll_excess
+from surrogates.likelihood.posterior import Posterior, exact_posterior
 
 __all__ = [
     "negative_log_likelihood",
@@ -22,4 +23,6 @@ __all__ = [
     "BinnedEvents",
     "MLEResult",
     "FoldedModel",
+    "Posterior",
+    "exact_posterior",
 ]
