@@ -209,6 +209,21 @@ def run_case(args: argparse.Namespace, theory, case: str, n: int, previous=None)
     }
 
 
+PER_SET = ("means", "stds", "ranks")
+
+
+def compact(result: dict) -> dict:
+    """The result without its per-set arrays (truths, answers, ranks, posterior means)."""
+    cases = []
+    for c in result["cases"]:
+        post = c["exact_posterior"] and {
+            k: v for k, v in c["exact_posterior"].items() if k not in ("mean", "std")
+        }
+        peers = {m: {k: v for k, v in r.items() if k not in PER_SET} for m, r in c["peers"].items()}
+        cases.append(c | {"truths": None, "exact_posterior": post, "peers": peers})
+    return result | {"cases": cases}
+
+
 def print_case(c: dict, names) -> None:  # noqa: ANN001
     print(f"\ncase {c['case']}: {c['n']} pseudo-experiments ({c['pseudo_experiments']}); budget "
           f"{c['matched_budget']['rule']}")  # fmt: skip
@@ -282,8 +297,10 @@ def main() -> int:
         write_json(args.out, result)  # each finished case kept
     out = write_json(args.out, result)
     print(f"wrote {out}")
-    if args.results:
-        results.write_benchmark_page("peers", result, args.results, out)
+    if args.results:  # the page and a compact JSON beside it (no per-set arrays)
+        page = compact(result)
+        kept = write_json(Path(args.results) / "peers.json", page)
+        results.write_benchmark_page("peers", page, args.results, kept)
     return 0
 
 
