@@ -68,3 +68,31 @@ def test_tiny_peer_trains_and_samples_inside_the_box(proxy, method) -> None:  # 
     assert post.draws.shape == (300, 6) and np.isfinite(post.draws).all()
     assert ((post.draws >= low) & (post.draws <= high)).all()
     assert np.allclose(post.mean, post.draws.mean(0)) and (post.std > 0).all()
+
+
+@pytest.mark.slow  # results.py also rebuilds the zoo page: ~15 s on 2 busy cores
+def test_committed_peers_page_is_the_one_its_json_gives(tmp_path) -> None:  # noqa: ANN001
+    """docs/results/peers.md is generated from docs/results/peers.json, not typed."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from surrogates.resources import checkpoint_dir
+
+    root = Path(__file__).resolve().parent.parent
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    shutil.copy(root / "docs/results/peers.json", bench / "peers.json")
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks/results.py"), "--checkpoints",
+         str(checkpoint_dir()), "--benchmarks", str(bench), "--results", str(tmp_path / "out"),
+         "--out", str(tmp_path / "r.json")],
+        capture_output=True, text=True, cwd=root, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(root), "WANDB_MODE": "disabled"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tables = [
+        [line for line in p.read_text().splitlines() if line.startswith("|")]
+        for p in (tmp_path / "out/peers.md", root / "docs/results/peers.md")
+    ]
+    assert tables[0] == tables[1] and len(tables[0]) == 2 * (2 + 3 * 6)
