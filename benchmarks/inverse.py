@@ -26,6 +26,7 @@ import torch
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from inverse.peers import train_peer, vaim_posterior  # noqa: E402
 from inverse.sources import make_source  # noqa: E402
 from inverse.training import load_config, run_outer_gan  # noqa: E402
 from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
@@ -63,75 +64,20 @@ def steps_to_mle(
 
 def vaim_inverse(theory, data: ObservedData, name: str = "vaim", n: int = 2000) -> dict:  # noqa: ANN001
     """θ from the VAIM backward mapper fed with kernel estimates of the observed densities."""
-    from scipy.stats import gaussian_kde
-
-    from surrogates.zoo import load_surrogate
-
-    model = load_surrogate(name, theory)
-    grid = model.grid.double().numpy()
-    lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
-    pdfs = []
-    for ev in data.events:
-        s = (ev[:, 0] - lo) / (hi - lo)
-        y = np.log(s) - np.log1p(-s)  # smooth in logit space, then back to x
-        sg = np.clip((grid - lo) / (hi - lo), 1e-9, 1 - 1e-9)
-        dens = gaussian_kde(y)(np.log(sg) - np.log1p(-sg)) / (sg * (1 - sg) * (hi - lo))
-        pdfs.append(dens / np.trapezoid(dens, grid))
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        samples = (
-            model.invert(
-                torch.as_tensor(np.stack(pdfs)[None]), n, torch.Generator().manual_seed(0)
-            )[0]
-            .double()
-            .numpy()
-        )
-    return {"params": samples.mean(0), "std": samples.std(0), "seconds": time.perf_counter() - t0}
-
-
-def summary(theory, data: ObservedData, bins: int = 16) -> np.ndarray:  # noqa: ANN001
-    """A fixed-length summary of a data set for NPE: bin fractions per channel in logit(s), log norms."""
-    lo, hi = float(theory.x_low[0]), float(theory.x_high[0])
-    edges = np.linspace(-5.0, 4.0, bins + 1)
-    out = []
-    for ev in data.events:
-        s = np.clip((ev[:, 0] - lo) / (hi - lo), 1e-12, 1 - 1e-12)
-        h = np.histogram(np.clip(np.log(s) - np.log1p(-s), -4.999, 3.999), edges)[0]
-        out.append(h / max(h.sum(), 1))
-    out.append(np.log(data.norms))
-    return np.concatenate(out)
+    v = vaim_posterior(theory, data, name, n_draws=n, seed=0)
+    return {"params": v.mean, "std": v.std, "seconds": v.seconds}
 
 
 def npe_baseline(theory, data: ObservedData, counts, n_sims: int, seed: int) -> dict:  # noqa: ANN001
-    """Neural posterior estimation (sbi, NSF) on binned summaries, ``n_sims`` simulated data sets."""
-    from sbi.inference import NPE
-    from sbi.utils import BoxUniform
-
+    """sbi's NPE (neural spline flow, `inverse.peers`) trained on ``n_sims`` simulated data sets."""
     t0 = time.perf_counter()
-    low, high = theory.prior_low.float(), theory.prior_high.float()
-    gen = torch.Generator().manual_seed(seed)
-    thetas = low + (high - low) * torch.rand(n_sims, len(low), generator=gen)
-    xs = np.stack(
-        [
-            summary(
-                theory, simulate_observed(theory, t.double().numpy(), counts, seed=seed + 1 + i)
-            )
-            for i, t in enumerate(thetas)
-        ]
-    )
-    sim_seconds = time.perf_counter() - t0
-    torch.manual_seed(seed)
-    inference = NPE(prior=BoxUniform(low, high), density_estimator="nsf", show_progress_bars=False)
-    inference.append_simulations(thetas, torch.as_tensor(xs, dtype=torch.float32))
-    estimator = inference.train()
-    posterior = inference.build_posterior(estimator)
-    obs = torch.as_tensor(summary(theory, data), dtype=torch.float32)
-    samples = posterior.sample((4000,), x=obs, show_progress_bars=False).double().numpy()
+    peer = train_peer(theory, counts, "npe", n_sims=n_sims, seed=seed)
+    v = peer.sample(data, 4000, seed=seed)
     return {
-        "params": samples.mean(0),
-        "std": samples.std(0),
+        "params": v.mean,
+        "std": v.std,
         "n_sims": n_sims,
-        "sim_seconds": sim_seconds,
+        "sim_seconds": peer.sim_seconds,
         "seconds": time.perf_counter() - t0,
     }
 

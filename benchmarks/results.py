@@ -8,7 +8,7 @@ Writes ``docs/results/zoo.md`` from the cards ``checkpoints/*.json`` (the held-o
 C2ST, W1, KS, norm error, training time, sampling speed), and one page per benchmark whose JSON
 is found under ``--benchmarks`` (``sampling.json``, ``grids.json``, ``surrogates.json``, ``theta_shift.json``,
 ``shift_map.json``, ``ensemble.json``, ``inverse.json``, ``study.json``, ``study_speed.json``,
-``dis/dis.json``, ``posterior.json``). Prints the zoo table
+``dis/dis.json``, ``posterior.json``, ``peers.json``). Prints the zoo table
 and writes the rows as JSON. Every page says beside its tables the command that regenerates it
 and the date and commit of what it was made from; nothing in docs/results/ is typed by hand.
 
@@ -353,6 +353,46 @@ def _inverse(p: dict) -> list[str]:
     return sections
 
 
+def _peers(p: dict) -> list[str]:
+    sections = []
+    names = p["param_names"]
+    for c in p["cases"]:
+        post = c.get("exact_posterior")
+        rows = []
+        for m, r in c["peers"].items():
+            for j, name in enumerate(names):
+                rows.append(
+                    [m, name, f"{fmt(r['coverage_1sigma'][j], '.2f')} ± {fmt(r['coverage_se'][j], '.2f')}",
+                     fmt(r["sbc_pvalue"][j], ".3f"), fmt(r["pull_rms"][j], ".2f"),
+                     fmt(r["dpost_mean"][j] if "dpost_mean" in r else None, ".2f"),
+                     fmt(r["std_over_post"][j] if "std_over_post" in r else None, ".2f"),
+                     fmt(r["train_seconds"], ".0f"), fmt(r["seconds_per_set"], ".3f"),
+                     fmt(r["budget"])]
+                )  # fmt: skip
+        header = [
+            "peer", "parameter", "1σ coverage", "SBC χ² p", "rms pull", "mean \\|Δ\\|/σ_post",
+            "σ/σ_post", "training s", "s per set", "simulations",
+        ]  # fmt: skip
+        if not post:
+            yard = "none in this run (the columns against the posterior are dashes)"
+        else:
+            yard = (
+                f"the exact posterior (emcee, `exact_posterior`, ESS target {post['min_ess']}) on "
+                f"the first {post['sets']} sets ({post['converged']} converged, max R̂ "
+                f"{post['rhat_max']:.3f}, min ESS {post['ess_min']:.0f}; "
+                f"{post['seconds_per_set']:.0f} s a set); the columns against it are over those sets"
+            )
+        sections += [
+            f"## Case {c['case']}: {c['n']} pseudo-experiments",
+            f"Pseudo-experiments: {c['pseudo_experiments']}. Matched budget: "
+            f"{c['matched_budget']['rule']}. Yardstick: {yard}. Coverage: \\|mean − truth\\| ≤ "
+            f"std, ± binomial error; SBC: rank of the truth among {p['args']['draws']} draws, "
+            f"{10} bins.",
+            markdown_table(header, rows),
+        ]
+    return sections
+
+
 def _dis(p: dict) -> list[str]:
     rows = [
         [r["source"], fmt(r["truth"], "d"), fmt(r["counts"], "d"),
@@ -535,6 +575,10 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
     "posterior": ("The exact posterior: speed, convergence, against the MLE", "posterior.json",
                   "emcee on the exact likelihood × the prior box, beside the MLE, per case and θ "
                   "(`benchmarks/posterior.py`).", _posterior),
+    "peers": ("Peers: NPE, FMPE, VAIM on the pseudo-experiments", "peers.json",
+              "sbi's NPE and flow-matching NPE trained at the outer GAN's simulation budget, and "
+              "the VAIM inverse, over pseudo-experiments against their truths and the exact "
+              "posterior (`benchmarks/peers.py`).", _peers),
 }  # fmt: skip
 
 
