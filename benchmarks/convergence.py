@@ -18,8 +18,8 @@ the page docs/results/convergence.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,37 +78,40 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", default="runs/benchmarks/convergence")
     parser.add_argument("--out", default="runs/benchmarks/convergence.json")
     parser.add_argument("--results", default=None, help="also write the page into this folder")
+    parser.add_argument("--from-json", default=None, help="no fits: summarize this run's JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     theory = get_theory("proxy")
     cfg = load_config(args.config)
     payload: dict = {"environment": environment(), "args": vars(args), "rows": []}
-    plan = [
-        ("B", cfg.steps, args.case_b, args.seed),
-        ("A", args.steps_a, args.case_a, args.seed + 1),
-    ]
-    for case, steps, n, seed in plan:
-        for i, theta in enumerate(truths(theory, n, seed)):
-            data = simulate_observed(theory, theta, CASES[case], seed=seed * 100 + i)
-            for schedule, enabled in (("fixed", False), ("stop rule", True)):
-                c = replace(cfg, steps=steps, stop=replace(cfg.stop, enabled=enabled), seed=0)
-                if not enabled:  # the shipped config before the rule: one replica on the data
-                    c = replace(c, data_replicas=args.fixed_data_replicas)
-                t0 = time.perf_counter()
-                out = Path(args.runs) / f"{case}-{i}-{'stop' if enabled else 'fixed'}"
-                row = fit_row(theory, data, c, out, schedule)
-                row.update(
-                    case=case, truth=theta, truth_index=i, total_seconds=time.perf_counter() - t0
-                )
-                payload["rows"].append(row)
-                r = np.asarray(row["std_over_crb"])
-                print(
-                    f"case {case} truth {i} {schedule:>9}: {row['seconds']:6.1f} s, "
-                    f"{row['steps']:5d} steps ({row['stop_reason']}), max |GAN − MLE|/σ_CRB "
-                    f"{row['max_dmle_crb']:.2f}, σ/σ_CRB {r.min():.2f}–{r.max():.2f}",
-                    flush=True,
-                )
-                write_json(args.out, payload)  # after every fit: a killed run keeps its fits
+    if args.from_json:  # the page from a run's JSON (a run stopped early keeps its fits)
+        payload = json.loads(Path(args.from_json).read_text())
+        args.out = args.from_json
+    else:
+        sets = {
+            "B": (cfg.steps, truths(theory, args.case_b, args.seed), args.seed),
+            "A": (args.steps_a, truths(theory, args.case_a, args.seed + 1), args.seed + 1),
+        }
+        # every case's fits by the rule first, then the fixed schedule's (the slow ones)
+        for schedule, enabled in (("stop rule", True), ("fixed", False)):
+            for case, (steps, thetas, seed) in sets.items():
+                for i, theta in enumerate(thetas):
+                    data = simulate_observed(theory, theta, CASES[case], seed=seed * 100 + i)
+                    c = replace(cfg, steps=steps, stop=replace(cfg.stop, enabled=enabled), seed=0)
+                    if not enabled:  # the shipped config before the rule: one data replica
+                        c = replace(c, data_replicas=args.fixed_data_replicas)
+                    out = Path(args.runs) / f"{case}-{i}-{'stop' if enabled else 'fixed'}"
+                    row = fit_row(theory, data, c, out, schedule)
+                    row.update(case=case, truth=theta, truth_index=i)
+                    payload["rows"].append(row)
+                    r = np.asarray(row["std_over_crb"])
+                    print(
+                        f"case {case} truth {i} {schedule:>9}: {row['seconds']:6.1f} s, "
+                        f"{row['steps']:5d} steps ({row['stop_reason']}), max |GAN − MLE|/σ_CRB "
+                        f"{row['max_dmle_crb']:.2f}, σ/σ_CRB {r.min():.2f}–{r.max():.2f}",
+                        flush=True,
+                    )
+                    write_json(args.out, payload)  # after every fit: a killed run keeps its fits
     payload["summary"] = summary(payload["rows"])
     print_summary(payload["summary"])
     out = write_json(args.out, payload)
