@@ -1,20 +1,23 @@
 """When the outer GAN has settled: a stopping rule judged against the estimate's own noise.
 
 The fixed schedule (``steps`` generator updates, cosine decay over all of them) spends most of
-its steps on a trace that has long stopped moving. `SettleRule` watches what a run reports, per
-recorded trace point t: the data replicas' mean θ and the bootstrap replicas' spread, both in
-units of the Fisher σ of the data (the one the generator's steps are scaled with). Over two
-adjacent windows of ``window`` trace points it compares the window means; each mean's standard
-error comes from batch means (``batches`` batches per window, so the autocorrelation of the
-trace is in the error). The trace has settled when, at ``patience`` checks in a row,
+its steps on a trace that has long stopped moving. `SettleRule` watches the recorded trace of
+every replica's θ, in units of the data's Fisher σ (the one the generator's steps are scaled
+with), over two adjacent windows of ``window`` trace points. The replicas are independent fits
+driven by the same kind of noise, so each replica's move between the two window means splits,
+across replicas, into a common move (the fit still going somewhere) and a spread (the noise of a
+window mean, however long the trace's correlation time: batch means on one replica's trace
+underestimated it 2–10× on the proxy, docs/notes/2026-12-01-convergence.md). The trace has
+settled when, at ``patience`` checks in a row,
 
-- every monitored quantity moved by less than ``k`` × the standard error of that move (or by
-  less than ``tolerance`` σ, negligible whatever its error), and
-- the last window's mean is known to better than ``tolerance`` σ (a noisy trace whose average
-  is still uncertain does not pass by having a large error).
+- every parameter's common move is below ``k`` standard errors (spread/√R), or below
+  ``tolerance`` σ (negligible whatever its error: a parameter pinned at a face of the box creeps
+  with almost no noise), and
+- so is the change of the replicas' widths (the fit's σ still growing or shrinking).
 
 Then the learning rates are annealed over ``anneal`` further steps (`AnnealSchedule`) and the run
-stops. The rule is a pure function of the trace: unit-tested on synthetic traces
+stops once the test passes again with each window mean known to better than ``precision`` σ.
+The rule is a pure function of the trace: unit-tested on synthetic traces
 (tests/test_convergence.py) and measured on the proxy in benchmarks/convergence.py.
 """
 

@@ -586,9 +586,10 @@ class OuterGAN(pl.LightningModule):
         return {
             "stopped_at": steps,
             "stop_reason": self.stop_reason,
-            # the learning rates reached their floor: the full cosine, or the anneal finished
+            # the learning rates reached their floor: the full cosine, or the whole anneal
             "schedule_completed": steps >= self.steps
-            or (self.settled_at is not None and steps > self.settled_at + self.schedule_g.anneal),
+            if self.settled_at is None
+            else steps > self.settled_at + self.schedule_g.anneal,
             "settled_at": self.settled_at,
             "stop_sigma": self.stop_sigma,
             "last_check": None
