@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from pytorch_lightning.callbacks import Callback
 
 from inverse.config import FitConfig, StopConfig
 from inverse.convergence import AnnealSchedule, SettleRule
@@ -108,3 +109,40 @@ def test_a_fit_stops_once_settled_and_records_it(tmp_path, proxy):
     assert m["steps"] == saved["stopped_at"] and saved["last_check"]["passed"]
     trace = np.load(tmp_path / "params.npz")["trace_steps"]
     assert trace[-1] == saved["stopped_at"] - 1
+
+
+class _Interrupt(Callback):
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if int(pl_module.step_count) == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_a_run_interrupted_in_its_anneal_resumes_it(tmp_path, proxy, monkeypatch):
+    """Killed after it settled (step 120 here): the resumed run keeps the settle step and the
+    anneal's end from the checkpoint, and stops there."""
+    import inverse.training as training
+
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=3)
+    stop = StopConfig(enabled=True, window=4, min_steps=20, anneal=40, precision=1.0)
+    cfg = FitConfig(
+        steps=600, replicas=6, events_per_step=64, compare_mle=False, stop=stop,
+        gan={"trace_every": 5}, trainer={"checkpoint_every": 10},
+    )  # fmt: skip
+    original = training.pl.Trainer
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        kwargs["callbacks"] = [*kwargs["callbacks"], _Interrupt(135)]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training.pl, "Trainer", interrupted)
+    source = make_source("exact", proxy)
+    with pytest.raises(SystemExit):
+        run_outer_gan(proxy, data, source, cfg, tmp_path, progress=False)
+    monkeypatch.setattr(training.pl, "Trainer", original)
+    m = run_outer_gan(proxy, data, source, cfg, tmp_path, resume=True, progress=False)
+    assert m["settled_at"] == 120 and m["stop_reason"] == "settled"
+    assert m["stopped_at"] == 161  # the anneal's end (120 + 40), then the final check passed
