@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                     out = Path(args.runs) / f"{case}-{i}-{'stop' if enabled else 'fixed'}"
                     row = fit_row(theory, data, c, out, schedule)
                     row.update(case=case, truth=theta, truth_index=i)
+                    row["load_average"] = os.getloadavg()[0]  # the machine is shared
                     payload["rows"].append(row)
                     r = np.asarray(row["std_over_crb"])
                     print(

@@ -415,7 +415,8 @@ def _convergence(p: dict) -> list[str]:
     ]  # fmt: skip
     rows = [
         [r["case"], fmt(r["truth_index"], "d"), r["schedule"], fmt(r["seconds"], ".0f"),
-         fmt(r["steps"], "d"), fmt(r["settled_at"], "d"), r["stop_reason"],
+         fmt(r["steps"], "d"), fmt(1000 * r["seconds"] / r["steps"], ".0f"),
+         fmt(r.get("load_average"), ".1f"), fmt(r["settled_at"], "d"), r["stop_reason"],
          fmt(r["max_dmle_crb"], ".2f"),
          f"{min(r['std_over_crb']):.2f}–{max(r['std_over_crb']):.2f}"]
         for r in p["rows"]
@@ -424,14 +425,17 @@ def _convergence(p: dict) -> list[str]:
         f"Truths uniform in the prior box (10% inset): case B numpy seed {a.get('seed')}, case A "
         f"seed {None if a.get('seed') is None else a['seed'] + 1} (the rule was tuned on seed "
         "0's truth); exact source, one torch thread; seconds are the training's wall time (the "
-        "MLE comparison not included) on a 2-core machine shared with other jobs. Accuracy: "
+        "MLE comparison not included) on a 2-core machine shared with other jobs (its 1-minute "
+        "load average after the fit, where recorded: the same step costs ~5× more at load 8 "
+        "than at load 1.5). Accuracy: "
         "max over parameters of |θ_GAN − θ_MLE|/σ_CRB on the same data.",
     ]
     if summary:
         header = ["case", "schedule", "fits", "seconds (median)", "seconds (max)", "steps (median)",
                   "max \\|GAN − MLE\\|/σ_CRB", "σ/σ_CRB", "settled"]  # fmt: skip
         sections.append(markdown_table(header, summary))
-    header = ["case", "truth", "schedule", "seconds", "steps", "anneal from", "stop",
+    header = ["case", "truth", "schedule", "seconds", "steps", "ms per step", "machine load",
+              "anneal from", "stop",
               "max \\|GAN − MLE\\|/σ_CRB", "σ/σ_CRB"]  # fmt: skip
     sections.append(markdown_table(header, rows))
     return sections
