@@ -424,7 +424,7 @@ def _convergence(p: dict) -> list[str]:
     sections = [
         f"Truths uniform in the prior box (10% inset): case B numpy seed {a.get('seed')}, case A "
         f"seed {None if a.get('seed') is None else a['seed'] + 1} (the rule was tuned on seed "
-        "0's truth); exact source, one torch thread; seconds are the training's wall time (the "
+        "0's truth, the window lag on seed 1000's first two case-B truths); exact source, one torch thread; seconds are the training's wall time (the "
         "MLE comparison not included) on a 2-core machine shared with other jobs (its 1-minute "
         "load average after the fit, where recorded: the same step costs ~5× more at load 8 "
         "than at load 1.5). Accuracy: "

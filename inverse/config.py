@@ -177,6 +177,7 @@ class StopConfig:
         tolerance: σ units: a move below it is negligible whatever its error.
         precision: σ units: to stop, a replica's window mean must be known to better than this (after the anneal).
         patience: checks in a row that must pass before the anneal.
+        lag: compare the last window with the one this many windows before it (1: adjacent; a slow drift grows with the distance, the noise does not).
         min_steps: generator steps before the first check.
         anneal: generator steps over which the learning rates decay once settled (cosine to gan.g_lr_floor).
     """
@@ -187,7 +188,8 @@ class StopConfig:
     tolerance: float = 0.05
     precision: float = 0.15
     patience: int = 3
-    min_steps: int = 400
+    lag: int = 2
+    min_steps: int = 300
     anneal: int = 1200
 
     def __post_init__(self) -> None:
@@ -197,7 +199,8 @@ class StopConfig:
         positive_number("stop.tolerance", self.tolerance, 0.05)
         positive_number("stop.precision", self.precision, 0.15)
         positive_int("stop.patience", self.patience, 3)
-        positive_int("stop.min_steps", self.min_steps, 400)
+        positive_int("stop.lag", self.lag, 2)
+        positive_int("stop.min_steps", self.min_steps, 300)
         positive_int("stop.anneal", self.anneal, 1200)
 
 

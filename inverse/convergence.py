@@ -40,11 +40,11 @@ class SettleCheck:
     error: float  # the largest noise of one replica's window mean (σ units)
 
 
-def window_moves(trace: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each replica's mean over the last ``window`` points and its move from the window before,
-    ((R, P), (R, P)), from a trace (n ≥ 2 × window, R, P)."""
-    old = trace[-2 * window : -window].mean(0)
+def window_moves(trace: np.ndarray, window: int, lag: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Each replica's mean over the last ``window`` points and its move from the window that
+    starts ``lag`` windows earlier, ((R, P), (R, P)), from a trace (n ≥ (lag + 1) × window, R, P)."""
     new = trace[-window:].mean(0)
+    old = trace[-(lag + 1) * window : len(trace) - lag * window].mean(0)
     return new, new - old
 
 
@@ -68,6 +68,9 @@ class SettleRule:
         precision: to stop (`check` with ``final``), a replica's window mean must be known to
             better than this many σ (its noise: the spread of the moves / √2).
         patience: checks in a row that must pass.
+        lag: compare the last window with the one ``lag`` windows before it (a slow drift
+            grows with the distance, the noise of two window means does not, once they are
+            further apart than the trace's correlation time).
     """
 
     window: int = 20
@@ -75,17 +78,18 @@ class SettleRule:
     tolerance: float = 0.05
     precision: float = 0.1
     patience: int = 3
+    lag: int = 1
 
     def check(
         self, trace: np.ndarray, sigma: np.ndarray, final: bool = False
     ) -> SettleCheck | None:
-        """The test on the last 2 × window points of ``trace`` (n, R, P) in units ``sigma`` (P,);
+        """The test on the last (lag + 1) × window points of ``trace`` (n, R, P) in units ``sigma`` (P,);
         None while too short or with fewer than 3 replicas. ``final``: also the precision."""
         trace = np.asarray(trace, dtype=float) / np.asarray(sigma, dtype=float)
         n, r = trace.shape[:2]
-        if n < 2 * self.window or r < 3:
+        if n < (self.lag + 1) * self.window or r < 3:
             return None
-        new, move = window_moves(trace, self.window)
+        new, move = window_moves(trace, self.window, self.lag)
         spread = move.std(0, ddof=1)  # (P,) noise of one replica's move
         common = np.abs(move.mean(0))
         se = spread / np.sqrt(r)

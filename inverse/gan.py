@@ -537,7 +537,7 @@ class OuterGAN(pl.LightningModule):
         """The learning-rate schedules and, with ``stop.enabled``, the settle rule's state."""
         self.stop_enabled = stop.enabled
         self.stop_rule = SettleRule(
-            stop.window, stop.k, stop.tolerance, stop.precision, stop.patience
+            stop.window, stop.k, stop.tolerance, stop.precision, stop.patience, stop.lag
         )
         self.schedule_g = AnnealSchedule(self.steps, gan.g_lr_floor, stop.anneal)
         self.schedule_d = AnnealSchedule(self.steps, gan.d_lr_floor, stop.anneal)

@@ -105,6 +105,7 @@ SAMPLES = {
     "--stop.tolerance": "0.1",
     "--stop.precision": "0.3",
     "--stop.patience": "5",
+    "--stop.lag": "1",
     "--stop.min_steps": "100",
     "--stop.anneal": "500",
     "--trainer.accelerator": "cpu",
@@ -135,8 +136,8 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 47
-    )  # every key of the YAML: 18 top-level, 20 gan, 8 stop, 4 trainer, minus blocks
+        len(options) == 48
+    )  # every key of the YAML: 18 top-level, 20 gan, 9 stop, 4 trainer, minus blocks
     for option in options:
         cfg = parse_cli(FitConfig, [option, SAMPLES[option]], "prog", None)
         expected = yaml.safe_load(SAMPLES[option])
