@@ -48,6 +48,18 @@ def test_does_not_settle_while_the_replicas_drift_together():
         assert RULE.settled_at(_trace(drift=0.05, seed=seed), SIGMA) is None, seed
 
 
+def test_windows_further_apart_see_a_slow_drift():
+    # 0.01 σ per point, 0.2 σ per window: adjacent windows (lag 1) call it settled, windows 3
+    # apart (the move 3× larger, the noise of two window means not) do not
+    adjacent = SettleRule(window=20, k=3.0, tolerance=0.05, lag=1)
+    apart = SettleRule(window=20, k=3.0, tolerance=0.05, lag=3)
+    for seed in range(3):
+        slow = _trace(drift=0.01, seed=seed)
+        assert adjacent.settled_at(slow, SIGMA) is not None, seed
+        assert apart.settled_at(slow, SIGMA) is None, seed
+        assert apart.settled_at(_trace(seed=seed), SIGMA) < 100, seed  # still settles when flat
+
+
 def test_does_not_settle_while_the_replicas_still_spread():
     # widths growing by 2% per point (49% per window): the fit's σ is not there yet
     for seed in range(3):
