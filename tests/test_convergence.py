@@ -139,7 +139,7 @@ def test_a_run_interrupted_in_its_anneal_resumes_it(tmp_path, proxy, monkeypatch
     import inverse.training as training
 
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=3)
-    stop = StopConfig(enabled=True, window=4, min_steps=20, anneal=40, precision=1.0)
+    stop = StopConfig(enabled=True, window=4, lag=1, min_steps=20, anneal=40, precision=1.0)
     cfg = FitConfig(
         steps=600, replicas=6, events_per_step=64, compare_mle=False, stop=stop,
         gan={"trace_every": 5}, trainer={"checkpoint_every": 10},
