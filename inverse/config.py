@@ -50,6 +50,7 @@ from surrogates.validation import (
 __all__ = [
     "GanConfig",
     "TrainerConfig",
+    "StopConfig",
     "FitConfig",
     "ClosureConfig",
     "MLEConfig",
@@ -158,6 +159,52 @@ def precondition_fractions(at: object) -> float | list[float]:
 
 
 @dataclass
+class StopConfig:
+    """When the outer GAN stops before ``steps`` (the ``stop:`` block; `inverse.convergence`).
+
+    Once ``min_steps`` have run (and the last ``gan.precondition_at`` re-scaling is past), the
+    trace is checked at every recorded point: the data replicas' mean θ and the bootstrap
+    replicas' spread, in units of the data's Fisher σ, averaged over two adjacent windows. When
+    their move is below ``k`` standard errors (batch means) at ``patience`` checks in a row, the
+    learning rates are annealed over ``anneal`` steps; then the run stops once the last window's
+    mean is known to better than ``tolerance`` σ and has stopped moving (``steps`` stays the
+    maximum). How it was chosen: docs/notes/2026-12-01-convergence.md.
+
+    Args:
+        enabled: stop once settled (false: the fixed schedule of ``steps`` generator updates).
+        window: trace points per window (each gan.trace_every generator steps).
+        k: a common move of the replicas smaller than k standard errors counts as noise.
+        tolerance: σ units: a move below it is negligible whatever its error.
+        precision: σ units: to stop, a replica's window mean must be known to better than this (after the anneal).
+        patience: checks in a row that must pass before the anneal.
+        lag: compare the last window with the one this many windows before it (1: adjacent; a slow drift grows with the distance, the noise does not).
+        min_steps: generator steps before the first check.
+        anneal: generator steps over which the learning rates decay once settled (cosine to gan.g_lr_floor).
+    """
+
+    enabled: bool = False
+    window: int = 20
+    k: float = 3.0
+    tolerance: float = 0.05
+    precision: float = 0.15
+    patience: int = 3
+    lag: int = 2
+    min_steps: int = 300
+    anneal: int = 1200
+
+    def __post_init__(self) -> None:
+        flag("stop.enabled", self.enabled)
+        positive_int("stop.window", self.window, 20)
+        positive_number("stop.k", self.k, 3.0)
+        positive_number("stop.tolerance", self.tolerance, 0.05)
+        positive_number("stop.precision", self.precision, 0.15)
+        positive_int("stop.patience", self.patience, 3)
+        positive_int("stop.lag", self.lag, 2)
+        positive_int("stop.min_steps", self.min_steps, 300)
+        positive_int("stop.anneal", self.anneal, 1200)
+
+
+@dataclass
 class TrainerConfig:
     """Where and how the outer GAN trains (the ``trainer:`` block).
 
@@ -191,7 +238,7 @@ class FitConfig:
         theory: the theory of the data, the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md.
         source: the EventSource: exact, a zoo name (flow-zuko, vaim, ...), a .ckpt path, or several, comma-separated (an ensemble).
         seed: seed of the replicas, the latents and the networks.
-        steps: generator updates (learning rates decay over them, cosine).
+        steps: generator updates (learning rates decay over them, cosine); with stop.enabled the maximum.
         replicas: data replicas R: the data replicas plus bootstrap resamples (σ from the latter).
         data_replicas: replicas on the observed data itself (independent generators), θ = their mean.
         events_per_step: generated and observed events per replica and channel each step.
@@ -205,6 +252,7 @@ class FitConfig:
         overwrite: replace a finished run in the run directory (refused otherwise).
         progress: show the progress bar (--no-progress: false).
         gan: the outer GAN's networks, learning rates and schedule.
+        stop: when to stop before steps (the trace settled, judged against its own noise).
         trainer: where and how it trains.
     """
 
@@ -225,6 +273,7 @@ class FitConfig:
     overwrite: bool = False
     progress: bool = True
     gan: GanConfig = field(default_factory=GanConfig)
+    stop: StopConfig = field(default_factory=StopConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def __post_init__(self) -> None:
@@ -249,6 +298,7 @@ class FitConfig:
             raise InputError("--resume continues a run and --overwrite replaces it: give one")
         flag("progress", self.progress)
         self.gan = _block(GanConfig, self.gan, "gan")
+        self.stop = _block(StopConfig, self.stop, "stop")
         self.trainer = _block(TrainerConfig, self.trainer, "trainer")
         k, r = self.data_replicas, self.replicas
         if k > r or (k > 1 and r - k < 2):

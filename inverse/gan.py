@@ -34,7 +34,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from inverse.config import BOX_MAPS, PRECONDITION_SCALES, GanConfig, to_dict
+from inverse.config import BOX_MAPS, PRECONDITION_SCALES, GanConfig, StopConfig, to_dict
+from inverse.convergence import AnnealSchedule, SettleRule
 from surrogates.data import ObservedData
 from surrogates.errors import check_choice
 from surrogates.theory import Theory
@@ -286,9 +287,11 @@ class OuterGAN(pl.LightningModule):
         source_members: Sequence[int] | None = None,
         covariance=None,  # noqa: ANN001 - callable θ (P,) → Cramér–Rao covariance (P, P)
         detector=None,  # noqa: ANN001 - surrogates.detector.DISDetector or None
+        stop: StopConfig | None = None,
     ) -> None:
         super().__init__()
         gan = GanConfig() if gan is None else gan
+        stop = StopConfig() if stop is None else stop
         # the checkpoint records the primitives; source, data, theory tensors, covariance and
         # detector are objects the caller rebuilds (from the run's config.yaml)
         self.save_hyperparameters(
@@ -301,6 +304,7 @@ class OuterGAN(pl.LightningModule):
                 "seed": seed,
                 "source_members": None if source_members is None else list(source_members),
                 "gan": to_dict(gan),
+                "stop": to_dict(stop),
             }
         )
         self.automatic_optimization = False
@@ -373,6 +377,7 @@ class OuterGAN(pl.LightningModule):
         self._previous_fake: list[tuple[Tensor, Tensor | None]] | None = None
         self.trace: list[np.ndarray] = []
         self.trace_steps: list[int] = []
+        self._setup_stop(stop, gan)
 
     @property
     def trainer_steps(self) -> int:
@@ -452,18 +457,13 @@ class OuterGAN(pl.LightningModule):
         opt_g = torch.optim.Adam(self.generator_net.parameters(), lr=self.lr_g, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr_d, betas=(0.5, 0.999))
 
-        def cosine(floor: float):  # noqa: ANN202
-            def f(step: int) -> float:
-                c = 0.5 * (1 + math.cos(math.pi * min(step / self.steps, 1.0)))
-                return floor + (1 - floor) * c
-
-            return f
-
-        # the generator's rate decays to 1%: its noise shrinks as it settles; the discriminators'
-        # only to d_lr_floor: a frozen discriminator turns the generator into a mode seeker
+        # cosine over `steps`, or from the step the trace settled over stop.anneal steps
+        # (`inverse.convergence.AnnealSchedule`). The generator's rate decays to 1%: its noise
+        # shrinks as it settles; the discriminators' only to d_lr_floor: a frozen discriminator
+        # turns the generator into a mode seeker
         return [opt_g, opt_d], [
-            torch.optim.lr_scheduler.LambdaLR(opt_g, cosine(self.g_lr_floor)),
-            torch.optim.lr_scheduler.LambdaLR(opt_d, cosine(self.d_lr_floor)),
+            torch.optim.lr_scheduler.LambdaLR(opt_g, self.schedule_g),
+            torch.optim.lr_scheduler.LambdaLR(opt_d, self.schedule_d),
         ]
 
     # ------------------------------------------------------------------ step scaling
@@ -513,6 +513,7 @@ class OuterGAN(pl.LightningModule):
         self.generator_net.precondition(
             self._pace_covariance(cov), at, self.precondition_scale, diagonal=True
         )
+        self.stop_sigma = cov.diagonal().clamp(min=1e-300).sqrt().cpu().numpy()
         self.step_scale = {
             "from": origin,
             "theta": mean.cpu().numpy(),
@@ -526,9 +527,75 @@ class OuterGAN(pl.LightningModule):
         mean, at = self._replicas_centre()
         cov = self.covariance(mean.cpu().numpy())
         cov = torch.as_tensor(cov, dtype=torch.float64, device=self.device)
+        self.stop_sigma = cov.diagonal().clamp(min=1e-300).sqrt().cpu().numpy()  # the checks' unit
         self.generator_net.precondition(
             self._pace_covariance(cov), at, self.precondition_scale, self.precondition_diagonal
         )
+
+    # ------------------------------------------------------------------ stopping
+    def _setup_stop(self, stop: StopConfig, gan: GanConfig) -> None:
+        """The learning-rate schedules and, with ``stop.enabled``, the settle rule's state."""
+        self.stop_enabled = stop.enabled
+        self.stop_rule = SettleRule(
+            stop.window, stop.k, stop.tolerance, stop.precision, stop.patience, stop.lag
+        )
+        self.schedule_g = AnnealSchedule(self.steps, gan.g_lr_floor, stop.anneal)
+        self.schedule_d = AnnealSchedule(self.steps, gan.d_lr_floor, stop.anneal)
+        # the first check: after min_steps and after the last re-scaling of the steps (the
+        # trace before it moved under other step sizes)
+        self.check_from = max([stop.min_steps, *(s + 1 for s in self.precondition_steps)])
+        self.stop_sigma: np.ndarray | None = None  # the unit of the checks (the data's Fisher σ)
+        self.settled_at: int | None = None  # the step the anneal started
+        self.stop_at: int | None = None  # the step after which the run stops
+        self.stop_reason = "max steps" if stop.enabled else "fixed schedule"
+        self._passes = 0
+        self._check = None
+
+    def _check_settled(self, step: int) -> None:
+        """At a recorded trace point: the settle rule (see `inverse.convergence`)."""
+        if not self.stop_enabled or step < self.check_from:
+            return
+        if self.stop_sigma is None:  # no Fisher σ (no likelihood): the replicas' own spread
+            boot = self.trace[-1][self.data_replicas :]
+            spread = boot.std(0, ddof=1) if len(boot) > 1 else np.ones(boot.shape[1])
+            self.stop_sigma = np.where(spread > 0, spread, 1.0)
+        first = next(i for i, s in enumerate(self.trace_steps) if s >= self.check_from)
+        final = self.settled_at is not None and step >= self.stop_at
+        self._check = self.stop_rule.check(np.stack(self.trace[first:]), self.stop_sigma, final)
+        self._passes = self._passes + 1 if self._check is not None and self._check.passed else 0
+        if self.settled_at is None:
+            if self._passes >= self.stop_rule.patience:  # stationary: anneal, then stop
+                self.settled_at = step
+                end = min(self.schedule_g.start_anneal(step), self.steps - 1)
+                self.schedule_d.start_anneal(step)
+                self.stop_at = end
+                self._passes = 0
+        elif step >= self.stop_at:
+            if self._check is not None and self._check.passed:
+                self.stop_reason = "settled"
+                self.stop_at = step
+                self.trainer.should_stop = True
+            elif step < self.steps - 1:  # not yet: go on at the floor, one window at a time
+                self.stop_at = min(step + self.trace_every, self.steps - 1)
+
+    @property
+    def stop_summary(self) -> dict:
+        """What metrics.json records about the stop."""
+        steps = int(self.step_count)
+        check = self._check
+        return {
+            "stopped_at": steps,
+            "stop_reason": self.stop_reason,
+            # the learning rates reached their floor: the full cosine, or the whole anneal
+            "schedule_completed": steps >= self.steps
+            if self.settled_at is None
+            else steps > self.settled_at + self.schedule_g.anneal,
+            "settled_at": self.settled_at,
+            "stop_sigma": self.stop_sigma,
+            "last_check": None
+            if check is None
+            else {"passed": check.passed, "drift": check.drift, "error": check.error},
+        }
 
     def training_step(self, batch: Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
@@ -590,10 +657,12 @@ class OuterGAN(pl.LightningModule):
         sch_d.step()
         step = int(self.step_count)
         self.step_count += 1
-        if step % self.trace_every and step != self.steps - 1:
+        last = step == self.steps - 1 or step == self.stop_at
+        if step % self.trace_every and not last:
             return
         self.trace.append(theta.detach().cpu().numpy())
         self.trace_steps.append(step)
+        self._check_settled(step)
         log = {"d_loss": d_loss.detach() / self.replicas, "g_shape": shape.detach()[0].sum()}
         log["norm_chi2"] = chi2.detach()[0]
         for name, v in zip(self.param_names, theta.detach()[0], strict=True):
@@ -611,11 +680,29 @@ class OuterGAN(pl.LightningModule):
         # tensors and ints only: checkpoints must load with torch.load(weights_only=True)
         theta = torch.as_tensor(np.stack(self.trace)) if self.trace else torch.zeros(0)
         checkpoint["outer_gan_trace"] = {"steps": list(self.trace_steps), "theta": theta}
+        checkpoint["outer_gan_stop"] = {
+            "settled_at": -1 if self.settled_at is None else self.settled_at,
+            "stop_at": -1 if self.stop_at is None else self.stop_at,
+            "passes": self._passes,
+            "sigma": torch.zeros(0)
+            if self.stop_sigma is None
+            else torch.as_tensor(self.stop_sigma),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         tr = checkpoint.get("outer_gan_trace", {})
         self.trace_steps = [int(s) for s in tr.get("steps", [])]
         self.trace = [t.numpy() for t in tr.get("theta", torch.zeros(0))]
+        st = checkpoint.get("outer_gan_stop")
+        if st:
+            self.settled_at = None if st["settled_at"] < 0 else int(st["settled_at"])
+            self.stop_at = None if st["stop_at"] < 0 else int(st["stop_at"])
+            self._passes = int(st["passes"])
+            sigma = st["sigma"]
+            self.stop_sigma = sigma.numpy() if len(sigma) else None
+            if self.settled_at is not None:
+                self.schedule_g.start_anneal(self.settled_at)
+                self.schedule_d.start_anneal(self.settled_at)
 
 
 def _usable(cov: Tensor) -> bool:

@@ -240,6 +240,8 @@ def summarize(
         "step_scale": getattr(model, "step_scale", None),
         "seconds": seconds,
         "steps": int(model.step_count),
+        # stopped_at, stop_reason, schedule_completed, settled_at (stop: block)
+        **getattr(model, "stop_summary", {}),
     }
     if members is not None:
         metrics["ensemble"] = {"members": source_names, **surrogate_share(boot, members[k:])}

@@ -120,6 +120,7 @@ def build_model(
         source_members=members,
         covariance=yardstick.covariance,
         detector=None if yardstick.folded is None else yardstick.folded.detector,
+        stop=cfg.stop,
     )
 
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import Callback
 
-from inverse.config import GanConfig
+from inverse.config import GanConfig, StopConfig
 from inverse.fit import main
 from inverse.gan import BatchedMLP, OuterGAN, make_replicas
 from inverse.sources import make_source
@@ -180,6 +180,9 @@ def test_config_errors(tmp_path):
     shipped = yaml.safe_load(open("configs/inverse/proxy.yaml"))
     assert set(GanConfig.__dataclass_fields__) - set(shipped["gan"]) == {"d_dtype"}
     assert load_config("configs/inverse/proxy.yaml").gan == GanConfig()
+    # ... and the stop block's, switched on there (the library default is the fixed schedule)
+    assert set(StopConfig.__dataclass_fields__) == set(shipped["stop"])
+    assert load_config("configs/inverse/proxy.yaml").stop == StopConfig(enabled=True)
 
 
 def _run_main(capsys, *argv) -> str:

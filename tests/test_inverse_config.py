@@ -100,6 +100,15 @@ SAMPLES = {
     "--gan.precondition_scale": "softest",
     "--gan.precondition_diagonal": "false",
     "--gan.d_dtype": "float32",
+    "--stop.enabled": "true",
+    "--stop.window": "10",
+    "--stop.k": "2.0",
+    "--stop.tolerance": "0.1",
+    "--stop.precision": "0.3",
+    "--stop.patience": "5",
+    "--stop.lag": "1",
+    "--stop.min_steps": "100",
+    "--stop.anneal": "500",
     "--trainer.accelerator": "cpu",
     "--trainer.devices": "2",
     "--trainer.strategy": "ddp",
@@ -112,7 +121,7 @@ def _options() -> list[str]:
     """The value options of the outer GAN's parser (not --help, --config, --print_config and the
     per-block config files --gan, --trainer)."""
     parser = build_parser(FitConfig, "python -m inverse.fit", None)
-    skip = {"--help", "--config", "--print_config", "--gan", "--trainer"}
+    skip = {"--help", "--config", "--print_config", "--gan", "--stop", "--trainer"}
     longs = [[o for o in a.option_strings if o.startswith("--")] for a in parser._actions]
     return [o[0] for o in longs if o and o[0] not in skip]
 
@@ -128,8 +137,8 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 40
-    )  # every key of the YAML: 18 top-level, 20 gan, 4 trainer, minus blocks
+        len(options) == 49
+    )  # every key of the YAML: 19 top-level, 20 gan, 9 stop, 4 trainer, minus blocks
     for option in options:
         cfg = parse_cli(FitConfig, [option, SAMPLES[option]], "prog", None)
         expected = yaml.safe_load(SAMPLES[option])
@@ -172,6 +181,8 @@ def _refused(capsys, main, argv: list[str]) -> str:  # noqa: ANN001
         (["--gan.box_map", "tanh"], "gan: {box_map: tanh}", "choose one of sigmoid, reflect"),
         (["--trainer.devices", "0"], "trainer: {devices: 0}", "trainer.devices must be"),
         (["--gan", "3"], "gan: 3", "gan"),
+        (["--stop.window", "0"], "stop: {window: 0}", "stop.window must be a positive integer"),
+        (["--stop.k", "-1"], "stop: {k: -1}", "stop.k must be a number > 0"),
     ],
 )
 def test_bad_values_are_one_line_before_anything_runs(
