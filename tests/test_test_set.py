@@ -188,9 +188,22 @@ def test_hpo_objective_never_reads_the_test_set(tmp_path, monkeypatch):
 
 # --- the cards' test-set numbers against issue 24's targets (the test reads, never recomputes)
 TARGET = {"flow": 1.0, "gan": 3.0, "vae": 3.0, "vaim": 3.0}  # max |θ shift| / σ_CRB(A)
-# Cards that miss today, with the measured max (benchmarks/fidelity.py): strict xfail, so this
-# fails when one regresses past nothing AND when one starts meeting its target unannounced.
-MISSING: dict[str, str] = {}
+# Cards that miss today, with the measured test-set max (benchmarks/fidelity.py, 2026-12-01;
+# worst everywhere: a_u at test θ 66, N_d within 2% of its face). Strict xfail on TargetMissed
+# only: the test fails when one starts meeting its target unannounced, and a regression past
+# the recorded number (or a missing block) fails outright.
+MISSING: dict[str, float] = {
+    "flow-nflows": 17.49,
+    "flow-normflows": 20.48,
+    "flow-zuko": 14.20,
+    "gan": 52.06,
+    "vae": 40.30,
+    "vaim": 12.40,
+}
+
+
+class TargetMissed(AssertionError):
+    """A card's test-set max above issue 24's target."""
 
 
 def _proxy_cards() -> list[str]:
@@ -204,7 +217,14 @@ def _proxy_cards() -> list[str]:
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=MISSING[n]))
+        pytest.param(
+            n,
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=TargetMissed,
+                reason=f"test-set max {MISSING[n]} σ_CRB(A) > target {TARGET[n.split('-')[0]]:g}",
+            ),
+        )
         if n in MISSING
         else n
         for n in _proxy_cards()
@@ -218,4 +238,38 @@ def test_card_test_set_meets_the_issue_target(name):
     assert block["set"] == "test" and block["sha256"] == record["sha256"]
     assert block["points"] == len(record["theta"]) and "fidelity.py" in block["command"]
     assert block["max_all"] == pytest.approx(max(block["max"]))
-    assert block["max_all"] <= TARGET[card["family"]], (name, block["max_all"])
+    if name in MISSING:  # no worse than measured when listed
+        assert block["max_all"] <= MISSING[name] + 0.05, (name, block["max_all"], MISSING[name])
+    if block["max_all"] > TARGET[card["family"]]:
+        raise TargetMissed(
+            f"{name}: test-set max {block['max_all']:.2f} > {TARGET[card['family']]}"
+        )
+
+
+def test_fidelity_page_and_dashboard_show_the_test_set_table(tmp_path):
+    """docs/results/fidelity.md is rendered from its JSON with every checkpoint's max / p95 /
+    median; the dashboard's test-set table shows each card's block."""
+    import importlib.util
+
+    from surrogates.dashboard import build_dashboard
+
+    spec = importlib.util.spec_from_file_location("results", ROOT / "benchmarks" / "results.py")
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    path = ROOT / "docs" / "results" / "fidelity.json"
+    payload = json.loads(path.read_text())
+    page = results.benchmark_page("fidelity", payload, path)
+    assert payload["test_set"]["id"] in page and "python benchmarks/fidelity.py" in page
+    for r in payload["rows"]:
+        assert (
+            f"| {r['surrogate']} | {r['family']} | {r['max_all']:.2f} | {r['p95_all']:.2f} | {r['median_all']:.2f} |"
+            in page
+        )
+    committed = (ROOT / "docs" / "results" / "fidelity.md").read_text()
+    tables = committed[committed.index("Made from:") :].split("\n", 1)[1]
+    assert tables in page  # the committed page's tables are the ones its JSON gives
+    text = build_dashboard([checkpoint_dir()], tmp_path / "dash").read_text()
+    section = text[text.index("<h3>Test set") :]
+    for name in _proxy_cards():
+        block = json.loads((checkpoint_dir() / f"{name}.json").read_text())["test_set"]
+        assert f"<td>{name}</td>" in section and block["id"] in section
