@@ -273,3 +273,23 @@ def test_fidelity_page_and_dashboard_show_the_test_set_table(tmp_path):
     for name in _proxy_cards():
         block = json.loads((checkpoint_dir() / f"{name}.json").read_text())["test_set"]
         assert f"<td>{name}</td>" in section and block["id"] in section
+
+
+@pytest.mark.parametrize("name", ["gan", "vae"])
+def test_unit_from_normals_is_the_sampler_with_its_normals_handed_in(name):
+    """The quasi-Monte Carlo histograms of benchmarks/fidelity.py feed the samplers' own map:
+    the same standard normals give the same events as `sample`."""
+    from surrogates.zoo import load_surrogate
+
+    model = load_surrogate(name, theory="proxy").eval()
+    theta = test_theta(get_theory("proxy"))[:2].float()
+    with torch.no_grad():
+        drawn = model._sample_unit(theta, 1, 50, torch.Generator().manual_seed(5))
+        gen = torch.Generator().manual_seed(5)
+        if name == "gan":
+            z = torch.randn(2, 50, model.noise_dim, generator=gen)
+        else:  # the VAE draws its latent, then the decoder's Gaussian
+            w = torch.randn(2, 50, model.noise_dim - 1, generator=gen)
+            z = torch.cat([w, torch.randn(2, 50, 1, generator=gen)], -1)
+        handed = model.unit_from_normals(theta, 1, z)
+    assert torch.allclose(drawn, handed) and drawn.std() > 0
