@@ -251,6 +251,7 @@ def load_card(path: Path) -> Run:
         "exported": card.get("exported"),
         "sha256": card.get("sha256"),
         "size_bytes": card.get("size_bytes"),
+        "test_set": card.get("test_set") if isinstance(card.get("test_set"), dict) else None,
     }
     name = str(card.get("name") or path.stem)
     return Run(name, path, CARD, "surrogate", config, {"model": family} | metrics)
@@ -514,6 +515,33 @@ def _fidelity_tables(runs: list[Run]) -> str:
     return out
 
 
+def _test_set_table(runs: list[Run]) -> str:
+    """The headline over the prior box, from the cards' ``test_set`` blocks (written by
+    benchmarks/fidelity.py): max / 95th percentile / median of |θ shift| over the test θ, per
+    checkpoint and per parameter."""
+    tested = [r for r in runs if r.origin == CARD and r.config.get("test_set")]
+    if not tested:
+        return ""
+    out = ""
+    for theory, group in _by_theory(tested):
+        first = group[0].config["test_set"]
+        names = list(first.get("param_names") or [])
+        columns = ["checkpoint", "family", "statistic", *names, "all", "method"]
+        rows = []
+        for r in group:
+            t = r.config["test_set"]
+            for stat in ("max", "p95", "median"):
+                rows.append([r.name, r.family, stat, *t.get(stat, []), t.get(f"{stat}_all"),
+                             t.get("method")])  # fmt: skip
+        out += (
+            f"<h3>Test set{html.escape(f' · theory {theory}' if theory else '')}: |θ_fit − θ| / "
+            f"σ ({html.escape(str(first.get('unit')))}) over {first.get('points')} test θ "
+            f"(<code>{html.escape(str(first.get('id')))}</code>, never used for a choice)</h3>"
+            f'<p class="meta">{html.escape(str(first.get("command")))}</p>' + _table(columns, rows)
+        )
+    return out
+
+
 def _fidelity_table(runs: list[Run], label: str) -> str:
     n_ch = max(len(_vec(r.metrics, "c2st_auc")) for r in runs)
     channels = _names(runs[0], "channels", n_ch)
@@ -531,7 +559,9 @@ def _fidelity_table(runs: list[Run], label: str) -> str:
         row += [_scalar(m, "norm_error"), _scalar(m, "sample_events_per_second")]
         row += [_scalar(m, "train_seconds"), _scalar(m, "epochs"), _scalar(m, "val_loss")]
         rows.append(row)
-    return f"<h3>Fidelity and speed at held-out θ{html.escape(label)}</h3>" + _table(columns, rows)
+    return f"<h3>Fidelity and speed at held-out (validation) θ{html.escape(label)}</h3>" + _table(
+        columns, rows
+    )
 
 
 def _shift_table(runs: list[Run], label: str) -> str:
@@ -732,7 +762,8 @@ def build_dashboard(
     ]
     surrogates = [r for r in runs if r.kind == "surrogate"]
     if surrogates:
-        parts += ["<h2>Surrogates</h2>", _fidelity_tables(surrogates), _cards_table(surrogates)]
+        parts += ["<h2>Surrogates</h2>", _test_set_table(surrogates), _fidelity_tables(surrogates)]
+        parts.append(_cards_table(surrogates))
         parts += [s for r in surrogates if (s := _held_out_section(r))]
     inverse = [r for r in runs if r.kind == "inverse"]
     if inverse:

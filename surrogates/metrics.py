@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,14 +26,23 @@ from surrogates.likelihood.surrogate import (  # noqa: E402
     quantile_edges,
     surrogate_shift_noise,
 )
+from surrogates.runs import write_json  # noqa: E402
 from surrogates.sampling import InverseCDFSampler  # noqa: E402
 from surrogates.theory import Theory  # noqa: E402
 from surrogates.theory.base import Module2  # noqa: E402
 from surrogates.types import EventSource, require_density  # noqa: E402
 
 __all__ = [
+    "validation_theta",
     "held_out_theta",
+    "VALIDATION_SEED_OFFSET",
     "HELD_OUT_SEED_OFFSET",
+    "test_theta",
+    "test_set_record",
+    "make_test_set",
+    "record_test_set",
+    "TEST_SETS",
+    "TEST_SET_SEED",
     "evaluate_surrogate",
     "evaluate_surrogate_2d",
     "evaluate_density_free",
@@ -42,6 +53,7 @@ __all__ = [
     "sampling_rate",
     "theta_shift",
     "theta_shift_expected",
+    "theta_shift_of_events",
     "reference_counts",
     "parse_counts",
     "counts_label",
@@ -152,7 +164,20 @@ def theta_shift(
     events = sample_in_chunks(source, theta.to(torch.float64), n_events, seed=seed)
     with torch.no_grad():
         norms = source.norms(theta).double()[0].numpy()
-    binned = BinnedEvents(theory, events, norms)
+    return theta_shift_of_events(theory, theta, events, norms, counts)
+
+
+def theta_shift_of_events(
+    theory: Theory,
+    theta: torch.Tensor,
+    events: Sequence[np.ndarray],
+    norms: np.ndarray,
+    counts: Sequence[float] | None = None,
+) -> np.ndarray:
+    """(θ_fit − θ)/σ_CRB of given events per channel and measured norms at θ (1, P): the
+    exact theory's binned extended-likelihood fit of `theta_shift`, for events drawn elsewhere
+    (e.g. a quasi-Monte Carlo histogram of a surrogate with no density)."""
+    binned = BinnedEvents(theory, list(events), norms)
     fit = fit_binned_mle(theory, binned, start=theta[0].numpy())
     unit = crb_std(theory, theta[0], reference_counts(theory, counts))
     return (fit.theta - theta[0].numpy()) / unit
@@ -217,17 +242,115 @@ def c2st_auc(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float]
     return auc, float(se)
 
 
-# the fit CLI's held-out θ and random seeds: seed_everything + this (never a training seed)
-HELD_OUT_SEED_OFFSET = 1_000_003
+# The two θ streams. VALIDATION θ serve every choice (the best checkpoint, early stopping, the
+# stages of a schedule, the HPO objective): the fit CLI's held-out evaluation draws them from
+# seed_everything + VALIDATION_SEED_OFFSET (never a training seed). TEST θ serve reporting only:
+# a set recorded once per theory in surrogates/theory/test_sets.json (`test_theta`), from its own
+# random stream; nothing that makes a choice reads it (tests/test_test_set.py checks the fit CLI
+# and the HPO objective with test_theta made to raise).
+VALIDATION_SEED_OFFSET = 1_000_003
+HELD_OUT_SEED_OFFSET = VALIDATION_SEED_OFFSET  # its older name: the fit CLI's "held-out" θ
+
+TEST_SETS = Path(__file__).resolve().parent / "theory" / "test_sets.json"
+# the test stream's entropy: a Sobol' scramble and near-face draws from SeedSequence([this, k]),
+# never an integer seed the validation stream (Sobol' seeded with an int) could be given
+TEST_SET_SEED = 20_261_201
 
 
-def held_out_theta(theory: Theory, n: int, seed: int) -> torch.Tensor:
-    """n θ spread over the prior box (a scrambled Sobol' sequence), inset 5% from its faces."""
+def validation_theta(theory: Theory, n: int, seed: int) -> torch.Tensor:
+    """n validation θ spread over the prior box (a scrambled Sobol' sequence of ``seed``), inset
+    5% from its faces: the θ every choice is made on (the fit CLI's held-out evaluation)."""
     m = max(int(np.ceil(np.log2(max(n, 1)))), 0)
     points = stats.qmc.Sobol(theory.n_params, scramble=True, seed=seed).random_base2(m)[:n]
     low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
     inset = 0.05 * (high - low)
     return torch.as_tensor(low + inset + points * (high - low - 2 * inset), dtype=theory.dtype)
+
+
+held_out_theta = validation_theta  # its older name; the held-out θ are validation θ
+
+
+def make_test_set(
+    theory: Theory, n_fill: int = 64, n_face: int = 16, face: float = 0.02, key: int = 0
+) -> dict:
+    """A test set for ``theory`` (to record ONCE, `record_test_set`): ``n_fill`` scrambled
+    Sobol' points filling the whole prior box (faces included, no inset), then ``n_face`` points
+    each with one or two coordinates within ``face`` (a fraction of the width) of a face, the
+    others uniform; all from ``SeedSequence([TEST_SET_SEED, key])``, a stream of its own."""
+    rng = np.random.default_rng(np.random.SeedSequence([TEST_SET_SEED, key]))
+    m = int(np.ceil(np.log2(max(n_fill, 1))))
+    fill = stats.qmc.Sobol(theory.n_params, scramble=True, seed=rng).random_base2(m)[:n_fill]
+    near = rng.uniform(0.0, 1.0, (n_face, theory.n_params))
+    for row in near:
+        k = 1 + int(rng.integers(2))  # one or two coordinates near a face
+        for j in rng.choice(theory.n_params, size=k, replace=False):
+            depth = rng.uniform(0.1, 1.0) * face  # strictly inside, within `face` of it
+            row[j] = depth if rng.integers(2) == 0 else 1.0 - depth
+    low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
+    theta = low + np.concatenate([fill, near]) * (high - low)
+    points = [[float(v) for v in row] for row in theta]
+    digest = _points_hash(points)
+    return {
+        "id": f"{theory.name}-test-{digest[:12]}",
+        "sha256": digest,
+        "theory": theory.name,
+        "param_names": list(theory.param_names),
+        "prior_low": low.tolist(),
+        "prior_high": high.tolist(),
+        "n_fill": n_fill,
+        "n_near_face": n_face,
+        "face_fraction": face,
+        "stream": f"numpy SeedSequence([{TEST_SET_SEED}, {key}]): scrambled Sobol' then near-face",
+        "theta": points,
+    }
+
+
+def _points_hash(points: list[list[float]]) -> str:
+    return hashlib.sha256(json.dumps(points).encode()).hexdigest()
+
+
+def record_test_set(theory: Theory, path: Path = TEST_SETS, key: int = 0, **kwargs) -> dict:  # noqa: ANN003
+    """Write ``theory``'s test set into ``path`` (beside the other theories'); refuses to replace
+    a recorded one: a test set is fixed once, or its numbers stop being comparable."""
+    sets = json.loads(path.read_text()) if path.is_file() else {}
+    if theory.name in sets:
+        raise InputError(
+            f"theory '{theory.name}' already has a test set ({sets[theory.name]['id']}) in "
+            f"{path}; it is fixed once: remove it by hand only to start a new series of numbers"
+        )
+    sets[theory.name] = make_test_set(theory, key=key, **kwargs)
+    write_json(path, sets)
+    return sets[theory.name]
+
+
+def test_set_record(theory: Theory, path: Path = TEST_SETS) -> dict:
+    """The recorded test set of ``theory`` (its id, hash, stream and points), checked: the
+    points hash to the recorded sha256 and the prior box is the theory's."""
+    sets = json.loads(path.read_text()) if path.is_file() else {}
+    record = sets.get(theory.name)
+    if record is None:
+        raise InputError(
+            f"no test set recorded for theory '{theory.name}' in {path}; record one once with "
+            f"surrogates.metrics.record_test_set(get_theory('{theory.name}'))"
+        )
+    if _points_hash(record["theta"]) != record["sha256"]:
+        raise InputError(f"the test set of '{theory.name}' in {path} does not match its sha256")
+    box = (theory.prior_low.numpy().tolist(), theory.prior_high.numpy().tolist())
+    if not np.allclose(box, (record["prior_low"], record["prior_high"])):
+        raise InputError(
+            f"the test set of '{theory.name}' was recorded for the prior box "
+            f"{record['prior_low']}..{record['prior_high']}, not this theory's {box[0]}..{box[1]}"
+        )
+    return record
+
+
+def test_theta(theory: Theory) -> torch.Tensor:
+    """The test θ of ``theory`` (N, P): for reporting only, never for a choice."""
+    return torch.as_tensor(test_set_record(theory)["theta"], dtype=theory.dtype)
+
+
+test_theta.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+test_set_record.__test__ = False  # type: ignore[attr-defined]
 
 
 def sampling_rate(source: EventSource, theta: torch.Tensor, n: int, grad: bool = True) -> float:
@@ -268,7 +391,7 @@ def evaluate_surrogate(
             model, theory, out, n_held_out, n_events, seed, shift_events, counts
         )
     ref_counts = reference_counts(theory, counts)
-    theta = held_out_theta(theory, n_held_out, seed)
+    theta = validation_theta(theory, n_held_out, seed)
     gen = torch.Generator().manual_seed(seed)
     exact = InverseCDFSampler(theory) if theory.event_dim == 1 else None
     norms_true = theory.norms(theta).numpy()
@@ -454,7 +577,7 @@ def evaluate_surrogate_2d(
     """
 
     ref_counts = reference_counts(theory, counts)
-    theta = held_out_theta(theory, n_held_out, seed)
+    theta = validation_theta(theory, n_held_out, seed)
     gen = torch.Generator().manual_seed(seed)
     exact = event_sampler(theory)
     norms_true = theory.norms(theta).numpy()
@@ -602,7 +725,7 @@ def evaluate_density_free(
     generator's rates, themselves Monte Carlo estimates), ``held_out_theta``.
     """
     generator = as_generator(module2)
-    theta = held_out_theta(module2, n_held_out, seed)  # type: ignore[arg-type]
+    theta = validation_theta(module2, n_held_out, seed)  # type: ignore[arg-type]
     counts = reference_counts(module2, counts)
     template = int(template_events or shift_events)
     one_d = module2.event_dim == 1

@@ -7,7 +7,7 @@ A run is LightningCLI over a surrogate family and `TrainingDataModule`: the fami
 recommended config (``configs/surrogates/FAMILY.yaml``) unless another config is given, then
 command-line style overrides. The steps: `build_cli` (parse, check, instantiate), `write_config`
 (the resolved ``config.yaml``, once, before training), `init_weights` (``--init_from``), `train`,
-`evaluate` (fidelity at held-out θ against the exact theory, and
+`evaluate` (fidelity at held-out validation θ against the exact theory, and
 the density-free view against fresh generator events) and `write_outputs` (``metrics.json``,
 ``environment.json``, the wandb summary).
 """
@@ -33,7 +33,7 @@ from pytorch_lightning.loggers import CSVLogger
 from surrogates.data import TrainingDataModule
 from surrogates.errors import InputError
 from surrogates.metrics import (
-    HELD_OUT_SEED_OFFSET,
+    VALIDATION_SEED_OFFSET,
     evaluate_density_free,
     evaluate_surrogate,
     plot_held_out_events,
@@ -445,7 +445,8 @@ def evaluate(cli: SurrogateCLI, out: Path, train_seconds: float) -> dict:
     theory = get_theory(cli.config["data"]["theory"])
     trainer = cli.trainer
     ev = cli.config["eval"]
-    seed = int(cli.config["seed_everything"]) + HELD_OUT_SEED_OFFSET
+    # validation θ: the held-out numbers serve choices (checkpoint, stages, HPO), never the test set
+    seed = int(cli.config["seed_everything"]) + VALIDATION_SEED_OFFSET
     counts = None if ev.get("reference_counts") is None else str(ev["reference_counts"])
     density_free = evaluate_density_free(
         model,
@@ -482,6 +483,12 @@ def evaluate(cli: SurrogateCLI, out: Path, train_seconds: float) -> dict:
         "steps": trainer.global_step,
         "val_loss": float(trainer.callback_metrics.get("val_loss", torch.tensor(float("nan")))),
         "checkpoint": checkpoint,
+        "theta_set": "validation",
+        "theta_set_note": (
+            "held_out_theta are validation θ (seed_everything + VALIDATION_SEED_OFFSET): "
+            "choices are made on them; reporting numbers come from the test set "
+            "(surrogates.metrics.test_theta, benchmarks/fidelity.py: the card's test_set)"
+        ),
         **schedule_state(trainer),
         **fidelity,
         **density_free,

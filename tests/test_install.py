@@ -64,9 +64,11 @@ def _shipped_files() -> set[str]:
     """The repository's data files, as the wheel names them."""
     ckpts = [p for p in (ROOT / "checkpoints").iterdir() if p.suffix in (".ckpt", ".json")]
     configs = [p for p in (ROOT / "configs").rglob("*") if p.is_file()]
-    return {f"surrogates/_zoo/{p.name}" for p in ckpts} | {
-        f"surrogates/_configs/{p.relative_to(ROOT / 'configs').as_posix()}" for p in configs
-    }
+    return (
+        {f"surrogates/_zoo/{p.name}" for p in ckpts}
+        | {f"surrogates/_configs/{p.relative_to(ROOT / 'configs').as_posix()}" for p in configs}
+        | {"surrogates/theory/test_sets.json"}  # the recorded test θ (test_theta)
+    )
 
 
 def test_wheel_holds_the_zoo_the_configs_every_module_and_the_scripts(wheel):

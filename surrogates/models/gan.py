@@ -138,9 +138,18 @@ class GANSurrogate(Surrogate):
         z = torch.randn(
             theta.shape[0], n, self.hparams.latent, generator=generator, dtype=theta.dtype
         )
-        return self.generator(
-            torch.cat([z.to(theta.device), self.event_context(theta, channel, n)], -1)
-        )
+        return self.unit_from_normals(theta, channel, z.to(theta.device))
+
+    @property
+    def noise_dim(self) -> int:
+        """Standard normals per event: the generator's latent."""
+        return int(self.hparams.latent)
+
+    def unit_from_normals(self, theta: Tensor, channel: int, normals: Tensor) -> Tensor:
+        """Events in the unit variable from given standard normals (B, n, `noise_dim`): the
+        sampler with its randomness handed in (quasi-Monte Carlo histograms, benchmarks)."""
+        n = normals.shape[1]
+        return self.generator(torch.cat([normals, self.event_context(theta, channel, n)], -1))
 
     def _critic_loss(self, real: Tensor, fake: Tensor, ctx_r: Tensor, ctx_f: Tensor) -> Tensor:
         d_real = self.critic(torch.cat([real, ctx_r], -1))

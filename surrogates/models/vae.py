@@ -86,6 +86,19 @@ class VAESurrogate(Surrogate):
         mean, log_std = self._decode(w, self.event_context(theta, channel, n))
         return mean + log_std.exp() * eps
 
+    @property
+    def noise_dim(self) -> int:
+        """Standard normals per event: the latent w, then the decoder's Gaussian in y."""
+        return int(self.hparams.latent) + self.event_dim
+
+    def unit_from_normals(self, theta: Tensor, channel: int, normals: Tensor) -> Tensor:
+        """Events in the unit variable from given standard normals (B, n, `noise_dim`): the
+        sampler with its randomness handed in (quasi-Monte Carlo histograms, benchmarks)."""
+        latent = int(self.hparams.latent)
+        w, eps = normals[..., :latent], normals[..., latent:]
+        mean, log_std = self._decode(w, self.event_context(theta, channel, normals.shape[1]))
+        return mean + log_std.exp() * eps
+
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         theta = batch["theta"]
         events = self.training_events(batch, self.hparams.resample_events)
