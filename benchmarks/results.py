@@ -591,6 +591,8 @@ def _study(p: dict) -> list[str]:
                  "σ/σ_post", "rms Δ/σ_post", "within 0.5 σ_post", "s/fit"], rows),
         ]  # fmt: skip
     return out
+
+
 def _convergence(p: dict) -> list[str]:
     a = p.get("args") or {}
     summary = [
