@@ -156,3 +156,21 @@ def test_mle_command_samples_the_posterior_on_request(tmp_path, capsys, monkeypa
     assert status == 0 and "posterior" not in json.loads(
         (tmp_path / "n" / "metrics.json").read_text()
     )
+
+
+def test_a_start_where_the_information_is_singular_still_samples(proxy, monkeypatch):
+    # an MLE on several faces can leave the Fisher information singular: the walkers' starting
+    # ball then falls back to a small fraction of the box instead of failing
+    from surrogates.likelihood import posterior as module
+
+    def singular(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise torch.linalg.LinAlgError("singular")
+
+    monkeypatch.setattr(module, "crb_std", singular)
+    data = simulate_observed(proxy, np.array(INTERIOR), CASES["C"], seed=2)
+    post = exact_posterior(
+        proxy, data, start=np.array(INTERIOR), seed=0, burn=20, steps=40, check_every=40
+    )
+    low, high = proxy.prior_low.numpy(), proxy.prior_high.numpy()
+    assert np.all(np.isfinite(post.mean)) and np.all(post.std > 0)
+    assert np.all((post.draws >= low) & (post.draws <= high))

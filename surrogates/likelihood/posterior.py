@@ -245,7 +245,13 @@ def exact_posterior(
         start = (folded.fit(data, seed=seed) if folded else fit_mle(theory, data, seed=seed)).theta
     start = np.clip(np.asarray(start, dtype=float), low, high)
     counts = data.counts
-    scale = folded.crb_std(start, counts) if folded is not None else crb_std(theory, start, counts)
+    try:  # σ_CRB sizes the walkers' starting ball; at an MLE on faces the information is singular
+        if folded is not None:
+            scale = np.asarray(folded.crb_std(start, counts), dtype=float)
+        else:
+            scale = np.asarray(crb_std(theory, start, counts), dtype=float)
+    except (torch.linalg.LinAlgError, ValueError):
+        scale = np.full(len(start), np.nan)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1e-3 * (high - low))
 
     # a parameter whose box starts at ≥ 0 (a norm, an exponent) is sampled in log θ, the uniform
