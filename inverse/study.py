@@ -230,18 +230,7 @@ def _fit_posterior(
     from surrogates.likelihood.posterior import exact_posterior
 
     logging.getLogger("emcee").setLevel(logging.ERROR)  # its τ warnings; R̂ and ESS are kept
-    # the walkers' starting ball is scaled by σ_CRB at the start, singular at some faces (an MLE
-    # on one or several): then start 5% of the way to the box centre, then at the centre
-    low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
-    centre = (low + high) / 2
-    starts = [start] if start is None else [start, start + 0.05 * (centre - start), centre]
-    for k, where in enumerate(starts):
-        try:
-            post = exact_posterior(theory, data, start=where, seed=seed, **options)
-            break
-        except (torch.linalg.LinAlgError, ValueError):
-            if k == len(starts) - 1:
-                raise
+    post = exact_posterior(theory, data, start=start, seed=seed, **options)
     draws = np.asarray(post.draws)
     thin = draws[np.linspace(0, len(draws) - 1, min(SBC_DRAWS, len(draws))).round().astype(int)]
     return {
@@ -252,7 +241,7 @@ def _fit_posterior(
         "ess": post.ess,
         "converged": bool(post.converged),
         "method": post.method,
-        "start": ["mle", "5% inward", "box centre"][k] if start is not None else "its own mle",
+        "start": "mle" if start is not None else "its own mle",
         "rank": _rank(thin, truth),
         "rank_of": len(thin),
     }
