@@ -534,16 +534,31 @@ def _datasets(p: dict) -> list[str]:
 
 def _study_speed(p: dict) -> list[str]:
     rows = [[fmt(r["workers"], "d"), fmt(r["seconds"], ".1f"), fmt(r["speedup"], ".2f"),
-             fmt(r.get("study_seconds"), ".1f"), fmt(r.get("study_speedup"), ".2f")]
+             fmt(r.get("study_seconds"), ".1f"), fmt(r.get("study_speedup"), ".2f"),
+             fmt(r.get("experiment_seconds_mean"), ".2f"),
+             fmt(r.get("ideal_study_seconds"), ".1f")]
             for r in p["rows"]]  # fmt: skip
     k = p["kill"]
     load = " / ".join(fmt(v, ".1f") for v in p.get("load_average") or [])
     return [
         f"The same study ({p['n']} case-{p['case']} pseudo-experiments, fitters {p['fitters']}, "
         f"posterior at most {p['posterior_steps']} emcee steps after burn-in), the whole command "
-        f"timed on fresh folders; {p.get('cpu_count')} CPU cores shared with other work, load "
-        f"average {load} at the end.",
-        markdown_table(["workers", "command s", "speed-up", "experiments s", "speed-up"], rows),
+        f"timed on fresh folders; {p.get('cpu_count')} CPU cores, load average {load} at the "
+        "end. *s per experiment* is one experiment's own compute time (its fits summed), "
+        "*ideal s* the workers' summed compute divided by their number: what the experiments "
+        "would take with no start-up and no idle tail.",
+        markdown_table(
+            [
+                "workers",
+                "command s",
+                "speed-up",
+                "experiments s",
+                "speed-up",
+                "s per experiment",
+                "ideal s",
+            ],
+            rows,
+        ),  # fmt: skip
         f"Killed with SIGKILL once a third of the experiments existed ({k['workers']} workers), "
         f"then run again: {k['kept_at_kill']} of {k['n']} kept, {k['computed_on_rerun']} computed "
         f"on the rerun (only the unfinished: {fmt(k['redid_only_unfinished'])}); every record "
@@ -583,9 +598,12 @@ def _study(p: dict) -> list[str]:
                     fmt(fs["seconds_mean"], ".2f"),
                 ])  # fmt: skip
         conv = s["fitters"].get("posterior", {}).get("converged")
+        edge = s["fitters"].get("mle", {}).get("at_boundary")
         out += [
-            head + (f"; posterior converged (R̂ < 1.01, ESS ≥ min) in {conv} of {s['n']}." if
-                    conv is not None else "."),
+            head + (f"; posterior converged (R̂ < 1.01, ESS ≥ min) in {conv} of {s['n']}" if
+                    conv is not None else "") + (
+                f"; {edge} MLEs with a parameter on a face of the box: those parameters are "
+                "left out of the MLE's pulls (no Hessian σ there)" if edge else "") + ".",
             markdown_table(
                 ["fitter", "param", "1σ coverage", "pull mean", "pull rms", "SBC p",
                  "σ/σ_post", "rms Δ/σ_post", "within 0.5 σ_post", "s/fit"], rows),

@@ -7,7 +7,9 @@ the coverage tables of finished study folders.
         [--results docs/results]
 
 ``speed`` runs the same study as a command on 1 and on 2 local workers (fresh folders; the wall
-time of the whole command, and of its experiments alone, without start-up and aggregation), then starts it on 2 workers again, kills the command with SIGKILL
+time of the whole command, and of its experiments alone, without start-up and aggregation; the
+mean experiment's own compute time, which shows how much slower each fit runs beside another),
+then starts it on 2 workers again, kills the command with SIGKILL
 once a third of its experiments exist, reruns it and checks that only the unfinished ones were
 computed and that every record equals the uninterrupted run's (timings aside). ``table`` gathers
 the ``summary.json`` of study folders into one JSON and page (``study.md``).
@@ -53,6 +55,14 @@ def _records(out: Path) -> dict[int, dict]:
     return records
 
 
+def experiment_seconds(out: Path) -> list[float]:
+    """Each finished experiment's own compute time (its fits' seconds summed)."""
+    return [
+        sum(fit["seconds"] for fit in json.loads(f.read_text())["fits"].values())
+        for f in sorted((out / "experiments").glob("[0-9]*.json"))
+    ]
+
+
 def speed(args: argparse.Namespace) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     base = Path(args.runs)
@@ -63,7 +73,19 @@ def speed(args: argparse.Namespace) -> dict:
         subprocess.run(study_command(args, out, workers), check=True, env=env)
         seconds = time.perf_counter() - t0
         inside = json.loads((out / "summary.json").read_text())["run"]["seconds"]
-        rows.append({"workers": workers, "seconds": seconds, "study_seconds": inside})
+        per = experiment_seconds(out)
+        rows.append(
+            {
+                "workers": workers,
+                "seconds": seconds,
+                "study_seconds": inside,
+                # the mean experiment's own time: 2 workers on 2 cores each run slower when the
+                # cores share caches, memory bandwidth or a physical core (hyperthreads)
+                "experiment_seconds_mean": sum(per) / len(per),
+                # the fitting time the workers' summed compute allows with no start-up or tail
+                "ideal_study_seconds": sum(per) / workers,
+            }
+        )
         print(f"{workers} worker(s): {seconds:.1f} s ({inside:.1f} s fitting)", flush=True)
     for r in rows:
         r["speedup"] = rows[0]["seconds"] / r["seconds"]

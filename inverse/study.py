@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -67,8 +68,8 @@ LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.6827, 0.7, 0.8, 0.9, 0.95)  # expected
 MANIFEST = "manifest.json"
 EXPERIMENTS = "experiments"
 POSTERIOR_HINT = (
-    "the 'posterior' fitter needs surrogates.likelihood.posterior.exact_posterior (merge the "
-    "'posterior' branch) or leave it out of --fitters"
+    "the 'posterior' fitter needs emcee and arviz-stats, which surrogate-zoo requires: "
+    "pip install emcee arviz-stats, or leave 'posterior' out of --fitters"
 )
 
 TRUTHS = ("prior", "fixed", "near-face")
@@ -255,7 +256,17 @@ def _fit_gan(study: Study, theory: Module2, data: ObservedData, truth: np.ndarra
         cfg = replace(cfg, posterior=False)
     cfg = replace(cfg, overwrite=True)  # a fit cut by a kill is redone from the start
     out = Path(study.out) / "fits" / f"{i:05d}"
-    m = run_outer_gan(theory, data, _source(cfg.source, theory), cfg, out, progress=False)
+    # hundreds of fits: each keeps its CSV log, none starts a wandb run (a wandb-core and a
+    # system-monitor process per fit, and a run per pseudo-experiment in the user's project)
+    saved = os.environ.get("WANDB_MODE")
+    os.environ["WANDB_MODE"] = "disabled"
+    try:
+        m = run_outer_gan(theory, data, _source(cfg.source, theory), cfg, out, progress=False)
+    finally:
+        if saved is None:
+            os.environ.pop("WANDB_MODE", None)
+        else:
+            os.environ["WANDB_MODE"] = saved
     with np.load(out / "params.npz") as f:
         boot = f["theta"][cfg.data_replicas :]
     return {
@@ -480,6 +491,10 @@ def _ok(records: list[dict], *fitters: str) -> list[dict]:
     return [r for r in records if all("error" not in r["fits"][f] for f in fitters)]
 
 
+def _mean_or_nan(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
 def _fitter_summary(records: list[dict], name: str, names: list[str]) -> dict:
     from scipy.stats import norm
 
@@ -495,7 +510,16 @@ def _fitter_summary(records: list[dict], name: str, names: list[str]) -> dict:
     ranks = [r["fits"][name].get("rank") for r in records]
     has_ranks = all(rk is not None for rk in ranks) and name == "posterior"
     finite = np.isfinite(pull)
+    # an MLE parameter on a face of the box has no meaningful Hessian σ (one-sided likelihood):
+    # its pull is left out of the pull statistics (it counts as it falls in the coverage), and
+    # how many were is recorded
+    boundary = np.array(
+        [[p in (r["fits"][name].get("at_boundary") or ()) for p in names] for r in records], bool
+    ).reshape(len(records), len(names))
+    pulled = finite & ~boundary
     out: dict = {"n": len(records), "failed": failed, "params": {}}
+    if boundary.any():
+        out["at_boundary"] = int(boundary.any(axis=1).sum())
     if name == "posterior":
         out["converged"] = int(sum(bool(r["fits"][name].get("converged")) for r in records))
     for j, p in enumerate(names):
@@ -518,9 +542,12 @@ def _fitter_summary(records: list[dict], name: str, names: list[str]) -> dict:
                 "se": [e for _, e in curve],
                 "interval": "posterior draws' central interval" if has_ranks else "mean ± z σ",
             },
-            # pulls of the fits with a σ > 0 (the others count as not covered above)
-            "pull_mean": float(np.mean(pull[finite[:, j], j])),
-            "pull_rms": float(np.sqrt(np.mean(pull[finite[:, j], j] ** 2))),
+            # pulls of the fits with a σ > 0 and (an MLE) no parameter on a face; the others
+            # count as they fall in the coverage above
+            "pull_mean": _mean_or_nan(pull[pulled[:, j], j]),
+            "pull_rms": _mean_or_nan(pull[pulled[:, j], j] ** 2) ** 0.5,
+            "pulls": int(pulled[:, j].sum()),
+            "at_boundary": int(boundary[:, j].sum()),
             "zero_sigma": int((~finite[:, j]).sum()),
             "std_mean": float(np.mean(std[:, j])),
         }

@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -36,6 +37,13 @@ DASK_HINT = "pip install 'surrogate-zoo[dask]'"
 
 Task = Any
 Job = Callable[[Any, Task], Any]  # fn(shared, task) -> result
+
+# A worker started for `python -m pkg.mod` runs pkg.mod again as its main module (multiprocessing
+# does so by name) after the forkserver imported it for the job: runpy then warns once per worker
+# that the module was already imported. Harmless here; the filter is inherited by the workers.
+warnings.filterwarnings(
+    "ignore", message=r".*found in sys\.modules after import of package", category=RuntimeWarning
+)
 
 _FN: Job | None = None  # what a local worker process runs (set by its initializer)
 _SHARED: Any = None
@@ -73,7 +81,10 @@ def _context(fn: Job) -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__, fn.__module__])
+    # the job's own module; "__main__" only where the job lives there (a script): preloading the
+    # main module of `python -m pkg.mod` imports pkg.mod a second time under runpy's warning
+    main = ["__main__"] if fn.__module__ == "__main__" else []
+    context.set_forkserver_preload([*main, __name__, fn.__module__])
     return context
 
 

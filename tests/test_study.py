@@ -111,16 +111,22 @@ def test_the_dask_engine_gives_the_same_records(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(tmp_path):
+def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(
+    tmp_path, monkeypatch
+):
+    import os
     from dataclasses import replace
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # a user's setting: the study's fits start no run
 
     cfg = replace(load_config("configs/inverse/proxy.yaml"), steps=40, replicas=4)
     s = Study(cfg, "C", "near-face", ("gan", "mle", "posterior"), 1, str(tmp_path), FAST_POSTERIOR)
     summary = run_study(s, 2, progress=False)
     gan = summary["fitters"]["gan"]
-    assert gan["params"]["N_u"]["sbc"]["ranked_among"] == 3  # the bootstrap replicas
+    assert gan["params"]["N_u"]["sbc"]["ranked_among"] == cfg.replicas - cfg.data_replicas
     assert np.isfinite(gan["against_posterior"]["b_d"]["sigma_over_post_mean"])
     assert (tmp_path / "fits" / "00001" / "params.npz").is_file()
+    assert not list((tmp_path / "fits").glob("*/wandb")) and os.environ["WANDB_MODE"] == "offline"
 
 
 def test_a_failed_fit_is_recorded_and_counted_not_fatal(tmp_path, monkeypatch):
@@ -139,3 +145,44 @@ def test_a_failed_fit_is_recorded_and_counted_not_fatal(tmp_path, monkeypatch):
     assert (post["n"], post["failed"]) == (2, [1]) and summary["fitters"]["mle"]["n"] == 3
     record = json.loads((tmp_path / "experiments" / "00001.json").read_text())
     assert record["fits"]["posterior"] == {"error": "ValueError: walkers stuck"}
+
+
+def test_the_command_on_two_workers_writes_its_summary_with_a_clean_stderr(tmp_path):
+    """`python -m inverse.study` on local worker processes: the workers import the job by module
+    name and run the main module again; nothing of that may reach the user as a warning."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "inverse.study", "--case", "C", "--n", "2", "--fitters", "mle"]
+    cmd += ["--workers", "2", "--seed", "5", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "2 computed, 0 kept" in done.stdout
+    assert json.loads((out / "summary.json").read_text())["n"] == 2
+    assert "Warning" not in done.stderr, done.stderr
+
+
+def test_an_mle_parameter_on_a_face_is_left_out_of_the_pulls_not_of_the_coverage():
+    """A parameter on a face of the box has no Hessian σ: its (huge) pull must not swamp the pull
+    statistics of a study; it still counts in the coverage."""
+    from inverse.study import _fitter_summary
+
+    names = ["a", "b"]
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(40):
+        truth = rng.uniform(-1, 1, 2)
+        mean = truth + 0.1 * rng.standard_normal(2)
+        fit = {"mean": mean.tolist(), "std": [0.1, 0.1], "seconds": 1.0, "at_boundary": []}
+        if i < 5:  # 'a' on a face: a σ from a one-sided curvature, far too small
+            fit["mean"][0], fit["std"][0], fit["at_boundary"] = truth[0] - 2.0, 1e-9, ["a"]
+        records.append({"i": i, "truth": truth.tolist(), "fits": {"mle": fit}})
+    out = _fitter_summary(records, "mle", names)
+    a, b = out["params"]["a"], out["params"]["b"]
+    assert out["at_boundary"] == 5 and (a["at_boundary"], b["at_boundary"]) == (5, 0)
+    assert (a["pulls"], b["pulls"]) == (35, 40)
+    assert 0.6 < a["pull_rms"] < 1.5 and abs(a["pull_mean"]) < 0.6  # without the five: ~N(0, 1)
+    assert a["coverage_1sigma"] <= 35 / 40 + 1e-12  # the five count, as not covered
