@@ -81,14 +81,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--fixed-data-replicas", type=int, default=1, help="data_replicas of the fixed schedule"
     )
+    parser.add_argument(
+        "--schedules", default="stop,fixed", help="which to run: stop (the rule), fixed, or both"
+    )
+    parser.add_argument(
+        "--d-dtype", default=None, help="override the config's gan.d_dtype (float32 | float64)"
+    )
     parser.add_argument("--runs", default="runs/benchmarks/convergence")
     parser.add_argument("--out", default="runs/benchmarks/convergence.json")
     parser.add_argument("--results", default=None, help="also write the page into this folder")
+    parser.add_argument(
+        "--name", default="convergence", help="the page: convergence | convergence-f32"
+    )
     parser.add_argument("--from-json", default=None, help="no fits: summarize this run's JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     theory = get_theory("proxy")
     cfg = load_config(args.config)
+    if args.d_dtype:
+        cfg = replace(cfg, gan=replace(cfg.gan, d_dtype=args.d_dtype))
+    chosen = [x.strip() for x in args.schedules.split(",")]
+    if not chosen or not set(chosen) <= {"stop", "fixed"}:
+        parser.error(f"--schedules takes stop, fixed or stop,fixed; got {args.schedules!r}")
+    schedules = [(n, e) for n, e, k in (("stop rule", True, "stop"), ("fixed", False, "fixed"))
+                 if k in chosen]  # fmt: skip
     payload: dict = {"environment": environment(), "args": vars(args), "rows": []}
     if args.from_json:  # the page from a run's JSON (a run stopped early keeps its fits)
         payload = json.loads(Path(args.from_json).read_text())
@@ -101,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         # per truth the rule's fit then the fixed schedule's on the same data; case B first
         for case, (steps, thetas, seed) in sets.items():
             for i, theta in enumerate(thetas):
-                for schedule, enabled in (("stop rule", True), ("fixed", False)):
+                for schedule, enabled in schedules:
                     data = simulate_observed(theory, theta, CASES[case], seed=seed * 100 + i)
                     c = replace(cfg, steps=steps, stop=replace(cfg.stop, enabled=enabled), seed=0)
                     if not enabled:  # the shipped config before the rule: one data replica
@@ -124,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     out = write_json(args.out, payload)
     print(f"wrote {out}")
     if args.results:
-        results.write_benchmark_page("convergence", payload, args.results, out)
+        results.write_benchmark_page(args.name, payload, args.results, out)
 
 
 def summary(rows: list[dict]) -> list[dict]:

@@ -611,6 +611,23 @@ def _study(p: dict) -> list[str]:
     return out
 
 
+def _gan_step(p: dict) -> list[str]:
+    a = p.get("args") or {}
+    rows = [[r["d_dtype"], fmt(r["repeat"], "d"), fmt(r["steps"], "d"),
+             fmt(r["ms_per_step"], ".1f"), fmt(r.get("load_average"), ".1f")]
+            for r in p["rows"]]  # fmt: skip
+    ms = p["ms_per_step"]
+    return [
+        f"Case {a.get('case')} data at one truth (seed {a.get('seed')}), config "
+        f"`{a.get('config')}`, {a.get('steps')} generator steps per fit on the fixed schedule, "
+        f"exact source, one torch thread per fit; {p.get('cpu_count')} CPU cores (the load "
+        "average after each fit is shown: the machine may be shared).",
+        markdown_table(["d_dtype", "repeat", "steps", "ms per step", "machine load"], rows),
+        f"Mean: float64 {ms['float64']:.1f} ms per step, float32 {ms['float32']:.1f}: "
+        f"float32 discriminators are {p['speedup_float32']:.2f}× faster per step.",
+    ]
+
+
 def _convergence(p: dict) -> list[str]:
     a = p.get("args") or {}
     summary = [
@@ -714,6 +731,15 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
               "its binomial error, pull (mean − truth)/σ, the SBC χ² p-value of the truth's "
               "ranks among the posterior's draws or the GAN's bootstrap replicas, σ/σ_post and "
               "the distance to the exact posterior mean in σ_post, seconds per fit.", _study),
+    "gan_step": ("Outer GAN: the cost of a step by discriminator precision", "gan_step.json",
+                 "Milliseconds per outer-GAN step with float64 and float32 discriminators, "
+                 "alternating on the same data (`benchmarks/gan_step.py`).", _gan_step),
+    "convergence-f32": ("Outer GAN: the stopping rule with float32 discriminators",
+                        "convergence-f32.json",
+                        "Wall seconds and accuracy of outer-GAN fits stopped once the trace "
+                        "settled, with single-precision discriminators, on the truths and data of "
+                        "[convergence.md](convergence.md) (`benchmarks/convergence.py`).",
+                        _convergence),
     "convergence": ("Outer GAN: the stopping rule against the fixed schedule", "convergence.json",
                     "Wall seconds and accuracy of outer-GAN fits stopped once the trace settled "
                     "(`stop:` block) against the fixed schedule, on the same data "

@@ -180,7 +180,7 @@ def train(trainer: pl.Trainer, model: OuterGAN, cfg: FitConfig, out: Path) -> fl
     t0 = time.perf_counter()
     trainer.fit(model, steps, ckpt_path=str(last) if cfg.resume else None, weights_only=True)
     seconds = time.perf_counter() - t0
-    trainer.save_checkpoint(last)
+    trainer.save_checkpoint(last, weights_only=False)  # with the optimizers: --resume
     return seconds
 
 
