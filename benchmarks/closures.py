@@ -8,18 +8,27 @@ seed ``TRUTH_SEED``, never used to choose anything), data of the theory's refere
 (``reference_counts``, or ``--counts``) are simulated with the exact theory, fitted by the outer
 GAN of ``--config`` with ``--source`` as its event source, and compared with the maximum
 likelihood of the exact theory on the same data: (GAN − MLE)/σ_CRB and σ/σ_CRB per parameter.
-Writes ``closures-<theory>.json`` and ``.md`` into ``--results``.
+Writes ``NAME.json`` and ``NAME.md`` into ``--results`` (``--name``, default ``closures-<theory>``;
+name runs through different sources apart, e.g. ``--name closures-proxy-flow-zuko``). The page's
+command is the one that ran (``sys.argv``); each row also holds the steps the stopping rule took,
+σ/σ_post against the exact posterior, the MLE's distance to the box's nearest face in σ_CRB (the
+box cuts the likelihood where that is small) and, for a surrogate with a density, its own
+noise-free θ shift at the truth (`theta_shift_expected`): the source at θ looks like the exact
+theory at θ + shift, so a perfect fitter through it lands at MLE − shift; the page shows −shift
+beside GAN − MLE as the surrogate's share.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from inverse.sources import make_source  # noqa: E402
 from inverse.training import fit_outer_gan, load_config  # noqa: E402
 from surrogates.data import CASES, simulate_observed  # noqa: E402
-from surrogates.runs import write_json, write_text  # noqa: E402
+from surrogates.metrics import theta_shift_expected  # noqa: E402
+from surrogates.runs import environment, write_json, write_text  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 
 TRUTH_SEED = 20261203
@@ -46,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth-seed", type=int, default=TRUTH_SEED, help="seed of the truths")
     p.add_argument("--out", default="runs/benchmarks/closures")
     p.add_argument("--results", default="docs/results")
+    p.add_argument("--name", default=None, help="page and JSON name (default closures-<theory>)")
     args = p.parse_args(argv)
+    command = shlex.join(
+        ["python", "benchmarks/closures.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     cfg = load_config(args.config)
     cfg = replace(
         cfg, progress=False, source=args.source, **({"steps": args.steps} if args.steps else {})
@@ -77,11 +91,21 @@ def main(argv: list[str] | None = None) -> int:
             "gan_minus_mle_crb": np.asarray(m["gan_minus_mle_crb"]).tolist(),
             "std_over_crb": np.asarray(m["std_over_crb"]).tolist(),
             "seconds": m["seconds"],
+            "steps": m.get("steps"),
+            "stop_reason": m.get("stop_reason"),
+            "settled_at": m.get("settled_at"),
+            "gan_minus_mle_nll": m.get("gan_minus_mle_nll"),
+            "sigma_over_post": None
+            if m.get("sigma_over_post") is None
+            else np.asarray(m["sigma_over_post"]).tolist(),
+            "mle_face_crb": face_distance(np.asarray(m["mle"]["params"]), low, high, m["crb_std"]),
+            "source_shift_crb": source_shift(source, theory, theta, counts),
         }
         rows.append(row)
         print(
             f"truth {k}: (GAN − MLE)/σ_CRB {np.round(row['gan_minus_mle_crb'], 2).tolist()}, "
-            f"σ/σ_CRB {np.round(row['std_over_crb'], 2).tolist()}, {row['seconds']:.0f} s",
+            f"σ/σ_CRB {np.round(row['std_over_crb'], 2).tolist()}, {row['steps']} steps, "
+            f"{row['seconds']:.0f} s",
             flush=True,
         )
     result = {
@@ -94,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         "inset": args.inset,
         "closures": rows,
         "seconds": time.perf_counter() - t0,
+        "command": command,
+        "environment": environment(),
     }
-    name = f"closures-{theory.name}"
+    name = args.name or f"closures-{theory.name}"
     write_json(Path(args.results) / f"{name}.json", result)
     text = table(result, theory.param_names)
     write_text(Path(args.results) / f"{name}.md", text)
@@ -103,26 +129,67 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def source_shift(source, theory, theta: np.ndarray, counts) -> list[float] | None:  # noqa: ANN001
+    """A surrogate's own noise-free θ shift at ``theta`` in σ_CRB at ``counts``: where a perfect
+    fitter through it would land against the exact theory (None for the exact source or one
+    with no density)."""
+    if source.is_exact or not source.has_density:
+        return None
+    t = torch.as_tensor(theta, dtype=theory.dtype).unsqueeze(0)
+    return np.asarray(theta_shift_expected(source, theory, t, counts=counts)).tolist()
+
+
+def face_distance(theta: np.ndarray, low: np.ndarray, high: np.ndarray, crb) -> list[float]:
+    """Per parameter, the distance of θ to the prior box's nearest face in units of ``crb``.
+
+    >>> face_distance(np.array([0.5, 0.9]), np.zeros(2), np.ones(2), [0.1, 0.05])
+    [5.0, 2.0]
+    """
+    d = np.minimum(theta - low, high - theta) / np.asarray(crb, dtype=float)
+    return [round(float(v), 6) for v in d]
+
+
 def table(r: dict, names: tuple[str, ...]) -> str:
+    """The page: per truth (GAN − MLE)/σ_CRB and σ/σ_CRB per parameter, and where the run holds
+    them σ/σ_post, the MLE's distance to the box's nearest face in σ_CRB and the steps taken."""
     head = "| | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
     rows = []
+
+    def line(label: str, values, spec: str) -> None:
+        if values is not None:
+            rows.append(f"| {label} | " + " | ".join(format(v, spec) for v in values) + " |")
+
     for k, c in enumerate(r["closures"]):
-        rows.append(
-            f"| truth {k}: (GAN − MLE)/σ_CRB | "
-            + " | ".join(f"{v:+.2f}" for v in c["gan_minus_mle_crb"])
-            + " |"
+        line(f"truth {k}: θ", c["truth"], ".4g")
+        line(f"truth {k}: (GAN − MLE)/σ_CRB", c["gan_minus_mle_crb"], "+.2f")
+        line(f"truth {k}: σ/σ_CRB", c["std_over_crb"], ".2f")
+        line(f"truth {k}: σ/σ_post", c.get("sigma_over_post"), ".2f")
+        shift = c.get(
+            "source_shift_crb"
+        )  # the source at θ looks like the exact theory at θ + shift
+        line(
+            f"truth {k}: source alone, −θ shift / σ_CRB",
+            None if shift is None else [-v for v in shift],
+            "+.2f",
         )
-        rows.append(
-            f"| truth {k}: σ/σ_CRB | " + " | ".join(f"{v:.2f}" for v in c["std_over_crb"]) + " |"
-        )
+        line(f"truth {k}: MLE to the box's face / σ_CRB", c.get("mle_face_crb"), ".1f")
     worst = max(max(abs(v) for v in c["gan_minus_mle_crb"]) for c in r["closures"])
     secs = [c["seconds"] for c in r["closures"]]
+    steps = [c["steps"] for c in r["closures"] if c.get("steps") is not None]
+    command = r.get("command") or (
+        f"python benchmarks/closures.py --config {r['config']} --source {r['source']} "
+        f"--truths {len(r['closures'])}"
+    )
+    ran = (
+        f"{min(steps)}–{max(steps)} of at most {r['steps']} steps"
+        if steps
+        else f"{r['steps']} steps"
+    )
     return (
         f"# Outer GAN closures on `{r['theory']}` through `{r['source']}`\n\n"
-        f"Generated by `python benchmarks/closures.py --config {r['config']} --source {r['source']} "
-        f"--truths {len(r['closures'])}`: data of {r['counts']} expected events per channel at truths "
+        f"Generated by `{command}`: data of {r['counts']} expected events per channel at truths "
         f"drawn at random (seed {r['truth_seed']}, box inset {r['inset']:g} per side), the outer GAN "
-        f"({r['steps']} steps, {min(secs):.0f}–{max(secs):.0f} s each) against the exact maximum "
+        f"({ran}, {min(secs):.0f}–{max(secs):.0f} s of training each) against the exact maximum "
         "likelihood on the same data.\n\n"
         + head
         + "\n".join(rows)
