@@ -731,6 +731,13 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
               "its binomial error, pull (mean − truth)/σ, the SBC χ² p-value of the truth's "
               "ranks among the posterior's draws or the GAN's bootstrap replicas, σ/σ_post and "
               "the distance to the exact posterior mean in σ_post, seconds per fit.", _study),
+    "study-B-prior": ("Pseudo-experiment studies: case B at truths from the prior, through the outer GAN",
+              "study-B-prior.json",
+              "Per fitter and parameter over many pseudo-experiments (`python -m inverse.study`, "
+              "gathered by `benchmarks/study.py table`): 1σ coverage (|mean − truth| ≤ σ) with "
+              "its binomial error, pull (mean − truth)/σ, the SBC χ² p-value of the truth's "
+              "ranks among the posterior's draws or the GAN's bootstrap replicas, σ/σ_post and "
+              "the distance to the exact posterior mean in σ_post, seconds per fit.", _study),
     "gan_step": ("Outer GAN: the cost of a step by discriminator precision", "gan_step.json",
                  "Milliseconds per outer-GAN step with float64 and float32 discriminators, "
                  "alternating on the same data (`benchmarks/gan_step.py`).", _gan_step),

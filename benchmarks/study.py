@@ -4,7 +4,7 @@ the coverage tables of finished study folders.
     python benchmarks/study.py speed [--n 12] [--case C] [--fitters mle,posterior]
         [--posterior-steps 1000] [--out runs/benchmarks/study_speed.json] [--results docs/results]
     python benchmarks/study.py table runs/study-C runs/study-B-face [--out runs/benchmarks/study.json]
-        [--results docs/results]
+        [--results docs/results] [--name study]
 
 ``speed`` runs the same study as a command on 1 and on 2 local workers (fresh folders; the wall
 time of the whole command, and of its experiments alone, without start-up and aggregation; the
@@ -160,12 +160,13 @@ def main() -> None:
     tp.add_argument("folders", nargs="+")
     tp.add_argument("--out", default="runs/benchmarks/study.json")
     tp.add_argument("--results", default=None, help="also write its page into this folder")
+    tp.add_argument("--name", default="study", help="the page: study | study-B-prior")
     args = parser.parse_args()
     payload = speed(args) if args.what == "speed" else table(args)
     out = write_json(args.out, payload)
     print(f"wrote {out}")
     if args.results:
-        name = "study_speed" if args.what == "speed" else "study"
+        name = "study_speed" if args.what == "speed" else args.name
         results.write_benchmark_page(name, payload, args.results, out)
 
 
