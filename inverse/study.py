@@ -15,7 +15,8 @@ seed and counts; per fitter: mean, std, seconds, and the rank of the truth among
 draws or the GAN's bootstrap replicas); a rerun skips those, so a kill (even ``kill -9``) loses
 only the experiments in flight. ``OUT/manifest.json`` records the settings: a rerun with other
 settings is refused (a larger ``--n`` extends the study). The experiments run on
-`surrogates.parallel.Engine` (local processes or Dask, ``--engine dask [--address A]``); the
+`surrogates.parallel.Engine` (local processes, or a Ray or Dask cluster: ``--engine ray`` starts a
+local Ray cluster of ``--workers`` CPUs, ``--address`` joins a running one); the
 aggregate is ``OUT/summary.json`` with ``coverage.png``, ``sbc.png`` and ``pulls.png``
 (docs/guide/studies.md).
 """
@@ -723,9 +724,16 @@ def _parser() -> ArgumentParser:
     parser.add_argument(
         "--fitters", default="mle,posterior", help="comma-separated gan,mle,posterior"
     )
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="experiments at a time (a new local cluster's size)"
+    )
     parser.add_argument("--engine", default="local", help=f"{' | '.join(ENGINES)}")
-    parser.add_argument("--address", default=None, help="a Dask scheduler address or file")
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="a running cluster: Ray (auto, host:6379, ray://host:10001) or a Dask scheduler "
+        "address or file; default: a local cluster of --workers",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--posterior-min-ess",

@@ -7,6 +7,9 @@
 
 * ``engine="process"`` (default): local processes (`concurrent.futures.ProcessPoolExecutor`,
   forkserver or spawn, one torch thread each); ``workers=1`` simulates in this process;
+* ``engine="ray"``: a Ray cluster, an existing one at ``address`` (``auto``, ``host:6379``,
+  ``ray://host:10001``) or a local one of ``workers`` CPUs (needs
+  ``pip install 'surrogate-zoo[ray]'``);
 * ``engine="dask"``: a Dask cluster, an existing one at ``address`` (e.g. workers started by a
   SLURM job) or a local one of ``workers`` processes (needs ``pip install 'surrogate-zoo[dask]'``).
 
@@ -26,7 +29,8 @@ from the single stream of `simulate_training` (same θ and densities, other even
 The module-2 travels to the workers by pickle: a registered theory, or a generator whose
 functions are defined at module level pickles by reference (the workers import that module, so it
 must be importable there too). For local processes a lambda or a nested function cannot, and is
-refused with one line before anything is written (Dask's cloudpickle sends those by value). A
+refused with one line before anything is written (Ray's and Dask's cloudpickle sends those by
+value). A
 module-2 built from a plug-in card travels as the card's absolute path, and each worker loads the
 card itself: on a cluster the card and the files it names must be readable at that path there.
 """
@@ -56,14 +60,14 @@ from surrogates.data import (
 )
 from surrogates.errors import InputError
 from surrogates.generators import seed_for
-from surrogates.parallel import DASK_HINT, Engine
+from surrogates.parallel import DASK_HINT, RAY_HINT, Engine
 from surrogates.runs import atomic_path, to_jsonable, write_json
 from surrogates.theory import get_theory
 from surrogates.theory.base import Module2
 
-__all__ = ["ENGINES", "DASK_HINT", "DEFAULT_CHUNK", "build_training_set", "parts_dir"]
+__all__ = ["ENGINES", "DASK_HINT", "RAY_HINT", "DEFAULT_CHUNK", "build_training_set", "parts_dir"]
 
-ENGINES = ("process", "dask")  # "process": surrogates.parallel's "local" engine
+ENGINES = ("process", "ray", "dask")  # "process": surrogates.parallel's "local" engine
 DEFAULT_CHUNK = 256  # θ rows per chunk: the most a kill loses per worker
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -344,10 +348,11 @@ def build_training_set(
         seed: the set's seed (θ, and every row's or chunk's events).
         out: the ``.npz`` to write (its parts folder is ``OUT.parts`` beside it).
         chunk: θ rows per chunk file; a kill loses at most the chunks in flight.
-        workers: local worker processes (``workers=1``: this process; Dask: the local cluster's
-            size, ignored with ``address``).
-        engine: ``"process"`` or ``"dask"``.
-        address: a running Dask scheduler (``tcp://host:8786``); None starts a local cluster.
+        workers: local worker processes (``workers=1``: this process; Ray, Dask: the local
+            cluster's size, ignored with ``address``).
+        engine: ``"process"``, ``"ray"`` or ``"dask"``.
+        address: a running Ray cluster (``auto``, ``host:6379``) or Dask scheduler
+            (``tcp://host:8786``); None starts a local cluster.
         grid_size, method: a density theory's grid size and event sampler.
         grid, grid_tol: how a 1-D density theory's grid nodes are placed ("auto" = "adaptive",
             per θ; or "chebyshev") and the L1 interpolation error they are checked against, as
@@ -360,7 +365,7 @@ def build_training_set(
 
     Raises:
         InputError: bad sizes, an unknown engine, grid options the theory cannot use, a module-2
-            that does not pickle, Dask missing,
+            that does not pickle, Ray or Dask missing,
             a finished ``out`` without ``overwrite``, or a parts folder of other settings;
             all before anything is written.
     """
@@ -389,7 +394,7 @@ def build_training_set(
     parts, manifest = parts_dir(out), _manifest(job, n_params, chunk)
     resuming = False if overwrite else _check_parts(parts, manifest)
     if engine == "process" and workers > 1:
-        check_picklable(module2)  # (Dask's cloudpickle sends even a lambda by value)
+        check_picklable(module2)  # (Ray's and Dask's cloudpickle send even a lambda by value)
     pool = Engine("local" if engine == "process" else engine, workers, address)
     with pool:
         with _one_builder(parts, out, overwrite):

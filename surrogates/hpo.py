@@ -37,7 +37,11 @@ searches, the other ranks train; ``pip install .[hpo,mpi]``)::
 
     mpirun -np 17 python -m surrogates.hpo flow --evaluator mpicomm --max-evals 400 --out runs/hpo
 
-or ``--evaluator ray`` inside a Ray cluster (``pip install .[hpo,ray]``).
+or ``--evaluator ray`` (``pip install .[hpo,ray]``): DeepHyper's Ray evaluator, one training per
+CPU of the cluster, on a running Ray cluster at ``--address`` (``auto``, ``host:6379`` — e.g. the
+one a ``python -m inverse.study --engine ray`` run started, or ``ray start --head`` nodes) or, with
+no address, a new local cluster of ``--workers`` CPUs. Each evaluation's row then names the Ray
+node that ran it (``m:ray_node``).
 """
 
 from __future__ import annotations
@@ -214,8 +218,17 @@ def run_evaluation(job, family: str, out: str, budget: dict) -> dict | str:  # n
             ),
             "norm_error": float(metrics.get("norm_error", np.nan)),
             "val_loss": float(metrics.get("val_loss", np.nan)),
+            **_ray_node(),
         },
     }
+
+
+def _ray_node() -> dict:
+    """``{"ray_node": id}`` of the Ray node this runs on (in a Ray worker), else nothing."""
+    ray = sys.modules.get("ray")  # never imported here: only a Ray worker has it loaded
+    if ray is None or not ray.is_initialized():
+        return {}
+    return {"ray_node": ray.get_runtime_context().get_node_id()}
 
 
 def _write_best(results, out: Path) -> dict | None:  # noqa: ANN001 - pandas DataFrame
@@ -273,6 +286,7 @@ def run_search(
     epochs: int = 10,
     evaluator: str = "process",
     workers: int = 1,
+    address: str | None = None,
     seed: int = 1,
     held_out: int = 3,
     shift_events: int = 1_000_000,
@@ -282,7 +296,12 @@ def run_search(
     resume: bool = False,
     extra: Sequence[str] = (),
 ) -> dict:
-    """Run (or resume) a search; returns the summary written to ``out/search.json``."""
+    """Run (or resume) a search; returns the summary written to ``out/search.json``.
+
+    ``workers``: evaluations at a time (process, thread), or with ``evaluator="ray"`` and no
+    ``address`` the size of a new local Ray cluster; ``address``: a running Ray cluster for the
+    ray evaluator (it runs one evaluation per CPU of that cluster).
+    """
     try:
         from deephyper.evaluator import Evaluator
         from deephyper.hpo import CBO
@@ -296,6 +315,19 @@ def run_search(
         )
     if max_evals < 1:
         raise InputError(f"--max-evals must be positive, got {max_evals}")
+    if address is not None and evaluator != "ray":
+        raise InputError("--address names a Ray cluster; pass it with --evaluator ray")
+    if evaluator == "ray":
+        try:
+            import ray  # noqa: F401 - DeepHyper's Ray evaluator needs it
+        except ImportError:
+            raise InputError(
+                "--evaluator ray needs Ray: pip install 'surrogate-zoo[ray]'"
+            ) from None
+        if address is not None:
+            from surrogates.parallel import check_ray_address
+
+            check_ray_address(address)
     out = Path(out).resolve()
     if (out / "results.csv").is_file() and not resume:
         raise InputError(
@@ -326,8 +358,24 @@ def run_search(
     }
     if evaluator in ("process", "thread", "serial"):
         method_kwargs["num_workers"] = workers
+    if evaluator == "ray":  # one single-thread training per CPU: a joined cluster's, or `workers`
+        method_kwargs |= {"address": address, "num_cpus_per_task": 1, "include_dashboard": False}
+        if address is None:
+            method_kwargs["num_cpus"] = workers
     t0 = time.perf_counter()
-    with Evaluator.create(run_evaluation, method=evaluator, method_kwargs=method_kwargs) as ev:
+    try:
+        created = Evaluator.create(run_evaluation, method=evaluator, method_kwargs=method_kwargs)
+    except (ConnectionError, TimeoutError) as err:  # ray.init of an address that does not answer
+        if evaluator != "ray":
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise InputError(
+            f"cannot reach the Ray cluster at '{address}' ({first}); start it first or check "
+            "--address"
+        ) from None
+    with created as ev:
+        if evaluator == "ray":  # the cluster's CPUs, one evaluation each
+            workers = int(ev.num_workers)
         if getattr(ev, "is_master", True):
             search = CBO(problem, random_state=seed, log_dir=str(out), checkpoint_restart=resume,
                          n_initial_points=min(max(2 * workers, 4), max_evals))  # fmt: skip
@@ -399,7 +447,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--evaluator", default="process", choices=["process", "thread", "serial", "mpicomm", "ray"]
     )
-    parser.add_argument("--workers", type=int, default=1, help="evaluations at a time (process)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="evaluations at a time (process); ray: a new local cluster's CPUs",
+    )
+    parser.add_argument(
+        "--address", default=None, help="ray: a running Ray cluster (auto, host:port)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--held-out", type=int, default=3, help="held-out θ per evaluation")
     parser.add_argument(
@@ -412,7 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"unrecognized arguments: {' '.join(extra)}")
     _check_args(args)
     s = run_search(args.family, args.out, args.max_evals, data=args.data, epochs=args.epochs,
-                   evaluator=args.evaluator, workers=args.workers, seed=args.seed,
+                   evaluator=args.evaluator, workers=args.workers, address=args.address,
+                   seed=args.seed,
                    held_out=args.held_out, shift_events=args.shift_events, backends=args.backends,
                    resume=args.resume, extra=extra)  # fmt: skip
     if not s:

@@ -1,8 +1,9 @@
 """`python -m surrogates.simulate {observed,training}`: simulate data sets from a theory.
 
-``training`` builds the set in chunks under OUT.parts/ beside OUT, on --workers local processes
-or a Dask cluster (--engine dask [--address tcp://HOST:8786]); rerun the same command after a
-kill to resume from the finished chunks (surrogates.datasets)."""
+``training`` builds the set in chunks under OUT.parts/ beside OUT, on --workers local processes,
+a Ray cluster (--engine ray [--address auto|HOST:6379]) or a Dask cluster (--engine dask
+[--address tcp://HOST:8786]); rerun the same command after a kill to resume from the finished
+chunks (surrogates.datasets)."""
 
 from __future__ import annotations
 
@@ -101,16 +102,22 @@ def build_parser() -> ArgumentParser:
         "--out", required=True, help="the training set to write (.npz added if missing)"
     )
     tr.add_argument(
-        "--workers", type=int, default=1, help="local worker processes (1: this process)"
+        "--workers",
+        type=int,
+        default=1,
+        help="local worker processes (1: this process), or a new local Ray/Dask cluster's size",
     )
     tr.add_argument(
         "--engine",
         default="process",
         choices=list(ENGINES),
-        help="local processes, or Dask (pip install 'surrogate-zoo[dask]')",
+        help="local processes, Ray (pip install 'surrogate-zoo[ray]') or Dask "
+        "(pip install 'surrogate-zoo[dask]')",
     )
     tr.add_argument(
-        "--address", default=None, help="a running Dask scheduler; default: a local cluster"
+        "--address",
+        default=None,
+        help="a running Ray cluster or Dask scheduler; default: a local cluster",
     )
     tr.add_argument(
         "--chunk",

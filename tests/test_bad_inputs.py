@@ -52,7 +52,7 @@ CATALOGUE = [
     (simulate.main, [*TRAIN[:1], "--n-params", "10000000000", "--out", "{tmp}/x.npz"], "at most"),
     (simulate.main, [*TRAIN, "--workers", "0", "--out", "{tmp}/x.npz"], "--workers must"),
     (simulate.main, [*TRAIN, "--chunk", "0", "--out", "{tmp}/x.npz"], "--chunk must"),
-    (simulate.main, [*TRAIN, "--engine", "ray", "--out", "{tmp}/x.npz"], "invalid choice"),
+    (simulate.main, [*TRAIN, "--engine", "spark", "--out", "{tmp}/x.npz"], "invalid choice"),
     # choices and names
     (simulate.main, [*OBS, "--theory", "nope", "--out", "{tmp}/x.npz"], "unknown theory"),
     (simulate.main, [*OBS, "--theory", "nomodule_xyz:f", "--out", "{tmp}/x.npz"], "cannot load"),
@@ -95,6 +95,26 @@ CATALOGUE = [
         "invalid choice",
     ),
     (hpo.main, ["flow", "--max-evals", "2", "--resume", "--out", "{tmp}/s"], "--resume"),
+    (
+        hpo.main,
+        ["flow", "--max-evals", "2", "--address", "auto", "--out", "{tmp}/s"],
+        "--evaluator ray",
+    ),
+    (
+        hpo.main,
+        [
+            "flow",
+            "--max-evals",
+            "2",
+            "--evaluator",
+            "ray",
+            "--address",
+            "127.0.0.1:1",
+            "--out",
+            "{tmp}/s",
+        ],
+        "cannot reach the Ray cluster",
+    ),
     # the outer GAN
     *[
         (inverse_fit.main, ["--events", "{obs}", "--out", "{tmp}/r", *argv], words)
@@ -223,8 +243,8 @@ CATALOGUE = [
             (["--fitters", "mle,foo"], "--fitters takes"),
             (["--fitters", "mle,mle"], "twice"),
             (["--workers", "0"], "--workers must"),
-            (["--engine", "ray"], "--engine must"),
-            (["--address", "tcp://127.0.0.1:1"], "--engine dask"),
+            (["--engine", "spark"], "--engine must"),
+            (["--address", "tcp://127.0.0.1:1"], "--engine ray or --engine dask"),
             (["--seed", "-1"], "--seed must"),
             (["--posterior-steps", "0"], "--posterior-steps"),
             (["--config", "{tmp}/missing.yaml"], "missing.yaml"),
