@@ -51,3 +51,42 @@ def run_cli(main, argv, capsys):
         status = exc.code
     out = capsys.readouterr()
     return status, out.out, out.err
+
+
+# ---------------------------------------------------------------- pseudo-experiment studies
+FAST_POSTERIOR = {"walkers": 12, "steps": 100, "burn": 20, "check_every": 100, "min_ess": 10}
+
+
+def _study(out, fitters=("mle", "posterior"), seed=3, truths="prior", config=None):
+    """A case-C study in ``out`` with a fast posterior (proxy.yaml's GAN unless ``config``)."""
+    from inverse.study import Study
+    from inverse.training import load_config
+
+    cfg = config if config is not None else load_config("configs/inverse/proxy.yaml")
+    return Study(cfg, "C", truths, tuple(fitters), seed, str(out), dict(FAST_POSTERIOR))
+
+
+def _records(out) -> dict[int, dict]:
+    """Each experiment's record of a study folder, without its timings."""
+    import json
+
+    found = {}
+    for f in sorted((out / "experiments").glob("*.json")):
+        r = json.loads(f.read_text())
+        r.pop("seconds")
+        for fit in r["fits"].values():
+            fit.pop("seconds")
+        found[r["i"]] = r
+    return found
+
+
+@pytest.fixture
+def study():
+    """``study(out, fitters, seed, truths, config)`` → an `inverse.study.Study` (case C)."""
+    return _study
+
+
+@pytest.fixture
+def records():
+    """``records(out)`` → a study folder's experiments without their timings."""
+    return _records

@@ -25,8 +25,6 @@ from surrogates.theory import get_theory
 ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from test_study import records, study  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +55,7 @@ def test_a_task_error_comes_back_as_itself_in_one_line(cluster):
     assert dict(cluster.imap(operator.add, 1, [2])) == {2: 3}  # the cluster goes on
 
 
-def test_a_study_on_ray_gives_the_local_records(tmp_path, cluster):
+def test_a_study_on_ray_gives_the_local_records(tmp_path, cluster, study, records):
     run_study(study(tmp_path / "local", ("mle",)), 3, progress=False)
     summary = run_study(
         study(tmp_path / "ray", ("mle",)), 3, engine="ray", workers=2, progress=False
@@ -112,7 +110,7 @@ def test_address_off_a_cluster_engine_and_unknown_engines_are_one_line():
         Engine("spark", 2)
 
 
-def test_a_dead_or_malformed_address_is_one_line_at_once(tmp_path):
+def test_a_dead_or_malformed_address_is_one_line_at_once(tmp_path, study):
     for address, words in [("127.0.0.1:1", "cannot reach"), ("nohost", "HOST:PORT")]:
         with pytest.raises(InputError, match=words) as err:
             Engine("ray", 1, address=address)
@@ -121,7 +119,7 @@ def test_a_dead_or_malformed_address_is_one_line_at_once(tmp_path):
         run_study(study(tmp_path / "s", ("mle",)), 2, engine="ray", address="127.0.0.1:1")
 
 
-def test_ray_missing_is_one_line(tmp_path, monkeypatch):
+def test_ray_missing_is_one_line(tmp_path, monkeypatch, study):
     monkeypatch.setitem(sys.modules, "ray", None)  # import fails as if absent
     with pytest.raises(InputError, match=r"pip install 'surrogate-zoo\[ray\]'") as err:
         run_study(study(tmp_path / "s", ("mle",)), 2, engine="ray", progress=False)

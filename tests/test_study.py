@@ -8,36 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from inverse.study import Study, aggregate, draw_truth, pseudo_experiment, run_study
+from inverse.study import aggregate, draw_truth, pseudo_experiment, run_study
 from inverse.training import load_config
 from surrogates.data import CASES
 from surrogates.errors import InputError
 from surrogates.likelihood import crb_std
 from surrogates.theory import get_theory
 
-FAST_POSTERIOR = {"walkers": 12, "steps": 100, "burn": 20, "check_every": 100, "min_ess": 10}
-
 
 @pytest.fixture(scope="module")
 def proxy():
     return get_theory("proxy")
-
-
-def study(out, fitters=("mle", "posterior"), seed=3, truths="prior") -> Study:
-    cfg = load_config("configs/inverse/proxy.yaml")
-    return Study(cfg, "C", truths, tuple(fitters), seed, str(out), dict(FAST_POSTERIOR))
-
-
-def records(out) -> dict[int, dict]:
-    """Each experiment's record without its timings."""
-    found = {}
-    for f in sorted((out / "experiments").glob("*.json")):
-        r = json.loads(f.read_text())
-        r.pop("seconds")
-        for fit in r["fits"].values():
-            fit.pop("seconds")
-        found[r["i"]] = r
-    return found
 
 
 def test_a_pseudo_experiment_depends_on_seed_and_index_only(proxy):
@@ -65,7 +46,7 @@ def test_near_face_truths_have_a_parameter_within_one_crb_sigma_of_a_face(proxy)
         draw_truth(proxy, "B", 0, 2, "edge")
 
 
-def test_a_tiny_study_gives_coverage_and_resumes_only_what_is_missing(tmp_path):
+def test_a_tiny_study_gives_coverage_and_resumes_only_what_is_missing(tmp_path, study, records):
     out = tmp_path / "s"
     summary = run_study(study(out), 6, workers=2, progress=False)
     assert summary["n"] == 6 and summary["run"]["computed"] == 6
@@ -91,7 +72,7 @@ def test_a_tiny_study_gives_coverage_and_resumes_only_what_is_missing(tmp_path):
     assert not list((out / "experiments").glob(".*.part"))
 
 
-def test_a_rerun_with_other_settings_is_refused_in_one_line(tmp_path):
+def test_a_rerun_with_other_settings_is_refused_in_one_line(tmp_path, study):
     out = tmp_path / "s"
     run_study(study(out, ("mle",)), 2, progress=False)
     for other in (study(out, ("mle",), seed=4), study(out, ("mle",), truths="near-face")):
@@ -103,7 +84,7 @@ def test_a_rerun_with_other_settings_is_refused_in_one_line(tmp_path):
     assert aggregate(out, 2)["n"] == 2
 
 
-def test_the_dask_engine_gives_the_same_records(tmp_path):
+def test_the_dask_engine_gives_the_same_records(tmp_path, study, records):
     pytest.importorskip("dask.distributed")
     run_study(study(tmp_path / "local", ("mle",)), 3, progress=False)
     run_study(study(tmp_path / "dask", ("mle",)), 3, engine="dask", workers=2, progress=False)
@@ -112,7 +93,7 @@ def test_the_dask_engine_gives_the_same_records(tmp_path):
 
 @pytest.mark.slow
 def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, study
 ):
     import os
     from dataclasses import replace
@@ -120,7 +101,7 @@ def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(
     monkeypatch.setenv("WANDB_MODE", "offline")  # a user's setting: the study's fits start no run
 
     cfg = replace(load_config("configs/inverse/proxy.yaml"), steps=40, replicas=4)
-    s = Study(cfg, "C", "near-face", ("gan", "mle", "posterior"), 1, str(tmp_path), FAST_POSTERIOR)
+    s = study(tmp_path, ("gan", "mle", "posterior"), seed=1, truths="near-face", config=cfg)
     summary = run_study(s, 2, progress=False)
     gan = summary["fitters"]["gan"]
     assert gan["params"]["N_u"]["sbc"]["ranked_among"] == cfg.replicas - cfg.data_replicas
@@ -129,7 +110,7 @@ def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(
     assert not list((tmp_path / "fits").glob("*/wandb")) and os.environ["WANDB_MODE"] == "offline"
 
 
-def test_a_failed_fit_is_recorded_and_counted_not_fatal(tmp_path, monkeypatch):
+def test_a_failed_fit_is_recorded_and_counted_not_fatal(tmp_path, monkeypatch, study):
     import inverse.study as module
 
     fit = module._fit_posterior
