@@ -277,10 +277,7 @@ def main() -> None:
             r["cross_check"] = cross_check(r, theory, theta, counts, args)
             write_json(args.out, payload)
             write_cards()
-    out = write_json(args.out, payload)
-    print(f"wrote {out}")
-    if args.results:
-        results.write_benchmark_page("fidelity", payload, args.results, out)
+    results.publish("fidelity", payload, args.out, args.results)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from surrogates.likelihood import (  # noqa: E402
     negative_log_likelihood,
     nll_excess,
 )
-from surrogates.runs import environment, write_json  # noqa: E402
+from surrogates.runs import environment  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 
 
@@ -298,10 +298,7 @@ def main() -> None:
                 f"{(r['seconds_to_0.5'] or float('nan')):6.1f} {r['mle_seconds']:6.2f} "
                 f"{np.sqrt(2 * max(r['dnll_mle'], 0)):9.2f}"
             )
-    out = write_json(args.out, result)
-    print(f"wrote {out}")
-    if args.results:
-        results.write_benchmark_page("inverse", result, args.results, out)
+    results.publish("inverse", result, args.out, args.results)
 
 
 if __name__ == "__main__":

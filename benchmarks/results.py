@@ -792,6 +792,20 @@ def write_benchmark_page(
     return path
 
 
+def publish(
+    name: str, payload: dict, json_path: str | Path, results_dir: str | Path | None
+) -> Path:
+    """A benchmark's end: its JSON written (atomically) to ``json_path``, and its page into
+    ``results_dir`` when one is given (the scripts' ``--results DIR``). Returns the JSON's path."""
+    from surrogates.runs import write_json
+
+    out = write_json(json_path, payload)
+    print(f"wrote {out}")
+    if results_dir:
+        write_benchmark_page(name, payload, results_dir, out)
+    return out
+
+
 # ---------------------------------------------------------------- the command
 def print_zoo(rows: Sequence[dict]) -> None:
     """The zoo table on the terminal."""

@@ -36,7 +36,7 @@ from surrogates.metrics import (  # noqa: E402
     reference_counts,
     theta_shift_expected,
 )
-from surrogates.runs import cli_errors, environment, write_json  # noqa: E402
+from surrogates.runs import cli_errors, environment  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa: E402
 
@@ -121,10 +121,7 @@ def main() -> None:
         "rows": rows,
         "environment": environment(),
     }
-    out = write_json(args.out, payload)
-    print(f"wrote {out}")
-    if args.results:
-        results.write_benchmark_page("shift_map", payload, args.results, out)
+    results.publish("shift_map", payload, args.out, args.results)
 
 
 if __name__ == "__main__":

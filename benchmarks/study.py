@@ -30,6 +30,7 @@ import results  # benchmarks/results.py (the docs/results pages)
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from inverse.study import read_records  # noqa: E402
 from surrogates.runs import environment, write_json  # noqa: E402
 
 
@@ -40,19 +41,6 @@ def study_command(args: argparse.Namespace, out: Path, workers: int) -> list[str
     if args.posterior_steps:
         cmd += ["--posterior-steps", str(args.posterior_steps)]
     return cmd
-
-
-def _records(out: Path) -> dict[int, dict]:
-    """Each experiment's record without its timings (what must not depend on the run)."""
-    records = {}
-    for f in sorted((out / "experiments").glob("[0-9]*.json")):
-        r = json.loads(f.read_text())
-        r.pop("seconds")
-        for fit in r["fits"].values():
-            fit.pop("seconds")
-            fit.pop("method", None)
-        records[r["i"]] = r
-    return records
 
 
 def experiment_seconds(out: Path) -> list[float]:
@@ -107,7 +95,7 @@ def speed(args: argparse.Namespace) -> dict:
     )
     line = next(ln for ln in resumed.stdout.splitlines() if " computed, " in ln)
     computed = int(line.split()[0])
-    same = _records(out) == _records(base / "speed-2")
+    same = read_records(out, timings=False) == read_records(base / "speed-2", timings=False)
     kill = {
         "workers": 2,
         "n": args.n,

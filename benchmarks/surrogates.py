@@ -26,7 +26,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import torch  # noqa: E402
 
 from surrogates.metrics import sampling_rate  # noqa: E402
-from surrogates.runs import cli_errors, environment, write_json  # noqa: E402
+from surrogates.runs import cli_errors, environment  # noqa: E402
 from surrogates.sampling import InverseCDFSampler  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa: E402
@@ -106,10 +106,7 @@ def main() -> None:
         "rows": rows,
         "environment": environment(),
     }
-    out = write_json(args.out, payload)
-    print(f"wrote {out}")
-    if args.results:
-        results.write_benchmark_page("surrogates", payload, args.results, out)
+    results.publish("surrogates", payload, args.out, args.results)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from surrogates.metrics import (  # noqa: E402
     reference_counts,
     theta_shift,
 )
-from surrogates.runs import cli_errors, environment, write_json  # noqa: E402
+from surrogates.runs import cli_errors, environment  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import list_checkpoints, load_surrogate  # noqa: E402
 
@@ -109,10 +109,7 @@ def main() -> None:
         "rows": rows,
         "environment": environment(),
     }
-    out = write_json(args.out, payload)
-    print(f"wrote {out}")
-    if args.results:
-        results.write_benchmark_page("theta_shift", payload, args.results, out)
+    results.publish("theta_shift", payload, args.out, args.results)
 
 
 if __name__ == "__main__":

@@ -354,6 +354,24 @@ def _read_record(path: Path) -> dict | None:
     return record if isinstance(record, dict) and isinstance(record.get("fits"), dict) else None
 
 
+def read_records(out: str | Path, timings: bool = True) -> dict[int, dict]:
+    """A study folder's finished experiments by index. ``timings=False`` drops what depends on
+    the run rather than on the data (each record's and each fit's seconds, the fit's method), so
+    that two runs of one study compare equal."""
+    records = {}
+    for f in sorted((Path(out) / EXPERIMENTS).glob("[0-9]*.json")):
+        record = _read_record(f)
+        if record is None:
+            continue
+        if not timings:
+            record.pop("seconds", None)
+            for fit in record["fits"].values():
+                fit.pop("seconds", None)
+                fit.pop("method", None)
+        records[record["i"]] = record
+    return records
+
+
 def _check_manifest(out: Path, manifest: dict, overwrite: bool) -> bool:
     """True when ``out`` holds experiments of this very study (resume); raises `InputError`
     when it holds another study's (one line naming the differences)."""
@@ -596,11 +614,7 @@ def aggregate(out: str | Path, n: int | None = None) -> dict:
     if not path.is_file():
         raise InputError(f"'{out}' holds no study ({MANIFEST} missing); check the folder")
     manifest = json.loads(path.read_text())
-    records = []
-    for f in sorted((out / EXPERIMENTS).glob("[0-9]*.json")):
-        record = _read_record(f)
-        if record is not None and (n is None or record["i"] < n):
-            records.append(record)
+    records = [r for i, r in read_records(out).items() if n is None or i < n]
     if not records:
         raise InputError(f"'{out}' holds no finished experiment yet; run the study first")
     theory = get_theory(manifest["theory"])

@@ -66,20 +66,6 @@ def _study(out, fitters=("mle", "posterior"), seed=3, truths="prior", config=Non
     return Study(cfg, "C", truths, tuple(fitters), seed, str(out), dict(FAST_POSTERIOR))
 
 
-def _records(out) -> dict[int, dict]:
-    """Each experiment's record of a study folder, without its timings."""
-    import json
-
-    found = {}
-    for f in sorted((out / "experiments").glob("*.json")):
-        r = json.loads(f.read_text())
-        r.pop("seconds")
-        for fit in r["fits"].values():
-            fit.pop("seconds")
-        found[r["i"]] = r
-    return found
-
-
 @pytest.fixture
 def study():
     """``study(out, fitters, seed, truths, config)`` → an `inverse.study.Study` (case C)."""
@@ -89,4 +75,6 @@ def study():
 @pytest.fixture
 def records():
     """``records(out)`` → a study folder's experiments without their timings."""
-    return _records
+    from inverse.study import read_records
+
+    return lambda out: read_records(out, timings=False)

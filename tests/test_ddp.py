@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +55,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert ddp["epochs"] == 4
 
 
+@pytest.mark.slow  # ~100 s on 2 cores; the fit CLI's DDP is checked by the test above
 def test_outer_gan_under_two_process_ddp(tmp_path, obs_file):
     """inverse.fit with 2 DDP processes (each drawing its own events, gradients averaged) lands
     where one process does, within the GAN's own seed-to-seed scatter (≲ 0.6 σ_CRB here)."""

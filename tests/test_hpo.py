@@ -45,17 +45,17 @@ def test_search_resumes_and_its_best_config_trains(tmp_path):
     os.environ["OMP_NUM_THREADS"] = "1"
     kwargs = dict(data=str(tmp_path / "train.npz"), epochs=1, workers=2, held_out=1)
     kwargs |= dict(shift_events=2000, events=500, extra=TINY, backends=["zuko"])
-    first = run_search("flow", out, 6, **kwargs)
-    assert first["evaluations"] == 6
+    first = run_search("flow", out, 3, **kwargs)
+    assert first["evaluations"] == 3
     with pytest.raises(InputError, match="--resume"):
-        run_search("flow", out, 8, **kwargs)
-    second = run_search("flow", out, 8, resume=True, **kwargs)
-    assert second["evaluations"] == 8 and second["failed"] == 0
+        run_search("flow", out, 4, **kwargs)
+    second = run_search("flow", out, 4, resume=True, **kwargs)
+    assert second["evaluations"] == 4 and second["failed"] == 0
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 8 and len({r["job_id"] for r in rows}) == 8
-    # the first six were kept, not rerun: their run directories predate the resumed ones
-    assert len(list((out / "evals").iterdir())) == 8
+    assert len(rows) == 4 and len({r["job_id"] for r in rows}) == 4
+    # the first three were kept, not rerun: their run directories predate the resumed ones
+    assert len(list((out / "evals").iterdir())) == 4
     scores = [float(r["objective"]) for r in rows]
     for r in rows:
         metrics = json.loads((Path(r["m:run_dir"]) / "metrics.json").read_text())
