@@ -613,18 +613,25 @@ def _study(p: dict) -> list[str]:
 
 def _gan_step(p: dict) -> list[str]:
     a = p.get("args") or {}
-    rows = [[r["d_dtype"], fmt(r["repeat"], "d"), fmt(r["steps"], "d"),
-             fmt(r["ms_per_step"], ".1f"), fmt(r.get("load_average"), ".1f")]
+    compare = p.get("compare", "d_dtype")
+    name = {"d_dtype": "d_dtype", "nodes": "sampler nodes"}[compare]
+    also = [] if compare == "d_dtype" else ["d_dtype"]
+    rows = [[r.get("variant", r["d_dtype"]), *(r[k] for k in also), fmt(r["repeat"], "d"),
+             fmt(r["steps"], "d"), fmt(r["ms_per_step"], ".1f"), fmt(r.get("load_average"), ".1f")]
             for r in p["rows"]]  # fmt: skip
-    ms = p["ms_per_step"]
+    (first, slow), (second, fast) = p["ms_per_step"].items()
+    speedup = p.get("speedup", p.get("speedup_float32"))
+    what = {
+        "d_dtype": f"float32 discriminators are {speedup:.2f}× faster per step.",
+        "nodes": f"keeping the sampler's nodes makes a step {speedup:.2f}× faster.",
+    }[compare]
     return [
         f"Case {a.get('case')} data at one truth (seed {a.get('seed')}), config "
         f"`{a.get('config')}`, {a.get('steps')} generator steps per fit on the fixed schedule, "
         f"exact source, one torch thread per fit; {p.get('cpu_count')} CPU cores (the load "
         "average after each fit is shown: the machine may be shared).",
-        markdown_table(["d_dtype", "repeat", "steps", "ms per step", "machine load"], rows),
-        f"Mean: float64 {ms['float64']:.1f} ms per step, float32 {ms['float32']:.1f}: "
-        f"float32 discriminators are {p['speedup_float32']:.2f}× faster per step.",
+        markdown_table([name, *also, "repeat", "steps", "ms per step", "machine load"], rows),
+        f"Mean: {first} {slow:.1f} ms per step, {second} {fast:.1f}: {what}",
     ]
 
 
@@ -741,6 +748,12 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
     "gan_step": ("Outer GAN: the cost of a step by discriminator precision", "gan_step.json",
                  "Milliseconds per outer-GAN step with float64 and float32 discriminators, "
                  "alternating on the same data (`benchmarks/gan_step.py`).", _gan_step),
+    "gan_step-nodes": ("Outer GAN: the cost of a step with the exact sampler's nodes kept",
+                       "gan_step-nodes.json",
+                       "Milliseconds per outer-GAN step with the exact sampler placing fresh "
+                       "adaptive nodes at every step and keeping each replica's nodes while they "
+                       "stay accurate, alternating on the same data "
+                       "(`benchmarks/gan_step.py --compare nodes`).", _gan_step),
     "convergence-f32": ("Outer GAN: the stopping rule with float32 discriminators",
                         "convergence-f32.json",
                         "Wall seconds and accuracy of outer-GAN fits stopped once the trace "

@@ -39,6 +39,7 @@ from surrogates.runs import (
     is_rank_zero,
     unused_parameters_strategy,
 )
+from surrogates.sampling import InverseCDFSampler
 from surrogates.theory import Theory
 from surrogates.tracking import wandb_logger, wandb_mode
 from surrogates.types import EventSource
@@ -105,7 +106,11 @@ def build_model(
     yardstick: Yardstick | SurrogateYardstick,
     members: list[int] | None,
 ) -> OuterGAN:
-    """The outer GAN of ``cfg`` on ``data`` through ``source`` (seeded by ``cfg.seed``)."""
+    """The outer GAN of ``cfg`` on ``data`` through ``source`` (seeded by ``cfg.seed``). An
+    exact sampler with adaptive tables keeps each replica's nodes from step to step while they
+    stay accurate (`InverseCDFSampler.keeping_nodes`, a new one per fit)."""
+    if isinstance(source, InverseCDFSampler) and source.grid_kind == "adaptive":
+        source = source.keeping_nodes()
     pl.seed_everything(cfg.seed, verbose=False)
     return OuterGAN(
         source,

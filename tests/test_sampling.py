@@ -193,3 +193,52 @@ def test_eval_cdf_inverts_invert_cdf_and_its_slope_is_the_density():
     t = (x.detach() - grid[i]) / grid.diff()[i]
     dens = q.gather(1, i) * (1 - t) + q.gather(1, i + 1) * t
     assert torch.allclose(slope, dens, rtol=1e-9)
+
+
+def test_kept_nodes_follow_a_drifting_batch_and_are_replaced_after_a_jump(proxy):
+    """``reuse_grid``: while θ drifts by GAN-sized steps the nodes are kept and the events match
+    fresh tables' (common random numbers) to the tables' own accuracy; rows that jump across the
+    box get the very nodes a fresh table would place."""
+    gen = torch.Generator().manual_seed(4)
+    lo, hi = proxy.prior_low, proxy.prior_high
+    span = hi - lo
+    theta = lo + span * (0.1 + 0.8 * torch.rand(8, 6, generator=gen, dtype=lo.dtype))
+    fresh, kept = InverseCDFSampler(proxy), InverseCDFSampler(proxy).keeping_nodes()
+    for _ in range(10):
+        theta = theta + 0.002 * span * torch.randn(theta.shape, generator=gen, dtype=lo.dtype)
+        u = [torch.rand(8, 200, generator=gen, dtype=lo.dtype) for _ in proxy.channels]
+        a, b = fresh.sample(theta, 200, u=u), kept.sample(theta, 200, u=u)
+        for x, y in zip(a, b, strict=True):
+            assert (x - y).abs().max() < 1e-5
+        # each kept row's error stays within twice that of its own fresh table, and small
+        assert (kept.last_grid_error <= 2 * fresh.last_grid_error.clamp(min=1e-12)).all()
+    assert kept.reused_rows == 9 * 8  # every row kept its nodes after the first call
+    jumped = theta.clone()
+    jumped[:4] = lo + span * (0.1 + 0.8 * torch.rand(4, 6, generator=gen, dtype=lo.dtype))
+    before = kept._kept[0].clone()
+    u = [torch.rand(8, 200, generator=gen, dtype=lo.dtype) for _ in proxy.channels]
+    for x, y in zip(fresh.sample(jumped, 200, u=u), kept.sample(jumped, 200, u=u), strict=True):
+        assert (x - y).abs().max() < 1e-5
+    grid_kept, grid_fresh = kept.cdf_table(jumped)[0], fresh.cdf_table(jumped)[0]
+    renewed = (grid_kept != before).any(1)
+    assert not renewed[4:].any() and renewed[:4].any()  # (a jumped row may still fit its nodes)
+    torch.testing.assert_close(grid_kept[renewed], grid_fresh[renewed])
+    assert (kept.last_grid_error <= kept.grid_tol).all()
+    assert kept.keeping_nodes()._kept is None  # a new fit starts with nothing kept
+
+
+def test_a_fit_gets_its_own_sampler_with_nothing_kept(proxy):
+    """Two GANs built on one exact source (a study's worker reuses it) do not share nodes."""
+    from inverse.config import FitConfig
+    from inverse.report import make_yardstick
+    from inverse.training import build_model
+    from surrogates.data import CASES, simulate_observed
+
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=1)
+    source = InverseCDFSampler(proxy)
+    cfg = FitConfig(steps=10, replicas=3, compare_mle=False)
+    models = [build_model(proxy, data, source, cfg, make_yardstick(proxy, data, source, None), None)
+              for _ in range(2)]  # fmt: skip
+    assert models[0].source is not models[1].source
+    assert all(m.source.reuse_grid and m.source._kept is None for m in models)
+    assert not source.reuse_grid
