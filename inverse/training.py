@@ -109,7 +109,7 @@ def build_model(
     """The outer GAN of ``cfg`` on ``data`` through ``source`` (seeded by ``cfg.seed``). An
     exact sampler with adaptive tables keeps each replica's nodes from step to step while they
     stay accurate (`InverseCDFSampler.keeping_nodes`, a new one per fit)."""
-    if isinstance(source, InverseCDFSampler) and source.grid_kind == "adaptive":
+    if isinstance(source, InverseCDFSampler):
         source = source.keeping_nodes()
     pl.seed_everything(cfg.seed, verbose=False)
     return OuterGAN(

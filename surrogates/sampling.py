@@ -413,7 +413,10 @@ class InverseCDFSampler:
 
     def keeping_nodes(self) -> InverseCDFSampler:
         """A new sampler of the same table settings with ``reuse_grid`` on and nothing kept yet:
-        one per fit, so that no fit inherits the nodes (and so the events) of another."""
+        one per fit, so that no fit inherits the nodes (and so the events) of another. A fixed
+        grid (``grid="chebyshev"``) has nothing to keep: the sampler itself."""
+        if self.grid_kind != "adaptive":
+            return self
         return InverseCDFSampler(
             self.theory, self.grid_size, self.grid_kind, self.grid_tol, reuse_grid=True
         )
@@ -505,6 +508,10 @@ class InverseCDFSampler2D(InverseCDFSampler):
         self.theory = theory
         self.grid = torch.linspace(0.0, 1.0, grid_size, dtype=theory.dtype)
         self.grid2 = torch.linspace(0.0, 1.0, conditional_size, dtype=theory.dtype)
+
+    def keeping_nodes(self) -> InverseCDFSampler2D:
+        """Its grids are fixed: nothing is kept between calls, so the sampler itself."""
+        return self
 
     def table(self, theta: Tensor) -> Tensor:
         """σ_c in u on the grid, (B, C, G₁, G₂)."""

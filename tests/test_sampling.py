@@ -242,3 +242,5 @@ def test_a_fit_gets_its_own_sampler_with_nothing_kept(proxy):
     assert models[0].source is not models[1].source
     assert all(m.source.reuse_grid and m.source._kept is None for m in models)
     assert not source.reuse_grid
+    fixed = InverseCDFSampler(proxy, grid="chebyshev")
+    assert fixed.keeping_nodes() is fixed  # a fixed grid has nothing to keep
