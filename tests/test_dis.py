@@ -348,7 +348,11 @@ def log_moment_gradients(source, theta: list[float], replicas: int = 8, n: int =
 
 
 @pytest.mark.parametrize(
-    "theta", [[0.6, 2.6, 1.0, 4.8, 0.12, 0.3], [0.95, 4.2, 0.55, 2.8, 0.3, 1.2]]
+    "theta",
+    [
+        [0.6, 2.6, 1.0, 4.8, 0.12, 0.3],
+        pytest.param([0.95, 4.2, 0.55, 2.8, 0.3, 1.2], marks=pytest.mark.slow),  # ~20 s each
+    ],
 )
 def test_shipped_dis_flow_gradients_follow_the_exact_ones(theory: DISTheory, theta) -> None:
     """Sign equal and size within a factor 2 for every component at least 5% of the statistic's

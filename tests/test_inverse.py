@@ -303,7 +303,7 @@ def test_blackbox_closure_runs_end_to_end(tmp_path, capsys):
     from inverse.blackbox import main as blackbox_main
 
     inverse_cfg = tmp_path / "gan.yaml"
-    inverse_cfg.write_text("steps: 30\nreplicas: 3\nevents_per_step: 32\n")
+    inverse_cfg.write_text("steps: 30\nreplicas: 3\nevents_per_step: 32\nposterior: false\n")
     cfg = tmp_path / "bb.yaml"
     cfg.write_text(
         "theory: proxy-numpy\ncase: C\n"

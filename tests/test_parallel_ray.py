@@ -77,6 +77,7 @@ def test_a_training_set_on_ray_is_the_local_one(tmp_path, cluster):
     assert a.meta == b.meta
 
 
+@pytest.mark.slow  # ~40 s alone, ~70 s beside another test file; make test-slow runs it
 def test_deephyper_ray_evaluator_runs_on_the_engine_cluster(tmp_path, cluster):
     """`python -m surrogates.hpo --evaluator ray --address A` in another process joins the
     cluster the engine started: its evaluations ran as Ray tasks on that cluster's node."""
