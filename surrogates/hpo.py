@@ -223,6 +223,11 @@ def run_evaluation(job, family: str, out: str, budget: dict) -> dict | str:  # n
     }
 
 
+async def _run_evaluation_serial(job, **kwargs: object) -> dict | str:  # noqa: ANN001
+    """`run_evaluation` for DeepHyper's serial evaluator, which awaits a coroutine."""
+    return run_evaluation(job, **kwargs)
+
+
 def _ray_node() -> dict:
     """``{"ray_node": id}`` of the Ray node this runs on (in a Ray worker), else nothing."""
     ray = sys.modules.get("ray")  # never imported here: only a Ray worker has it loaded
@@ -364,7 +369,8 @@ def run_search(
             method_kwargs["num_cpus"] = workers
     t0 = time.perf_counter()
     try:
-        created = Evaluator.create(run_evaluation, method=evaluator, method_kwargs=method_kwargs)
+        run = _run_evaluation_serial if evaluator == "serial" else run_evaluation
+        created = Evaluator.create(run, method=evaluator, method_kwargs=method_kwargs)
     except (ConnectionError, TimeoutError) as err:  # ray.init of an address that does not answer
         if evaluator != "ray":
             raise

@@ -274,7 +274,7 @@ def test_outer_gan_through_the_detector(theory: DISTheory, tmp_path) -> None:
     out = tmp_path / "gan"
     r = _run(
         "-m", "inverse.fit", "--config", "configs/inverse/dis.yaml", "--events", str(obs),
-        "--steps", "500", "--replicas", "4", "--events-per-step", "256", "--out", str(out),
+        "--steps", "300", "--replicas", "4", "--events-per-step", "256", "--out", str(out),
         "--no-progress", "--posterior", "false",  # DIS's posterior: test_posterior.py (~2 min here)
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]

@@ -64,7 +64,20 @@ def test_fit_surrogate_reads_a_yaml_path_and_refuses_a_missing_one(tmp_path):
         fit_surrogate("flow", tmp_path / "nope.yaml")
 
 
-def _print_config(*args: str) -> dict:
+def _print_config(*args: str, shell: bool = False) -> dict:
+    """The resolved config of ``surrogates.fit ARGS --print_config``: from the real command
+    (``shell``) or from its ``main`` in this process (the same code, without ~8 s of imports)."""
+    if not shell:
+        import contextlib
+        import io
+
+        from surrogates.fit import main
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+            main([*args, "--print_config"])
+        assert done.value.code in (0, None)
+        return yaml.safe_load(out.getvalue())
     done = subprocess.run(
         [sys.executable, "-m", "surrogates.fit", *args, "--print_config"],
         cwd=ROOT,
@@ -81,7 +94,7 @@ def test_no_option_fit_uses_the_shipped_recommended_config(tmp_path):
     root event variable, stratified points; not the class defaults events/logit/grid) with a
     first-try evaluation budget; a --config replaces it and options override single keys."""
     shipped = yaml.safe_load(default_config("flow").read_text())
-    config = _print_config("flow")
+    config = _print_config("flow", shell=True)
     model = config["model"]
     assert (model["objective"], model["event_variable"], model["pdf_points"]) == (
         "pdf",

@@ -87,3 +87,24 @@ def test_search_resumes_and_its_best_config_trains(tmp_path):
     theta = (ens.prior_low + 0.5 * (ens.prior_high - ens.prior_low)).unsqueeze(0)
     with torch.no_grad():
         assert ens.sample(theta, 30)[0].shape == (1, 30, 1)
+
+
+def test_serial_evaluator_runs_the_evaluations_in_this_process(tmp_path, monkeypatch):
+    """``--evaluator serial`` (DeepHyper awaits a coroutine there): every evaluation runs, in
+    order, and the best one's config is written. The training itself is stood in for."""
+    import surrogates.hpo as hpo
+
+    seen = []
+
+    def fake(job, family: str, out: str, budget: dict) -> dict:  # noqa: ANN001
+        run_dir = Path(out) / "evals" / str(len(seen))
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({"model": dict(job.parameters)}))
+        seen.append(dict(job.parameters))
+        return {"objective": -float(job.parameters["lr"]), "metadata": {"run_dir": str(run_dir)}}
+
+    monkeypatch.setattr(hpo, "run_evaluation", fake)
+    summary = run_search("flow", tmp_path / "s", 3, evaluator="serial", backends=["zuko"])
+    assert summary["evaluations"] == 3 and len(seen) == 3 and summary["failed"] == 0
+    best = yaml.safe_load((tmp_path / "s" / "best.yaml").read_text())
+    assert best["model"]["lr"] == min(p["lr"] for p in seen)

@@ -262,6 +262,8 @@ def test_cli_runs_end_to_end_with_a_surrogate(tmp_path, capsys, proxy, obs_file)
             "--out",
             str(out),
             "--no-progress",
+            "--posterior",  # the posterior through the CLI: tests/test_posterior.py
+            "false",
         ]
     )
     assert code == 0
