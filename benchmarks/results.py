@@ -672,6 +672,32 @@ def _convergence(p: dict) -> list[str]:
     return sections
 
 
+def _faces(p: dict) -> list[str]:
+    rows = [
+        [s["group"], s["subset"], {"replicas": "replicas' mean ± spread", "rule": "face rule",
+                                   "post": "exact posterior"}[s["view"]],
+         fmt(s["n"], "d"), f"{s['coverage']:.2f} ± {s['coverage_err']:.2f}",
+         fmt(s["pull_rms"], ".2f"), fmt(s["pull_max"], ".1f"), fmt(s["within_half_post"], ".2f"),
+         fmt(s["std_over_post_median"], ".2f"), fmt(s["std_over_post_in_band"], ".2f")]
+        for s in p["summary"] if s.get("n")
+    ]  # fmt: skip
+    cut = [r for r in p["rows"] if r["cut"]]
+    return [
+        f"Study `{p['study']}` (case {p['case']}, truths: {p['truths']}), {p['experiments']} "
+        "experiments with the GAN's replicas kept"
+        + (f" ({len(p['missing_replicas'])} without)" if p.get("missing_replicas") else "")
+        + f"; {len(cut)} parameter fits cut by the box. The rule's constants were chosen on the "
+        f"experiments below {p['chosen_below']}; the others were not looked at before this table. "
+        "Per parameter fit: 1σ coverage (|mean − truth| ≤ σ), pull (mean − truth)/σ, the share "
+        "within 0.5 σ_post of the exact posterior's mean, and σ/σ_post (median, and the share "
+        "within 0.8–1.25). The replicas' view is what the GAN reported before the face rule; "
+        "for parameters not cut the two views are the same numbers.",
+        markdown_table(["experiments", "parameters", "view", "n", "1σ coverage", "pull rms",
+                        "max \\|pull\\|", "within 0.5 σ_post", "σ/σ_post median",
+                        "σ/σ_post in 0.8–1.25"], rows),
+    ]  # fmt: skip
+
+
 # name → (title, JSON path under --benchmarks, what the page shows, renderer)
 def _posterior(p: dict) -> list[str]:
     rows = [
@@ -745,6 +771,11 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
               "its binomial error, pull (mean − truth)/σ, the SBC χ² p-value of the truth's "
               "ranks among the posterior's draws or the GAN's bootstrap replicas, σ/σ_post and "
               "the distance to the exact posterior mean in σ_post, seconds per fit.", _study),
+    "faces-B-prior": ("Outer GAN at the faces of the prior box: the face rule",
+                      "faces-B-prior.json",
+                      "The GAN's replicas against the face rule (`inverse/faces.py`) on the same "
+                      "fits of a pseudo-experiment study, beside the exact posterior "
+                      "(`benchmarks/faces.py`).", _faces),
     "gan_step": ("Outer GAN: the cost of a step by discriminator precision", "gan_step.json",
                  "Milliseconds per outer-GAN step with float64 and float32 discriminators, "
                  "alternating on the same data (`benchmarks/gan_step.py`).", _gan_step),

@@ -243,6 +243,7 @@ class FitConfig:
         data_replicas: replicas on the observed data itself (independent generators), θ = their mean.
         events_per_step: generated and observed events per replica and channel each step.
         average_last: θ = mean over this last fraction of the trace (Polyak averaging).
+        face_cut: a parameter whose bootstrap replicas pile up at a face of the prior box (half of them within ¼ of its Fisher σ) reports the mean and σ of its Fisher Gaussian from that face cut by the box, not the replicas' collapsed spread (inverse.faces).
         compare_mle: also fit the same data by maximum likelihood (the exact theory).
         posterior: with compare_mle, also sample the exact posterior (the MLE's likelihood × the prior box, MCMC, from the MLE) and report σ/σ_post.
         detector: the experimental module between source and discriminators ({kind: dis, ...}) or null.
@@ -264,6 +265,7 @@ class FitConfig:
     data_replicas: int = 1
     events_per_step: int = 256
     average_last: float = 0.3
+    face_cut: bool = True
     compare_mle: bool = True
     posterior: bool = True
     detector: dict | None = None
@@ -285,6 +287,7 @@ class FitConfig:
         positive_int("data_replicas", self.data_replicas, 1)
         positive_int("events_per_step", self.events_per_step, 256)
         fraction("average_last", self.average_last, 0.3)
+        flag("face_cut", self.face_cut)
         flag("compare_mle", self.compare_mle)
         flag("posterior", self.posterior)
         if self.detector is not None and not isinstance(self.detector, dict):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inverse.faces import cut_by_box
 from inverse.plots import plot_curves, plot_events, plot_traces
 from surrogates.data import ObservedData
 from surrogates.ensemble import surrogate_share
@@ -41,6 +42,7 @@ __all__ = [
     "make_yardstick",
     "Summary",
     "summarize",
+    "face_cut",
     "compare_with_mle",
     "compare_with_posterior",
     "write_outputs",
@@ -212,6 +214,13 @@ def summarize(
     mean = summary.final[:k].mean(0)
     boot = summary.boot
     std = boot.std(0, ddof=1) if len(boot) > 1 else np.full(len(mean), np.nan)
+    replicas_mean, replicas_std = mean, std
+    at_face = face_cut(theory, yardstick, boot, mean, std) if cfg.face_cut else {}
+    if at_face:
+        mean = mean.copy()
+        std = std.copy()
+        for j, found in at_face.items():
+            mean[j], std[j] = found.pop("mean"), found.pop("std")
     data = yardstick.data
     counts = data.expected_counts if data.expected_counts is not None else data.counts
     truth = data.theta_true
@@ -225,6 +234,11 @@ def summarize(
         "params_mean": mean,
         "params_std": std,
         "params_true": truth,
+        # the replicas' own mean and spread; they differ from the above only for a parameter
+        # cut by the prior box (at_face: inverse.faces)
+        "replicas_mean": replicas_mean,
+        "replicas_std": replicas_std,
+        "at_face": {theory.param_names[j]: found for j, found in at_face.items()} or None,
         "crb_std": crb,
         "crb_at": "truth" if truth is not None else "fit",
         "crb_from": getattr(yardstick, "crb_from", "the exact theory's Fisher information"),
@@ -246,6 +260,31 @@ def summarize(
     if members is not None:
         metrics["ensemble"] = {"members": source_names, **surrogate_share(boot, members[k:])}
     return metrics, summary
+
+
+def face_cut(
+    theory: Module2,
+    yardstick: Yardstick | SurrogateYardstick,
+    boot: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> dict[int, dict]:
+    """The parameters whose bootstrap replicas pile up at a face of the prior box, each with the
+    mean and σ to report instead of the replicas' (`inverse.faces.cut_by_box`; the σ is the
+    data's Fisher σ at the GAN's θ for the observed counts)."""
+    if len(boot) < 2:
+        return {}
+    try:
+        sigma = np.sqrt(np.clip(np.diag(np.asarray(yardstick.covariance(mean))), 0, None))
+    except Exception as err:  # noqa: BLE001 - no Fisher information: the replicas' spread stays
+        print(f"face cut: no Fisher σ at the fit ({err}); θ and σ are the replicas' own")
+        return {}
+    low = np.asarray(theory.prior_low, dtype=float)
+    high = np.asarray(theory.prior_high, dtype=float)
+    new_mean, new_std, cut = cut_by_box(boot, mean, std, sigma, low, high)
+    for j, found in cut.items():
+        found["mean"], found["std"] = float(new_mean[j]), float(new_std[j])
+    return cut
 
 
 def compare_with_mle(metrics: dict, yardstick: Yardstick) -> MLEResult:

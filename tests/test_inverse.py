@@ -63,8 +63,12 @@ def test_data_replicas_fit_the_data_and_are_averaged(tmp_path, proxy):
     m = run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
     final = np.load(tmp_path / "params.npz")["theta"]
     assert not np.allclose(final[0], final[1])  # independent generators on the same data
-    assert np.allclose(m["params_mean"], final[:2].mean(0))
-    assert np.allclose(m["params_std"], final[2:].std(0, ddof=1))
+    assert np.allclose(m["replicas_mean"], final[:2].mean(0))
+    assert np.allclose(m["replicas_std"], final[2:].std(0, ddof=1))
+    # 20 steps from the box centre: no parameter at a face, so θ and σ are the replicas'
+    assert m["at_face"] is None
+    assert np.array_equal(m["params_mean"], m["replicas_mean"])
+    assert np.array_equal(m["params_std"], m["replicas_std"])
     with pytest.raises(InputError, match="data_replicas"):
         _cfg(replicas=4, data_replicas=3)
 
@@ -120,6 +124,7 @@ def test_outer_gan_recovers_the_mle_on_case_b(tmp_path, proxy):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("params_mean", "params_std", "params_true", "crb_std", "pull", "seconds", "steps"):
         assert saved[key] is not None, key
+    assert saved["at_face"] is None  # an interior truth: no parameter cut by the box
     assert saved["steps"] == 1200
     params = np.load(tmp_path / "params.npz")
     assert params["theta"].shape == (6, 6)

@@ -73,6 +73,7 @@ SAMPLES = {
     "--data_replicas": "3",
     "--events_per_step": "64",
     "--average_last": "0.5",
+    "--face_cut": "false",
     "--compare_mle": "false",
     "--posterior": "false",
     "--detector": "{kind: dis, x_resolution: 0.05}",
@@ -137,8 +138,8 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 49
-    )  # every key of the YAML: 19 top-level, 20 gan, 9 stop, 4 trainer, minus blocks
+        len(options) == 50
+    )  # every key of the YAML: 20 top-level, 20 gan, 9 stop, 4 trainer, minus blocks
     for option in options:
         cfg = parse_cli(FitConfig, [option, SAMPLES[option]], "prog", None)
         expected = yaml.safe_load(SAMPLES[option])

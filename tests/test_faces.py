@@ -1,0 +1,120 @@
+"""The GAN's θ and σ for a parameter cut by the prior box (inverse.faces)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+from scipy.stats import truncnorm
+
+from inverse.faces import FACE_NEAR, cut_by_box
+
+LOW, HIGH = np.array([0.0, -1.0]), np.array([10.0, 1.0])
+
+
+def _cut_gaussian(mu: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and σ of N(μ, 1) cut to [low, high], vectorized (scipy's truncnorm loops per μ)."""
+    a, b = low - mu, high - mu
+    z = ndtr(b) - ndtr(a)
+    pa, pb = np.exp(-a * a / 2) / np.sqrt(2 * np.pi), np.exp(-b * b / 2) / np.sqrt(2 * np.pi)
+    shift = (pa - pb) / z
+    return mu + shift, np.sqrt(1 + (a * pa - b * pb) / z - shift**2)
+
+
+def test_replicas_piled_at_a_face_give_the_gaussian_from_that_face_cut_by_the_box():
+    """All replicas at the upper face of parameter 0: its θ moves inside by √(2/π) σ and its σ is
+    √(1 − 2/π) σ (a half-Gaussian); parameter 1, inside, keeps the replicas' numbers."""
+    rng = np.random.default_rng(0)
+    boot = np.column_stack([10 - rng.uniform(0, 0.1, 14), rng.normal(0, 0.1, 14)])
+    mean, std = np.array([9.97, 0.01]), boot.std(0, ddof=1)
+    sigma = np.array([1.0, 0.1])
+    new_mean, new_std, cut = cut_by_box(boot, mean, std, sigma, LOW, HIGH)
+    assert list(cut) == [0]
+    assert new_mean[0] == pytest.approx(10 - np.sqrt(2 / np.pi), abs=1e-6)
+    assert new_std[0] == pytest.approx(np.sqrt(1 - 2 / np.pi), abs=1e-6)
+    assert cut[0]["face"] == 10 and cut[0]["replicas_at_face"] == 1.0
+    assert cut[0]["replicas_std"] == pytest.approx(std[0])
+    assert new_mean[1] == mean[1] and new_std[1] == std[1]
+    assert mean[0] == 9.97  # the inputs are not changed
+
+
+def test_the_lower_face_and_a_box_narrower_than_sigma():
+    """At the lower face θ moves up; where σ is wider than the box the cut Gaussian stays in it
+    (nearly uniform: σ → width/√12)."""
+    mu = np.array([-0.5, 0.3, 4.0])
+    mean, var = truncnorm.stats(-mu, 1 - mu, mu, moments="mv")
+    assert np.allclose(_cut_gaussian(mu, 0, 1), (mean, np.sqrt(var)))  # the test's own helper
+    boot = np.column_stack([np.full(10, 0.01), np.full(10, -0.999)])
+    mean, std = boot.mean(0), np.full(2, 1e-3)
+    new_mean, new_std, cut = cut_by_box(boot, mean, std, np.array([1.0, 50.0]), LOW, HIGH)
+    assert sorted(cut) == [0, 1] and cut[0]["face"] == 0 and cut[1]["face"] == -1
+    assert new_mean[0] == pytest.approx(np.sqrt(2 / np.pi), abs=1e-6)
+    assert -1 < new_mean[1] < 1 and new_std[1] == pytest.approx(2 / np.sqrt(12), rel=0.01)
+
+
+def test_fewer_than_half_of_the_replicas_at_a_face_change_nothing():
+    boot = np.zeros((14, 2))
+    boot[:6, 0] = 10 - 0.1 * FACE_NEAR  # 6 of 14 at the face
+    boot[6:, 0] = np.linspace(5, 8, 8)
+    mean, std = boot.mean(0), boot.std(0, ddof=1)
+    new_mean, new_std, cut = cut_by_box(boot, mean, std, np.ones(2), LOW, HIGH)
+    assert cut == {} and np.array_equal(new_mean, mean) and np.array_equal(new_std, std)
+    # no usable σ (0 or NaN) or a single replica: nothing to judge by
+    assert cut_by_box(boot, mean, std, np.array([0.0, np.nan]), LOW, HIGH)[2] == {}
+    assert cut_by_box(boot[:1], mean, std, np.ones(2), LOW, HIGH)[2] == {}
+
+
+def test_near_a_face_the_rule_is_calibrated_where_the_bootstrap_is_not():
+    """A Gaussian location model, σ = 1, box [0, 10], truths from the flat prior: the data's
+    maximum is clip(x), its bootstrap replicas clip(x + noise), the exact posterior N(x, 1) cut by
+    the box. Where the posterior's mean is within 1.5 σ of a face the replicas' σ collapses
+    (1σ coverage 0.44); with the rule the coverage is the posterior's within noise and θ is
+    within 0.5 σ_post of the posterior mean in most data sets (the replicas: almost never)."""
+    rng = np.random.default_rng(1)
+    low, high, rows = np.array([0.0]), np.array([10.0]), []
+    for _ in range(6000):
+        t0 = rng.uniform(0, 10)
+        x = rng.normal(t0, 1.0)
+        mean = np.clip([x], 0, 10)
+        boot = np.clip(x + rng.normal(0, 1.0, (14, 1)), 0, 10)
+        std = boot.std(0, ddof=1)
+        m2, s2, _ = cut_by_box(boot, mean, std, np.ones(1), low, high)
+        rows.append((t0, x, mean[0], std[0], m2[0], s2[0]))
+    t0, x, m, s, m2, s2 = np.array(rows).T
+    pm, ps = _cut_gaussian(x, 0.0, 10.0)
+    near = (pm < 1.5 * ps) | (10 - pm < 1.5 * ps)
+    assert near.sum() > 600
+    cover = {k: np.mean(np.abs(a - t0)[near] < b[near]) for k, a, b in
+             (("raw", m, s), ("rule", m2, s2), ("post", pm, ps))}
+    err = np.sqrt(0.25 / near.sum())  # a binomial fraction's σ, at most
+    assert cover["raw"] < 0.55, cover
+    assert abs(cover["rule"] - cover["post"]) < 4 * err + 0.03, cover
+    close = {k: np.mean(np.abs(a - pm)[near] < 0.5 * ps[near]) for k, a in (("raw", m), ("rule", m2))}
+    assert close["raw"] < 0.1 and close["rule"] > 0.45, close
+    ratio = np.median((s2 / ps)[near])
+    assert 0.8 < ratio < 1.25, ratio
+    # away from the faces the rule changes nothing
+    far = (pm > 3) & (pm < 7)
+    assert np.array_equal(m2[far], m[far]) and np.array_equal(s2[far], s[far])
+
+
+def test_the_fit_report_cuts_a_proxy_parameter_whose_replicas_sit_on_its_face():
+    """`inverse.report.face_cut` with the proxy's likelihood: b_u's replicas at its upper face
+    (5) get the Fisher Gaussian from 5, the other parameters nothing."""
+    from inverse.report import Yardstick, face_cut
+    from surrogates.data import CASES, simulate_observed
+    from surrogates.theory import ProxyTheory
+
+    proxy = ProxyTheory()
+    theta = np.array([1.0, 0.3, 4.95, 1.5, 0.0, 2.5])
+    data = simulate_observed(proxy, theta, CASES["B"], seed=4)
+    yardstick = Yardstick(proxy, data)
+    sigma = np.sqrt(np.diag(yardstick.covariance(theta)))
+    rng = np.random.default_rng(0)
+    boot = theta + 0.5 * sigma * rng.normal(size=(14, 6))
+    boot[:, 2] = 5 - rng.uniform(0, 0.2 * sigma[2], 14)
+    mean, std = boot.mean(0), boot.std(0, ddof=1)
+    cut = face_cut(proxy, yardstick, boot, mean, std)
+    assert list(cut) == [2] and cut[2]["face"] == 5.0
+    assert cut[2]["fisher_sigma"] == pytest.approx(sigma[2], rel=0.05)
+    assert cut[2]["std"] > 5 * std[2] and 5 - cut[2]["mean"] > 0.5 * sigma[2]
