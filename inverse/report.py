@@ -464,6 +464,12 @@ def format_table(metrics: dict, title: str = "") -> str:
         if ens:
             row += f" {ens['surrogate_std'][i]:9.4f} {ens['surrogate_share'][i]:9.2f}"
         lines.append(row)
+    for name, found in (metrics.get("at_face") or {}).items():
+        lines.append(
+            f"{name}: {found['replicas_at_face']:.0%} of the bootstrap replicas at the box's face "
+            f"{found['face']:g} (their θ {found['replicas_mean']:.4g} ± {found['replicas_std']:.2g}); "
+            "θ ± σ above: the Fisher Gaussian from that face cut by the box (inverse.faces)"
+        )
     if ens:
         lines.append(
             f"ensemble of {len(ens['members'])} ({', '.join(ens['members'])}): σ_surr is the "

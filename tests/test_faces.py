@@ -118,3 +118,12 @@ def test_the_fit_report_cuts_a_proxy_parameter_whose_replicas_sit_on_its_face():
     assert list(cut) == [2] and cut[2]["face"] == 5.0
     assert cut[2]["fisher_sigma"] == pytest.approx(sigma[2], rel=0.05)
     assert cut[2]["std"] > 5 * std[2] and 5 - cut[2]["mean"] > 0.5 * sigma[2]
+    # the printed table says which parameter was cut and what the replicas had
+    from inverse.report import format_table
+
+    found = dict(cut[2])
+    metrics = {"param_names": list(proxy.param_names), "params_true": None, "pull": None,
+               "params_mean": mean, "params_std": std, "crb_std": sigma,
+               "at_face": {"b_u": found}}  # fmt: skip
+    text = format_table(metrics)
+    assert "b_u: 100% of the bootstrap replicas at the box's face 5" in text, text
