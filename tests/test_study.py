@@ -107,6 +107,13 @@ def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(
     assert gan["params"]["N_u"]["sbc"]["ranked_among"] == cfg.replicas - cfg.data_replicas
     assert np.isfinite(gan["against_posterior"]["b_d"]["sigma_over_post_mean"])
     assert (tmp_path / "fits" / "00001" / "params.npz").is_file()
+    from inverse.study import read_records
+
+    for record in read_records(tmp_path).values():  # every replica's θ, for benchmarks/faces.py
+        fit = record["fits"]["gan"]
+        with np.load(fit["run"] + "/params.npz") as f:
+            assert np.allclose(fit["replicas"], f["theta"])
+        assert isinstance(fit["at_face"], list)
     assert not list((tmp_path / "fits").glob("*/wandb")) and os.environ["WANDB_MODE"] == "offline"
 
 
