@@ -5,12 +5,14 @@ inside the box. Where the likelihood keeps rising towards a face of the box, eve
 that face and the spread collapses (in a case-B study, σ 0.04 against an exact posterior σ of
 0.65): the bootstrap of a constrained maximum says on which side the likelihood's maximum lies,
 not how wide the posterior is. For such a parameter the GAN reports instead the mean and σ of the
-Gaussian that starts at the face with the width of the data's Fisher information, cut by the box
-(the flat-prior posterior of a likelihood whose maximum is on the face). Parameters whose
-replicas do not pile up at a face keep the replicas' mean and spread unchanged.
+posterior that a Gaussian likelihood with its maximum on that face gives with the flat prior of
+the box: the Gaussian of the data's Fisher covariance (all parameters, so that the box's other
+faces and the correlations shape it too), centred on the GAN's θ with the cut parameters moved
+onto their faces, cut by the whole box, sampled by rejection with a fixed seed. Parameters whose
+replicas do not pile up at a face keep the replicas' mean and spread.
 
-How the rule and its two constants were chosen (on 70 case-B pseudo-experiments, then checked on
-others): docs/notes/2026-12-01-faces.md.
+How the rule was chosen (on 70 case-B pseudo-experiments) and what it gave on others:
+docs/notes/2026-12-01-faces.md.
 """
 
 from __future__ import annotations
@@ -24,42 +26,77 @@ __all__ = ["FACE_NEAR", "FACE_SHARE", "cut_by_box"]
 # least FACE_SHARE of its bootstrap replicas at one face is cut there
 FACE_NEAR = 0.25
 FACE_SHARE = 0.5
+# the cut Gaussian's draws: batches of DRAWS until KEEP fall inside the box (at most ROUNDS)
+DRAWS, KEEP, ROUNDS = 20_000, 4_000, 50
+
+
+def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
+    """A square root L (L Lᵀ = cov) of a covariance whose numerical eigenvalues may dip below 0."""
+    w, v = np.linalg.eigh((cov + cov.T) / 2)
+    return v * np.sqrt(np.clip(w, 0, None))
+
+
+def _cut_gaussian_moments(
+    loc: np.ndarray, cov: np.ndarray, low: np.ndarray, high: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and σ per parameter of N(loc, cov) cut to the box, or None if too few draws land in
+    it."""
+    rng = np.random.default_rng(seed)
+    root = _sqrt_psd(cov)
+    kept: list[np.ndarray] = []
+    n = 0
+    for _ in range(ROUNDS):
+        x = loc + rng.standard_normal((DRAWS, len(loc))) @ root.T
+        x = x[((x >= low) & (x <= high)).all(1)]
+        kept.append(x)
+        n += len(x)
+        if n >= KEEP:
+            break
+    if n < KEEP // 4:
+        return None
+    x = np.concatenate(kept)
+    return x.mean(0), x.std(0)
 
 
 def cut_by_box(
     boot: np.ndarray,
     mean: np.ndarray,
     std: np.ndarray,
-    sigma: np.ndarray,
+    cov: np.ndarray,
     low: np.ndarray,
     high: np.ndarray,
     near: float = FACE_NEAR,
     share: float = FACE_SHARE,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Mean and σ per parameter with the parameters cut by the box replaced (see the module).
 
     Args:
         boot: (R, P) the bootstrap replicas' θ.
         mean, std: (P,) the GAN's θ (the data replicas' mean) and the replicas' spread.
-        sigma: (P,) the data's Fisher σ per parameter at ``mean`` (the Cramér–Rao σ).
+        cov: (P, P) the data's Cramér–Rao covariance at ``mean`` (inverse Fisher information).
         low, high: (P,) the prior box.
         near, share: a parameter is cut when at least ``share`` of its replicas lie within
-            ``near`` σ of one face.
+            ``near`` of its Fisher σ of one face.
+        seed: of the cut Gaussian's draws.
 
     Returns:
-        The mean and σ to report (copies) and, per cut parameter index, what was found:
-        the face, the share of replicas at it, σ, and the replicas' own mean and spread.
+        The mean and σ to report (copies) and, per cut parameter index, what was found: the
+        face, the share of replicas at it, its Fisher σ, the replicas' own mean and spread, and
+        ``method`` ("box": the Gaussian cut by the whole box; "face": by its own face range
+        alone, when too few draws land in the box).
     """
-    boot, mean, std, sigma, low, high = (
-        np.asarray(a, dtype=float) for a in (boot, mean, std, sigma, low, high)
-    )
+    boot, mean, std, low, high = (np.asarray(a, dtype=float) for a in (boot, mean, std, low, high))
+    cov = np.atleast_2d(np.asarray(cov, dtype=float))
     out_mean, out_std = mean.copy(), std.copy()
     cut: dict[int, dict] = {}
-    if boot.ndim != 2 or len(boot) < 2:
+    if boot.ndim != 2 or len(boot) < 2 or not np.isfinite(cov).all():
         return out_mean, out_std, cut
+    sigma = np.sqrt(np.clip(np.diag(cov), 0, None))
+    loc = mean.copy()
     for j in range(len(mean)):
         s = sigma[j]
-        if not (np.isfinite(s) and s > 0):
+        if not s > 0:
             continue
         at_low = float(np.mean((boot[:, j] - low[j]) < near * s))
         at_high = float(np.mean((high[j] - boot[:, j]) < near * s))
@@ -69,8 +106,7 @@ def cut_by_box(
             face = high[j] if at_high > at_low else low[j]
         else:  # a σ wider than the box reaches both faces: the one the replicas are nearer
             face = high[j] if high[j] - mean[j] < mean[j] - low[j] else low[j]
-        m, v = truncnorm.stats((low[j] - face) / s, (high[j] - face) / s, face, s, moments="mv")
-        out_mean[j], out_std[j] = float(m), float(np.sqrt(v))
+        loc[j] = face
         cut[j] = {
             "face": float(face),
             "replicas_at_face": max(at_low, at_high),
@@ -78,4 +114,16 @@ def cut_by_box(
             "replicas_mean": float(mean[j]),
             "replicas_std": float(std[j]),
         }
+    if not cut:
+        return out_mean, out_std, cut
+    moments = _cut_gaussian_moments(np.clip(loc, low, high), cov, low, high, seed)
+    for j, found in cut.items():
+        if moments is not None:
+            out_mean[j], out_std[j] = moments[0][j], moments[1][j]
+            found["method"] = "box"
+        else:  # the box keeps almost none of the Gaussian: its own face range alone
+            s, face = sigma[j], found["face"]
+            m, v = truncnorm.stats((low[j] - face) / s, (high[j] - face) / s, face, s, "mv")
+            out_mean[j], out_std[j] = float(m), float(np.sqrt(v))
+            found["method"] = "face"
     return out_mean, out_std, cut

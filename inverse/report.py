@@ -270,18 +270,18 @@ def face_cut(
     std: np.ndarray,
 ) -> dict[int, dict]:
     """The parameters whose bootstrap replicas pile up at a face of the prior box, each with the
-    mean and σ to report instead of the replicas' (`inverse.faces.cut_by_box`; the σ is the
-    data's Fisher σ at the GAN's θ for the observed counts)."""
+    mean and σ to report instead of the replicas' (`inverse.faces.cut_by_box`, with the data's
+    Cramér–Rao covariance at the GAN's θ for the observed counts)."""
     if len(boot) < 2:
         return {}
     try:
-        sigma = np.sqrt(np.clip(np.diag(np.asarray(yardstick.covariance(mean))), 0, None))
+        cov = np.asarray(yardstick.covariance(mean), dtype=float)
     except Exception as err:  # noqa: BLE001 - no Fisher information: the replicas' spread stays
         print(f"face cut: no Fisher σ at the fit ({err}); θ and σ are the replicas' own")
         return {}
     low = np.asarray(theory.prior_low, dtype=float)
     high = np.asarray(theory.prior_high, dtype=float)
-    new_mean, new_std, cut = cut_by_box(boot, mean, std, sigma, low, high)
+    new_mean, new_std, cut = cut_by_box(boot, mean, std, cov, low, high)
     for j, found in cut.items():
         found["mean"], found["std"] = float(new_mean[j]), float(new_std[j])
     return cut

@@ -27,12 +27,15 @@ def test_replicas_piled_at_a_face_give_the_gaussian_from_that_face_cut_by_the_bo
     rng = np.random.default_rng(0)
     boot = np.column_stack([10 - rng.uniform(0, 0.1, 14), rng.normal(0, 0.1, 14)])
     mean, std = np.array([9.97, 0.01]), boot.std(0, ddof=1)
-    sigma = np.array([1.0, 0.1])
-    new_mean, new_std, cut = cut_by_box(boot, mean, std, sigma, LOW, HIGH)
-    assert list(cut) == [0]
-    assert new_mean[0] == pytest.approx(10 - np.sqrt(2 / np.pi), abs=1e-6)
-    assert new_std[0] == pytest.approx(np.sqrt(1 - 2 / np.pi), abs=1e-6)
+    cov = np.diag([1.0, 0.1]) ** 2
+    new_mean, new_std, cut = cut_by_box(boot, mean, std, cov, LOW, HIGH)
+    assert list(cut) == [0] and cut[0]["method"] == "box"
+    # a half-Gaussian, to the noise of ≥ 4000 draws
+    assert new_mean[0] == pytest.approx(10 - np.sqrt(2 / np.pi), abs=0.03)
+    assert new_std[0] == pytest.approx(np.sqrt(1 - 2 / np.pi), abs=0.03)
     assert cut[0]["face"] == 10 and cut[0]["replicas_at_face"] == 1.0
+    again = cut_by_box(boot, mean, std, cov, LOW, HIGH)  # seeded: the same numbers
+    assert np.array_equal(again[0], new_mean) and np.array_equal(again[1], new_std)
     assert cut[0]["replicas_std"] == pytest.approx(std[0])
     assert new_mean[1] == mean[1] and new_std[1] == std[1]
     assert mean[0] == 9.97  # the inputs are not changed
@@ -46,10 +49,29 @@ def test_the_lower_face_and_a_box_narrower_than_sigma():
     assert np.allclose(_cut_gaussian(mu, 0, 1), (mean, np.sqrt(var)))  # the test's own helper
     boot = np.column_stack([np.full(10, 0.01), np.full(10, -0.999)])
     mean, std = boot.mean(0), np.full(2, 1e-3)
-    new_mean, new_std, cut = cut_by_box(boot, mean, std, np.array([1.0, 50.0]), LOW, HIGH)
+    cov = np.diag([1.0, 50.0]) ** 2
+    new_mean, new_std, cut = cut_by_box(boot, mean, std, cov, LOW, HIGH)
     assert sorted(cut) == [0, 1] and cut[0]["face"] == 0 and cut[1]["face"] == -1
-    assert new_mean[0] == pytest.approx(np.sqrt(2 / np.pi), abs=1e-6)
-    assert -1 < new_mean[1] < 1 and new_std[1] == pytest.approx(2 / np.sqrt(12), rel=0.01)
+    assert new_mean[0] == pytest.approx(np.sqrt(2 / np.pi), abs=0.03)
+    assert -1 < new_mean[1] < 1 and new_std[1] == pytest.approx(2 / np.sqrt(12), rel=0.03)
+
+
+def test_correlations_and_the_other_faces_shape_the_cut_gaussian():
+    """Two parameters correlated at ρ = 0.9, both piled at their upper faces of [0, 1]: the box
+    holds each to a narrower range than its marginal σ alone would, so each σ is below the
+    one-face (half-Gaussian) value; a Gaussian the box keeps almost nothing of falls back to
+    the one-face formula."""
+    low, high = np.zeros(2), np.ones(2)
+    boot = np.full((10, 2), 0.999)
+    cov = np.array([[1.0, 0.9], [0.9, 1.0]])
+    new_mean, new_std, cut = cut_by_box(boot, boot.mean(0), np.full(2, 1e-4), cov, low, high)
+    assert sorted(cut) == [0, 1] and {c["method"] for c in cut.values()} == {"box"}
+    assert (new_std < 0.6 * 1.0).all() and (new_std < 1 / np.sqrt(12) + 0.03).all()
+    assert ((new_mean > 0.4) & (new_mean < 1)).all()
+    far = np.array([[1.0, -1.0], [-1.0, 1.0]]) * 1e-4  # all mass on a line through the corner
+    m2, s2, cut2 = cut_by_box(boot, boot.mean(0), np.full(2, 1e-4), far, low, high)
+    assert {c["method"] for c in cut2.values()} == {"face"}
+    assert (m2 < 1).all() and (s2 > 0).all()
 
 
 def test_fewer_than_half_of_the_replicas_at_a_face_change_nothing():
@@ -57,11 +79,12 @@ def test_fewer_than_half_of_the_replicas_at_a_face_change_nothing():
     boot[:6, 0] = 10 - 0.1 * FACE_NEAR  # 6 of 14 at the face
     boot[6:, 0] = np.linspace(5, 8, 8)
     mean, std = boot.mean(0), boot.std(0, ddof=1)
-    new_mean, new_std, cut = cut_by_box(boot, mean, std, np.ones(2), LOW, HIGH)
+    new_mean, new_std, cut = cut_by_box(boot, mean, std, np.eye(2), LOW, HIGH)
     assert cut == {} and np.array_equal(new_mean, mean) and np.array_equal(new_std, std)
     # no usable σ (0 or NaN) or a single replica: nothing to judge by
-    assert cut_by_box(boot, mean, std, np.array([0.0, np.nan]), LOW, HIGH)[2] == {}
-    assert cut_by_box(boot[:1], mean, std, np.ones(2), LOW, HIGH)[2] == {}
+    assert cut_by_box(boot, mean, std, np.zeros((2, 2)), LOW, HIGH)[2] == {}
+    assert cut_by_box(boot, mean, std, np.full((2, 2), np.nan), LOW, HIGH)[2] == {}
+    assert cut_by_box(boot[:1], mean, std, np.eye(2), LOW, HIGH)[2] == {}
 
 
 def test_near_a_face_the_rule_is_calibrated_where_the_bootstrap_is_not():
@@ -78,7 +101,7 @@ def test_near_a_face_the_rule_is_calibrated_where_the_bootstrap_is_not():
         mean = np.clip([x], 0, 10)
         boot = np.clip(x + rng.normal(0, 1.0, (14, 1)), 0, 10)
         std = boot.std(0, ddof=1)
-        m2, s2, _ = cut_by_box(boot, mean, std, np.ones(1), low, high)
+        m2, s2, _ = cut_by_box(boot, mean, std, np.ones((1, 1)), low, high)
         rows.append((t0, x, mean[0], std[0], m2[0], s2[0]))
     t0, x, m, s, m2, s2 = np.array(rows).T
     pm, ps = _cut_gaussian(x, 0.0, 10.0)
@@ -109,7 +132,7 @@ def test_the_fit_report_cuts_a_proxy_parameter_whose_replicas_sit_on_its_face():
     theta = np.array([1.0, 0.3, 4.95, 1.5, 0.0, 2.5])
     data = simulate_observed(proxy, theta, CASES["B"], seed=4)
     yardstick = Yardstick(proxy, data)
-    sigma = np.sqrt(np.diag(yardstick.covariance(theta)))
+    sigma = np.sqrt(np.diag(yardstick.covariance(theta)))  # ≈ at the replicas' mean
     rng = np.random.default_rng(0)
     boot = theta + 0.5 * sigma * rng.normal(size=(14, 6))
     boot[:, 2] = 5 - rng.uniform(0, 0.2 * sigma[2], 14)
