@@ -62,7 +62,7 @@ def experiment_rows(study: Path, manifest: dict, record: dict) -> list[dict] | N
         raise InputError(f"{study}: experiment {record['i']}'s data is not rebuilt from its seeds")
     mean, boot = final[:k].mean(0), final[k:]
     std = boot.std(0, ddof=1)
-    cut = face_cut(theory, Yardstick(theory, data), boot, mean, std)
+    rule_mean, rule_std, cut = face_cut(theory, Yardstick(theory, data), boot, mean, std)
     post = record["fits"]["posterior"]
     rows = []
     for j, name in enumerate(theory.param_names):
@@ -71,9 +71,8 @@ def experiment_rows(study: Path, manifest: dict, record: dict) -> list[dict] | N
             "i": record["i"], "param": name, "truth": float(truth[j]),
             "post_mean": post["mean"][j], "post_std": post["std"][j],
             "replicas_mean": float(mean[j]), "replicas_std": float(std[j]),
-            "rule_mean": found["mean"] if found else float(mean[j]),
-            "rule_std": found["std"] if found else float(std[j]),
-            "cut": found is not None,
+            "rule_mean": float(rule_mean[j]), "rule_std": float(rule_std[j]),
+            "cut": found is not None, "experiment_cut": bool(cut),
             "face": found["face"] if found else None,
             "fisher_sigma": found["fisher_sigma"] if found else None,
         })  # fmt: skip
@@ -112,7 +111,12 @@ def summarize(rows: list[dict], chosen_below: int) -> list[dict]:
         (f"held out (experiments ≥ {chosen_below})", lambda r: r["i"] >= chosen_below),
     ):
         part = [r for r in rows if keep(r)]
-        for subset, sel in (("all parameters", part), ("parameters cut", [r for r in part if r["cut"]])):
+        subsets = (
+            ("all parameters", part),
+            ("in experiments with a cut", [r for r in part if r["experiment_cut"]]),
+            ("parameters cut", [r for r in part if r["cut"]]),
+        )
+        for subset, sel in subsets:
             for view in ("replicas", "rule", "post"):
                 out.append({"group": group, "subset": subset, "view": view,
                             "experiments": len({r["i"] for r in part}),
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     for s in stats:
         if s["n"]:
-            print(f"{s['group']:32s} {s['subset']:15s} {s['view']:9s} n {s['n']:4d} "
+            print(f"{s['group']:32s} {s['subset']:26s} {s['view']:9s} n {s['n']:4d} "
                   f"cover {s['coverage']:.2f} pull rms {s['pull_rms']:.2f} "
                   f"within 0.5σ_post {s['within_half_post']:.2f} "
                   f"σ/σ_post {s['std_over_post_median']:.2f}")  # fmt: skip

@@ -691,7 +691,7 @@ def _faces(p: dict) -> list[str]:
         "Per parameter fit: 1σ coverage (|mean − truth| ≤ σ), pull (mean − truth)/σ, the share "
         "within 0.5 σ_post of the exact posterior's mean, and σ/σ_post (median, and the share "
         "within 0.8–1.25). The replicas' view is what the GAN reported before the face rule; "
-        "for parameters not cut the two views are the same numbers.",
+        "in experiments with no parameter cut the two views are the same numbers.",
         markdown_table(["experiments", "parameters", "view", "n", "1σ coverage", "pull rms",
                         "max \\|pull\\|", "within 0.5 σ_post", "σ/σ_post median",
                         "σ/σ_post in 0.8–1.25"], rows),

@@ -4,12 +4,13 @@ The GAN's σ is the spread of its bootstrap replicas, each a maximum of its repl
 inside the box. Where the likelihood keeps rising towards a face of the box, every replica ends at
 that face and the spread collapses (in a case-B study, σ 0.04 against an exact posterior σ of
 0.65): the bootstrap of a constrained maximum says on which side the likelihood's maximum lies,
-not how wide the posterior is. For such a parameter the GAN reports instead the mean and σ of the
-posterior that a Gaussian likelihood with its maximum on that face gives with the flat prior of
-the box: the Gaussian of the data's Fisher covariance (all parameters, so that the box's other
-faces and the correlations shape it too), centred on the GAN's θ with the cut parameters moved
-onto their faces, cut by the whole box, sampled by rejection with a fixed seed. Parameters whose
-replicas do not pile up at a face keep the replicas' mean and spread.
+not how wide the posterior is (and the replicas of parameters correlated with it collapse too).
+When a parameter's replicas pile up at a face, the GAN reports for every parameter the mean and σ
+of the posterior that a Gaussian likelihood with its maximum there gives with the flat prior of
+the box: the Gaussian of the data's Fisher covariance, centred on the GAN's θ with the cut
+parameters moved onto their faces, cut by the whole box (so that its other faces and the
+correlations shape it too), sampled by rejection with a fixed seed. A fit with no parameter at a
+face keeps the replicas' mean and spread.
 
 How the rule was chosen (on 70 case-B pseudo-experiments) and what it gave on others:
 docs/notes/2026-12-01-faces.md.
@@ -69,7 +70,8 @@ def cut_by_box(
     share: float = FACE_SHARE,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Mean and σ per parameter with the parameters cut by the box replaced (see the module).
+    """Mean and σ per parameter: the replicas', or the box-cut Gaussian's when a parameter is cut
+    (see the module).
 
     Args:
         boot: (R, P) the bootstrap replicas' θ.
@@ -81,7 +83,8 @@ def cut_by_box(
         seed: of the cut Gaussian's draws.
 
     Returns:
-        The mean and σ to report (copies) and, per cut parameter index, what was found: the
+        The mean and σ to report (copies; all parameters' replaced when one is cut, except in the
+        "face" fallback, where only the cut ones are) and, per cut parameter index, what was found: the
         face, the share of replicas at it, its Fisher σ, the replicas' own mean and spread, and
         ``method`` ("box": the Gaussian cut by the whole box; "face": by its own face range
         alone, when too few draws land in the box).
@@ -117,9 +120,10 @@ def cut_by_box(
     if not cut:
         return out_mean, out_std, cut
     moments = _cut_gaussian_moments(np.clip(loc, low, high), cov, low, high, seed)
+    if moments is not None:  # every parameter: the cut ones' neighbours move with them
+        out_mean, out_std = moments
     for j, found in cut.items():
         if moments is not None:
-            out_mean[j], out_std[j] = moments[0][j], moments[1][j]
             found["method"] = "box"
         else:  # the box keeps almost none of the Gaussian: its own face range alone
             s, face = sigma[j], found["face"]

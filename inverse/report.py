@@ -215,12 +215,9 @@ def summarize(
     boot = summary.boot
     std = boot.std(0, ddof=1) if len(boot) > 1 else np.full(len(mean), np.nan)
     replicas_mean, replicas_std = mean, std
-    at_face = face_cut(theory, yardstick, boot, mean, std) if cfg.face_cut else {}
-    if at_face:
-        mean = mean.copy()
-        std = std.copy()
-        for j, found in at_face.items():
-            mean[j], std[j] = found.pop("mean"), found.pop("std")
+    at_face: dict[int, dict] = {}
+    if cfg.face_cut:
+        mean, std, at_face = face_cut(theory, yardstick, boot, mean, std)
     data = yardstick.data
     counts = data.expected_counts if data.expected_counts is not None else data.counts
     truth = data.theta_true
@@ -234,8 +231,8 @@ def summarize(
         "params_mean": mean,
         "params_std": std,
         "params_true": truth,
-        # the replicas' own mean and spread; they differ from the above only for a parameter
-        # cut by the prior box (at_face: inverse.faces)
+        # the replicas' own mean and spread; they differ from the above only when a parameter
+        # is cut by the prior box (at_face: inverse.faces)
         "replicas_mean": replicas_mean,
         "replicas_std": replicas_std,
         "at_face": {theory.param_names[j]: found for j, found in at_face.items()} or None,
@@ -268,23 +265,20 @@ def face_cut(
     boot: np.ndarray,
     mean: np.ndarray,
     std: np.ndarray,
-) -> dict[int, dict]:
-    """The parameters whose bootstrap replicas pile up at a face of the prior box, each with the
-    mean and σ to report instead of the replicas' (`inverse.faces.cut_by_box`, with the data's
-    Cramér–Rao covariance at the GAN's θ for the observed counts)."""
+) -> tuple[np.ndarray, np.ndarray, dict[int, dict]]:
+    """θ and σ to report and the parameters whose bootstrap replicas pile up at a face of the
+    prior box (`inverse.faces.cut_by_box`, with the data's Cramér–Rao covariance at the GAN's θ
+    for the observed counts); with none, the replicas' own θ and σ."""
     if len(boot) < 2:
-        return {}
+        return mean, std, {}
     try:
         cov = np.asarray(yardstick.covariance(mean), dtype=float)
     except Exception as err:  # noqa: BLE001 - no Fisher information: the replicas' spread stays
         print(f"face cut: no Fisher σ at the fit ({err}); θ and σ are the replicas' own")
-        return {}
+        return mean, std, {}
     low = np.asarray(theory.prior_low, dtype=float)
     high = np.asarray(theory.prior_high, dtype=float)
-    new_mean, new_std, cut = cut_by_box(boot, mean, std, cov, low, high)
-    for j, found in cut.items():
-        found["mean"], found["std"] = float(new_mean[j]), float(new_std[j])
-    return cut
+    return cut_by_box(boot, mean, std, cov, low, high)
 
 
 def compare_with_mle(metrics: dict, yardstick: Yardstick) -> MLEResult:
@@ -468,7 +462,7 @@ def format_table(metrics: dict, title: str = "") -> str:
         lines.append(
             f"{name}: {found['replicas_at_face']:.0%} of the bootstrap replicas at the box's face "
             f"{found['face']:g} (their θ {found['replicas_mean']:.4g} ± {found['replicas_std']:.2g}); "
-            "θ ± σ above: the Fisher Gaussian from that face cut by the box (inverse.faces)"
+            "θ ± σ above: the Fisher Gaussian from the faces cut by the box (inverse.faces)"
         )
     if ens:
         lines.append(
