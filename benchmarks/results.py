@@ -687,7 +687,7 @@ def _faces(p: dict) -> list[str]:
         "experiments with the GAN's replicas kept"
         + (f" ({len(p['missing_replicas'])} without)" if p.get("missing_replicas") else "")
         + f"; {len(cut)} parameter fits cut by the box. The rule's constants were chosen on the "
-        f"experiments below {p['chosen_below']}; the others were not looked at before this table. "
+        f"experiments below {p['chosen_below']}; the others were not used to choose it. "
         "Per parameter fit: 1σ coverage (|mean − truth| ≤ σ), pull (mean − truth)/σ, the share "
         "within 0.5 σ_post of the exact posterior's mean, and σ/σ_post (median, and the share "
         "within 0.8–1.25). The replicas' view is what the GAN reported before the face rule; "
@@ -776,6 +776,20 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                       "The GAN's replicas against the face rule (`inverse/faces.py`) on the same "
                       "fits of a pseudo-experiment study, beside the exact posterior "
                       "(`benchmarks/faces.py`).", _faces),
+    "faces-B-face3": ("Outer GAN at the faces of the prior box: the face rule at truths near a face",
+                      "faces-B-face3.json",
+                      "The GAN's replicas against the face rule (`inverse/faces.py`) on the same "
+                      "fits of a pseudo-experiment study whose truths each have a parameter "
+                      "within 1 σ_CRB of a face, beside the exact posterior "
+                      "(`benchmarks/faces.py`).", _faces),
+    "study-B-face3": ("Pseudo-experiment studies: case B at truths near a face, through the outer GAN with the face rule",
+              "study-B-face3.json",
+              "Per fitter and parameter over pseudo-experiments whose truths each have one "
+              "parameter within 1 σ_CRB of a face (`python -m inverse.study --truths near-face`, "
+              "gathered by `benchmarks/study.py table`): 1σ coverage (|mean − truth| ≤ σ) with "
+              "its binomial error, pull (mean − truth)/σ, the SBC χ² p-value of the truth's "
+              "ranks among the posterior's draws or the GAN's bootstrap replicas, σ/σ_post and "
+              "the distance to the exact posterior mean in σ_post, seconds per fit.", _study),
     "gan_step": ("Outer GAN: the cost of a step by discriminator precision", "gan_step.json",
                  "Milliseconds per outer-GAN step with float64 and float32 discriminators, "
                  "alternating on the same data (`benchmarks/gan_step.py`).", _gan_step),
