@@ -393,17 +393,27 @@ def _check_manifest(out: Path, manifest: dict, overwrite: bool) -> bool:
         old = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"'{path}' is not JSON; pass --overwrite to start again") from None
-    diff = [
-        f"{k} {json.dumps(old.get(k))[:60]} ≠ {json.dumps(manifest.get(k))[:60]}"
-        for k in sorted({*old, *manifest})
-        if old.get(k) != manifest.get(k)
-    ]
+    diff = _differences(old, manifest)
     if diff:
         raise InputError(
             f"'{out}' holds a study with other settings ({'; '.join(diff)[:300]}); rerun with the "
             "same settings to resume it, or pass --overwrite or another --out"
         )
     return True
+
+
+def _differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """The settings that differ between two manifests, by dotted key (``gan.face_cut``), each as
+    ``key old ≠ new`` (a key one side lacks shows as null there)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            d
+            for k in sorted({*old, *new})
+            for d in _differences(old.get(k), new.get(k), f"{where}{k}.")
+        ]
+    if old == new:
+        return []
+    return [f"{where.rstrip('.')} {json.dumps(old)[:60]} ≠ {json.dumps(new)[:60]}"]
 
 
 def check_fitters(fitters: Sequence[str], theory: Module2) -> tuple[str, ...]:

@@ -79,6 +79,12 @@ def test_a_rerun_with_other_settings_is_refused_in_one_line(tmp_path, study):
         with pytest.raises(InputError, match="--overwrite") as err:
             run_study(other, 2, progress=False)
         assert "\n" not in str(err.value) and "other settings" in str(err.value)
+    # a nested setting is named by its dotted key, a missing one shows as null
+    from inverse.study import _differences
+
+    assert _differences({"gan": {"a": 1}, "seed": 2}, {"gan": {"a": 1, "face_cut": True}, "seed": 2}) == [
+        "gan.face_cut null ≠ true"
+    ]
     more = run_study(study(out, ("mle",)), 3, progress=False)  # a larger --n extends it
     assert (more["run"]["computed"], more["n"]) == (1, 3)
     assert aggregate(out, 2)["n"] == 2
