@@ -399,15 +399,14 @@ class InverseCDFSampler:
             dens = self.theory._density(grid.view(1, -1, 1).expand(theta.shape[0], -1, -1), theta)
             grid = grid.expand(theta.shape[0], -1)
         else:
-            table = self._adaptive_table(theta.detach())
+            # the densities at the nodes carry the gradients with respect to θ when they are asked for
+            table = self._adaptive_table(theta, torch.is_grad_enabled() and theta.requires_grad)
             grid, dens = table.nodes, table.values
             self.last_grid_error = table.error
             if not self._warned:
                 self._warned = bool(
                     warn_grid_error(table.error, self.grid_tol, self.grid_size, "exact sampler")
                 )
-            if torch.is_grad_enabled() and theta.requires_grad:  # the densities carry gradients
-                dens = self.theory._density(grid.unsqueeze(-1), theta)
         q, cdf = grid_cdf(grid.unsqueeze(1), dens)
         return grid, q, cdf
 
@@ -421,30 +420,42 @@ class InverseCDFSampler:
             self.theory, self.grid_size, self.grid_kind, self.grid_tol, reuse_grid=True
         )
 
-    @torch.no_grad()
-    def _adaptive_table(self, theta: Tensor) -> AdaptiveGrid:
+    def _adaptive_table(self, theta: Tensor, grad: bool = False) -> AdaptiveGrid:
         """Adaptive nodes for θ (B, P): the kept ones of the last call for rows whose error on
-        them stays within bounds (``reuse_grid``), fresh ones (`adaptive_grid`) otherwise."""
+        them stays within bounds (``reuse_grid``), fresh ones (`adaptive_grid`) otherwise. The
+        nodes are placed without gradients; with ``grad`` the densities at them (``values``) are
+        evaluated with gradients with respect to θ, once: a kept row's error check reuses them."""
         lo, hi = float(self.theory.x_low[0]), float(self.theory.x_high[0])
+        density, plain = self.theory._density, theta.detach()
+
+        def values_at(nodes: Tensor, rows: Tensor, placed: Tensor) -> Tensor:
+            return density(nodes.unsqueeze(-1), rows) if grad else placed
+
         kept = self._kept if self.reuse_grid else None
         if kept is None or kept[0].shape[0] != theta.shape[0] or kept[0].dtype != theta.dtype:
-            table = adaptive_grid(self.theory._density, theta, lo, hi, self.grid_size)
-            placed = table.error
+            with torch.no_grad():
+                fresh = adaptive_grid(density, plain, lo, hi, self.grid_size)
+            table = AdaptiveGrid(fresh.nodes, values_at(fresh.nodes, theta, fresh.values), fresh.error)
+            placed = fresh.error
         else:
             nodes, placed = kept
             nodes = nodes.to(theta.device)
-            f = self.theory._density(nodes.unsqueeze(-1), theta)
-            fm = self.theory._density(((nodes[:, :-1] + nodes[:, 1:]) / 2).unsqueeze(-1), theta)
-            err, _ = _interval_errors(nodes, f, fm)
-            error = err.sum(-1).amax(-1)
-            limit = torch.minimum(2 * placed, placed.clamp(min=self.grid_tol))
-            stale = ~(error <= limit)  # NaN errors are stale too
-            table = AdaptiveGrid(nodes.clone(), f, error)
-            placed = placed.clone()
+            with torch.set_grad_enabled(grad):
+                f = density(nodes.unsqueeze(-1), theta if grad else plain)
+            with torch.no_grad():
+                fm = density(((nodes[:, :-1] + nodes[:, 1:]) / 2).unsqueeze(-1), plain)
+                err, _ = _interval_errors(nodes, f.detach(), fm)
+                error = err.sum(-1).amax(-1)
+                limit = torch.minimum(2 * placed, placed.clamp(min=self.grid_tol))
+                stale = ~(error <= limit)  # NaN errors are stale too
+            nodes, placed = nodes.clone(), placed.clone()
             if stale.any():
-                fresh = adaptive_grid(self.theory._density, theta[stale], lo, hi, self.grid_size)
-                table.nodes[stale], table.values[stale] = fresh.nodes, fresh.values
-                table.error[stale] = placed[stale] = fresh.error
+                with torch.no_grad():
+                    fresh = adaptive_grid(density, plain[stale], lo, hi, self.grid_size)
+                nodes[stale], error[stale], placed[stale] = fresh.nodes, fresh.error, fresh.error
+                rows = stale.nonzero().squeeze(1)
+                f = f.index_put((rows,), values_at(fresh.nodes, theta[stale], fresh.values))
+            table = AdaptiveGrid(nodes, f, error)
             self.reused_rows += int((~stale).sum())
         if self.reuse_grid:
             self._kept = (table.nodes, placed)

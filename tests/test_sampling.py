@@ -213,6 +213,18 @@ def test_kept_nodes_follow_a_drifting_batch_and_are_replaced_after_a_jump(proxy)
         # each kept row's error stays within twice that of its own fresh table, and small
         assert (kept.last_grid_error <= 2 * fresh.last_grid_error.clamp(min=1e-12)).all()
     assert kept.reused_rows == 9 * 8  # every row kept its nodes after the first call
+    # the gradients through kept nodes (densities evaluated once, with gradients) are a fresh
+    # table's, to the tables' accuracy
+    grads = []
+    for sampler in (fresh, kept):
+        t = theta.clone().requires_grad_()
+        u = [torch.rand(8, 200, generator=torch.Generator().manual_seed(9), dtype=lo.dtype)
+             for _ in proxy.channels]  # fmt: skip
+        sum(x.sum() for x in sampler.sample(t, 200, u=u)).backward()
+        grads.append(t.grad)
+    assert torch.isfinite(grads[1]).all() and grads[1].abs().max() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-3)
+    assert kept.reused_rows == 10 * 8
     jumped = theta.clone()
     jumped[:4] = lo + span * (0.1 + 0.8 * torch.rand(4, 6, generator=gen, dtype=lo.dtype))
     before = kept._kept[0].clone()
