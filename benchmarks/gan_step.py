@@ -40,7 +40,7 @@ VARIANTS = {"d_dtype": ("float64", "float32"), "nodes": ("fresh", "kept")}
 
 def _fresh_nodes(self: InverseCDFSampler) -> InverseCDFSampler:
     """`keeping_nodes` turned off: a fit's sampler places new nodes at every call."""
-    return InverseCDFSampler(self.theory, self.grid_size, self.grid_kind, self.grid_tol)
+    return self.copy(reuse_grid=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -416,8 +416,12 @@ class InverseCDFSampler:
         grid (``grid="chebyshev"``) has nothing to keep: the sampler itself."""
         if self.grid_kind != "adaptive":
             return self
+        return self.copy(reuse_grid=True)
+
+    def copy(self, reuse_grid: bool) -> InverseCDFSampler:
+        """A new sampler of the same table settings, nothing kept, ``reuse_grid`` as given."""
         return InverseCDFSampler(
-            self.theory, self.grid_size, self.grid_kind, self.grid_tol, reuse_grid=True
+            self.theory, self.grid_size, self.grid_kind, self.grid_tol, reuse_grid=reuse_grid
         )
 
     def _adaptive_table(self, theta: Tensor, grad: bool = False) -> AdaptiveGrid:
