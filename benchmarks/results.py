@@ -786,7 +786,9 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
               "study-B-face3.json",
               "Per fitter and parameter over pseudo-experiments whose truths each have one "
               "parameter within 1 σ_CRB of a face (`python -m inverse.study --truths near-face`, "
-              "gathered by `benchmarks/study.py table`): 1σ coverage (|mean − truth| ≤ σ) with "
+              "gathered by `benchmarks/study.py table`). The GAN's rows are the face rule as it "
+              "was when these fits ran (commit 3fc9443: every parameter of a cut experiment "
+              "replaced); today's rule on the same fits: [faces-B-face3.md](faces-B-face3.md). 1σ coverage (|mean − truth| ≤ σ) with "
               "its binomial error, pull (mean − truth)/σ, the SBC χ² p-value of the truth's "
               "ranks among the posterior's draws or the GAN's bootstrap replicas, σ/σ_post and "
               "the distance to the exact posterior mean in σ_post, seconds per fit.", _study),

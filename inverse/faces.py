@@ -5,9 +5,9 @@ inside the box. Where the likelihood keeps rising towards a face of the box, eve
 that face and the spread collapses (in a case-B study, σ 0.04 against an exact posterior σ of
 0.65): the bootstrap of a constrained maximum says on which side the likelihood's maximum lies,
 not how wide the posterior is (and the replicas of parameters correlated with it collapse too).
-When a parameter's replicas pile up at a face, the GAN reports for every parameter the mean and σ
-of the posterior that a Gaussian likelihood with its maximum there gives with the flat prior of
-the box: the Gaussian of the data's Fisher covariance, centred on the GAN's θ with the cut
+When a parameter's replicas pile up at a face, the GAN reports for it, and for every other
+parameter whose width this widens, the mean and σ of the posterior that a Gaussian likelihood
+with its maximum there gives with the flat prior of the box: the Gaussian of the data's Fisher covariance, centred on the GAN's θ with the cut
 parameters moved onto their faces, cut by the whole box (so that its other faces and the
 correlations shape it too), sampled by rejection with a fixed seed. A fit with no parameter at a
 face keeps the replicas' mean and spread.
@@ -83,8 +83,8 @@ def cut_by_box(
         seed: of the cut Gaussian's draws.
 
     Returns:
-        The mean and σ to report (copies; all parameters' replaced when one is cut, except in the
-        "face" fallback, where only the cut ones are) and, per cut parameter index, what was found: the
+        The mean and σ to report (copies: the cut parameters' replaced, and an uncut one's where
+        the cut Gaussian is wider than its replicas) and, per cut parameter index, what was found: the
         face, the share of replicas at it, its Fisher σ, the replicas' own mean and spread, and
         ``method`` ("box": the Gaussian cut by the whole box; "face": by its own face range
         alone, when too few draws land in the box).
@@ -120,8 +120,15 @@ def cut_by_box(
     if not cut:
         return out_mean, out_std, cut
     moments = _cut_gaussian_moments(np.clip(loc, low, high), cov, low, high, seed)
-    if moments is not None:  # every parameter: the cut ones' neighbours move with them
-        out_mean, out_std = moments
+    if moments is not None:
+        # the cut parameters take the cut Gaussian's numbers; an uncut one takes them only where
+        # they widen it (its replicas collapsed with a cut neighbour): the rule undoes collapses
+        # and never narrows a width the replicas measured (the Fisher σ of a normalization near
+        # 0 can be far below the posterior's)
+        widen = moments[1] > std
+        for j in range(len(mean)):
+            if j in cut or widen[j]:
+                out_mean[j], out_std[j] = moments[0][j], moments[1][j]
     for j, found in cut.items():
         if moments is not None:
             found["method"] = "box"

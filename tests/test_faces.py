@@ -37,9 +37,25 @@ def test_replicas_piled_at_a_face_give_the_gaussian_from_that_face_cut_by_the_bo
     again = cut_by_box(boot, mean, std, cov, LOW, HIGH)  # seeded: the same numbers
     assert np.array_equal(again[0], new_mean) and np.array_equal(again[1], new_std)
     assert cut[0]["replicas_std"] == pytest.approx(std[0])
-    # parameter 1, uncorrelated and inside: the Gaussian's own mean and σ there
-    assert new_mean[1] == pytest.approx(mean[1], abs=0.01) and new_std[1] == pytest.approx(0.1, rel=0.05)
+    # parameter 1, uncorrelated and inside: its replicas' numbers, or the Gaussian's where wider
+    assert new_mean[1] == pytest.approx(mean[1], abs=0.01) and new_std[1] >= std[1]
     assert mean[0] == 9.97  # the inputs are not changed
+
+
+def test_an_uncut_parameter_is_widened_never_narrowed():
+    """Parameter 0 piled at its face; parameter 1, correlated with it, collapsed with it (replica σ
+    0.01) is widened to the cut Gaussian's; parameter 2, whose replicas measured a width larger
+    than its Fisher σ (a normalization near 0), keeps the replicas' numbers."""
+    low, high = np.array([0.0, -1.0, 0.0]), np.array([10.0, 1.0, 3.0])
+    rng = np.random.default_rng(2)
+    boot = np.column_stack([10 - rng.uniform(0, 0.05, 14), rng.normal(0, 0.01, 14),
+                            np.abs(rng.normal(0.5, 0.7, 14))])  # fmt: skip
+    mean, std = boot.mean(0), boot.std(0, ddof=1)
+    cov = np.array([[1.0, 0.08, 0.0], [0.08, 0.01, 0.0], [0.0, 0.0, 1e-4]])
+    new_mean, new_std, cut = cut_by_box(boot, mean, std, cov, low, high)
+    assert list(cut) == [0]
+    assert new_std[1] > 3 * std[1]  # widened with its cut neighbour
+    assert new_mean[2] == mean[2] and new_std[2] == std[2]  # never narrowed
 
 
 def test_the_lower_face_and_a_box_narrower_than_sigma():
