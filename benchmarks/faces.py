@@ -28,10 +28,11 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import numpy as np  # noqa: E402
 
 from inverse.report import Yardstick, face_cut  # noqa: E402
-from inverse.study import MANIFEST, pseudo_experiment, read_records  # noqa: E402
+from inverse.study import MANIFEST, _binomial, pseudo_experiment, read_records  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
 from surrogates.runs import cli_errors, environment  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
+from surrogates.theory.base import Module2  # noqa: E402
 
 
 def _replicas(record: dict) -> np.ndarray | None:
@@ -46,12 +47,13 @@ def _replicas(record: dict) -> np.ndarray | None:
         return np.asarray(f["theta"], dtype=float)
 
 
-def experiment_rows(study: Path, manifest: dict, record: dict) -> list[dict] | None:
+def experiment_rows(
+    study: Path, manifest: dict, theory: Module2, record: dict
+) -> list[dict] | None:
     """One row per parameter of one experiment, or None when its replicas are not kept."""
     final = _replicas(record)
     if final is None:
         return None
-    theory = get_theory(manifest["theory"])
     k = int(manifest["gan"]["data_replicas"])
     truths = manifest["truths"]
     truth, data = pseudo_experiment(
@@ -88,13 +90,13 @@ def view_stats(rows: list[dict], view: str) -> dict:
     s = np.array([r[f"{view}_std"] for r in rows])
     pm = np.array([r["post_mean"] for r in rows])
     ps = np.array([r["post_std"] for r in rows])
-    hit = np.abs(m - t) <= s
+    coverage, coverage_err = _binomial(np.abs(m - t) <= s)
     pull = (m - t) / s
     ratio = s / ps
     return {
         "n": len(rows),
-        "coverage": float(hit.mean()),
-        "coverage_err": float(np.sqrt(hit.mean() * (1 - hit.mean()) / len(rows))),
+        "coverage": coverage,
+        "coverage_err": coverage_err,
         "pull_rms": float(np.sqrt(np.mean(pull**2))),
         "pull_max": float(np.abs(pull).max()),
         "within_half_post": float(np.mean(np.abs(m - pm) <= 0.5 * ps)),
@@ -142,12 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(manifest_path.read_text())
     if "gan" not in manifest["fitters"] or "posterior" not in manifest["fitters"]:
         raise InputError(f"{args.study}: the study has no gan and posterior fits to compare")
+    theory = get_theory(manifest["theory"])  # once: the theory of every experiment
     rows, missing = [], []
     for i, record in sorted(read_records(args.study).items()):
         fits = record["fits"]
         if "error" in fits.get("gan", {"error": 1}) or "error" in fits.get("posterior", {"error": 1}):
             continue
-        got = experiment_rows(args.study, manifest, record)
+        got = experiment_rows(args.study, manifest, theory, record)
         if got is None:
             missing.append(i)
         else:
