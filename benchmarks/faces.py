@@ -77,6 +77,8 @@ def experiment_rows(
             "cut": found is not None, "experiment_cut": bool(cut),
             "face": found["face"] if found else None,
             "fisher_sigma": found["fisher_sigma"] if found else None,
+            "centre": found.get("centre") if found else None,
+            "step": found.get("step") if found else None,
         })  # fmt: skip
     return rows
 

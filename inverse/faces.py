@@ -6,22 +6,28 @@ that face and the spread collapses (in a case-B study, σ 0.04 against an exact 
 0.65): the bootstrap of a constrained maximum says on which side the likelihood's maximum lies,
 not how wide the posterior is (and the replicas of parameters correlated with it collapse too).
 When a parameter's replicas pile up at a face, the GAN reports for it, and for every other
-parameter whose width this widens, the mean and σ of the posterior that a Gaussian likelihood
-with its maximum there gives with the flat prior of the box: the Gaussian of the data's Fisher covariance, centred on the GAN's θ with the cut
-parameters moved onto their faces, cut by the whole box (so that its other faces and the
-correlations shape it too), sampled by rejection with a fixed seed. A fit with no parameter at a
-face keeps the replicas' mean and spread.
+parameter whose width this widens, the mean and σ of the posterior that the likelihood's quadratic
+expansion at the GAN's θ gives with the flat prior of the box: the Gaussian of the data's Fisher
+covariance Σ centred where that expansion peaks, θ + Σ·score (the score, ∇log L at θ, says how
+far beyond the face the likelihood keeps rising: a Newton step, exact for a Gaussian likelihood),
+cut by the whole box (so that its other faces and the correlations shape it too), sampled by
+rejection with a fixed seed. Without a score, or where the step is too long to trust the
+expansion (more than STEP_MAX in Σ's metric) or the box keeps too few of its draws, the Gaussian is
+centred on the GAN's θ with the cut parameters moved onto their faces (the widest such
+posterior). A fit with no parameter at a face keeps the replicas' mean and spread.
 
-How the rule was chosen (on 70 case-B pseudo-experiments) and what it gave on others:
-docs/notes/2026-12-01-faces.md.
+How the rule was chosen (on the case-B pseudo-experiments of study-B-prior and study-B-face3) and
+what it gave on others: docs/notes/2026-12-01-faces.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.stats import truncnorm
 
-__all__ = ["FACE_NEAR", "FACE_SHARE", "cut_by_box"]
+__all__ = ["FACE_NEAR", "FACE_SHARE", "STEP_MAX", "cut_by_box"]
 
 # a bootstrap replica within FACE_NEAR Fisher σ of a face is at that face; a parameter with at
 # least FACE_SHARE of its bootstrap replicas at one face is cut there
@@ -29,6 +35,9 @@ FACE_NEAR = 0.25
 FACE_SHARE = 0.5
 # the cut Gaussian's draws: batches of DRAWS until KEEP fall inside the box (at most ROUNDS)
 DRAWS, KEEP, ROUNDS = 20_000, 4_000, 50
+# a Newton step Σ·score longer than this in Σ's metric (√(scoreᵀ Σ score)) is not trusted: the
+# likelihood is too far from quadratic between the fit and that peak
+STEP_MAX = 5.0
 
 
 def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
@@ -69,6 +78,7 @@ def cut_by_box(
     near: float = FACE_NEAR,
     share: float = FACE_SHARE,
     seed: int = 0,
+    score: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Mean and σ per parameter: the replicas', or the box-cut Gaussian's when a parameter is cut
     (see the module).
@@ -81,6 +91,8 @@ def cut_by_box(
         near, share: a parameter is cut when at least ``share`` of its replicas lie within
             ``near`` of its Fisher σ of one face.
         seed: of the cut Gaussian's draws.
+        score: θ → ∇log L of the data (P,), called at ``mean`` only when a parameter is cut;
+            None (or a None from it): the Gaussian is centred on the faces.
 
     Returns:
         The mean and σ to report (copies: the cut parameters' replaced, and an uncut one's where
@@ -119,7 +131,18 @@ def cut_by_box(
         }
     if not cut:
         return out_mean, out_std, cut
-    moments = _cut_gaussian_moments(np.clip(loc, low, high), cov, low, high, seed)
+    moments, centre, peak, step = None, "face", None, None
+    grad = None if score is None else score(mean)
+    if grad is not None and np.isfinite(grad).all():
+        grad = np.asarray(grad, dtype=float)
+        shift = cov @ grad
+        step = float(np.sqrt(max(float(grad @ shift), 0.0)))
+        if step <= STEP_MAX:
+            peak = mean + shift
+            moments = _cut_gaussian_moments(peak, cov, low, high, seed)
+            centre = "score" if moments is not None else "face"
+    if moments is None:
+        moments = _cut_gaussian_moments(np.clip(loc, low, high), cov, low, high, seed)
     if moments is not None:
         # the cut parameters take the cut Gaussian's numbers; an uncut one takes them only where
         # they widen it (its replicas collapsed with a cut neighbour): the rule undoes collapses
@@ -130,6 +153,8 @@ def cut_by_box(
             if j in cut or widen[j]:
                 out_mean[j], out_std[j] = moments[0][j], moments[1][j]
     for j, found in cut.items():
+        found["centre"], found["step"] = centre, step
+        found["peak"] = float(peak[j]) if centre == "score" else None
         if moments is not None:
             found["method"] = "box"
         else:  # the box keeps almost none of the Gaussian: its own face range alone

@@ -169,3 +169,98 @@ def test_the_fit_report_cuts_a_proxy_parameter_whose_replicas_sit_on_its_face():
                "at_face": {"b_u": found}}  # fmt: skip
     text = format_table(metrics)
     assert "b_u: 100% of the bootstrap replicas at the box's face 5" in text, text
+
+
+def test_with_the_score_the_rule_is_the_exact_posterior_of_a_gaussian_likelihood():
+    """The Gaussian location model of the test above with the score ∇log L = x − θ at the fit:
+    the Newton step lands on the likelihood's peak x even when it lies beyond the face, so the
+    rule's θ and σ are the exact posterior's (N(x, 1) cut by the box) in every data set with a
+    cut, to the noise of its draws; centred on the face instead, it is biased inward (the widest
+    such posterior)."""
+    rng = np.random.default_rng(3)
+    low, high, rows = np.array([0.0]), np.array([10.0]), []
+    for _ in range(400):
+        x = rng.normal(rng.choice([0.0, 10.0]), 1.0)  # data near a face
+        mean = np.clip([x], 0, 10)
+        boot = np.clip(x + rng.normal(0, 1.0, (14, 1)), 0, 10)
+        std = boot.std(0, ddof=1)
+        m2, s2, cut = cut_by_box(boot, mean, std, np.ones((1, 1)), low, high,
+                                 score=lambda t, x=x: np.array([x]) - t)  # fmt: skip
+        m0, s0, _ = cut_by_box(boot, mean, std, np.ones((1, 1)), low, high)
+        if cut:
+            assert cut[0]["centre"] == "score" and cut[0]["peak"] == pytest.approx(x)
+            assert cut[0]["step"] == pytest.approx(abs(x - mean[0]))
+            rows.append((x, m2[0], s2[0], m0[0], s0[0]))
+    x, m2, s2, m0, s0 = np.array(rows).T
+    assert len(x) > 100
+    pm, ps = _cut_gaussian(x, 0.0, 10.0)
+    assert np.abs(m2 - pm).max() < 0.05 and np.abs(s2 - ps).max() < 0.05
+    beyond = (x < 0) | (x > 10)  # the peak beyond the face: the face-centred rule is too wide
+    assert beyond.sum() > 30 and np.median((s0 / ps)[beyond]) > 1.2
+
+
+def test_a_step_too_long_or_a_missing_score_centres_the_gaussian_on_the_face():
+    boot = np.column_stack([10 - np.linspace(0, 0.05, 14), np.linspace(-0.1, 0.1, 14)])
+    mean, std, cov = boot.mean(0), boot.std(0, ddof=1), np.diag([1.0, 0.01])
+    plain = cut_by_box(boot, mean, std, cov, LOW, HIGH)
+    for score in (lambda t: np.array([100.0, 0.0]), lambda t: None,
+                  lambda t: np.array([np.nan, 0.0])):  # fmt: skip
+        m, s, cut = cut_by_box(boot, mean, std, cov, LOW, HIGH, score=score)
+        assert cut[0]["centre"] == "face" and cut[0]["peak"] is None
+        assert np.array_equal(m, plain[0]) and np.array_equal(s, plain[1])
+    calls = []
+    cut_by_box(np.zeros((5, 2)) + [5.0, 0.0], np.array([5.0, 0.0]), np.ones(2), cov, LOW, HIGH,
+               score=lambda t: calls.append(t))  # fmt: skip
+    assert calls == []  # no parameter cut: the likelihood is not asked
+
+
+@pytest.mark.parametrize("name", ["proxy", "proxy-numpy"])
+def test_the_yardstick_score_is_the_gradient_of_the_log_likelihood(name):
+    """By autograd (proxy) and by central differences (its black-box twin): both equal a
+    finite difference of −log L of the data, and each other."""
+    import torch
+
+    from inverse.report import Yardstick
+    from surrogates.data import CASES, simulate_observed
+    from surrogates.likelihood.extended import negative_log_likelihood
+    from surrogates.theory import ProxyTheory, get_theory
+
+    theory = get_theory(name)
+    theta = np.array([1.0, 0.3, 4.2, 1.5, 0.0, 2.5])
+    data = simulate_observed(ProxyTheory(), theta, CASES["B"], seed=4)
+    score = Yardstick(theory, data).score(theta)
+    h = 1e-5
+    for j in (0, 2, 5):
+        e = np.zeros(6)
+        e[j] = h
+        with torch.no_grad():
+            up, down = (
+                float(negative_log_likelihood(theory, torch.tensor((theta + s * e)[None]), data)[0])
+                for s in (1, -1)
+            )
+        assert score[j] == pytest.approx(-(up - down) / (2 * h), rel=1e-4, abs=1e-3)
+    if name == "proxy-numpy":
+        exact = Yardstick(ProxyTheory(), data).score(theta)
+        np.testing.assert_allclose(score, exact, rtol=1e-4, atol=1e-3)
+
+
+def test_the_surrogate_yardstick_score_is_the_gradient_of_its_binned_log_likelihood():
+    """Without a density for the module-2 the score is the surrogate likelihood's (binned
+    Poisson): it equals a finite difference of that −log L (the exact sampler as the source)."""
+    from inverse.report import SurrogateYardstick
+    from surrogates.data import CASES, simulate_observed
+    from surrogates.sampling import InverseCDFSampler
+    from surrogates.theory import ProxyTheory
+
+    proxy = ProxyTheory()
+    theta = np.array([1.0, 0.3, 4.2, 1.5, 0.0, 2.5])
+    data = simulate_observed(proxy, theta, CASES["B"], seed=4)
+    ys = SurrogateYardstick(InverseCDFSampler(proxy), proxy, data)
+    score = ys.score(theta)
+    for j in (0, 2, 5):
+        h = 1e-4 * float(proxy.prior_high[j] - proxy.prior_low[j])
+        e = np.zeros(6)
+        e[j] = h
+        fd = (ys.likelihood.nll(theta + e, ys.counts, ys.exposure)
+              - ys.likelihood.nll(theta - e, ys.counts, ys.exposure)) / (2 * h)  # fmt: skip
+        assert score[j] == pytest.approx(-fd, rel=1e-2, abs=0.05)
