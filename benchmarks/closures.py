@@ -1,4 +1,4 @@
-"""Closure of the outer GAN through a surrogate, at truths drawn at random, for any theory.
+r"""Closure of the outer GAN through a surrogate, at truths drawn at random, for any theory.
 
     python benchmarks/closures.py --config configs/inverse/peak.yaml \
         --source runs/flow-peak/checkpoints/best.ckpt --truths 3 --results docs/results

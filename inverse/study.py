@@ -1,4 +1,4 @@
-"""Pseudo-experiment studies: many simulated data sets at known truths, each fitted by the outer
+r"""Pseudo-experiment studies: many simulated data sets at known truths, each fitted by the outer
 GAN, the MLE and the exact posterior, then coverage, SBC ranks, pulls and widths aggregated.
 
     python -m inverse.study --case C --n 300 --fitters mle,posterior --workers 2 --out runs/study-C
