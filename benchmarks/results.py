@@ -782,6 +782,34 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                       "fits of a pseudo-experiment study whose truths each have a parameter "
                       "within 1 σ_CRB of a face, beside the exact posterior "
                       "(`benchmarks/faces.py`).", _faces),
+    "faces-B-face4": ("Outer GAN at the faces of the prior box: the face rule on held-out truths near a face",
+                      "faces-B-face4.json",
+                      "The GAN's replicas against the face rule (`inverse/faces.py`, as of the "
+                      "score-centred Gaussian) on the fits of a pseudo-experiment study launched "
+                      "before that rule was written and not looked at while it was chosen: truths "
+                      "each with a parameter within 1 σ_CRB of a face, seed 4, beside the exact "
+                      "posterior (`benchmarks/faces.py`).", _faces),
+    "study-B-face4": ("Pseudo-experiment studies: case B at held-out truths near a face, through the outer GAN",
+              "study-B-face4.json",
+              "Per fitter and parameter over pseudo-experiments whose truths each have one "
+              "parameter within 1 σ_CRB of a face (`python -m inverse.study --truths near-face "
+              "--seed 4`, gathered by `benchmarks/study.py table`). The GAN's rows are the face "
+              "rule as it was when these fits ran (commit 869df12: the Gaussian centred on the "
+              "faces); today's rule on the same fits: [faces-B-face4.md](faces-B-face4.md). 1σ "
+              "coverage (|mean − truth| ≤ σ) with its binomial error, pull (mean − truth)/σ, the "
+              "SBC χ² p-value of the truth's ranks among the posterior's draws or the GAN's "
+              "bootstrap replicas, σ/σ_post and the distance to the exact posterior mean in "
+              "σ_post, seconds per fit.", _study),
+    "study-B-flow": ("Pseudo-experiment studies: case B at truths from the prior, through the shipped flow",
+              "study-B-flow.json",
+              "Per fitter and parameter over pseudo-experiments whose data come from the exact "
+              "theory and whose outer GAN uses the shipped flow-zuko surrogate as its source "
+              "(`python -m inverse.study --source flow-zuko`, gathered by `benchmarks/study.py "
+              "table`); the MLE and the exact posterior use the exact likelihood. 1σ coverage "
+              "(|mean − truth| ≤ σ) with its binomial error, pull (mean − truth)/σ, the SBC χ² "
+              "p-value of the truth's ranks among the posterior's draws or the GAN's bootstrap "
+              "replicas, σ/σ_post and the distance to the exact posterior mean in σ_post, "
+              "seconds per fit.", _study),
     "study-B-face3": ("Pseudo-experiment studies: case B at truths near a face, through the outer GAN with the face rule",
               "study-B-face3.json",
               "Per fitter and parameter over pseudo-experiments whose truths each have one "
