@@ -26,9 +26,10 @@ import results  # benchmarks/results.py (the docs/results pages); found before t
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
+from scipy.special import ndtr  # noqa: E402
 
 from inverse.report import Yardstick, face_cut  # noqa: E402
-from inverse.study import MANIFEST, _binomial, pseudo_experiment, read_records  # noqa: E402
+from inverse.study import MANIFEST, _binomial, _sbc, pseudo_experiment, read_records  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
 from surrogates.runs import cli_errors, environment  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
@@ -69,6 +70,8 @@ def experiment_rows(
     rows = []
     for j, name in enumerate(theory.param_names):
         found = cut.get(j)
+        rank = int((boot[:, j] < truth[j]).sum())
+        changed = rule_mean[j] != mean[j] or rule_std[j] != std[j]
         rows.append({
             "i": record["i"], "param": name, "truth": float(truth[j]),
             "post_mean": post["mean"][j], "post_std": post["std"][j],
@@ -78,9 +81,38 @@ def experiment_rows(
             "face": found["face"] if found else None,
             "fisher_sigma": found["fisher_sigma"] if found else None,
             "centre": found.get("centre") if found else None,
+            # SBC ranks among L = len(boot): the replicas'; the rule's (the replicas', or where the
+            # rule changed the numbers the truth's place in the Gaussian it reports, as a rank)
+            "rank_of": len(boot), "rank_replicas": rank,
+            "rank_rule": gaussian_rank(truth[j], rule_mean[j], rule_std[j], len(boot))
+            if changed else rank,
+            "rank_post": post.get("rank", [None] * len(truth))[j],
+            "post_rank_of": post.get("rank_of"),
             "step": found.get("step") if found else None,
         })  # fmt: skip
     return rows
+
+
+def gaussian_rank(truth: float, mean: float, std: float, of: int) -> int:
+    """The truth's rank (0 … of) among ``of`` draws from N(mean, std), as its expected place:
+    ⌊(of + 1) Φ((truth − mean)/std)⌋, uniform on 0 … of when the Gaussian is calibrated."""
+    return min(int((of + 1) * ndtr((truth - mean) / std)), of)
+
+
+def sbc(rows: list[dict]) -> list[dict]:
+    """Per parameter and view, the SBC χ² p-value of the truth's ranks over every experiment
+    (`inverse.study._sbc`): the replicas', the face rule's and the exact posterior's."""
+    out = []
+    for name in dict.fromkeys(r["param"] for r in rows):
+        sel = [r for r in rows if r["param"] == name]
+        row = {"param": name, "n": len(sel)}
+        for view, of in (("replicas", "rank_of"), ("rule", "rank_of"), ("post", "post_rank_of")):
+            ranks = [r.get(f"rank_{view}") for r in sel]
+            ofs = {r.get(of) for r in sel}
+            ok = None not in ranks and len(ofs) == 1 and None not in ofs
+            row[view] = _sbc(np.array(ranks), ofs.pop())["p_value"] if ok else None
+        out.append(row)
+    return out
 
 
 def view_stats(rows: list[dict], view: str) -> dict:
@@ -161,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "study": str(args.study), "case": manifest["case"], "truths": manifest["truths"],
         "chosen_below": args.chosen_below, "experiments": len({r["i"] for r in rows}),
-        "missing_replicas": missing, "summary": stats, "rows": rows,
+        "missing_replicas": missing, "summary": stats, "sbc": sbc(rows), "rows": rows,
         "environment": environment(), "args": {k: str(v) for k, v in vars(args).items()},
     }  # fmt: skip
     for s in stats:
@@ -170,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"cover {s['coverage']:.2f} pull rms {s['pull_rms']:.2f} "
                   f"within 0.5σ_post {s['within_half_post']:.2f} "
                   f"σ/σ_post {s['std_over_post_median']:.2f}")  # fmt: skip
+    for r in payload["sbc"]:
+        print(f"SBC p-value {r['param']:6s} " + " ".join(
+            f"{v} {r[v]:.2f}" if r[v] is not None else f"{v} -" for v in ("replicas", "rule", "post")))  # fmt: skip
     results.publish(args.name, payload, args.out, args.results)
     return 0
 

@@ -695,7 +695,16 @@ def _faces(p: dict) -> list[str]:
         markdown_table(["experiments", "parameters", "view", "n", "1σ coverage", "pull rms",
                         "max \\|pull\\|", "within 0.5 σ_post", "σ/σ_post median",
                         "σ/σ_post in 0.8–1.25"], rows),
-    ]  # fmt: skip
+    ] + ([
+        "Simulation-based calibration over all experiments: per parameter, the χ² p-value of "
+        "uniformity of the truth's rank among the bootstrap replicas (the replicas' view), among "
+        "the same number of places in the Gaussian the rule reports where it changed the numbers "
+        "(⌊(L + 1) Φ((truth − θ)/σ)⌋; the replicas' rank elsewhere), and among the exact "
+        "posterior's draws.",
+        markdown_table(["parameter", "experiments", "replicas", "face rule", "exact posterior"],
+                       [[r["param"], fmt(r["n"], "d"), fmt(r["replicas"], ".2f"),
+                         fmt(r["rule"], ".2f"), fmt(r["post"], ".2f")] for r in p["sbc"]]),
+    ] if p.get("sbc") else [])  # fmt: skip
 
 
 # name → (title, JSON path under --benchmarks, what the page shows, renderer)

@@ -264,3 +264,29 @@ def test_the_surrogate_yardstick_score_is_the_gradient_of_its_binned_log_likelih
         fd = (ys.likelihood.nll(theta + e, ys.counts, ys.exposure)
               - ys.likelihood.nll(theta - e, ys.counts, ys.exposure)) / (2 * h)  # fmt: skip
         assert score[j] == pytest.approx(-fd, rel=1e-2, abs=0.05)
+
+
+def test_the_face_benchmark_ranks_the_truth_in_the_gaussian_the_rule_reports(monkeypatch):
+    """benchmarks/faces.py's SBC view of the rule: ⌊(L + 1) Φ(z)⌋ is uniform on 0 … L when the
+    reported Gaussian is calibrated (χ² p-value not small) and piles up at the ends when its σ is
+    half the true one; per parameter the replicas' ranks, collapsed at a face, fail."""
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("faces_bench", bench / "faces.py")
+    faces = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(faces)
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=2000)
+    good = [faces.gaussian_rank(t, 0.0, 1.0, 14) for t in z]
+    bad = [faces.gaussian_rank(t, 0.0, 0.5, 14) for t in z]
+    assert min(good) == 0 and max(good) == 14
+    rows = [{"param": "p", "rank_of": 14, "post_rank_of": 99, "rank_replicas": 14 * (t > 0),
+             "rank_rule": g, "rank_post": None} for t, g in zip(z, good, strict=True)]  # fmt: skip
+    (got,) = faces.sbc(rows)
+    assert got["rule"] > 0.01 and got["replicas"] < 1e-6 and got["post"] is None
+    for r, b in zip(rows, bad, strict=True):
+        r["rank_rule"] = b
+    assert faces.sbc(rows)[0]["rule"] < 1e-6
