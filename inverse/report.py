@@ -91,21 +91,23 @@ class Yardstick:
         return nll_excess(self._nll(), theta, mle, self.theory.dtype)
 
     def score(self, theta: np.ndarray) -> np.ndarray:
-        """∇log L of the data at θ (P,): by autograd, or central differences (one batched call)
-        for a theory without gradients."""
+        """∇log L of the data at θ (P,): by autograd, or for a theory without gradients by
+        central differences (one batched call) whose steps turn back at the box's faces, so that
+        a θ on a face is never evaluated outside the box."""
         nll, dtype = self._nll(), self.theory.dtype
         t = torch.as_tensor(np.asarray(theta, dtype=float), dtype=dtype).unsqueeze(0)
         if self.theory.differentiable:
             t.requires_grad_(True)
             (grad,) = torch.autograd.grad(nll(t).sum(), t)
             return -grad[0].detach().numpy().astype(float)
-        span = (self.theory.prior_high - self.theory.prior_low).to(dtype)
-        h = 1e-4 * span
-        eye = torch.diag(h)
+        low, high = self.theory.prior_low.to(dtype), self.theory.prior_high.to(dtype)
+        h = 1e-4 * (high - low)
+        up = torch.minimum(t + torch.diag(h), high)  # row j: θ with θ_j moved up (at most to the face)
+        down = torch.maximum(t - torch.diag(h), low)
         with torch.no_grad():
-            values = nll(torch.cat([t + eye, t - eye]))
+            values = nll(torch.cat([up, down]))
         p = t.shape[1]
-        return -((values[:p] - values[p:]) / (2 * h)).numpy().astype(float)
+        return -((values[:p] - values[p:]) / (up - down).diagonal()).numpy().astype(float)
 
     def posterior(self, start: np.ndarray | None = None, seed: int = 0) -> Posterior:
         """The exact posterior of the data (this likelihood × the uniform prior box), sampled

@@ -242,6 +242,25 @@ def test_the_yardstick_score_is_the_gradient_of_the_log_likelihood(name):
     if name == "proxy-numpy":
         exact = Yardstick(ProxyTheory(), data).score(theta)
         np.testing.assert_allclose(score, exact, rtol=1e-4, atol=1e-3)
+        # on the faces (N_u = 0, b_d = 5) the differences stay inside the box (one-sided there):
+        # a black box that gives NaN outside its box still has a score
+        from surrogates.theory import NumpyTheory
+        from surrogates.theory.proxy import proxy_numpy
+
+        low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
+
+        def strict(x, t):  # noqa: ANN001, ANN202
+            inside = np.all((t >= low) & (t <= high))
+            return proxy_numpy(x, t) if inside else np.full((2, len(x)), np.nan)
+
+        boxed = NumpyTheory(strict, "proxy-strict", theory.param_names, theory.channels,
+                            low, high, [0.1], [1.0])  # fmt: skip
+        face = theta.copy()
+        face[0], face[5] = 0.0, 5.0
+        one_sided = Yardstick(boxed, data).score(face)
+        assert np.isfinite(one_sided).all()
+        np.testing.assert_allclose(one_sided, Yardstick(ProxyTheory(), data).score(face),
+                                   rtol=1e-2, atol=0.5)  # fmt: skip
 
 
 def test_the_surrogate_yardstick_score_is_the_gradient_of_its_binned_log_likelihood():
