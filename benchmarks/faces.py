@@ -26,8 +26,9 @@ import results  # benchmarks/results.py (the docs/results pages); found before t
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
-from scipy.special import ndtr  # noqa: E402
+from scipy.stats import truncnorm  # noqa: E402
 
+from inverse.faces import cut_gaussian_draws  # noqa: E402
 from inverse.report import Yardstick, face_cut  # noqa: E402
 from inverse.study import MANIFEST, _binomial, _sbc, pseudo_experiment, read_records  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
@@ -65,13 +66,13 @@ def experiment_rows(
         raise InputError(f"{study}: experiment {record['i']}'s data is not rebuilt from its seeds")
     mean, boot = final[:k].mean(0), final[k:]
     std = boot.std(0, ddof=1)
-    rule_mean, rule_std, cut = face_cut(theory, Yardstick(theory, data), boot, mean, std)
+    yardstick = Yardstick(theory, data)
+    rule_mean, rule_std, cut = face_cut(theory, yardstick, boot, mean, std)
+    ranks = rule_ranks(theory, yardstick, boot, mean, std, rule_mean, rule_std, cut, truth)
     post = record["fits"]["posterior"]
     rows = []
     for j, name in enumerate(theory.param_names):
         found = cut.get(j)
-        rank = int((boot[:, j] < truth[j]).sum())
-        changed = rule_mean[j] != mean[j] or rule_std[j] != std[j]
         rows.append({
             "i": record["i"], "param": name, "truth": float(truth[j]),
             "post_mean": post["mean"][j], "post_std": post["std"][j],
@@ -81,11 +82,8 @@ def experiment_rows(
             "face": found["face"] if found else None,
             "fisher_sigma": found["fisher_sigma"] if found else None,
             "centre": found.get("centre") if found else None,
-            # SBC ranks among L = len(boot): the replicas'; the rule's (the replicas', or where the
-            # rule changed the numbers the truth's place in the Gaussian it reports, as a rank)
-            "rank_of": len(boot), "rank_replicas": rank,
-            "rank_rule": gaussian_rank(truth[j], rule_mean[j], rule_std[j], len(boot))
-            if changed else rank,
+            # SBC ranks among L = len(boot): the replicas' and the rule's (rule_ranks)
+            "rank_of": len(boot), "rank_replicas": ranks[0][j], "rank_rule": ranks[1][j],
             "rank_post": post.get("rank", [None] * len(truth))[j],
             "post_rank_of": post.get("rank_of"),
             "step": found.get("step") if found else None,
@@ -93,24 +91,64 @@ def experiment_rows(
     return rows
 
 
-def gaussian_rank(truth: float, mean: float, std: float, of: int) -> int:
-    """The truth's rank (0 … of) among ``of`` draws from N(mean, std), as its expected place:
-    ⌊(of + 1) Φ((truth − mean)/std)⌋, uniform on 0 … of when the Gaussian is calibrated."""
-    return min(int((of + 1) * ndtr((truth - mean) / std)), of)
+def cdf_rank(cdf: float, of: int) -> int:
+    """The truth's rank (0 … of) among ``of`` draws from a distribution whose CDF at the truth is
+    ``cdf``, as its expected place ⌊(of + 1) cdf⌋: uniform on 0 … of when it is calibrated."""
+    return min(int((of + 1) * cdf), of)
+
+
+def rule_ranks(
+    theory: Module2, yardstick: Yardstick, boot: np.ndarray, mean: np.ndarray, std: np.ndarray,
+    rule_mean: np.ndarray, rule_std: np.ndarray, cut: dict, truth: np.ndarray,
+) -> tuple[list[int], list[int]]:
+    """The truth's SBC rank among the L bootstrap replicas, and in what the rule reports: the
+    replicas' rank where the rule kept their numbers, else the truth's place in the rule's
+    distribution (the cut Gaussian's draws, regenerated from its recorded centre and seed; the
+    one-face fallback's truncated normal), as a rank among L."""
+    of = len(boot)
+    replicas = [int(v) for v in (boot < truth).sum(0)]
+    rule = list(replicas)
+    if not cut:
+        return replicas, rule
+    low = np.asarray(theory.prior_low, dtype=float)
+    high = np.asarray(theory.prior_high, dtype=float)
+    first = next(iter(cut.values()))
+    draws = None
+    if first["method"] == "box":
+        draws = cut_gaussian_draws(
+            np.asarray(first["gaussian_loc"]), yardstick.covariance(mean), low, high
+        )
+    for j in range(len(truth)):
+        if rule_mean[j] == mean[j] and rule_std[j] == std[j]:
+            continue
+        if draws is not None:
+            cdf = float(np.mean(draws[:, j] < truth[j]))
+        elif j in cut:  # the one-face fallback: its face's truncated normal
+            s, face = cut[j]["fisher_sigma"], cut[j]["face"]
+            cdf = float(truncnorm.cdf(truth[j], (low[j] - face) / s, (high[j] - face) / s, face, s))
+        else:
+            continue
+        if np.isfinite(cdf):
+            rule[j] = cdf_rank(cdf, of)
+    return replicas, rule
 
 
 def sbc(rows: list[dict]) -> list[dict]:
     """Per parameter and view, the SBC χ² p-value of the truth's ranks over every experiment
-    (`inverse.study._sbc`): the replicas', the face rule's and the exact posterior's."""
+    (`inverse.study._sbc`; the experiments of the most common rank count): the replicas', the
+    face rule's and the exact posterior's. Meaningful only for truths drawn from the prior."""
     out = []
     for name in dict.fromkeys(r["param"] for r in rows):
         sel = [r for r in rows if r["param"] == name]
         row = {"param": name, "n": len(sel)}
         for view, of in (("replicas", "rank_of"), ("rule", "rank_of"), ("post", "post_rank_of")):
-            ranks = [r.get(f"rank_{view}") for r in sel]
-            ofs = {r.get(of) for r in sel}
-            ok = None not in ranks and len(ofs) == 1 and None not in ofs
-            row[view] = _sbc(np.array(ranks), ofs.pop())["p_value"] if ok else None
+            ofs = [r.get(of) for r in sel if r.get(of) is not None and r.get(f"rank_{view}") is not None]
+            if not ofs:
+                row[view] = None
+                continue
+            common = max(set(ofs), key=ofs.count)
+            ranks = [r[f"rank_{view}"] for r in sel if r.get(of) == common and r.get(f"rank_{view}") is not None]
+            row[view] = _sbc(np.array(ranks), common)["p_value"]
         out.append(row)
     return out
 
@@ -193,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "study": str(args.study), "case": manifest["case"], "truths": manifest["truths"],
         "chosen_below": args.chosen_below, "experiments": len({r["i"] for r in rows}),
-        "missing_replicas": missing, "summary": stats, "sbc": sbc(rows), "rows": rows,
+        "missing_replicas": missing, "summary": stats,
+        # SBC needs truths drawn from the prior: near-face or fixed truths are not a check of it
+        "sbc": sbc(rows) if manifest["truths"] == "prior" else None, "rows": rows,
         "environment": environment(), "args": {k: str(v) for k, v in vars(args).items()},
     }  # fmt: skip
     for s in stats:
@@ -202,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"cover {s['coverage']:.2f} pull rms {s['pull_rms']:.2f} "
                   f"within 0.5σ_post {s['within_half_post']:.2f} "
                   f"σ/σ_post {s['std_over_post_median']:.2f}")  # fmt: skip
-    for r in payload["sbc"]:
+    for r in payload["sbc"] or []:
         print(f"SBC p-value {r['param']:6s} " + " ".join(
             f"{v} {r[v]:.2f}" if r[v] is not None else f"{v} -" for v in ("replicas", "rule", "post")))  # fmt: skip
     results.publish(args.name, payload, args.out, args.results)

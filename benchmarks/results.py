@@ -603,7 +603,10 @@ def _study(p: dict) -> list[str]:
             head + (f"; posterior converged (R̂ < 1.01, ESS ≥ min) in {conv} of {s['n']}" if
                     conv is not None else "") + (
                 f"; {edge} MLEs with a parameter on a face of the box: those parameters are "
-                "left out of the MLE's pulls (no Hessian σ there)" if edge else "") + ".",
+                "left out of the MLE's pulls (no Hessian σ there)" if edge else "") + "." + (
+                " The SBC p-values assume truths drawn from the prior: with these truths they "
+                "are no check of calibration (not even the exact posterior's)."
+                if m["truths"] != "prior" else ""),
             markdown_table(
                 ["fitter", "param", "1σ coverage", "pull mean", "pull rms", "SBC p",
                  "σ/σ_post", "rms Δ/σ_post", "within 0.5 σ_post", "s/fit"], rows),
@@ -696,11 +699,11 @@ def _faces(p: dict) -> list[str]:
                         "max \\|pull\\|", "within 0.5 σ_post", "σ/σ_post median",
                         "σ/σ_post in 0.8–1.25"], rows),
     ] + ([
-        "Simulation-based calibration over all experiments: per parameter, the χ² p-value of "
-        "uniformity of the truth's rank among the bootstrap replicas (the replicas' view), among "
-        "the same number of places in the Gaussian the rule reports where it changed the numbers "
-        "(⌊(L + 1) Φ((truth − θ)/σ)⌋; the replicas' rank elsewhere), and among the exact "
-        "posterior's draws.",
+        "Simulation-based calibration over all experiments (truths from the prior): per "
+        "parameter, the χ² p-value of uniformity of the truth's rank among the L bootstrap "
+        "replicas (the replicas' view); in the distribution the rule reports where it changed "
+        "the numbers (⌊(L + 1) F(truth)⌋, F the cut Gaussian's marginal CDF; the replicas' rank "
+        "elsewhere); and among the exact posterior's draws.",
         markdown_table(["parameter", "experiments", "replicas", "face rule", "exact posterior"],
                        [[r["param"], fmt(r["n"], "d"), fmt(r["replicas"], ".2f"),
                          fmt(r["rule"], ".2f"), fmt(r["post"], ".2f")] for r in p["sbc"]]),

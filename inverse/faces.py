@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.stats import truncnorm
 
-__all__ = ["FACE_NEAR", "FACE_SHARE", "STEP_MAX", "cut_by_box"]
+__all__ = ["FACE_NEAR", "FACE_SHARE", "STEP_MAX", "cut_by_box", "cut_gaussian_draws"]
 
 # a bootstrap replica within FACE_NEAR Fisher σ of a face is at that face; a parameter with at
 # least FACE_SHARE of its bootstrap replicas at one face is cut there
@@ -46,13 +46,15 @@ def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
     return v * np.sqrt(np.clip(w, 0, None))
 
 
-def _cut_gaussian_moments(
-    loc: np.ndarray, cov: np.ndarray, low: np.ndarray, high: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Mean and σ per parameter of N(loc, cov) cut to the box, or None if too few draws land in
-    it."""
+def cut_gaussian_draws(
+    loc: np.ndarray, cov: np.ndarray, low: np.ndarray, high: np.ndarray, seed: int = 0
+) -> np.ndarray | None:
+    """Draws (≥ KEEP // 4, P) of N(loc, cov) cut to the box by seeded rejection, or None if too
+    few land in it: the distribution the rule reports the mean and σ of (`cut_by_box` records
+    its ``loc`` as ``gaussian_loc``; the same seed gives the same draws)."""
     rng = np.random.default_rng(seed)
-    root = _sqrt_psd(cov)
+    loc = np.asarray(loc, dtype=float)
+    root = _sqrt_psd(np.atleast_2d(np.asarray(cov, dtype=float)))
     kept: list[np.ndarray] = []
     n = 0
     for _ in range(ROUNDS):
@@ -64,8 +66,7 @@ def _cut_gaussian_moments(
             break
     if n < KEEP // 4:
         return None
-    x = np.concatenate(kept)
-    return x.mean(0), x.std(0)
+    return np.concatenate(kept)
 
 
 def cut_by_box(
@@ -96,9 +97,12 @@ def cut_by_box(
 
     Returns:
         The mean and σ to report (copies: the cut parameters' replaced, and an uncut one's where
-        the cut Gaussian is wider than its replicas) and, per cut parameter index, what was found: the
-        face, the share of replicas at it, its Fisher σ, the replicas' own mean and spread, and
-        ``method`` ("box": the Gaussian cut by the whole box; "face": by its own face range
+        the cut Gaussian is wider than its replicas) and, per cut parameter index, what was
+        found: the face, the share of replicas at it, its Fisher σ, the replicas' own mean and
+        spread, ``centre`` ("score": the Gaussian centred at θ + Σ·score, whose value for this
+        parameter is ``peak``; "face": on the faces), ``step`` (the Newton step's length in Σ's
+        metric; None without a score), ``gaussian_loc`` (the Gaussian's centre, every parameter)
+        and ``method`` ("box": the Gaussian cut by the whole box; "face": by its own face range
         alone, when too few draws land in the box).
     """
     boot, mean, std, low, high = (np.asarray(a, dtype=float) for a in (boot, mean, std, low, high))
@@ -131,7 +135,7 @@ def cut_by_box(
         }
     if not cut:
         return out_mean, out_std, cut
-    moments, centre, peak, step = None, "face", None, None
+    draws, centre, peak, step = None, "face", None, None
     grad = None if score is None else score(mean)
     if grad is not None and np.isfinite(grad).all():
         grad = np.asarray(grad, dtype=float)
@@ -139,10 +143,12 @@ def cut_by_box(
         step = float(np.sqrt(max(float(grad @ shift), 0.0)))
         if step <= STEP_MAX:
             peak = mean + shift
-            moments = _cut_gaussian_moments(peak, cov, low, high, seed)
-            centre = "score" if moments is not None else "face"
-    if moments is None:
-        moments = _cut_gaussian_moments(np.clip(loc, low, high), cov, low, high, seed)
+            draws = cut_gaussian_draws(peak, cov, low, high, seed)
+            centre = "score" if draws is not None else "face"
+    gaussian_loc = peak if centre == "score" else np.clip(loc, low, high)
+    if draws is None:
+        draws = cut_gaussian_draws(gaussian_loc, cov, low, high, seed)
+    moments = None if draws is None else (draws.mean(0), draws.std(0))
     if moments is not None:
         # the cut parameters take the cut Gaussian's numbers; an uncut one takes them only where
         # they widen it (its replicas collapsed with a cut neighbour): the rule undoes collapses
@@ -155,6 +161,7 @@ def cut_by_box(
     for j, found in cut.items():
         found["centre"], found["step"] = centre, step
         found["peak"] = float(peak[j]) if centre == "score" else None
+        found["gaussian_loc"] = [float(v) for v in gaussian_loc]
         if moments is not None:
             found["method"] = "box"
         else:  # the box keeps almost none of the Gaussian: its own face range alone

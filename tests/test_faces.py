@@ -285,27 +285,75 @@ def test_the_surrogate_yardstick_score_is_the_gradient_of_its_binned_log_likelih
         assert score[j] == pytest.approx(-fd, rel=1e-2, abs=0.05)
 
 
-def test_the_face_benchmark_ranks_the_truth_in_the_gaussian_the_rule_reports(monkeypatch):
-    """benchmarks/faces.py's SBC view of the rule: ⌊(L + 1) Φ(z)⌋ is uniform on 0 … L when the
-    reported Gaussian is calibrated (χ² p-value not small) and piles up at the ends when its σ is
-    half the true one; per parameter the replicas' ranks, collapsed at a face, fail."""
+def test_the_face_benchmark_ranks_the_truth_in_the_distribution_the_rule_reports(monkeypatch):
+    """benchmarks/faces.py's SBC view of the rule, on the Gaussian location model with truths from
+    the flat prior and data near the lower face: with the score the rule is the exact posterior, so the
+    truth's rank in its cut Gaussian (regenerated from the recorded centre) is uniform, the
+    replicas' ranks (piled at the face) are not, and ranks in an uncut N(θ, σ) of the same
+    numbers are not either; ⌊(L + 1) F⌋ of a calibrated CDF is uniform on 0 … L."""
     import importlib.util
     from pathlib import Path
+    from types import SimpleNamespace
+
+    from scipy.special import ndtr
 
     bench = Path(__file__).resolve().parents[1] / "benchmarks"
     monkeypatch.syspath_prepend(str(bench))
     spec = importlib.util.spec_from_file_location("faces_bench", bench / "faces.py")
     faces = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(faces)
-    rng = np.random.default_rng(5)
-    z = rng.normal(size=2000)
-    good = [faces.gaussian_rank(t, 0.0, 1.0, 14) for t in z]
-    bad = [faces.gaussian_rank(t, 0.0, 0.5, 14) for t in z]
-    assert min(good) == 0 and max(good) == 14
-    rows = [{"param": "p", "rank_of": 14, "post_rank_of": 99, "rank_replicas": 14 * (t > 0),
-             "rank_rule": g, "rank_post": None} for t, g in zip(z, good, strict=True)]  # fmt: skip
+    low, high = np.array([0.0]), np.array([10.0])
+    theory = SimpleNamespace(prior_low=low, prior_high=high)
+    yardstick = SimpleNamespace(covariance=lambda t: np.ones((1, 1)))
+    rng = np.random.default_rng(6)
+    rows = []
+    while len(rows) < 600:
+        t0 = rng.uniform(0, 10)
+        x = rng.normal(t0, 1.0)
+        if abs(x) > 0.5:  # near the lower face (both faces together would mirror each other)
+            continue
+        mean = np.clip([x], 0, 10)
+        boot = np.clip(x + rng.normal(0, 1.0, (14, 1)), 0, 10)
+        std = boot.std(0, ddof=1)
+        m2, s2, cut = cut_by_box(boot, mean, std, np.ones((1, 1)), low, high,
+                                 score=lambda t, x=x: np.array([x]) - t)  # fmt: skip
+        ranks = faces.rule_ranks(theory, yardstick, boot, mean, std, m2, s2, cut, np.array([t0]))
+        uncut = faces.cdf_rank(float(ndtr((t0 - m2[0]) / s2[0])), 14)
+        rows.append({"param": "p", "rank_of": 14, "post_rank_of": None, "rank_post": None,
+                     "rank_replicas": ranks[0][0], "rank_rule": ranks[1][0], "uncut": uncut})  # fmt: skip
     (got,) = faces.sbc(rows)
-    assert got["rule"] > 0.01 and got["replicas"] < 1e-6 and got["post"] is None
-    for r, b in zip(rows, bad, strict=True):
-        r["rank_rule"] = b
+    assert got["rule"] > 0.01 and got["replicas"] < 1e-6 and got["post"] is None, got
+    for r in rows:
+        r["rank_rule"] = r["uncut"]
     assert faces.sbc(rows)[0]["rule"] < 1e-6
+    z = rng.normal(size=3000)
+    calibrated = [faces.cdf_rank(float(ndtr(v)), 14) for v in z]
+    assert min(calibrated) == 0 and max(calibrated) == 14
+    counts = np.bincount(calibrated, minlength=15)
+    assert counts.min() > 0.7 * 200 and counts.max() < 1.3 * 200
+
+
+def test_a_failing_score_or_a_peak_the_box_barely_keeps_falls_back_to_the_face(capsys):
+    """`inverse.report.face_cut` with a yardstick whose score raises: one printed line and the
+    face-centred Gaussian; `cut_by_box` with a peak 4.9 σ beyond the face (a step within
+    STEP_MAX, but the box keeps almost none of that Gaussian): the face centre too."""
+    from types import SimpleNamespace
+
+    from inverse.report import face_cut
+
+    def broken(theta):  # noqa: ANN001, ANN202
+        raise RuntimeError("no gradients here")
+
+    theory = SimpleNamespace(prior_low=LOW, prior_high=HIGH)
+    yardstick = SimpleNamespace(covariance=lambda t: np.diag([1.0, 0.01]), score=broken)
+    boot = np.column_stack([10 - np.linspace(0, 0.05, 14), np.linspace(-0.1, 0.1, 14)])
+    mean, std = boot.mean(0), boot.std(0, ddof=1)
+    m, s, cut = face_cut(theory, yardstick, boot, mean, std)
+    assert "no score of the likelihood at the fit (no gradients here)" in capsys.readouterr().out
+    assert cut[0]["centre"] == "face"
+    plain = cut_by_box(boot, mean, std, np.diag([1.0, 0.01]), LOW, HIGH)
+    assert np.array_equal(m, plain[0]) and np.array_equal(s, plain[1])
+    far = lambda t: np.array([10 + 4.9 - t[0], 0.0])  # noqa: E731 - the peak at 14.9
+    m2, s2, cut2 = cut_by_box(boot, mean, std, np.diag([1.0, 0.01]), LOW, HIGH, score=far)
+    assert cut2[0]["step"] == pytest.approx(4.9, abs=0.06) and cut2[0]["centre"] == "face"
+    assert np.array_equal(m2, plain[0])
