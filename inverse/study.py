@@ -638,6 +638,9 @@ def aggregate(out: str | Path, n: int | None = None) -> dict:
     summary: dict = {
         "manifest": manifest,
         "n": len(records),
+        # SBC's ranks are uniform for a calibrated method only when the truths are drawn from
+        # the prior: for fixed or near-face truths its p-values are no check of calibration
+        "sbc_valid": manifest["truths"] == "prior",
         "param_names": names,
         "fitters": {f: _fitter_summary(records, f, names) for f in fitters},
     }
@@ -694,6 +697,9 @@ def plot_study(out: Path, summary: dict, records: list[dict]) -> None:
             pv = sbc["p_value"]
             ax.set_title(f"{f} {p}" + ("" if pv is None else f" p={pv:.2f}"), fontsize=8)
             ax.set_xticks([])
+    if not summary["sbc_valid"]:
+        fig.suptitle(f"truths {summary['manifest']['truths']}, not from the prior: these ranks "
+                     "are no check of calibration", fontsize=8)  # fmt: skip
     _save(fig, out / "sbc.png")
 
     fig, axes = plt.subplots(
@@ -721,6 +727,9 @@ def format_summary(summary: dict) -> str:
     """The coverage table on the terminal."""
     lines = [f"{summary['n']} pseudo-experiments, case {summary['manifest']['case']}, truths "
              f"{summary['manifest']['truths']}"]  # fmt: skip
+    if not summary.get("sbc_valid", True):
+        lines.append("SBC p: the truths are not drawn from the prior, so these p-values are no "
+                     "check of calibration (not even the exact posterior's)")  # fmt: skip
     head = f"{'fitter':>10} {'param':>6} {'1σ cover':>13} {'pull mean':>9} {'pull rms':>8} "
     head += f"{'SBC p':>6} {'σ/σ_post':>8} {'|Δ|/σ_post':>10} {'s/fit':>6}"
     lines.append(head)

@@ -57,6 +57,7 @@ def test_a_tiny_study_gives_coverage_and_resumes_only_what_is_missing(tmp_path, 
         assert np.isfinite(row["pull_rms"]) and row["pull_rms"] > 0
     sbc = summary["fitters"]["posterior"]["params"]["N_u"]["sbc"]
     assert sum(sbc["counts"]) == 6 and sbc["ranked_among"] == 99
+    assert summary["sbc_valid"] is True  # truths from the prior
     against = summary["fitters"]["mle"]["against_posterior"]["a_u"]
     assert 0.2 < against["sigma_over_post_mean"] < 5  # the MLE's Hessian σ beside the posterior's
     for png in ("coverage.png", "sbc.png", "pulls.png"):
@@ -180,3 +181,14 @@ def test_an_mle_parameter_on_a_face_is_left_out_of_the_pulls_not_of_the_coverage
     assert (a["pulls"], b["pulls"]) == (35, 40)
     assert 0.6 < a["pull_rms"] < 1.5 and abs(a["pull_mean"]) < 0.6  # without the five: ~N(0, 1)
     assert a["coverage_1sigma"] <= 35 / 40 + 1e-12  # the five count, as not covered
+
+
+def test_sbc_of_truths_not_from_the_prior_is_labelled_no_check(tmp_path, study):
+    """Near-face truths: the summary says its SBC is no calibration check, and so does the
+    table on the terminal."""
+    from inverse.study import format_summary
+
+    summary = run_study(study(tmp_path / "f", fitters=("mle",), truths="near-face"), 2,
+                        workers=1, progress=False)  # fmt: skip
+    assert summary["sbc_valid"] is False
+    assert "not drawn from the prior" in format_summary(summary)
