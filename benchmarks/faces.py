@@ -142,12 +142,14 @@ def sbc(rows: list[dict]) -> list[dict]:
         sel = [r for r in rows if r["param"] == name]
         row = {"param": name, "n": len(sel)}
         for view, of in (("replicas", "rank_of"), ("rule", "rank_of"), ("post", "post_rank_of")):
-            ofs = [r.get(of) for r in sel if r.get(of) is not None and r.get(f"rank_{view}") is not None]
-            if not ofs:
+            pairs = [(r.get(of), r.get(f"rank_{view}")) for r in sel]
+            pairs = [(o, k) for o, k in pairs if o is not None and k is not None]
+            if not pairs:
                 row[view] = None
                 continue
+            ofs = [o for o, _ in pairs]
             common = max(set(ofs), key=ofs.count)
-            ranks = [r[f"rank_{view}"] for r in sel if r.get(of) == common and r.get(f"rank_{view}") is not None]
+            ranks = [k for o, k in pairs if o == common]
             row[view] = _sbc(np.array(ranks), common)["p_value"]
         out.append(row)
     return out

@@ -290,6 +290,14 @@ class SurrogateLikelihood:
         return _poisson(np.concatenate(self.expected(theta, exposure)), _flat(counts))
 
     @_in_float64
+    def score(
+        self, theta: np.ndarray, counts: Sequence[np.ndarray], exposure: np.ndarray
+    ) -> np.ndarray:
+        """∇log L (P,) at θ of binned counts, Σ_b ∂μ_b (n_b/μ_b − 1)."""
+        mu, jac = self.jacobian(np.asarray(theta, dtype=float), exposure)
+        return _score(mu, jac, _flat(counts))
+
+    @_in_float64
     def fit(
         self,
         counts: Sequence[np.ndarray],
@@ -310,7 +318,7 @@ class SurrogateLikelihood:
         converged = False
         for _ in range(max_iter):
             cov = _inverse(info)
-            step = self._step(info, jac.T @ (n / np.clip(mu, 1e-300, None) - 1), theta)
+            step = self._step(info, _score(mu, jac, n), theta)
             sigma = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
             lam, moved = 1.0, False
             while lam >= 1 / 64:
@@ -377,6 +385,10 @@ def _flat(counts: Sequence[np.ndarray]) -> np.ndarray:
 def _poisson(mu: np.ndarray, n: np.ndarray) -> float:
     mu = np.clip(mu, 1e-300, None)
     return float(np.sum(mu - n * np.log(mu)))
+
+
+def _score(mu: np.ndarray, jac: np.ndarray, n: np.ndarray) -> np.ndarray:
+    return jac.T @ (n / np.clip(mu, 1e-300, None) - 1)
 
 
 def _information(mu: np.ndarray, jac: np.ndarray) -> np.ndarray:
