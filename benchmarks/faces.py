@@ -26,9 +26,8 @@ import results  # benchmarks/results.py (the docs/results pages); found before t
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
-from scipy.stats import truncnorm  # noqa: E402
 
-from inverse.faces import cut_gaussian_draws  # noqa: E402
+from inverse.faces import reported_ranks  # noqa: E402
 from inverse.report import Yardstick, face_cut  # noqa: E402
 from inverse.study import MANIFEST, _binomial, _sbc, pseudo_experiment, read_records  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
@@ -68,7 +67,8 @@ def experiment_rows(
     std = boot.std(0, ddof=1)
     yardstick = Yardstick(theory, data)
     rule_mean, rule_std, cut = face_cut(theory, yardstick, boot, mean, std)
-    ranks = rule_ranks(theory, yardstick, boot, mean, std, rule_mean, rule_std, cut, truth)
+    low, high = np.asarray(theory.prior_low), np.asarray(theory.prior_high)
+    ranks = reported_ranks(boot, truth, mean, std, rule_mean, rule_std, cut, low, high)
     post = record["fits"]["posterior"]
     rows = []
     for j, name in enumerate(theory.param_names):
@@ -82,55 +82,13 @@ def experiment_rows(
             "face": found["face"] if found else None,
             "fisher_sigma": found["fisher_sigma"] if found else None,
             "centre": found.get("centre") if found else None,
-            # SBC ranks among L = len(boot): the replicas' and the rule's (rule_ranks)
+            # SBC ranks among L = len(boot): the replicas' and the rule's (reported_ranks)
             "rank_of": len(boot), "rank_replicas": ranks[0][j], "rank_rule": ranks[1][j],
             "rank_post": post.get("rank", [None] * len(truth))[j],
             "post_rank_of": post.get("rank_of"),
             "step": found.get("step") if found else None,
         })  # fmt: skip
     return rows
-
-
-def cdf_rank(cdf: float, of: int) -> int:
-    """The truth's rank (0 … of) among ``of`` draws from a distribution whose CDF at the truth is
-    ``cdf``, as its expected place ⌊(of + 1) cdf⌋: uniform on 0 … of when it is calibrated."""
-    return min(int((of + 1) * cdf), of)
-
-
-def rule_ranks(
-    theory: Module2, yardstick: Yardstick, boot: np.ndarray, mean: np.ndarray, std: np.ndarray,
-    rule_mean: np.ndarray, rule_std: np.ndarray, cut: dict, truth: np.ndarray,
-) -> tuple[list[int], list[int]]:
-    """The truth's SBC rank among the L bootstrap replicas, and in what the rule reports: the
-    replicas' rank where the rule kept their numbers, else the truth's place in the rule's
-    distribution (the cut Gaussian's draws, regenerated from its recorded centre and seed; the
-    one-face fallback's truncated normal), as a rank among L."""
-    of = len(boot)
-    replicas = [int(v) for v in (boot < truth).sum(0)]
-    rule = list(replicas)
-    if not cut:
-        return replicas, rule
-    low = np.asarray(theory.prior_low, dtype=float)
-    high = np.asarray(theory.prior_high, dtype=float)
-    first = next(iter(cut.values()))
-    draws = None
-    if first["method"] == "box":
-        draws = cut_gaussian_draws(
-            np.asarray(first["gaussian_loc"]), yardstick.covariance(mean), low, high
-        )
-    for j in range(len(truth)):
-        if rule_mean[j] == mean[j] and rule_std[j] == std[j]:
-            continue
-        if draws is not None:
-            cdf = float(np.mean(draws[:, j] < truth[j]))
-        elif j in cut:  # the one-face fallback: its face's truncated normal
-            s, face = cut[j]["fisher_sigma"], cut[j]["face"]
-            cdf = float(truncnorm.cdf(truth[j], (low[j] - face) / s, (high[j] - face) / s, face, s))
-        else:
-            continue
-        if np.isfinite(cdf):
-            rule[j] = cdf_rank(cdf, of)
-    return replicas, rule
 
 
 def sbc(rows: list[dict]) -> list[dict]:
@@ -222,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     rows, missing = [], []
     for i, record in sorted(read_records(args.study).items()):
         fits = record["fits"]
-        if "error" in fits.get("gan", {"error": 1}) or "error" in fits.get("posterior", {"error": 1}):
+        if "error" in fits.get("gan", {"error": 1}) or "error" in fits.get(
+            "posterior", {"error": 1}
+        ):
             continue
         got = experiment_rows(args.study, manifest, theory, record)
         if got is None:

@@ -599,6 +599,7 @@ def _study(p: dict) -> list[str]:
                 ])  # fmt: skip
         conv = s["fitters"].get("posterior", {}).get("converged")
         edge = s["fitters"].get("mle", {}).get("at_boundary")
+        stale = s["fitters"].get("gan", {}).get("replica_ranks_at_face")
         out += [
             head + (f"; posterior converged (R̂ < 1.01, ESS ≥ min) in {conv} of {s['n']}" if
                     conv is not None else "") + (
@@ -606,7 +607,10 @@ def _study(p: dict) -> list[str]:
                 "left out of the MLE's pulls (no Hessian σ there)" if edge else "") + "." + (
                 " The SBC p-values assume truths drawn from the prior: with these truths they "
                 "are no check of calibration (not even the exact posterior's)."
-                if m["truths"] != "prior" else ""),
+                if m["truths"] != "prior" else "") + (
+                f" The GAN's SBC ranks of the {len(stale)} experiments with a face cut are its "
+                "bootstrap replicas' (recorded before the study ranked the truth in the face "
+                "rule's distribution; benchmarks/faces.py ranks them there)." if stale else ""),
             markdown_table(
                 ["fitter", "param", "1σ coverage", "pull mean", "pull rms", "SBC p",
                  "σ/σ_post", "rms Δ/σ_post", "within 0.5 σ_post", "s/fit"], rows),

@@ -27,7 +27,15 @@ from collections.abc import Callable
 import numpy as np
 from scipy.stats import truncnorm
 
-__all__ = ["FACE_NEAR", "FACE_SHARE", "STEP_MAX", "cut_by_box", "cut_gaussian_draws"]
+__all__ = [
+    "FACE_NEAR",
+    "FACE_SHARE",
+    "STEP_MAX",
+    "cdf_rank",
+    "cut_by_box",
+    "cut_gaussian_draws",
+    "reported_ranks",
+]
 
 # a bootstrap replica within FACE_NEAR Fisher σ of a face is at that face; a parameter with at
 # least FACE_SHARE of its bootstrap replicas at one face is cut there
@@ -101,8 +109,8 @@ def cut_by_box(
         found: the face, the share of replicas at it, its Fisher σ, the replicas' own mean and
         spread, ``centre`` ("score": the Gaussian centred at θ + Σ·score, whose value for this
         parameter is ``peak``; "face": on the faces), ``step`` (the Newton step's length in Σ's
-        metric; None without a score), ``gaussian_loc`` (the Gaussian's centre, every parameter)
-        and ``method`` ("box": the Gaussian cut by the whole box; "face": by its own face range
+        metric; None without a score), ``gaussian_loc`` and ``gaussian_cov`` (the Gaussian's
+        centre, every parameter, and its covariance ``cov``), ``seed`` and ``method`` ("box": the Gaussian cut by the whole box; "face": by its own face range
         alone, when too few draws land in the box).
     """
     boot, mean, std, low, high = (np.asarray(a, dtype=float) for a in (boot, mean, std, low, high))
@@ -162,6 +170,9 @@ def cut_by_box(
         found["centre"], found["step"] = centre, step
         found["peak"] = float(peak[j]) if centre == "score" else None
         found["gaussian_loc"] = [float(v) for v in gaussian_loc]
+        # with the seed, what regenerates the draws (cut_gaussian_draws; SBC: reported_ranks)
+        found["gaussian_cov"] = cov.tolist()
+        found["seed"] = int(seed)
         if moments is not None:
             found["method"] = "box"
         else:  # the box keeps almost none of the Gaussian: its own face range alone
@@ -170,3 +181,56 @@ def cut_by_box(
             out_mean[j], out_std[j] = float(m), float(np.sqrt(v))
             found["method"] = "face"
     return out_mean, out_std, cut
+
+
+def cdf_rank(cdf: float, of: int) -> int:
+    """The truth's rank (0 … of) among ``of`` draws from a distribution whose CDF at the truth is
+    ``cdf``, as its expected place ⌊(of + 1) cdf⌋: uniform on 0 … of when it is calibrated."""
+    return min(int((of + 1) * cdf), of)
+
+
+def reported_ranks(
+    boot: np.ndarray,
+    truth: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    out_mean: np.ndarray,
+    out_std: np.ndarray,
+    cut: dict[int, dict],
+    low: np.ndarray,
+    high: np.ndarray,
+) -> tuple[list[int], list[int]]:
+    """The truth's simulation-based-calibration rank per parameter, among the L = len(boot)
+    bootstrap replicas and in what the fit reports (`cut_by_box`'s ``out_mean``/``out_std`` and
+    ``cut``): the replicas' rank where the rule kept their numbers, else the truth's place in the
+    rule's distribution as a rank among L (`cdf_rank`): the cut Gaussian's draws, regenerated from
+    the recorded ``gaussian_loc``, ``gaussian_cov`` and ``seed``, or the one-face fallback's
+    truncated normal. A calibrated rule gives uniform ranks for truths drawn from the prior; the
+    replicas piled at a face do not, nor would an uncut N(out_mean, out_std)."""
+    boot, truth = np.asarray(boot, dtype=float), np.asarray(truth, dtype=float)
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    of = len(boot)
+    replicas = [int(v) for v in (boot < truth).sum(0)]
+    rule = list(replicas)
+    if not cut:
+        return replicas, rule
+    first = next(iter(cut.values()))
+    draws = None
+    if first.get("method") == "box":
+        draws = cut_gaussian_draws(
+            np.asarray(first["gaussian_loc"]), np.asarray(first["gaussian_cov"]), low, high,
+            seed=int(first.get("seed", 0)),
+        )  # fmt: skip
+    for j in range(len(truth)):
+        if out_mean[j] == mean[j] and out_std[j] == std[j]:
+            continue
+        if draws is not None:
+            cdf = float(np.mean(draws[:, j] < truth[j]))
+        elif j in cut:  # the one-face fallback: its face's truncated normal
+            s, face = cut[j]["fisher_sigma"], cut[j]["face"]
+            cdf = float(truncnorm.cdf(truth[j], (low[j] - face) / s, (high[j] - face) / s, face, s))
+        else:
+            continue
+        if np.isfinite(cdf):
+            rule[j] = cdf_rank(cdf, of)
+    return replicas, rule

@@ -7,7 +7,7 @@ import pytest
 from scipy.special import ndtr
 from scipy.stats import truncnorm
 
-from inverse.faces import FACE_NEAR, cut_by_box
+from inverse.faces import FACE_NEAR, cdf_rank, cut_by_box, reported_ranks
 
 LOW, HIGH = np.array([0.0, -1.0]), np.array([10.0, 1.0])
 
@@ -124,12 +124,16 @@ def test_near_a_face_the_rule_is_calibrated_where_the_bootstrap_is_not():
     pm, ps = _cut_gaussian(x, 0.0, 10.0)
     near = (pm < 1.5 * ps) | (10 - pm < 1.5 * ps)
     assert near.sum() > 600
-    cover = {k: np.mean(np.abs(a - t0)[near] < b[near]) for k, a, b in
-             (("raw", m, s), ("rule", m2, s2), ("post", pm, ps))}
+    cover = {
+        k: np.mean(np.abs(a - t0)[near] < b[near])
+        for k, a, b in (("raw", m, s), ("rule", m2, s2), ("post", pm, ps))
+    }
     err = np.sqrt(0.25 / near.sum())  # a binomial fraction's σ, at most
     assert cover["raw"] < 0.55, cover
     assert abs(cover["rule"] - cover["post"]) < 4 * err + 0.03, cover
-    close = {k: np.mean(np.abs(a - pm)[near] < 0.5 * ps[near]) for k, a in (("raw", m), ("rule", m2))}
+    close = {
+        k: np.mean(np.abs(a - pm)[near] < 0.5 * ps[near]) for k, a in (("raw", m), ("rule", m2))
+    }
     assert close["raw"] < 0.1 and close["rule"] > 0.45, close
     ratio = np.median((s2 / ps)[near])
     assert 0.8 < ratio < 1.25, ratio
@@ -158,7 +162,9 @@ def test_the_fit_report_cuts_a_proxy_parameter_whose_replicas_sit_on_its_face():
     assert list(cut) == [2] and cut[2]["face"] == 5.0 and cut[2]["method"] == "box"
     assert cut[2]["fisher_sigma"] == pytest.approx(sigma[2], rel=0.05)
     assert new_std[2] > 5 * std[2] and 5 - new_mean[2] > 0.5 * sigma[2]
-    assert (new_mean >= proxy.prior_low.numpy()).all() and (new_mean <= proxy.prior_high.numpy()).all()
+    assert (new_mean >= proxy.prior_low.numpy()).all() and (
+        new_mean <= proxy.prior_high.numpy()
+    ).all()
     assert (new_std <= sigma * 1.01).all()  # cut by the box: never wider than the Gaussian
     # the printed table says which parameter was cut and what the replicas had
     from inverse.report import format_table
@@ -286,14 +292,13 @@ def test_the_surrogate_yardstick_score_is_the_gradient_of_its_binned_log_likelih
 
 
 def test_the_face_benchmark_ranks_the_truth_in_the_distribution_the_rule_reports(monkeypatch):
-    """benchmarks/faces.py's SBC view of the rule, on the Gaussian location model with truths from
-    the flat prior and data near the lower face: with the score the rule is the exact posterior, so the
-    truth's rank in its cut Gaussian (regenerated from the recorded centre) is uniform, the
+    """`inverse.faces.reported_ranks` (the SBC ranks of inverse.study and benchmarks/faces.py)
+    on the Gaussian location model with truths from the flat prior and data near the lower face:
+    with the score the rule is the exact posterior, so the truth's rank in its cut Gaussian (regenerated from the recorded centre) is uniform, the
     replicas' ranks (piled at the face) are not, and ranks in an uncut N(θ, σ) of the same
     numbers are not either; ⌊(L + 1) F⌋ of a calibrated CDF is uniform on 0 … L."""
     import importlib.util
     from pathlib import Path
-    from types import SimpleNamespace
 
     from scipy.special import ndtr
 
@@ -303,8 +308,6 @@ def test_the_face_benchmark_ranks_the_truth_in_the_distribution_the_rule_reports
     faces = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(faces)
     low, high = np.array([0.0]), np.array([10.0])
-    theory = SimpleNamespace(prior_low=low, prior_high=high)
-    yardstick = SimpleNamespace(covariance=lambda t: np.ones((1, 1)))
     rng = np.random.default_rng(6)
     rows = []
     while len(rows) < 600:
@@ -317,8 +320,8 @@ def test_the_face_benchmark_ranks_the_truth_in_the_distribution_the_rule_reports
         std = boot.std(0, ddof=1)
         m2, s2, cut = cut_by_box(boot, mean, std, np.ones((1, 1)), low, high,
                                  score=lambda t, x=x: np.array([x]) - t)  # fmt: skip
-        ranks = faces.rule_ranks(theory, yardstick, boot, mean, std, m2, s2, cut, np.array([t0]))
-        uncut = faces.cdf_rank(float(ndtr((t0 - m2[0]) / s2[0])), 14)
+        ranks = reported_ranks(boot, np.array([t0]), mean, std, m2, s2, cut, low, high)
+        uncut = cdf_rank(float(ndtr((t0 - m2[0]) / s2[0])), 14)
         rows.append({"param": "p", "rank_of": 14, "post_rank_of": None, "rank_post": None,
                      "rank_replicas": ranks[0][0], "rank_rule": ranks[1][0], "uncut": uncut})  # fmt: skip
     (got,) = faces.sbc(rows)
@@ -327,7 +330,7 @@ def test_the_face_benchmark_ranks_the_truth_in_the_distribution_the_rule_reports
         r["rank_rule"] = r["uncut"]
     assert faces.sbc(rows)[0]["rule"] < 1e-6
     z = rng.normal(size=3000)
-    calibrated = [faces.cdf_rank(float(ndtr(v)), 14) for v in z]
+    calibrated = [cdf_rank(float(ndtr(v)), 14) for v in z]
     assert min(calibrated) == 0 and max(calibrated) == 14
     counts = np.bincount(calibrated, minlength=15)
     assert counts.min() > 0.7 * 200 and counts.max() < 1.3 * 200

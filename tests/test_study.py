@@ -83,9 +83,9 @@ def test_a_rerun_with_other_settings_is_refused_in_one_line(tmp_path, study):
     # a nested setting is named by its dotted key, a missing one shows as null
     from inverse.study import _differences
 
-    assert _differences({"gan": {"a": 1}, "seed": 2}, {"gan": {"a": 1, "face_cut": True}, "seed": 2}) == [
-        "gan.face_cut null ≠ true"
-    ]
+    assert _differences(
+        {"gan": {"a": 1}, "seed": 2}, {"gan": {"a": 1, "face_cut": True}, "seed": 2}
+    ) == ["gan.face_cut null ≠ true"]
     more = run_study(study(out, ("mle",)), 3, progress=False)  # a larger --n extends it
     assert (more["run"]["computed"], more["n"]) == (1, 3)
     assert aggregate(out, 2)["n"] == 2
@@ -114,6 +114,9 @@ def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(
     assert gan["params"]["N_u"]["sbc"]["ranked_among"] == cfg.replicas - cfg.data_replicas
     assert np.isfinite(gan["against_posterior"]["b_d"]["sigma_over_post_mean"])
     assert (tmp_path / "fits" / "00001" / "params.npz").is_file()
+    from pathlib import Path
+
+    from inverse.faces import reported_ranks
     from inverse.study import read_records
 
     for record in read_records(tmp_path).values():  # every replica's θ, for benchmarks/faces.py
@@ -121,6 +124,20 @@ def test_the_gan_fitter_records_its_replica_ranks_and_distance_to_the_posterior(
         with np.load(fit["run"] + "/params.npz") as f:
             assert np.allclose(fit["replicas"], f["theta"])
         assert isinstance(fit["at_face"], list)
+        # SBC ranks: among the bootstrap replicas, and in what the fit's metrics.json reports
+        boot, truth = np.asarray(fit["replicas"])[cfg.data_replicas :], np.asarray(record["truth"])
+        assert fit["rank_replicas"] == (boot < truth).sum(0).tolist()
+        m = json.loads((Path(fit["run"]) / "metrics.json").read_text())
+        names = m["param_names"]
+        cut = {names.index(n): found for n, found in (m.get("at_face") or {}).items()}
+        arrays = [np.asarray(m[k], float) for k in ("replicas_mean", "replicas_std", "params_mean",
+                                                     "params_std")]  # fmt: skip
+        low, high = (
+            np.asarray(get_theory("proxy").prior_low),
+            np.asarray(get_theory("proxy").prior_high),
+        )
+        _, rank = reported_ranks(boot, truth, *arrays, cut, low, high)
+        assert fit["rank"] == rank
     assert not list((tmp_path / "fits").glob("*/wandb")) and os.environ["WANDB_MODE"] == "offline"
 
 
@@ -192,3 +209,27 @@ def test_sbc_of_truths_not_from_the_prior_is_labelled_no_check(tmp_path, study):
                         workers=1, progress=False)  # fmt: skip
     assert summary["sbc_valid"] is False
     assert "not drawn from the prior" in format_summary(summary)
+
+
+def test_gan_ranks_recorded_before_the_face_rule_ranks_are_flagged_in_the_summary():
+    """A GAN record with a face cut but no ``rank_replicas`` (a study recorded before the truth
+    was ranked in the face rule's distribution) is listed in the summary and on the terminal;
+    records with both ranks, or without a cut, are not."""
+    from inverse.study import _fitter_summary, format_summary
+
+    def record(i, at_face, new):
+        fit = {"mean": [1.0, 2.0], "std": [0.5, 0.5], "seconds": 1.0, "rank": [3, 4],
+               "rank_of": 8, "at_face": at_face}  # fmt: skip
+        if new:
+            fit["rank_replicas"] = [0, 4]
+        return {"i": i, "truth": [1.2, 1.8], "fits": {"gan": fit}}
+
+    records = [record(0, ["a"], False), record(1, ["a"], True), record(2, [], False)]
+    gan = _fitter_summary(records, "gan", ["a", "b"])
+    assert gan["replica_ranks_at_face"] == [0]
+    summary = {"n": 3, "manifest": {"case": "B", "truths": "prior"}, "fitters": {"gan": gan}}
+    assert "1 experiments with a face cut" in format_summary(summary)
+    gan = _fitter_summary(records[1:], "gan", ["a", "b"])
+    assert "replica_ranks_at_face" not in gan
+    summary["fitters"]["gan"] = gan
+    assert "face cut" not in format_summary(summary)
