@@ -780,8 +780,9 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
               "Per fitter and parameter over many pseudo-experiments (`python -m inverse.study`, "
               "gathered by `benchmarks/study.py table`): 1σ coverage (|mean − truth| ≤ σ) with "
               "its binomial error, pull (mean − truth)/σ, the SBC χ² p-value of the truth's "
-              "ranks among the posterior's draws or the GAN's bootstrap replicas, σ/σ_post and "
-              "the distance to the exact posterior mean in σ_post, seconds per fit.", _study),
+              "ranks among the posterior's draws or in what the GAN reports (its bootstrap "
+              "replicas, or the face rule's cut Gaussian), σ/σ_post and the distance to the "
+              "exact posterior mean in σ_post, seconds per fit.", _study),
     "study-B-prior": ("Pseudo-experiment studies: case B at truths from the prior, through the outer GAN",
               "study-B-prior.json",
               "Per fitter and parameter over many pseudo-experiments (`python -m inverse.study`, "

@@ -110,8 +110,9 @@ def cut_by_box(
         spread, ``centre`` ("score": the Gaussian centred at θ + Σ·score, whose value for this
         parameter is ``peak``; "face": on the faces), ``step`` (the Newton step's length in Σ's
         metric; None without a score), ``gaussian_loc`` and ``gaussian_cov`` (the Gaussian's
-        centre, every parameter, and its covariance ``cov``), ``seed`` and ``method`` ("box": the Gaussian cut by the whole box; "face": by its own face range
-        alone, when too few draws land in the box).
+        centre, every parameter, and its covariance ``cov``), ``seed`` and ``method`` ("box":
+        the Gaussian cut by the whole box; "face": by its own face range alone, when too few
+        draws land in the box).
     """
     boot, mean, std, low, high = (np.asarray(a, dtype=float) for a in (boot, mean, std, low, high))
     cov = np.atleast_2d(np.asarray(cov, dtype=float))
@@ -217,13 +218,22 @@ def reported_ranks(
     first = next(iter(cut.values()))
     draws = None
     if first.get("method") == "box":
+        if "gaussian_cov" not in first:
+            raise ValueError(
+                "this face cut has no gaussian_cov (recorded before the cut Gaussian's covariance "
+                "was kept): apply the rule again (benchmarks/faces.py does) to rank the truth in it"
+            )
         draws = cut_gaussian_draws(
             np.asarray(first["gaussian_loc"]), np.asarray(first["gaussian_cov"]), low, high,
             seed=int(first.get("seed", 0)),
         )  # fmt: skip
+
+    def same(a: float, b: float) -> bool:
+        return bool(a == b or (np.isnan(a) and np.isnan(b)))
+
     for j in range(len(truth)):
-        if out_mean[j] == mean[j] and out_std[j] == std[j]:
-            continue
+        if j not in cut and same(out_mean[j], mean[j]) and same(out_std[j], std[j]):
+            continue  # the replicas' numbers, kept by the rule
         if draws is not None:
             cdf = float(np.mean(draws[:, j] < truth[j]))
         elif j in cut:  # the one-face fallback: its face's truncated normal

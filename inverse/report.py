@@ -102,7 +102,9 @@ class Yardstick:
             return -grad[0].detach().numpy().astype(float)
         low, high = self.theory.prior_low.to(dtype), self.theory.prior_high.to(dtype)
         h = 1e-4 * (high - low)
-        up = torch.minimum(t + torch.diag(h), high)  # row j: θ with θ_j moved up (at most to the face)
+        up = torch.minimum(
+            t + torch.diag(h), high
+        )  # row j: θ with θ_j moved up (at most to the face)
         down = torch.maximum(t - torch.diag(h), low)
         with torch.no_grad():
             values = nll(torch.cat([up, down]))

@@ -10,15 +10,15 @@ Pseudo-experiment i of a study seeded S is `pseudo_experiment(theory, case, i, S
 truth and its data depend on (S, i) only, never on the worker count, the engine or which other
 experiments ran, so a rerun, a resumed run and a peer method see the very same data sets.
 
-Each finished experiment is written atomically as ``OUT/experiments/NNNNN.json`` (truth, data
-seed and counts; per fitter: mean, std, seconds, and the rank of the truth among the posterior's
-draws or in what the GAN reports: its bootstrap replicas, or the face rule's cut Gaussian); a rerun skips those, so a kill (even ``kill -9``) loses
-only the experiments in flight. ``OUT/manifest.json`` records the settings: a rerun with other
-settings is refused (a larger ``--n`` extends the study). The experiments run on
-`surrogates.parallel.Engine` (local processes, or a Ray or Dask cluster: ``--engine ray`` starts a
-local Ray cluster of ``--workers`` CPUs, ``--address`` joins a running one); the
-aggregate is ``OUT/summary.json`` with ``coverage.png``, ``sbc.png`` and ``pulls.png``
-(docs/guide/studies.md).
+Each finished experiment is written atomically as ``OUT/experiments/NNNNN.json`` (truth, data seed
+and counts; per fitter: mean, std, seconds, and the rank of the truth among the posterior's draws or
+in what the GAN reports: its bootstrap replicas, or the face rule's cut Gaussian); a rerun skips
+those, so a kill (even ``kill -9``) loses only the experiments in flight. ``OUT/manifest.json``
+records the settings: a rerun with other settings is refused (a larger ``--n`` extends the
+study). The experiments run on `surrogates.parallel.Engine` (local processes, or a Ray or Dask
+cluster: ``--engine ray`` starts a local Ray cluster of ``--workers`` CPUs, ``--address`` joins a
+running one); the aggregate is ``OUT/summary.json`` with ``coverage.png``, ``sbc.png`` and
+``pulls.png`` (docs/guide/studies.md).
 """
 
 from __future__ import annotations
@@ -752,8 +752,9 @@ def format_summary(summary: dict) -> str:
                      "check of calibration (not even the exact posterior's)")  # fmt: skip
     old = summary["fitters"].get("gan", {}).get("replica_ranks_at_face")
     if old:
-        lines.append(f"SBC p of the gan: {len(old)} experiments with a face cut were recorded with "
-                     "the replicas' ranks, not the face rule's (benchmarks/faces.py ranks them)")  # fmt: skip
+        lines.append(f"SBC p of the gan: {len(old)} experiment(s) with a face cut were recorded "
+                     "with the replicas' ranks, not the face rule's (benchmarks/faces.py ranks "
+                     "them)")  # fmt: skip
     head = f"{'fitter':>10} {'param':>6} {'1σ cover':>13} {'pull mean':>9} {'pull rms':>8} "
     head += f"{'SBC p':>6} {'σ/σ_post':>8} {'|Δ|/σ_post':>10} {'s/fit':>6}"
     lines.append(head)

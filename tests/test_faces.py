@@ -292,11 +292,12 @@ def test_the_surrogate_yardstick_score_is_the_gradient_of_its_binned_log_likelih
 
 
 def test_the_face_benchmark_ranks_the_truth_in_the_distribution_the_rule_reports(monkeypatch):
-    """`inverse.faces.reported_ranks` (the SBC ranks of inverse.study and benchmarks/faces.py)
-    on the Gaussian location model with truths from the flat prior and data near the lower face:
-    with the score the rule is the exact posterior, so the truth's rank in its cut Gaussian (regenerated from the recorded centre) is uniform, the
-    replicas' ranks (piled at the face) are not, and ranks in an uncut N(θ, σ) of the same
-    numbers are not either; ⌊(L + 1) F⌋ of a calibrated CDF is uniform on 0 … L."""
+    """`inverse.faces.reported_ranks` (the SBC ranks of inverse.study and benchmarks/faces.py) on
+    the Gaussian location model with truths from the flat prior and data near the lower face: with the
+    score the rule is the exact posterior, so the truth's rank in its cut Gaussian (regenerated from
+    the recorded centre) is uniform, the replicas' ranks (piled at the face) are not, and ranks in
+    an uncut N(θ, σ) of the same numbers are not either; ⌊(L + 1) F⌋ of a calibrated CDF is uniform
+    on 0 … L."""
     import importlib.util
     from pathlib import Path
 

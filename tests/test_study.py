@@ -228,8 +228,58 @@ def test_gan_ranks_recorded_before_the_face_rule_ranks_are_flagged_in_the_summar
     gan = _fitter_summary(records, "gan", ["a", "b"])
     assert gan["replica_ranks_at_face"] == [0]
     summary = {"n": 3, "manifest": {"case": "B", "truths": "prior"}, "fitters": {"gan": gan}}
-    assert "1 experiments with a face cut" in format_summary(summary)
+    assert "1 experiment(s) with a face cut" in format_summary(summary)
     gan = _fitter_summary(records[1:], "gan", ["a", "b"])
     assert "replica_ranks_at_face" not in gan
     summary["fitters"]["gan"] = gan
     assert "face cut" not in format_summary(summary)
+
+
+def test_the_gan_record_ranks_the_truth_in_the_face_rules_gaussian_where_it_cut(
+    tmp_path, monkeypatch, study, proxy
+):
+    """`inverse.study._fit_gan` with a stand-in outer GAN whose bootstrap replicas pile at the
+    upper face of one parameter (the face rule applied as `inverse.fit` applies it): that
+    parameter's recorded rank is the truth's place in the rule's cut Gaussian, not among the
+    replicas (all above the truth); a parameter the rule left alone keeps the replicas' rank."""
+    import inverse.study as module
+    import inverse.training
+    from inverse.faces import cdf_rank, cut_gaussian_draws
+    from inverse.report import Yardstick, face_cut
+    from surrogates.data import simulate_observed
+
+    low, high = proxy.prior_low.numpy().astype(float), proxy.prior_high.numpy().astype(float)
+    j = 4
+    truth = proxy.truth.numpy().astype(float)
+    truth[j] = high[j] - 0.02 * (high[j] - low[j])
+    data = simulate_observed(proxy, truth, CASES["A"], seed=3)  # σ small: one face reached
+    s = study(tmp_path, ("gan",))
+    k = s.config.data_replicas
+    sigma = crb_std(proxy, truth, data.counts)
+
+    def fake_gan(theory, data, source, cfg, out, progress=False):
+        rng = np.random.default_rng(0)
+        final = truth + 1.5 * sigma * rng.standard_normal((cfg.replicas, len(truth)))
+        final[:, j] = high[j] - 1e-6 * (high[j] - low[j])  # every replica at the face
+        final = np.clip(final, low, high)
+        mean, boot = final[:k].mean(0), final[k:]
+        std = boot.std(0, ddof=1)
+        rule_mean, rule_std, cut = face_cut(theory, Yardstick(theory, data), boot, mean, std)
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(out / "params.npz", theta=final)
+        names = theory.param_names
+        return {"params_mean": rule_mean, "params_std": rule_std, "replicas_mean": mean,
+                "replicas_std": std, "at_face": {names[i]: f for i, f in cut.items()},
+                "seconds": 0.0, "steps": 0}  # fmt: skip
+
+    monkeypatch.setattr(inverse.training, "run_outer_gan", fake_gan)
+    fit = module._fit_gan(s, proxy, data, truth, 0)
+    assert fit["at_face"] == [proxy.param_names[j]]
+    boot = np.asarray(fit["replicas"])[k:]
+    assert fit["rank_replicas"][j] == 0 and fit["rank_of"] == len(boot)
+    m = fake_gan(proxy, data, None, s.config, tmp_path / "again")
+    found = m["at_face"][proxy.param_names[j]]
+    draws = cut_gaussian_draws(found["gaussian_loc"], found["gaussian_cov"], low, high)
+    assert fit["rank"][j] == cdf_rank(float(np.mean(draws[:, j] < truth[j])), len(boot)) > 0
+    kept = [i for i in range(len(truth)) if m["params_std"][i] == m["replicas_std"][i]]
+    assert kept and all(fit["rank"][i] == fit["rank_replicas"][i] for i in kept)
