@@ -835,6 +835,21 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
               "p-value of the truth's ranks among the posterior's draws or the GAN's bootstrap "
               "replicas, σ/σ_post and the distance to the exact posterior mean in σ_post, "
               "seconds per fit.", _study),
+    "study-C-gan": ("Pseudo-experiment studies: case C at truths from the prior, through the outer GAN",
+              "study-C-gan.json",
+              "Per fitter and parameter over case-C pseudo-experiments (1000 + 500 events, truths "
+              "from the prior, seed 7; `python -m inverse.study --case C --fitters "
+              "gan,mle,posterior`, gathered by `benchmarks/study.py table`), the outer GAN with "
+              "the exact source and today's face rule, no choice made on them. 1σ coverage "
+              "(|mean − truth| ≤ σ) with its binomial error, pull (mean − truth)/σ, the SBC χ² "
+              "p-value of the truth's ranks among the posterior's draws or in what the GAN "
+              "reports (its bootstrap replicas, or the face rule's cut Gaussian), σ/σ_post and "
+              "the distance to the exact posterior mean in σ_post, seconds per fit.", _study),
+    "faces-C-gan": ("Outer GAN at the faces of the prior box: the face rule at case C",
+                    "faces-C-gan.json",
+                    "The GAN's replicas against the face rule (`inverse/faces.py`) on the fits of "
+                    "the case-C study (study-C-gan: truths from the prior, seed 7; no choice was "
+                    "made on it), beside the exact posterior (`benchmarks/faces.py`).", _faces),
     "study-B-face3": ("Pseudo-experiment studies: case B at truths near a face, through the outer GAN with the face rule",
               "study-B-face3.json",
               "Per fitter and parameter over pseudo-experiments whose truths each have one "
