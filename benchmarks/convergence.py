@@ -66,6 +66,11 @@ def fit_row(theory, data, cfg, out: Path, schedule: str) -> dict:  # noqa: ANN00
         "settled_at": m["settled_at"],
         "schedule_completed": m["schedule_completed"],
         "crb": crb,
+        # against the exact posterior on the same data (where the fit sampled it: posterior: true)
+        "sigma_over_post": None if m.get("sigma_over_post") is None else m["sigma_over_post"],
+        "max_dist_post": None
+        if m.get("dist_post") is None
+        else float(np.max(np.abs(m["dist_post"]))),
     }
 
 
@@ -91,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/benchmarks/convergence.json")
     parser.add_argument("--results", default=None, help="also write the page into this folder")
     parser.add_argument(
-        "--name", default="convergence", help="the page: convergence | convergence-f32"
+        "--name",
+        default="convergence",
+        help="the page: convergence | convergence-f32 | convergence-idle",
     )
     parser.add_argument("--from-json", default=None, help="no fits: summarize this run's JSON")
     args = parser.parse_args(argv)
@@ -131,7 +138,12 @@ def main(argv: list[str] | None = None) -> None:
                     print(
                         f"case {case} truth {i} {schedule:>9}: {row['seconds']:6.1f} s, "
                         f"{row['steps']:5d} steps ({row['stop_reason']}), max |GAN − MLE|/σ_CRB "
-                        f"{row['max_dmle_crb']:.2f}, σ/σ_CRB {r.min():.2f}–{r.max():.2f}",
+                        f"{row['max_dmle_crb']:.2f}, σ/σ_CRB {r.min():.2f}–{r.max():.2f}"
+                        + (
+                            ""
+                            if row["max_dist_post"] is None
+                            else f", max |GAN − post|/σ_post {row['max_dist_post']:.2f}"
+                        ),
                         flush=True,
                     )
                     write_json(args.out, payload)  # after every fit: a killed run keeps its fits
@@ -164,6 +176,10 @@ def summary(rows: list[dict]) -> list[dict]:
                     "max_dmle_crb_per_fit": [r["max_dmle_crb"] for r in rs],
                     "std_over_crb_range": [float(ratio.min()), float(ratio.max())],
                     "settled": sum(r["stop_reason"] == "settled" for r in rs),
+                    "max_dist_post": max(
+                        (r["max_dist_post"] for r in rs if r.get("max_dist_post") is not None),
+                        default=None,
+                    ),
                 }
             )
     return out

@@ -642,8 +642,13 @@ def _gan_step(p: dict) -> list[str]:
     ]
 
 
+def _span(v: list | None) -> str:
+    return "–" if v is None else f"{min(v):.2f}–{max(v):.2f}"
+
+
 def _convergence(p: dict) -> list[str]:
     a = p.get("args") or {}
+    post = any(r.get("max_dist_post") is not None for r in p["rows"])
     summary = [
         [s["case"], s["schedule"], fmt(s["fits"], "d"), fmt(s["seconds_median"], ".0f"),
          fmt(s["seconds_max"], ".0f"), fmt(s["steps_median"], ".0f"), fmt(s["max_dmle_crb"], ".2f"),
@@ -657,16 +662,23 @@ def _convergence(p: dict) -> list[str]:
          fmt(r.get("load_average"), ".1f"), fmt(r["settled_at"], "d"), r["stop_reason"],
          fmt(r["max_dmle_crb"], ".2f"),
          f"{min(r['std_over_crb']):.2f}–{max(r['std_over_crb']):.2f}"]
+        + ([fmt(r.get("max_dist_post"), ".2f"), _span(r.get("sigma_over_post"))] if post else [])
         for r in p["rows"]
     ]  # fmt: skip
     sections = [
         f"Truths uniform in the prior box (10% inset): case B numpy seed {a.get('seed')}, case A "
         f"seed {None if a.get('seed') is None else a['seed'] + 1} (the rule was tuned on seed "
         "0's truth, the window lag on seed 1000's first two case-B truths); exact source, one torch thread; seconds are the training's wall time (the "
-        "MLE comparison not included) on a 2-core machine shared with other jobs (its 1-minute "
-        "load average after the fit, where recorded: the same step costs ~5× more at load 8 "
-        "than at load 1.5). Accuracy: "
-        "max over parameters of |θ_GAN − θ_MLE|/σ_CRB on the same data.",
+        "MLE comparison not included) on a 2-core machine (its 1-minute "
+        "load average after the fit, where recorded: above 1 other jobs shared it, and the same "
+        "step costs ~5× more at load 8 than at load 1.5). Accuracy: "
+        "max over parameters of |θ_GAN − θ_MLE|/σ_CRB on the same data"
+        + (
+            "; where the fit sampled the exact posterior on the same data, max over parameters "
+            "of |θ_GAN − posterior mean|/σ_post and σ/σ_post."
+            if post
+            else "."
+        ),
     ]
     if summary:
         header = ["case", "schedule", "fits", "seconds (median)", "seconds (max)", "steps (median)",
@@ -675,6 +687,8 @@ def _convergence(p: dict) -> list[str]:
     header = ["case", "truth", "schedule", "seconds", "steps", "ms per step", "machine load",
               "anneal from", "stop",
               "max \\|GAN − MLE\\|/σ_CRB", "σ/σ_CRB"]  # fmt: skip
+    if post:
+        header += ["max \\|GAN − post\\|/σ_post", "σ/σ_post"]
     sections.append(markdown_table(header, rows))
     return sections
 
@@ -875,6 +889,12 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                         "settled, with single-precision discriminators, on the truths and data of "
                         "[convergence.md](convergence.md) (`benchmarks/convergence.py`).",
                         _convergence),
+    "convergence-idle": ("Outer GAN: case-B and case-A fits on the idle machine",
+                         "convergence-idle.json",
+                         "Wall seconds and accuracy of single outer-GAN fits with the shipped "
+                         "config (stopping rule, float32 discriminators), one after another with "
+                         "nothing else running, at truths no setting was chosen on "
+                         "(`benchmarks/convergence.py`).", _convergence),
     "convergence": ("Outer GAN: the stopping rule against the fixed schedule", "convergence.json",
                     "Wall seconds and accuracy of outer-GAN fits stopped once the trace settled "
                     "(`stop:` block) against the fixed schedule, on the same data "
