@@ -67,7 +67,7 @@ def fit_row(theory, data, cfg, out: Path, schedule: str) -> dict:  # noqa: ANN00
         "schedule_completed": m["schedule_completed"],
         "crb": crb,
         # against the exact posterior on the same data (where the fit sampled it: posterior: true)
-        "sigma_over_post": None if m.get("sigma_over_post") is None else m["sigma_over_post"],
+        "sigma_over_post": m.get("sigma_over_post"),
         "max_dist_post": None
         if m.get("dist_post") is None
         else float(np.max(np.abs(m["dist_post"]))),

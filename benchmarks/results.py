@@ -660,8 +660,7 @@ def _convergence(p: dict) -> list[str]:
         [r["case"], fmt(r["truth_index"], "d"), r["schedule"], fmt(r["seconds"], ".0f"),
          fmt(r["steps"], "d"), fmt(1000 * r["seconds"] / r["steps"], ".0f"),
          fmt(r.get("load_average"), ".1f"), fmt(r["settled_at"], "d"), r["stop_reason"],
-         fmt(r["max_dmle_crb"], ".2f"),
-         f"{min(r['std_over_crb']):.2f}–{max(r['std_over_crb']):.2f}"]
+         fmt(r["max_dmle_crb"], ".2f"), _span(r["std_over_crb"])]
         + ([fmt(r.get("max_dist_post"), ".2f"), _span(r.get("sigma_over_post"))] if post else [])
         for r in p["rows"]
     ]  # fmt: skip
