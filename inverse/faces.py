@@ -16,12 +16,21 @@ expansion (more than STEP_MAX in Σ's metric) or the box keeps too few of its dr
 centred on the GAN's θ with the cut parameters moved onto their faces (the widest such
 posterior). A fit with no parameter at a face keeps the replicas' mean and spread.
 
+Where the likelihood itself can be evaluated (`inverse.report.Yardstick.loglik`), the cut Gaussian
+is only where the search starts: `reweight_by_likelihood` turns it, by adaptive importance
+sampling, into the posterior of the likelihood with the box's flat prior, and every parameter
+reports that posterior's mean and σ. The quadratic expansion fails exactly where faces matter
+most: a normalization near 0 (its Fisher σ vanishes at the face, while with a handful of events
+its posterior reaches well inside) and shape parameters such a normalization leaves unpinned.
+
 How the rule was chosen (on the case-B pseudo-experiments of study-B-prior and study-B-face3) and
-what it gave on others: docs/notes/2026-12-01-faces.md.
+what it gave on others: docs/notes/2026-12-01-faces.md; the reweighting (chosen on the first 104
+experiments of study-C-gan, checked on the later ones): docs/notes/2026-12-02-reweighted-faces.md.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -30,11 +39,14 @@ from scipy.stats import truncnorm
 __all__ = [
     "FACE_NEAR",
     "FACE_SHARE",
+    "QUANTILES",
     "STEP_MAX",
     "cdf_rank",
     "cut_by_box",
     "cut_gaussian_draws",
     "reported_ranks",
+    "reweight_by_likelihood",
+    "weighted_quantiles",
 ]
 
 # a bootstrap replica within FACE_NEAR Fisher σ of a face is at that face; a parameter with at
@@ -46,6 +58,14 @@ DRAWS, KEEP, ROUNDS = 20_000, 4_000, 50
 # a Newton step Σ·score longer than this in Σ's metric (√(scoreᵀ Σ score)) is not trusted: the
 # likelihood is too far from quadratic between the fit and that peak
 STEP_MAX = 5.0
+# the cut Gaussian reweighted by the likelihood itself (adaptive importance sampling): IS_DRAWS
+# per round, at most IS_ROUNDS rounds, each round's two proposals the last round's weighted Gaussian
+# widened by IS_INFLATE and by IS_WIDE in variance; kept when its effective sample size reaches IS_ESS; settled once the
+# weighted mean moves less than IS_SETTLE of its σ between rounds (and the σ by less than that
+# fraction)
+IS_DRAWS, IS_ROUNDS, IS_INFLATE, IS_WIDE, IS_ESS, IS_SETTLE = 1000, 10, 1.5, 4.0, 300, 0.1
+# the reweighted posterior's marginal quantiles kept per parameter (the truth's SBC rank in it)
+QUANTILES = np.linspace(0.01, 0.99, 99)
 
 
 def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
@@ -77,6 +97,170 @@ def cut_gaussian_draws(
     return np.concatenate(kept)
 
 
+def _cut_normal(
+    rng: np.random.Generator, loc: np.ndarray, root: np.ndarray, low: np.ndarray,
+    high: np.ndarray, n: int,
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """n draws of N(loc, root rootᵀ) inside the box (rejection) and the share that lands in it
+    (the cut Gaussian's normalization); fewer draws when the box keeps almost none."""
+    kept, drawn, got = [], 0, 0
+    for _ in range(ROUNDS):
+        x = loc + rng.standard_normal((n, len(loc))) @ root.T
+        drawn += n
+        x = x[((x >= low) & (x <= high)).all(1)]
+        kept.append(x)
+        got += len(x)
+        if got >= n:
+            break
+    return np.concatenate(kept)[:n], got / drawn
+
+
+def _log_normal(x: np.ndarray, loc: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """log N(x; loc, cov) per row, for a covariance made positive definite by the caller."""
+    chol = np.linalg.cholesky(cov)
+    z = np.linalg.solve(chol, (x - loc).T)
+    return -0.5 * (z**2).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * len(loc) * np.log(2 * np.pi)
+
+
+def _weighted_moments(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = w @ x
+    d = x - mean
+    return mean, (d * w[:, None]).T @ d
+
+
+def reweight_by_likelihood(
+    loglik: Callable[[np.ndarray], np.ndarray],
+    starts: list[tuple[np.ndarray, np.ndarray]],
+    low: np.ndarray,
+    high: np.ndarray,
+    seed: int = 0,
+    draws: int = IS_DRAWS,
+    rounds: int = IS_ROUNDS,
+    log_params: np.ndarray | None = None,
+) -> dict | None:
+    """The posterior of the likelihood ``loglik`` with the box's flat prior, by adaptive importance
+    sampling started from the Gaussians N(loc, cov) of ``starts`` cut by the box. Each round draws from the last
+    round's weighted mean and covariance (widened by IS_INFLATE and by IS_WIDE), and every draw so
+    far is weighted by prior × L / the mixture of all the rounds' proposals (deterministic-mixture
+    weights: finite where a late proposal is narrower than an early one). The proposals are
+    Gaussian in log θ for a parameter whose box starts at ≥ 0 (a normalization, an exponent; as
+    in `surrogates.likelihood.exact_posterior`), so that a posterior from 0 up to many times the
+    Fisher σ at the face is reached in a few rounds; in θ for the others. The quadratic
+    expansion of the likelihood at a face starts it; where the likelihood is not quadratic (a
+    normalization near 0, a shape it leaves unpinned) the rounds move and widen it towards the
+    likelihood's own shape.
+
+    Args:
+        loglik: θ (B, P) → log L (B,), up to a constant.
+        starts: the starting Gaussians (loc, cov), in θ.
+        low, high: the prior box.
+        log_params: per parameter, whether its proposals are Gaussian in log θ (None: those
+            whose box starts at ≥ 0).
+
+    Returns:
+        ``draws`` (N, P, in θ), their normalized ``weights``, the effective sample size ``ess``,
+        the ``rounds`` run and whether the moments ``settled`` (moved by less than IS_SETTLE of
+        a σ in the last round); None when the box keeps almost none of a proposal or the
+        effective sample size stays below IS_ESS.
+    """
+    rng = np.random.default_rng(seed)
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    log = (low >= 0) if log_params is None else np.asarray(log_params, dtype=bool)
+    tiny = 1e-12 * (high - low)
+
+    def to_u(x: np.ndarray) -> np.ndarray:
+        return np.where(log, np.log(np.maximum(x, tiny)), x)
+
+    def to_theta(u: np.ndarray) -> np.ndarray:
+        return np.where(log, np.exp(np.where(log, u, 0.0)), u)
+
+    # the box in u: log θ reaches down to −∞
+    low_u = np.where(log, -np.inf, low)
+    high_u = np.where(log, np.log(np.where(log, high, 1.0)), high)
+    floor = np.diag(np.where(log, 1e-6, 1e-6 * (high - low)) ** 2)
+    # the starts in u: the moments of each starting Gaussian's draws, with a σ wider than the box
+    # (a parameter the data leave unpinned) capped at half its width, correlations kept, and
+    # the centre inside the box (else the box keeps almost none of it); its diagonal alone
+    # where the box keeps too few of the correlated one
+    firsts = []
+    for loc, cov in starts:
+        c = np.atleast_2d(np.asarray(cov, dtype=float))
+        sd0 = np.sqrt(np.clip(np.diag(c), 0, None))
+        c = c * np.outer(*[np.minimum(1.0, (high - low) / 2 / np.where(sd0 > 0, sd0, np.inf))] * 2)
+        centre = np.clip(np.asarray(loc, dtype=float), low, high)
+        x = cut_gaussian_draws(centre, c, low, high, seed)
+        if x is None:
+            x = cut_gaussian_draws(centre, np.diag(np.diag(c)), low, high, seed)
+        if x is not None:
+            u0 = to_u(x)
+            firsts.append((u0.mean(0), np.atleast_2d(np.cov(u0.T))))
+    if not firsts:
+        return None
+    current = firsts
+    proposals: list[tuple[np.ndarray, np.ndarray, float, int]] = []
+    us: list[np.ndarray] = []
+    lls: list[np.ndarray] = []
+    prev = None
+    settled = False
+    for k in range(rounds):
+        got = 0
+        # two proposals a round from each start (then from the weighted Gaussian): it widened a
+        # little (precision) and a lot (a posterior far wider than the start is reached in a
+        # few rounds)
+        for centre_u, cov_u in current:
+            w_, v_ = np.linalg.eigh((cov_u + cov_u.T) / 2)
+            psd = (v_ * np.clip(w_, 0, None)) @ v_.T
+            n = draws // (2 * len(current))
+            for factor in (1.0 if k == 0 else IS_INFLATE, IS_WIDE):
+                cv = psd * factor + floor
+                u, share = _cut_normal(rng, centre_u, np.linalg.cholesky(cv), low_u, high_u, n)
+                if share >= 1e-3 and len(u) >= n // 4:
+                    proposals.append((centre_u, cv, share, len(u)))
+                    us.append(u)
+                    lls.append(np.asarray(loglik(to_theta(u)), dtype=float))
+                    got += 1
+        if not got:
+            return None
+        allu, ll = np.concatenate(us), np.concatenate(lls)
+        total = sum(n for *_, n in proposals)
+        logq = np.logaddexp.reduce(
+            [np.log(n / total) + _log_normal(allu, m, cv) - np.log(a) for m, cv, a, n in proposals],
+            axis=0,
+        )
+        # the prior is flat in θ: dθ = θ du for a parameter in log θ
+        logw = ll + (allu * log).sum(1) - logq
+        logw = np.where(np.isfinite(logw), logw, -np.inf)
+        if not np.isfinite(logw).any():
+            return None
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        ess = float(1.0 / np.sum(w**2))
+        current = [_weighted_moments(allu, w)]
+        theta_mean, theta_cov = _weighted_moments(to_theta(allu), w)
+        sd = np.sqrt(np.clip(np.diag(theta_cov), 0, None))
+        if prev is not None and ess >= IS_ESS:
+            m0, s0 = prev
+            if (np.abs(theta_mean - m0) <= IS_SETTLE * sd).all() and (
+                np.abs(sd - s0) <= IS_SETTLE * sd
+            ).all():
+                settled = True
+                break
+        prev = (theta_mean, sd)
+    if ess < IS_ESS:
+        return None
+    return {"draws": to_theta(allu), "weights": w, "ess": ess, "rounds": k + 1, "settled": settled}
+
+
+def weighted_quantiles(x: np.ndarray, w: np.ndarray, q: np.ndarray = QUANTILES) -> np.ndarray:
+    """(P, len(q)): per column of ``x`` the quantiles ``q`` of the weighted draws."""
+    out = []
+    for col in x.T:
+        order = np.argsort(col)
+        cdf = np.cumsum(w[order]) - 0.5 * w[order]
+        out.append(np.interp(q, cdf, col[order]))
+    return np.array(out)
+
+
 def cut_by_box(
     boot: np.ndarray,
     mean: np.ndarray,
@@ -88,6 +272,8 @@ def cut_by_box(
     share: float = FACE_SHARE,
     seed: int = 0,
     score: Callable[[np.ndarray], np.ndarray | None] | None = None,
+    loglik: Callable[[np.ndarray], np.ndarray] | None = None,
+    mode: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Mean and σ per parameter: the replicas', or the box-cut Gaussian's when a parameter is cut
     (see the module).
@@ -102,6 +288,14 @@ def cut_by_box(
         seed: of the cut Gaussian's draws.
         score: θ → ∇log L of the data (P,), called at ``mean`` only when a parameter is cut;
             None (or a None from it): the Gaussian is centred on the faces.
+        loglik: θ (B, P) → log L of the data (B,): the cut Gaussian is then only the first
+            proposal of `reweight_by_likelihood`, and the numbers are those of the likelihood's
+            own posterior in the box (``method`` "reweighted"); None, or a reweighting that
+            fails: the cut Gaussian's.
+        mode: () → the likelihood's maximum in the box and its Fisher covariance (or None),
+            asked only when ``loglik`` is: a second start of the reweighting, where the GAN's θ
+            is far from the posterior (its σ floored per parameter at the Fisher σ at the GAN's
+            θ and the replicas' spread: at a face a normalization's Fisher σ is 0).
 
     Returns:
         The mean and σ to report (copies: the cut parameters' replaced, and an uncut one's where
@@ -110,7 +304,9 @@ def cut_by_box(
         spread, ``centre`` ("score": the Gaussian centred at θ + Σ·score, whose value for this
         parameter is ``peak``; "face": on the faces), ``step`` (the Newton step's length in Σ's
         metric; None without a score), ``gaussian_loc`` and ``gaussian_cov`` (the Gaussian's
-        centre, every parameter, and its covariance ``cov``), ``seed`` and ``method`` ("box":
+        centre, every parameter, and its covariance ``cov``), ``seed`` and ``method`` ("reweighted": the
+        Gaussian reweighted by ``loglik``, with ``reweighted`` (its effective sample size, rounds,
+        whether it settled and its seconds) and ``quantiles`` (per parameter, its marginal QUANTILES); "box":
         the Gaussian cut by the whole box; "face": by its own face range alone, when too few
         draws land in the box).
     """
@@ -158,7 +354,28 @@ def cut_by_box(
     if draws is None:
         draws = cut_gaussian_draws(gaussian_loc, cov, low, high, seed)
     moments = None if draws is None else (draws.mean(0), draws.std(0))
-    if moments is not None:
+    reweighted = None
+    seconds = None
+    if loglik is not None:
+        start = time.perf_counter()
+        starts = [(gaussian_loc, cov)]
+        found_mode = None if mode is None else mode()
+        if found_mode is not None and np.isfinite(found_mode[1]).all():
+            at, c = np.asarray(found_mode[0], dtype=float), np.atleast_2d(found_mode[1])
+            sd = np.sqrt(np.clip(np.diag(c), 0, None))
+            wider = np.maximum.reduce([sd, sigma, std]) / np.where(sd > 0, sd, 1.0)
+            c = c * np.outer(wider, wider) + np.diag(
+                np.where(sd > 0, 0.0, np.maximum(sigma, std) ** 2)
+            )
+            starts.append((at, c))
+        reweighted = reweight_by_likelihood(loglik, starts, low, high, seed)
+        seconds = time.perf_counter() - start
+    if reweighted is not None:
+        # the likelihood's posterior in the box: every parameter takes its numbers (the
+        # replicas' spread of a parameter correlated with a cut one is not a width either)
+        m, c = _weighted_moments(reweighted["draws"], reweighted["weights"])
+        out_mean, out_std = m, np.sqrt(np.clip(np.diag(c), 0, None))
+    elif moments is not None:
         # the cut parameters take the cut Gaussian's numbers; an uncut one takes them only where
         # they widen it (its replicas collapsed with a cut neighbour): the rule undoes collapses
         # and never narrows a width the replicas measured (the Fisher σ of a normalization near
@@ -174,7 +391,15 @@ def cut_by_box(
         # with the seed, what regenerates the draws (cut_gaussian_draws; SBC: reported_ranks)
         found["gaussian_cov"] = cov.tolist()
         found["seed"] = int(seed)
-        if moments is not None:
+        if reweighted is not None:
+            found["method"] = "reweighted"
+            found["reweighted"] = {k: reweighted[k] for k in ("ess", "rounds", "settled")}
+            found["reweighted"]["seconds"] = seconds
+            # the marginal quantiles QUANTILES per parameter: the truth's rank (reported_ranks)
+            found["quantiles"] = weighted_quantiles(
+                reweighted["draws"], reweighted["weights"]
+            ).tolist()
+        elif moments is not None:
             found["method"] = "box"
         else:  # the box keeps almost none of the Gaussian: its own face range alone
             s, face = sigma[j], found["face"]
@@ -217,7 +442,10 @@ def reported_ranks(
         return replicas, rule
     first = next(iter(cut.values()))
     draws = None
-    if first.get("method") == "box":
+    quantiles = None
+    if first.get("method") == "reweighted":
+        quantiles = np.asarray(first["quantiles"], dtype=float)
+    elif first.get("method") == "box":
         if "gaussian_cov" not in first:
             raise ValueError(
                 "this face cut has no gaussian_cov (recorded before the cut Gaussian's covariance "
@@ -234,7 +462,9 @@ def reported_ranks(
     for j in range(len(truth)):
         if j not in cut and same(out_mean[j], mean[j]) and same(out_std[j], std[j]):
             continue  # the replicas' numbers, kept by the rule
-        if draws is not None:
+        if quantiles is not None:  # the reweighted posterior's marginal, 1% to 99%
+            cdf = float(np.interp(truth[j], quantiles[j], QUANTILES, left=0.0, right=1.0))
+        elif draws is not None:
             cdf = float(np.mean(draws[:, j] < truth[j]))
         elif j in cut:  # the one-face fallback: its face's truncated normal
             s, face = cut[j]["fisher_sigma"], cut[j]["face"]
