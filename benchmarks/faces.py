@@ -87,6 +87,9 @@ def experiment_rows(
             "rank_post": post.get("rank", [None] * len(truth))[j],
             "post_rank_of": post.get("rank_of"),
             "step": found.get("step") if found else None,
+            # how the rule got its numbers (inverse.faces.cut_by_box): reweighted, box or face
+            "method": next(iter(cut.values()))["method"] if cut else None,
+            "reweighted": next(iter(cut.values())).get("reweighted") if cut else None,
         })  # fmt: skip
     return rows
 

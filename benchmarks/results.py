@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import shlex
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -702,6 +703,23 @@ def _faces(p: dict) -> list[str]:
         for s in p["summary"] if s.get("n")
     ]  # fmt: skip
     cut = [r for r in p["rows"] if r["cut"]]
+    # one row per experiment with a cut: how the rule got its numbers (rows carry it since the
+    # reweighting; older JSON does not)
+    per_exp = {r["i"]: r for r in p["rows"] if r.get("method")}
+    methods = ""
+    if per_exp:
+        count = {m: sum(r["method"] == m for r in per_exp.values())
+                 for m in ("reweighted", "box", "face")}  # fmt: skip
+        secs = [r["reweighted"]["seconds"] for r in per_exp.values()
+                if r.get("reweighted") and r["reweighted"].get("seconds") is not None]  # fmt: skip
+        methods = (
+            f"Of the {len(per_exp)} experiments with a cut, the rule's numbers came from the "
+            f"likelihood's posterior by importance sampling in {count['reweighted']}"
+            + (f" ({statistics.median(secs):.1f} s median, {max(secs):.1f} s max on one core)"
+               if secs else "")
+            + f", from the cut Gaussian in {count['box']} and from the face fallback in "
+            f"{count['face']}. "
+        )  # fmt: skip
     return [
         f"Study `{p['study']}` (case {p['case']}, truths: {p['truths']}), {p['experiments']} "
         "experiments with the GAN's replicas kept"
@@ -710,6 +728,7 @@ def _faces(p: dict) -> list[str]:
         + (f"The rule's constants were chosen on the experiments below {p['chosen_below']}; the "
            "others were not used to choose it. " if p["chosen_below"] else
            "No experiment of this study was used to choose the rule. ")
+        + methods
         + "Per parameter fit: 1σ coverage (|mean − truth| ≤ σ), pull (mean − truth)/σ, the share "
         "within 0.5 σ_post of the exact posterior's mean, and σ/σ_post (median, and the share "
         "within 0.8–1.25). The replicas' view is what the GAN reported before the face rule; "
@@ -721,7 +740,8 @@ def _faces(p: dict) -> list[str]:
         "Simulation-based calibration over all experiments (truths from the prior): per "
         "parameter, the χ² p-value of uniformity of the truth's rank among the L bootstrap "
         "replicas (the replicas' view); in the distribution the rule reports where it changed "
-        "the numbers (⌊(L + 1) F(truth)⌋, F the cut Gaussian's marginal CDF; the replicas' rank "
+        "the numbers (⌊(L + 1) F(truth)⌋, F the rule's marginal CDF: the reweighted posterior's "
+        "recorded quantiles, or the cut Gaussian's; the replicas' rank "
         "elsewhere); and among the exact posterior's draws.",
         markdown_table(["parameter", "experiments", "replicas", "face rule", "exact posterior"],
                        [[r["param"], fmt(r["n"], "d"), fmt(r["replicas"], ".2f"),
