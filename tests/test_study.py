@@ -235,16 +235,21 @@ def test_gan_ranks_recorded_before_the_face_rule_ranks_are_flagged_in_the_summar
     assert "face cut" not in format_summary(summary)
 
 
-def test_the_gan_record_ranks_the_truth_in_the_face_rules_gaussian_where_it_cut(
-    tmp_path, monkeypatch, study, proxy
+@pytest.mark.parametrize("rule", ["reweighted", "gaussian"])
+def test_the_gan_record_ranks_the_truth_in_the_face_rules_distribution_where_it_cut(
+    tmp_path, monkeypatch, study, proxy, rule
 ):
     """`inverse.study._fit_gan` with a stand-in outer GAN whose bootstrap replicas pile at the
     upper face of one parameter (the face rule applied as `inverse.fit` applies it): that
-    parameter's recorded rank is the truth's place in the rule's cut Gaussian, not among the
-    replicas (all above the truth); a parameter the rule left alone keeps the replicas' rank."""
+    parameter's recorded rank is the truth's place in what the rule reports, not among the
+    replicas (all above the truth): the likelihood's reweighted posterior (its recorded
+    quantiles; every parameter takes its numbers) or, with a yardstick that cannot evaluate the
+    likelihood, the cut Gaussian (a parameter it left alone keeps the replicas' rank)."""
+    from types import SimpleNamespace
+
     import inverse.study as module
     import inverse.training
-    from inverse.faces import cdf_rank, cut_gaussian_draws
+    from inverse.faces import QUANTILES, cdf_rank, cut_gaussian_draws
     from inverse.report import Yardstick, face_cut
     from surrogates.data import simulate_observed
 
@@ -264,7 +269,10 @@ def test_the_gan_record_ranks_the_truth_in_the_face_rules_gaussian_where_it_cut(
         final = np.clip(final, low, high)
         mean, boot = final[:k].mean(0), final[k:]
         std = boot.std(0, ddof=1)
-        rule_mean, rule_std, cut = face_cut(theory, Yardstick(theory, data), boot, mean, std)
+        yardstick = Yardstick(theory, data)
+        if rule == "gaussian":  # no loglik: the cut Gaussian's numbers
+            yardstick = SimpleNamespace(covariance=yardstick.covariance, score=yardstick.score)
+        rule_mean, rule_std, cut = face_cut(theory, yardstick, boot, mean, std)
         out.mkdir(parents=True, exist_ok=True)
         np.savez(out / "params.npz", theta=final)
         names = theory.param_names
@@ -279,6 +287,12 @@ def test_the_gan_record_ranks_the_truth_in_the_face_rules_gaussian_where_it_cut(
     assert fit["rank_replicas"][j] == 0 and fit["rank_of"] == len(boot)
     m = fake_gan(proxy, data, None, s.config, tmp_path / "again")
     found = m["at_face"][proxy.param_names[j]]
+    assert found["method"] == ("reweighted" if rule == "reweighted" else "box")
+    if rule == "reweighted":
+        q = np.asarray(found["quantiles"])
+        cdf = [float(np.interp(truth[i], q[i], QUANTILES, left=0, right=1)) for i in range(6)]
+        assert fit["rank"] == [cdf_rank(c, len(boot)) for c in cdf] and fit["rank"][j] > 0
+        return
     draws = cut_gaussian_draws(found["gaussian_loc"], found["gaussian_cov"], low, high)
     assert fit["rank"][j] == cdf_rank(float(np.mean(draws[:, j] < truth[j])), len(boot)) > 0
     kept = [i for i in range(len(truth)) if m["params_std"][i] == m["replicas_std"][i]]
