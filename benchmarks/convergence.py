@@ -11,7 +11,7 @@ rule, ``--fixed-data-replicas``) and by the stopping rule
 (``stop.enabled: true``, the config's ``stop:`` block, ``steps`` the maximum). Per fit: wall
 seconds of the training, generator steps, max |θ_GAN − θ_MLE|/σ_CRB (the MLE on the same data),
 σ/σ_CRB (min–max), and the stop's reason. Run with one torch thread (the seconds are those of
-one CPU core). Prints a table, writes JSON after every fit (``--out``) and, with ``--results``,
+one CPU core; ``--threads`` for more). Prints a table, writes JSON after every fit (``--out``) and, with ``--results``,
 the page docs/results/convergence.md. Finished fits under ``--runs`` are read back, not redone.
 """
 
@@ -101,8 +101,11 @@ def main(argv: list[str] | None = None) -> None:
         help="the page: convergence | convergence-f32 | convergence-idle",
     )
     parser.add_argument("--from-json", default=None, help="no fits: summarize this run's JSON")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per fit (1: one core's seconds)"
+    )
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     theory = get_theory("proxy")
     cfg = load_config(args.config)
     if args.d_dtype:
