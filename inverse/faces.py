@@ -58,14 +58,17 @@ DRAWS, KEEP, ROUNDS = 20_000, 4_000, 50
 # a Newton step Σ·score longer than this in Σ's metric (√(scoreᵀ Σ score)) is not trusted: the
 # likelihood is too far from quadratic between the fit and that peak
 STEP_MAX = 5.0
-# the cut Gaussian reweighted by the likelihood itself (adaptive importance sampling): IS_DRAWS
-# per round, at most IS_ROUNDS rounds, each round's two proposals the last round's weighted Gaussian
-# widened by IS_INFLATE and by IS_WIDE in variance; kept when its effective sample size reaches IS_ESS; settled once the
-# weighted mean moves less than IS_SETTLE of its σ between rounds (and the σ by less than that
-# fraction)
-IS_DRAWS, IS_ROUNDS, IS_INFLATE, IS_WIDE, IS_ESS, IS_SETTLE = 1000, 10, 1.5, 4.0, 300, 0.1
-# the reweighted posterior's marginal quantiles kept per parameter (the truth's SBC rank in it)
-QUANTILES = np.linspace(0.01, 0.99, 99)
+# the cut Gaussian reweighted by the likelihood itself (adaptive importance sampling): about
+# IS_DRAWS likelihood evaluations a round, at most IS_ROUNDS rounds; each round draws from the
+# last round's weighted Gaussian widened by IS_INFLATE and by IS_WIDE in variance (round 0: from
+# each start as it is and widened by IS_WIDE), and IS_UNIFORM of its draws uniformly from the box
+# (a defensive component: no weight grows without bound); kept once its effective sample size
+# reaches IS_ESS; settled once the weighted mean and σ move by less than IS_SETTLE of the σ
+IS_DRAWS, IS_ROUNDS, IS_INFLATE, IS_WIDE, IS_UNIFORM = 1000, 10, 1.5, 4.0, 0.1
+IS_ESS, IS_SETTLE = 300, 0.1
+# the reweighted posterior's marginal quantiles kept per parameter (the truth's SBC rank in it):
+# 0 and 1 are the smallest and largest draws
+QUANTILES = np.linspace(0.0, 1.0, 101)
 
 
 def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
@@ -160,13 +163,18 @@ def reweight_by_likelihood(
     Returns:
         ``draws`` (N, P, in θ), their normalized ``weights``, the effective sample size ``ess``,
         the ``rounds`` run and whether the moments ``settled`` (moved by less than IS_SETTLE of
-        a σ in the last round); None when the box keeps almost none of a proposal or the
-        effective sample size stays below IS_ESS.
+        a σ in the last round); None when no start has draws in the box or the effective sample
+        size of the last usable round is below IS_ESS.
     """
     rng = np.random.default_rng(seed)
     low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
     log = (low >= 0) if log_params is None else np.asarray(log_params, dtype=bool)
-    tiny = 1e-12 * (high - low)
+    if (log & (low < 0)).any():
+        raise ValueError("reweight_by_likelihood: log θ needs a box that starts at ≥ 0")
+    if rounds < 1:
+        raise ValueError(f"reweight_by_likelihood: rounds must be ≥ 1, got {rounds}")
+    width = high - low
+    tiny = 1e-12 * width
 
     def to_u(x: np.ndarray) -> np.ndarray:
         return np.where(log, np.log(np.maximum(x, tiny)), x)
@@ -174,10 +182,11 @@ def reweight_by_likelihood(
     def to_theta(u: np.ndarray) -> np.ndarray:
         return np.where(log, np.exp(np.where(log, u, 0.0)), u)
 
-    # the box in u: log θ reaches down to −∞
-    low_u = np.where(log, -np.inf, low)
+    # the box in u: log θ reaches down to −∞ where the box starts at 0
+    low_u = np.where(log, np.log(np.where(log & (low > 0), low, 1.0)), low)
+    low_u = np.where(log & (low == 0), -np.inf, low_u)
     high_u = np.where(log, np.log(np.where(log, high, 1.0)), high)
-    floor = np.diag(np.where(log, 1e-6, 1e-6 * (high - low)) ** 2)
+    floor = np.diag(np.where(log, 1e-6, 1e-6 * width) ** 2)
     # the starts in u: the moments of each starting Gaussian's draws, with a σ wider than the box
     # (a parameter the data leave unpinned) capped at half its width, correlations kept, and
     # the centre inside the box (else the box keeps almost none of it); its diagonal alone
@@ -186,7 +195,7 @@ def reweight_by_likelihood(
     for loc, cov in starts:
         c = np.atleast_2d(np.asarray(cov, dtype=float))
         sd0 = np.sqrt(np.clip(np.diag(c), 0, None))
-        c = c * np.outer(*[np.minimum(1.0, (high - low) / 2 / np.where(sd0 > 0, sd0, np.inf))] * 2)
+        c = c * np.outer(*[np.minimum(1.0, width / 2 / np.where(sd0 > 0, sd0, np.inf))] * 2)
         centre = np.clip(np.asarray(loc, dtype=float), low, high)
         x = cut_gaussian_draws(centre, c, low, high, seed)
         if x is None:
@@ -200,17 +209,14 @@ def reweight_by_likelihood(
     proposals: list[tuple[np.ndarray, np.ndarray, float, int]] = []
     us: list[np.ndarray] = []
     lls: list[np.ndarray] = []
-    prev = None
-    settled = False
+    uniform = 0  # draws from the box's uniform distribution so far
+    prev, result = None, None
     for k in range(rounds):
         got = 0
-        # two proposals a round from each start (then from the weighted Gaussian): it widened a
-        # little (precision) and a lot (a posterior far wider than the start is reached in a
-        # few rounds)
         for centre_u, cov_u in current:
             w_, v_ = np.linalg.eigh((cov_u + cov_u.T) / 2)
             psd = (v_ * np.clip(w_, 0, None)) @ v_.T
-            n = draws // (2 * len(current))
+            n = int(draws * (1 - IS_UNIFORM)) // (2 * len(current))
             for factor in (1.0 if k == 0 else IS_INFLATE, IS_WIDE):
                 cv = psd * factor + floor
                 u, share = _cut_normal(rng, centre_u, np.linalg.cholesky(cv), low_u, high_u, n)
@@ -220,39 +226,52 @@ def reweight_by_likelihood(
                     lls.append(np.asarray(loglik(to_theta(u)), dtype=float))
                     got += 1
         if not got:
-            return None
+            break
+        n_uniform = max(1, int(draws * IS_UNIFORM))
+        u = to_u(low + width * rng.random((n_uniform, len(low))))
+        us.append(u)
+        lls.append(np.asarray(loglik(to_theta(u)), dtype=float))
+        uniform += n_uniform
         allu, ll = np.concatenate(us), np.concatenate(lls)
-        total = sum(n for *_, n in proposals)
+        total = uniform + sum(n for *_, n in proposals)
+        # the mixture of every proposal so far, each cut Gaussian normalized by the share of its
+        # draws the box kept; the uniform one's density in u is Π θ_j (log θ) / the box's volume
         logq = np.logaddexp.reduce(
-            [np.log(n / total) + _log_normal(allu, m, cv) - np.log(a) for m, cv, a, n in proposals],
+            [np.log(n / total) + _log_normal(allu, m, cv) - np.log(a) for m, cv, a, n in proposals]
+            + [np.log(uniform / total) + (allu * log).sum(1) - np.log(width).sum()],
             axis=0,
         )
         # the prior is flat in θ: dθ = θ du for a parameter in log θ
         logw = ll + (allu * log).sum(1) - logq
         logw = np.where(np.isfinite(logw), logw, -np.inf)
         if not np.isfinite(logw).any():
-            return None
+            break
         w = np.exp(logw - logw.max())
         w /= w.sum()
         ess = float(1.0 / np.sum(w**2))
         current = [_weighted_moments(allu, w)]
         theta_mean, theta_cov = _weighted_moments(to_theta(allu), w)
         sd = np.sqrt(np.clip(np.diag(theta_cov), 0, None))
-        if prev is not None and ess >= IS_ESS:
-            m0, s0 = prev
-            if (np.abs(theta_mean - m0) <= IS_SETTLE * sd).all() and (
-                np.abs(sd - s0) <= IS_SETTLE * sd
-            ).all():
-                settled = True
-                break
+        settled = (
+            prev is not None
+            and ess >= IS_ESS
+            and bool((np.abs(theta_mean - prev[0]) <= IS_SETTLE * sd).all())
+            and bool((np.abs(sd - prev[1]) <= IS_SETTLE * sd).all())
+        )
+        result = {"draws": to_theta(allu), "weights": w, "ess": ess, "rounds": k + 1,
+                  "settled": settled}  # fmt: skip
+        if settled:
+            break
         prev = (theta_mean, sd)
-    if ess < IS_ESS:
+    if result is None or result["ess"] < IS_ESS:
         return None
-    return {"draws": to_theta(allu), "weights": w, "ess": ess, "rounds": k + 1, "settled": settled}
+    return result
 
 
 def weighted_quantiles(x: np.ndarray, w: np.ndarray, q: np.ndarray = QUANTILES) -> np.ndarray:
     """(P, len(q)): per column of ``x`` the quantiles ``q`` of the weighted draws."""
+    keep = w > 0
+    x, w = x[keep], w[keep] / w[keep].sum()
     out = []
     for col in x.T:
         order = np.argsort(col)
@@ -275,8 +294,8 @@ def cut_by_box(
     loglik: Callable[[np.ndarray], np.ndarray] | None = None,
     mode: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Mean and σ per parameter: the replicas', or the box-cut Gaussian's when a parameter is cut
-    (see the module).
+    """Mean and σ per parameter: the replicas', or when a parameter is cut the likelihood's
+    reweighted posterior (with ``loglik``) or the box-cut Gaussian's (see the module).
 
     Args:
         boot: (R, P) the bootstrap replicas' θ.
@@ -298,15 +317,17 @@ def cut_by_box(
             θ and the replicas' spread: at a face a normalization's Fisher σ is 0).
 
     Returns:
-        The mean and σ to report (copies: the cut parameters' replaced, and an uncut one's where
-        the cut Gaussian is wider than its replicas) and, per cut parameter index, what was
+        The mean and σ to report (copies: reweighted, every parameter replaced; else the cut
+        parameters' replaced, and an uncut one's where the cut Gaussian is wider than its
+        replicas) and, per cut parameter index, what was
         found: the face, the share of replicas at it, its Fisher σ, the replicas' own mean and
         spread, ``centre`` ("score": the Gaussian centred at θ + Σ·score, whose value for this
         parameter is ``peak``; "face": on the faces), ``step`` (the Newton step's length in Σ's
         metric; None without a score), ``gaussian_loc`` and ``gaussian_cov`` (the Gaussian's
         centre, every parameter, and its covariance ``cov``), ``seed`` and ``method`` ("reweighted": the
         Gaussian reweighted by ``loglik``, with ``reweighted`` (its effective sample size, rounds,
-        whether it settled and its seconds) and ``quantiles`` (per parameter, its marginal QUANTILES); "box":
+        whether it settled and its seconds, the MLE start's included) and ``quantiles`` (per
+        parameter, its marginal QUANTILES); "box":
         the Gaussian cut by the whole box; "face": by its own face range alone, when too few
         draws land in the box).
     """
@@ -360,7 +381,7 @@ def cut_by_box(
         start = time.perf_counter()
         starts = [(gaussian_loc, cov)]
         found_mode = None if mode is None else mode()
-        if found_mode is not None and np.isfinite(found_mode[1]).all():
+        if found_mode is not None and all(np.isfinite(v).all() for v in found_mode):
             at, c = np.asarray(found_mode[0], dtype=float), np.atleast_2d(found_mode[1])
             sd = np.sqrt(np.clip(np.diag(c), 0, None))
             wider = np.maximum.reduce([sd, sigma, std]) / np.where(sd > 0, sd, 1.0)
@@ -368,7 +389,11 @@ def cut_by_box(
                 np.where(sd > 0, 0.0, np.maximum(sigma, std) ** 2)
             )
             starts.append((at, c))
-        reweighted = reweight_by_likelihood(loglik, starts, low, high, seed)
+        try:
+            reweighted = reweight_by_likelihood(loglik, starts, low, high, seed)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
+            print(f"face cut: no reweighting by the likelihood ({err}); the cut Gaussian's numbers")
+            reweighted = None
         seconds = time.perf_counter() - start
     if reweighted is not None:
         # the likelihood's posterior in the box: every parameter takes its numbers (the
@@ -429,9 +454,10 @@ def reported_ranks(
     """The truth's simulation-based-calibration rank per parameter, among the L = len(boot)
     bootstrap replicas and in what the fit reports (`cut_by_box`'s ``out_mean``/``out_std`` and
     ``cut``): the replicas' rank where the rule kept their numbers, else the truth's place in the
-    rule's distribution as a rank among L (`cdf_rank`): the cut Gaussian's draws, regenerated from
-    the recorded ``gaussian_loc``, ``gaussian_cov`` and ``seed``, or the one-face fallback's
-    truncated normal. A calibrated rule gives uniform ranks for truths drawn from the prior; the
+    rule's distribution as a rank among L (`cdf_rank`): the reweighted posterior's recorded
+    marginal ``quantiles``, the cut Gaussian's draws, regenerated from the recorded
+    ``gaussian_loc``, ``gaussian_cov`` and ``seed``, or the one-face fallback's truncated
+    normal. A calibrated rule gives uniform ranks for truths drawn from the prior; the
     replicas piled at a face do not, nor would an uncut N(out_mean, out_std)."""
     boot, truth = np.asarray(boot, dtype=float), np.asarray(truth, dtype=float)
     low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
@@ -462,7 +488,7 @@ def reported_ranks(
     for j in range(len(truth)):
         if j not in cut and same(out_mean[j], mean[j]) and same(out_std[j], std[j]):
             continue  # the replicas' numbers, kept by the rule
-        if quantiles is not None:  # the reweighted posterior's marginal, 1% to 99%
+        if quantiles is not None:  # the reweighted posterior's marginal quantiles
             cdf = float(np.interp(truth[j], quantiles[j], QUANTILES, left=0.0, right=1.0))
         elif draws is not None:
             cdf = float(np.mean(draws[:, j] < truth[j]))

@@ -108,6 +108,8 @@ class Yardstick:
             counts = np.array([len(e) for e in self.data.events], dtype=float)
             # the norms that give BinnedEvents the data's exposure (L_c = N_c / norm_c)
             binned = BinnedEvents(self.theory, self.data.events, counts / self.data.exposure)
+            # the data's own exposure (an empty channel's N/norm would be 0/0)
+            binned.exposure = torch.as_tensor(self.data.exposure, dtype=dtype)
             nll = binned.nll
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         out = []

@@ -477,3 +477,33 @@ def test_the_yardstick_log_likelihood_binned_for_large_data_matches_the_events(m
     spread = np.std(events)
     diff = (binned - binned.mean()) - (events - events.mean())
     assert spread > 10 and np.std(diff) < 0.2, (spread, np.std(diff))
+
+
+def test_a_box_that_starts_above_zero_keeps_the_reweighted_draws_inside_it(capsys):
+    """log θ proposals for a parameter whose box starts above 0 (the DIS card's): the draws stay
+    in [0.5, 3] and the numbers are the exact posterior's, a Gaussian likelihood N(0.6, 0.3) cut
+    by the box; a likelihood that raises leaves the cut Gaussian's numbers and says so."""
+    low, high = np.array([0.5]), np.array([3.0])
+    boot = np.full((14, 1), 0.5) + np.linspace(0, 0.01, 14)[:, None]
+    mean, std, cov = boot.mean(0), boot.std(0, ddof=1), np.array([[0.09]])
+
+    def loglik(theta: np.ndarray) -> np.ndarray:
+        return -0.5 * ((theta[:, 0] - 0.6) / 0.3) ** 2
+
+    m, s, cut = cut_by_box(boot, mean, std, cov, low, high, loglik=loglik)
+    assert cut[0]["method"] == "reweighted"
+    q = np.asarray(cut[0]["quantiles"][0])
+    assert q.min() >= 0.5 and q.max() <= 3.0
+    a, b = (0.5 - 0.6) / 0.3, (3.0 - 0.6) / 0.3
+    exact_m, exact_v = truncnorm.stats(a, b, 0.6, 0.3, "mv")
+    assert m[0] == pytest.approx(exact_m, abs=0.02) and s[0] == pytest.approx(
+        np.sqrt(exact_v), rel=0.07
+    )
+
+    def broken(theta: np.ndarray) -> np.ndarray:
+        raise np.linalg.LinAlgError("singular")
+
+    m2, s2, cut2 = cut_by_box(boot, mean, std, cov, low, high, loglik=broken)
+    assert "no reweighting by the likelihood (singular)" in capsys.readouterr().out
+    plain = cut_by_box(boot, mean, std, cov, low, high)
+    assert cut2[0]["method"] == "box" and np.array_equal(m2, plain[0])
