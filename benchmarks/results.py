@@ -715,7 +715,7 @@ def _faces(p: dict) -> list[str]:
         methods = (
             f"Of the {len(per_exp)} experiments with a cut, the rule's numbers came from the "
             f"likelihood's posterior by importance sampling in {count['reweighted']}"
-            + (f" ({statistics.median(secs):.1f} s median, {max(secs):.1f} s max on one core, "
+            + (f" ({statistics.median(secs):.1f} s median, {max(secs):.1f} s max with one torch thread, "
                "its maximum-likelihood start included)"
                if secs else "")
             + f", from the cut Gaussian in {count['box']} and from the face fallback in "
