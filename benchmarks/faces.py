@@ -70,6 +70,7 @@ def experiment_rows(
     low, high = np.asarray(theory.prior_low), np.asarray(theory.prior_high)
     ranks = reported_ranks(boot, truth, mean, std, rule_mean, rule_std, cut, low, high)
     post = record["fits"]["posterior"]
+    first = next(iter(cut.values()), {})  # every cut entry shares the method and its record
     rows = []
     for j, name in enumerate(theory.param_names):
         found = cut.get(j)
@@ -88,8 +89,8 @@ def experiment_rows(
             "post_rank_of": post.get("rank_of"),
             "step": found.get("step") if found else None,
             # how the rule got its numbers (inverse.faces.cut_by_box): reweighted, box or face
-            "method": next(iter(cut.values()))["method"] if cut else None,
-            "reweighted": next(iter(cut.values())).get("reweighted") if cut else None,
+            "method": first["method"] if cut else None,
+            "reweighted": first.get("reweighted") if cut else None,
         })  # fmt: skip
     return rows
 

@@ -10,6 +10,7 @@ plots), `log_to_wandb`; `format_table` prints the result.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -96,21 +97,26 @@ class Yardstick:
         """−log L(θ) − min −log L: valid where the likelihood is not Gaussian."""
         return nll_excess(self._nll(), theta, mle, self.theory.dtype)
 
+    @cached_property
+    def _loglik_nll(self):  # noqa: ANN202 - θ (B, P) → −log L (B,)
+        """`loglik`'s −log L, built once per yardstick (the reweighting calls it every round): the
+        events' own, or above BINNED_ABOVE events that of their histograms (`BinnedEvents`)."""
+        big = max(len(e) for e in self.data.events) > BINNED_ABOVE
+        if self.folded is not None or self.theory.event_dim != 1 or not big:
+            return self._nll()
+        counts = np.array([len(e) for e in self.data.events], dtype=float)
+        # the norms that give BinnedEvents the data's exposure (L_c = N_c / norm_c)
+        binned = BinnedEvents(self.theory, self.data.events, counts / self.data.exposure)
+        # the data's own exposure (an empty channel's N/norm would be 0/0)
+        binned.exposure = torch.as_tensor(self.data.exposure, dtype=self.theory.dtype)
+        return binned.nll
+
     def loglik(self, theta: np.ndarray, batch: int = 1000) -> np.ndarray:
         """log L of the data at each row of θ (B, P), up to a constant, in batches of ``batch``
         (the face rule's reweighting: thousands of θ). The extended likelihood of the events;
         for a 1-D theory with more than BINNED_ABOVE events in a channel, that of their
         histograms on `BinnedEvents`' fine bins (its cost no longer grows with the events)."""
-        dtype = self.theory.dtype
-        nll = self._nll()
-        big = max(len(e) for e in self.data.events) > BINNED_ABOVE
-        if self.folded is None and self.theory.event_dim == 1 and big:
-            counts = np.array([len(e) for e in self.data.events], dtype=float)
-            # the norms that give BinnedEvents the data's exposure (L_c = N_c / norm_c)
-            binned = BinnedEvents(self.theory, self.data.events, counts / self.data.exposure)
-            # the data's own exposure (an empty channel's N/norm would be 0/0)
-            binned.exposure = torch.as_tensor(self.data.exposure, dtype=dtype)
-            nll = binned.nll
+        dtype, nll = self.theory.dtype, self._loglik_nll
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         out = []
         with torch.no_grad():
