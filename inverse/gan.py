@@ -365,6 +365,8 @@ class OuterGAN(pl.LightningModule):
         self.register_buffer("feat_std", torch.stack([f.std(0).clamp(min=1e-6) for f in feats]))
         for c, e in enumerate(events):
             self.register_buffer(f"events_{c}", e)
+            # their features once: the discriminators see the same events all along
+            self.register_buffer(f"observed_feats_{c}", self.features(e, c), persistent=False)
         idx, norms = make_replicas(data, replicas, seed, data_replicas)
         for c, i in enumerate(idx):
             self.register_buffer(f"replica_idx_{c}", i)
@@ -405,12 +407,12 @@ class OuterGAN(pl.LightningModule):
         return self.generator_net()
 
     def observed_batch(self, c: int) -> Tensor:
-        """n events of channel c from each replica, (R, n, d)."""
+        """The features of n events of channel c from each replica's events, (R, n, features)."""
         idx = getattr(self, f"replica_idx_{c}")
         pick = torch.randint(
             0, idx.shape[1], (self.replicas, self.events_per_step), device=idx.device
         )
-        return getattr(self, f"events_{c}")[torch.gather(idx, 1, pick)]
+        return getattr(self, f"observed_feats_{c}")[torch.gather(idx, 1, pick)]
 
     def logits(self, feats: Sequence[Tensor]) -> list[Tensor]:
         """Discriminator logits per channel, each (R, n), in float64 whatever ``d_dtype``."""
@@ -634,7 +636,7 @@ class OuterGAN(pl.LightningModule):
         previous = self._previous_fake or current
         self._previous_fake = current
         for _ in range(self.d_steps):
-            real_feats = [self.features(self.observed_batch(c), c) for c in range(self.n_channels)]
+            real_feats = [self.observed_batch(c) for c in range(self.n_channels)]
             real = self.logits(real_feats)
             gen = self.logits([f for f, _ in previous])
             d_loss = sum(
@@ -644,14 +646,21 @@ class OuterGAN(pl.LightningModule):
             opt_d.zero_grad()
             self.manual_backward(d_loss)
             opt_d.step()
-        gen = self.logits(fake_feats)
-        shape = torch.stack(
-            [mean(bce(-g), w) for g, w in zip(gen, weights, strict=True)], -1
-        )  # (R, C) non-saturating
-        chi2 = self.norm_chi2(theta, true_fake)
-        g_loss = ((shape * self.channel_weight).sum(-1) + self.norm_scale * chi2).sum()
-        opt_g.zero_grad()
-        self.manual_backward(g_loss)
+        # the generator's loss needs the discriminators' gradients with respect to their inputs
+        # only: with their weights frozen for this pass the backward skips the weight gradients
+        # (which the discriminators' own step would zero anyway); the numbers are the same
+        self.discriminator.requires_grad_(False)
+        try:
+            gen = self.logits(fake_feats)
+            shape = torch.stack(
+                [mean(bce(-g), w) for g, w in zip(gen, weights, strict=True)], -1
+            )  # (R, C) non-saturating
+            chi2 = self.norm_chi2(theta, true_fake)
+            g_loss = ((shape * self.channel_weight).sum(-1) + self.norm_scale * chi2).sum()
+            opt_g.zero_grad()
+            self.manual_backward(g_loss)
+        finally:
+            self.discriminator.requires_grad_(True)
         opt_g.step()
         sch_g.step()
         sch_d.step()

@@ -341,6 +341,27 @@ def test_one_shared_discriminator_for_all_channels(tmp_path, proxy):
     assert state["discriminator.weights.0"].shape == (3, 3 + 2, 32)
 
 
+def test_discriminators_get_gradients_from_their_own_step_only(tmp_path, proxy, monkeypatch):
+    """The generator's backward needs the discriminators' input gradients only: their weights
+    get a gradient once per discriminator update (their own loss), never from the generator's."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=9)
+    cfg = _cfg(steps=5, replicas=3, events_per_step=16, compare_mle=False)
+    cfg = replace(cfg, gan=replace(cfg.gan, d_steps=2))
+    calls: list[int] = []
+    start = OuterGAN.on_train_start
+
+    def counting_start(self: OuterGAN) -> None:
+        start(self)
+        for p in self.discriminator.parameters():
+            p.register_hook(lambda g: calls.append(1))
+
+    monkeypatch.setattr(OuterGAN, "on_train_start", counting_start)
+    m = run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
+    assert m["steps"] == 5
+    n_tensors = 2 * (len(cfg.gan.d_hidden) + 1)  # weights and biases per layer
+    assert len(calls) == 5 * 2 * n_tensors
+
+
 def test_float32_discriminators_pass_the_float64_gradients(proxy):
     """gan.d_dtype float32: the same discriminators (weights copied) in single precision give θ's
     generator the gradient of the float64 ones to single precision; the losses stay float64."""
