@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -91,8 +92,15 @@ def train_point(shared: dict, task: tuple[int, int]) -> dict:
     n, g = task
     runs = Path(shared["runs"])
     done = runs / f"point-{n}-{g}.json"
+    epochs = epochs_for(n, shared["steps"])
     if done.is_file():
-        return json.loads(done.read_text())
+        row = json.loads(done.read_text())
+        if row["epochs"] != epochs or row.get("seed", shared["seed"]) != shared["seed"]:
+            raise InputError(
+                f"{done} was made with other settings (epochs {row['epochs']}, seed "
+                f"{row.get('seed')}); give another --runs folder"
+            )
+        return row
     data = runs / f"train-{n}-{g}.npz"
     t0 = time.perf_counter()
     if not data.is_file():
@@ -102,13 +110,13 @@ def train_point(shared: dict, task: tuple[int, int]) -> dict:
         simulate(argv)
     simulate_s = time.perf_counter() - t0
     out = runs / f"flow-{n}-{g}"
-    epochs = epochs_for(n, shared["steps"])
     overrides = [
-        "--data", str(data), *RECIPE, "--trainer.max_epochs", str(epochs),
-        "--eval.shift_events", "0", "--seed_everything", str(shared["seed"]),
+        "--data", str(data), "--data.theory", shared["theory"], *RECIPE,
+        "--trainer.max_epochs", str(epochs), "--eval.shift_events", "0",
+        "--seed_everything", str(shared["seed"]),
     ]  # fmt: skip
-    if out.exists():  # a run killed before its metrics: start it again
-        overrides.append("--overwrite")
+    if out.exists():  # a fit killed before its metrics: start it again from nothing
+        shutil.rmtree(out)
     metrics = fit_surrogate("flow", overrides=overrides, out=out, progress=False)
     theory = get_theory(shared["theory"])
     checkpoint = metrics.get("checkpoint") or str(out / "checkpoints" / "best.ckpt")
@@ -125,6 +133,7 @@ def train_point(shared: dict, task: tuple[int, int]) -> dict:
     row = {
         "n_params": n,
         "grid_size": g,
+        "seed": shared["seed"],
         "epochs": epochs,
         "steps": metrics.get("steps"),
         "train_seconds": metrics.get("train_seconds"),
@@ -183,6 +192,8 @@ def main() -> None:
     grids = _ints(args.grids, "--grids") if args.grids else []
     if args.steps < 1 or args.workers < 1 or args.grid_at < 1:
         raise InputError("--steps, --workers and --grid-at must be positive integers")
+    if min(grids, default=2) < 2:
+        raise InputError(f"--grids takes at least 2 nodes per θ, got {args.grids!r}")
     theory = get_theory(args.theory)
     record = test_set_record(theory)  # before anything is written: a theory with a test set
     counts = reference_counts(theory)
@@ -199,11 +210,13 @@ def main() -> None:
     }
     payload = {
         "theory": theory.name,
+        "param_names": list(theory.param_names),
         "test_set": {k: record[k] for k in ("id", "sha256", "n_fill", "n_near_face", "stream")},
         "points": len(record["theta"]),
         "reference_counts": counts,
         "unit": counts_label(counts),
         "steps": args.steps,
+        "workers": args.workers,
         "recipe": ["configs/surrogates/flow.yaml", *RECIPE],
         "events_per_param": EVENTS_PER_PARAM,
         "data_seed": DATA_SEED,

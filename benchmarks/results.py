@@ -8,9 +8,10 @@ Writes ``docs/results/zoo.md`` from the cards ``checkpoints/*.json`` (the held-o
 C2ST, W1, KS, norm error, training time, sampling speed), and one page per benchmark whose JSON
 is found under ``--benchmarks`` (``sampling.json``, ``grids.json``, ``surrogates.json``, ``theta_shift.json``,
 ``shift_map.json``, ``ensemble.json``, ``inverse.json``, ``study.json``, ``study_speed.json``,
-``dis/dis.json``, ``posterior.json``, ``peers.json``). Prints the zoo table
-and writes the rows as JSON. Every page says beside its tables the command that regenerates it
-and the date and commit of what it was made from; nothing in docs/results/ is typed by hand.
+``dis/dis.json``, ``posterior.json``, ``peers.json``, ``fidelity.json``, ``budget.json``, ...).
+Prints the zoo table and writes the rows as JSON. Every page says beside its tables the command
+that regenerates it and the date and commit of what it was made from; nothing in docs/results/
+is typed by hand.
 
 The benchmark scripts call `write_benchmark_page` themselves when given ``--results DIR``.
 """
@@ -779,6 +780,55 @@ def _posterior(p: dict) -> list[str]:
     return [markdown_table(header, rows), "\n".join(notes)]
 
 
+def _budget(p: dict) -> list[str]:
+    names = list(p.get("param_names") or [])
+    n_fill = p["test_set"]["n_fill"]
+
+    def part(r: dict, rows: slice) -> str:
+        values = [abs(v) for point in r["shifts"][rows] for v in point]
+        return fmt(max(values), ".2f") if values else "–"
+
+    def table(rows: list[dict]) -> str:
+        body = [
+            [str(r["n_params"]), str(r["grid_size"]), str(r["n_params"] * r["grid_size"]),
+             str(r["steps"]), str(r["epochs"]), fmt(r["max_all"], ".2f"), fmt(r["p95_all"], ".2f"),
+             fmt(r["median_all"], ".2f"), part(r, slice(0, n_fill)), part(r, slice(n_fill, None)),
+             fmt(r["train_seconds"], ".0f")]
+            for r in rows
+        ]  # fmt: skip
+        head = ["θ", "nodes per θ", "θ × nodes", "steps", "epochs", "max", "p95", "median",
+                "max, filling points", "max, near a face", "train s"]  # fmt: skip
+        return markdown_table(head, body)
+
+    rows = p["rows"]
+    by_size = [r for r in rows if r["grid_size"] == 128]
+    at = max((r["n_params"] for r in rows if r["grid_size"] != 128), default=None)
+    by_grid = [r for r in rows if r["n_params"] == at]
+    per_param = [
+        [str(r["n_params"]), str(r["grid_size"]), *(fmt(v, ".2f") for v in r["max"])] for r in rows
+    ]
+    t = p["test_set"]
+    out = [
+        f"Theory `{p['theory']}`, test set `{t['id']}`: {p['points']} θ ({t['n_fill']} filling "
+        f"the prior box, {t['n_near_face']} within 2% of a face; no choice reads it). Every fit: "
+        f"{' '.join(p['recipe'])}, {p['steps']} optimizer steps (the epochs that make them), "
+        f"{p['events_per_param']} events per θ, training-set seed {p['data_seed']}, the best "
+        "checkpoint on the set's own validation θ. Noise-free θ shift "
+        f"(`theta_shift_expected`) in {shift_unit(p)}: over the test θ, the max / 95th "
+        "percentile / median of each point's largest |shift|, and the max over the filling "
+        "points and over the near-face ones. Train seconds: one torch thread per fit, "
+        f"{p.get('workers', 2)} fits at a time on the 2-core machine, the norm network's own "
+        "fit and every epoch's validation included (a small set has many more epochs).",
+        "By the number of θ (128 nodes per θ):",
+        table(by_size),
+    ]
+    if by_grid and at is not None:
+        out += [f"By the nodes per θ ({at} θ):", table(by_grid)]
+    if names:
+        out += ["Max |θ shift| per parameter:", markdown_table(["θ", "nodes", *names], per_param)]
+    return out
+
+
 BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
     "sampling": ("Exact samplers: speed", "sampling.json",
                  "Events per second of the exact samplers (`benchmarks/sampling.py`).", _sampling),
@@ -798,6 +848,11 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
     "fidelity": ("Fidelity on the test set", "fidelity.json",
                  "Every shipped checkpoint at every test θ of its theory (reporting only: no "
                  "choice was made on them) (`benchmarks/fidelity.py`).", _fidelity),
+    "budget": ("What a theory evaluation buys: fidelity against the training budget",
+               "budget.json",
+               "The flow-zuko recipe trained on training sets of different sizes and nodes per "
+               "θ, the same optimizer steps each, measured on the test set "
+               "(`benchmarks/budget.py`).", _budget),
     "ensemble": ("Ensemble against its members", "ensemble.json",
                  "Held-out θ shift of an ensemble and of each member "
                  "(`benchmarks/ensemble.py`).", _ensemble),

@@ -293,3 +293,28 @@ def test_unit_from_normals_is_the_sampler_with_its_normals_handed_in(name):
             z = torch.cat([w, torch.randn(2, 50, 1, generator=gen)], -1)
         handed = model.unit_from_normals(theta, 1, z)
     assert torch.allclose(drawn, handed) and drawn.std() > 0
+
+
+def test_budget_page_is_its_json_and_every_fit_had_the_same_steps():
+    """docs/results/budget.md (issue 24's training-size curve) is rendered from its JSON; every
+    point trained for the stated steps (to within one epoch) and its max is over all test θ."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results", ROOT / "benchmarks" / "results.py")
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    path = ROOT / "docs" / "results" / "budget.json"
+    payload = json.loads(path.read_text())
+    record = test_set_record(get_theory(payload["theory"]))
+    assert payload["test_set"]["sha256"] == record["sha256"]
+    assert {128} < {r["grid_size"] for r in payload["rows"]} and len(payload["rows"]) >= 5
+    for r in payload["rows"]:
+        shifts = np.abs(np.asarray(r["shifts"]))
+        assert shifts.shape == (len(record["theta"]), len(record["param_names"]))
+        assert r["max_all"] == pytest.approx(shifts.max())
+        per_epoch = -(-(r["n_params"] - round(0.1 * r["n_params"])) // 256)
+        assert abs(r["steps"] - payload["steps"]) <= per_epoch
+    page = results.benchmark_page("budget", payload, path)
+    committed = (ROOT / "docs" / "results" / "budget.md").read_text()
+    tables = committed[committed.index("Made from:") :].split("\n", 1)[1]
+    assert tables in page and "python benchmarks/budget.py" in page
