@@ -47,6 +47,7 @@ from surrogates.errors import InputError  # noqa: E402
 from surrogates.metrics import (  # noqa: E402
     counts_label,
     reference_counts,
+    shift_summary,
     test_set_record,
     theta_shift_expected,
 )
@@ -68,19 +69,6 @@ def epochs_for(n_params: int, steps: int, batch: int = 256, val_fraction: float 
     ``steps`` optimizer steps (the cosine schedule is laid over epochs)."""
     per_epoch = math.ceil((n_params - int(round(n_params * val_fraction))) / batch)
     return max(1, round(steps / per_epoch))
-
-
-def summary(shifts: np.ndarray) -> dict:
-    """Per parameter and over all, max / 95th percentile / median of |shift| over the test θ."""
-    a = np.abs(shifts)
-    return {
-        "max": a.max(0).tolist(),
-        "p95": np.percentile(a, 95, axis=0).tolist(),
-        "median": np.median(a, axis=0).tolist(),
-        "max_all": float(a.max()),
-        "p95_all": float(np.percentile(a.max(1), 95)),
-        "median_all": float(np.median(a.max(1))),
-    }
 
 
 def train_point(shared: dict, task: tuple[int, int]) -> dict:
@@ -142,7 +130,7 @@ def train_point(shared: dict, task: tuple[int, int]) -> dict:
         "val_loss": metrics.get("val_loss"),
         "checkpoint": checkpoint,
         "shifts": shifts.tolist(),
-        **summary(shifts),
+        **shift_summary(shifts),
     }
     write_json(done, row)
     return row

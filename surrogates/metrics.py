@@ -217,6 +217,27 @@ def theta_shift_expected(
     return (fit.theta - theta[0].numpy()) / unit
 
 
+
+def shift_summary(shifts: np.ndarray) -> dict:
+    """Max / 95th percentile / median of |θ shift| over a set of θ (rows: θ, columns: parameters).
+
+    Per parameter (``max``, ``p95``, ``median``: lists) and over all parameters (``max_all``, and
+    ``p95_all`` / ``median_all`` of each θ's largest |shift|): the test-set headline of the
+    fidelity and budget benchmarks.
+    """
+    a = np.abs(np.asarray(shifts, dtype=float))
+    if a.ndim != 2 or a.size == 0:
+        raise ParameterError(f"shift_summary takes shifts of shape (points, parameters), got {a.shape}")
+    worst = a.max(1)
+    return {
+        "max": a.max(0).tolist(),
+        "p95": np.percentile(a, 95, axis=0).tolist(),
+        "median": np.median(a, axis=0).tolist(),
+        "max_all": float(a.max()),
+        "p95_all": float(np.percentile(worst, 95)),
+        "median_all": float(np.median(worst)),
+    }
+
 def c2st_auc(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float]:
     """Classifier two-sample test: ROC AUC of a gradient-boosted classifier separating a from b.
 

@@ -20,6 +20,7 @@ from surrogates.metrics import (
     VALIDATION_SEED_OFFSET,
     make_test_set,
     record_test_set,
+    shift_summary,
     test_set_record,
     test_theta,
     validation_theta,
@@ -318,3 +319,16 @@ def test_budget_page_is_its_json_and_every_fit_had_the_same_steps():
     committed = (ROOT / "docs" / "results" / "budget.md").read_text()
     tables = committed[committed.index("Made from:") :].split("\n", 1)[1]
     assert tables in page and "python benchmarks/budget.py" in page
+
+
+def test_shift_summary_reads_per_parameter_and_per_point():
+    """The headline statistics: per parameter over the points, and over all of each point's worst;
+    signs do not matter and a malformed array is refused."""
+    shifts = np.array([[0.1, -2.0], [-0.5, 0.2], [0.3, 0.4], [1.5, 0.0]])
+    s = shift_summary(shifts)
+    assert s["max"] == [1.5, 2.0] and s["max_all"] == 2.0
+    assert s["median"] == pytest.approx([0.4, 0.3])
+    assert s["median_all"] == pytest.approx(np.median([2.0, 0.5, 0.4, 1.5]))
+    assert s["p95_all"] == pytest.approx(np.percentile([2.0, 0.5, 0.4, 1.5], 95))
+    with pytest.raises(Exception, match="shape"):
+        shift_summary(np.zeros(3))
