@@ -11,7 +11,10 @@ rule, ``--fixed-data-replicas``) and by the stopping rule
 (``stop.enabled: true``, the config's ``stop:`` block, ``steps`` the maximum). Per fit: wall
 seconds of the training, generator steps, max |θ_GAN − θ_MLE|/σ_CRB (the MLE on the same data),
 σ/σ_CRB (min–max), and the stop's reason. Run with one torch thread (the seconds are those of
-one CPU core; ``--threads`` for more). Prints a table, writes JSON after every fit (``--out``) and, with ``--results``,
+one CPU core; ``--threads`` for more; ``--config-a`` gives case A its own config, e.g.
+``configs/inverse/proxy-large.yaml``). The machine's speed on a fixed workload
+(`surrogates.runs.machine_speed`) is recorded before and after, so that another day's seconds can be
+compared in its units. Prints a table, writes JSON after every fit (``--out``) and, with ``--results``,
 the page docs/results/convergence.md. Finished fits under ``--runs`` are read back, not redone.
 """
 
@@ -33,7 +36,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 from inverse.sources import make_source  # noqa: E402
 from inverse.training import load_config, run_outer_gan  # noqa: E402
 from surrogates.data import CASES, simulate_observed  # noqa: E402
-from surrogates.runs import environment, write_json  # noqa: E402
+from surrogates.runs import environment, machine_speed, write_json  # noqa: E402
 from surrogates.theory import get_theory  # noqa: E402
 
 
@@ -79,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default="configs/inverse/proxy.yaml")
+    parser.add_argument(
+        "--config-a", default=None, help="case A's config (default: --config), e.g. proxy-large.yaml"
+    )
     parser.add_argument("--case-b", type=int, default=5, help="case-B truths")
     parser.add_argument("--case-a", type=int, default=2, help="case-A truths")
     parser.add_argument("--steps-a", type=int, default=6000, help="case A's fixed schedule")
@@ -107,21 +113,26 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     theory = get_theory("proxy")
-    cfg = load_config(args.config)
+    configs = {"B": load_config(args.config), "A": load_config(args.config_a or args.config)}
     if args.d_dtype:
-        cfg = replace(cfg, gan=replace(cfg.gan, d_dtype=args.d_dtype))
+        configs = {k: replace(c, gan=replace(c.gan, d_dtype=args.d_dtype)) for k, c in configs.items()}
     chosen = [x.strip() for x in args.schedules.split(",")]
     if not chosen or not set(chosen) <= {"stop", "fixed"}:
         parser.error(f"--schedules takes stop, fixed or stop,fixed; got {args.schedules!r}")
     schedules = [(n, e) for n, e, k in (("stop rule", True, "stop"), ("fixed", False, "fixed"))
                  if k in chosen]  # fmt: skip
-    payload: dict = {"environment": environment(), "args": vars(args), "rows": []}
+    payload: dict = {
+        "environment": environment(),
+        "args": vars(args),
+        "rows": [],
+        "machine": {"before": machine_speed()},  # this day's speed (surrogates.runs.machine_speed)
+    }
     if args.from_json:  # the page from a run's JSON (a run stopped early keeps its fits)
         payload = json.loads(Path(args.from_json).read_text())
         args.out = args.from_json
     else:
         sets = {
-            "B": (cfg.steps, truths(theory, args.case_b, args.seed), args.seed),
+            "B": (configs["B"].steps, truths(theory, args.case_b, args.seed), args.seed),
             "A": (args.steps_a, truths(theory, args.case_a, args.seed + 1), args.seed + 1),
         }
         # per truth the rule's fit then the fixed schedule's on the same data; case B first
@@ -129,12 +140,14 @@ def main(argv: list[str] | None = None) -> None:
             for i, theta in enumerate(thetas):
                 for schedule, enabled in schedules:
                     data = simulate_observed(theory, theta, CASES[case], seed=seed * 100 + i)
+                    cfg = configs[case]
                     c = replace(cfg, steps=steps, stop=replace(cfg.stop, enabled=enabled), seed=0)
                     if not enabled:  # the shipped config before the rule: one data replica
                         c = replace(c, data_replicas=args.fixed_data_replicas)
                     out = Path(args.runs) / f"{case}-{i}-{'stop' if enabled else 'fixed'}"
                     row = fit_row(theory, data, c, out, schedule)
-                    row.update(case=case, truth=theta, truth_index=i)
+                    row.update(case=case, truth=theta, truth_index=i, threads=args.threads,
+                               config=args.config_a if case == "A" and args.config_a else args.config)
                     row["load_average"] = os.getloadavg()[0]  # the machine is shared
                     payload["rows"].append(row)
                     r = np.asarray(row["std_over_crb"])
@@ -150,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
                         flush=True,
                     )
                     write_json(args.out, payload)  # after every fit: a killed run keeps its fits
+        payload["machine"]["after"] = machine_speed()
     payload["summary"] = summary(payload["rows"])
     print_summary(payload["summary"])
     out = write_json(args.out, payload)

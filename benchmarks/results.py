@@ -666,10 +666,15 @@ def _convergence(p: dict) -> list[str]:
         + ([fmt(r.get("max_dist_post"), ".2f"), _span(r.get("sigma_over_post"))] if post else [])
         for r in p["rows"]
     ]  # fmt: skip
+    threads = a.get("threads") or 1
+    configs = f"config `{a.get('config')}`" + (
+        f", case A `{a['config_a']}`" if a.get("config_a") else ""
+    )
     sections = [
         f"Truths uniform in the prior box (10% inset): case B numpy seed {a.get('seed')}, case A "
         f"seed {None if a.get('seed') is None else a['seed'] + 1} (the rule was tuned on seed "
-        "0's truth, the window lag on seed 1000's first two case-B truths); exact source, one torch thread; seconds are the training's wall time (the "
+        "0's truth, the window lag on seed 1000's first two case-B truths); exact source, "
+        f"{configs}, {threads} torch thread{'s' if threads > 1 else ''} per fit; seconds are the training's wall time (the "
         "MLE comparison not included) on a 2-core machine (its 1-minute "
         "load average after the fit, where recorded: above 1 other jobs shared it, and the same "
         "step costs ~5× more at load 8 than at load 1.5). Accuracy: "
@@ -681,6 +686,14 @@ def _convergence(p: dict) -> list[str]:
             else "."
         ),
     ]
+    machine = p.get("machine") or {}
+    if machine.get("before"):
+        speeds = [m["reference_ms"] for m in (machine.get("before"), machine.get("after")) if m]
+        sections.append(
+            "The machine's speed, before and after (`surrogates.runs.machine_speed`: a fixed "
+            "one-thread workload, so that seconds from other days compare in its units): "
+            + ", ".join(f"{v:.1f} ms" for v in speeds) + "."
+        )
     if summary:
         header = ["case", "schedule", "fits", "seconds (median)", "seconds (max)", "steps (median)",
                   "max \\|GAN − MLE\\|/σ_CRB", "σ/σ_CRB", "settled"]  # fmt: skip
@@ -992,6 +1005,23 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
 }  # fmt: skip
 
 
+def run_date(env: dict, path: Path) -> str:
+    """The day a result was made: its environment's ``date``, else the day git last committed
+    its JSON (a clone's files all carry the clone's time), else the file's time, else today."""
+    if env.get("date"):
+        return str(env["date"])[:10]
+    if path.is_file():
+        try:
+            day = subprocess.run(
+                ["git", "log", "-1", "--format=%cs", "--", path.name],
+                capture_output=True, text=True, timeout=10, cwd=path.resolve().parent,
+            ).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            day = ""
+        return day or datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
+    return datetime.date.today().isoformat()
+
+
 def benchmark_page(name: str, payload: dict, json_path: str | Path) -> str:
     """The text of ``docs/results/NAME.md`` for one benchmark's JSON payload."""
     title, _, intro, render = BENCHMARKS[name]
@@ -999,11 +1029,7 @@ def benchmark_page(name: str, payload: dict, json_path: str | Path) -> str:
     argv = env.get("argv") or [f"benchmarks/{name}.py"]
     command = "python " + shlex.join([str(a) for a in argv])
     path = Path(json_path)
-    date = (
-        datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
-        if path.is_file()
-        else datetime.date.today().isoformat()
-    )
+    date = run_date(env, path)
     commit = (env.get("git_commit") or "unknown")[:7]
     source = f"`{path}` (run {date} at commit {commit}); page: `python benchmarks/results.py`"
     return page(title, intro, command, source, render(payload))

@@ -22,6 +22,7 @@ from surrogates.errors import InputError
 
 __all__ = [
     "environment",
+    "machine_speed",
     "write_run_files",
     "write_json",
     "atomic_path",
@@ -35,7 +36,8 @@ _PACKAGES = ("torch", "pytorch-lightning", "nflows", "normflows", "zuko", "numpy
 
 
 def environment() -> dict[str, Any]:
-    """Python, platform, package versions and git commit: enough to reproduce a run."""
+    """Python, platform, processor, package versions, git commit and the day (UTC): enough to
+    reproduce a run."""
     versions = {}
     for name in ("surrogate-zoo", *_PACKAGES):
         try:
@@ -55,11 +57,57 @@ def environment() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
         "packages": versions,
         "git_commit": commit or None,
         "argv": sys.argv,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
 
+
+
+def _cpu_model() -> str | None:
+    """The processor's name (Linux /proc/cpuinfo; else platform.processor()), or None."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def machine_speed(repeats: int = 15) -> dict[str, Any]:
+    """How fast this machine is now: the median milliseconds of a fixed one-thread torch
+    workload (batched float32 matrix products and float64 elementwise maths, the mix of an
+    outer-GAN step), with the 1-minute load average.
+
+    Virtual machines of the same name run the same code at speeds that differ from one day to
+    the next; a benchmark that records this beside its seconds can be compared with
+    another day's in units of the reference (seconds / reference_ms), not in seconds.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(16, 512, 32, generator=gen)
+        w = torch.randn(16, 32, 32, generator=gen)
+        x = torch.rand(200_000, generator=gen, dtype=torch.float64)
+        times = []
+        for _ in range(repeats + 2):  # the first two warm caches up
+            t0 = time.perf_counter()
+            for _ in range(10):
+                torch.bmm(torch.tanh(torch.bmm(a, w)), w)
+            torch.log1p(torch.exp(-x)).sum()
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    timed = sorted(times[2:])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"reference_ms": 1000 * timed[len(timed) // 2], "load_average": load}
 
 def to_jsonable(obj: Any) -> Any:
     """NumPy/torch scalars and arrays → plain Python, recursively."""

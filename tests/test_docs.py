@@ -114,3 +114,37 @@ def test_relative_links_point_at_files(path: Path) -> None:
     assert not broken, (
         f"{path.relative_to(ROOT)} links to missing files or outside the repository: {broken}"
     )
+
+
+def _results_module():  # noqa: ANN202
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results", RESULTS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_page_dates_its_run_by_the_run_not_by_the_clone(tmp_path: Path) -> None:
+    """A fresh clone gives every JSON today's file time: the page takes the run's own date, else
+    the day git committed the JSON, never the file time of a committed file."""
+    results = _results_module()
+    path = tmp_path / "bench.json"
+    path.write_text("{}")
+    assert results.run_date({"date": "2026-01-02"}, path) == "2026-01-02"
+    git = {**os.environ, "GIT_AUTHOR_DATE": "2020-05-06T12:00:00", "GIT_COMMITTER_DATE": "2020-05-06T12:00:00",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    for cmd in (["init", "-q"], ["add", "bench.json"], ["commit", "-q", "-m", "run"]):
+        subprocess.run(["git", *cmd], cwd=tmp_path, env=git, check=True, capture_output=True)
+    assert results.run_date({}, path) == "2020-05-06"  # the file itself is from today
+
+
+def test_environment_and_machine_speed_are_recorded() -> None:
+    """Every run's environment has its day and processor; the reference workload times > 0."""
+    from surrogates.runs import environment, machine_speed
+
+    env = environment()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", env["date"]) and env["cores"] >= 1
+    speed = machine_speed(repeats=3)
+    assert 0 < speed["reference_ms"] < 60_000
