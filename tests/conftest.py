@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from pytorch_lightning.callbacks import Callback
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 # One torch thread: on a 2-core machine, torch's OpenMP pool and OpenBLAS threads left spinning
@@ -78,3 +79,16 @@ def records():
     from inverse.study import read_records
 
     return lambda out: read_records(out, timings=False)
+
+
+
+class InterruptAt(Callback):
+    """Stops an outer-GAN run as a kill would (KeyboardInterrupt) once its generator has made
+    ``at`` steps: for the tests that resume a run from its checkpoint."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if int(pl_module.step_count) == self.at:
+            raise KeyboardInterrupt

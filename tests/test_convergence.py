@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-from pytorch_lightning.callbacks import Callback
 
 from inverse.config import FitConfig, StopConfig
 from inverse.convergence import AnnealSchedule, SettleRule
@@ -16,6 +15,7 @@ from inverse.sources import make_source
 from inverse.training import run_outer_gan
 from surrogates.data import CASES, simulate_observed
 from surrogates.errors import InputError
+from tests.conftest import InterruptAt
 
 RULE = SettleRule(window=20, k=3.0, tolerance=0.05, precision=0.15, patience=3)
 SIGMA = np.array([0.5, 2.0, 0.01])  # the unit per parameter: the traces below are in σ × this
@@ -123,15 +123,6 @@ def test_a_fit_stops_once_settled_and_records_it(tmp_path, proxy):
     assert trace[-1] == saved["stopped_at"] - 1
 
 
-class _Interrupt(Callback):
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        if int(pl_module.step_count) == self.at:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.slow
 def test_a_run_interrupted_in_its_anneal_resumes_it(tmp_path, proxy, monkeypatch):
     """Killed after it settled (step 120 here): the resumed run keeps the settle step and the
@@ -147,7 +138,7 @@ def test_a_run_interrupted_in_its_anneal_resumes_it(tmp_path, proxy, monkeypatch
     original = training.pl.Trainer
 
     def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        kwargs["callbacks"] = [*kwargs["callbacks"], _Interrupt(135)]
+        kwargs["callbacks"] = [*kwargs["callbacks"], InterruptAt(135)]
         return original(*args, **kwargs)
 
     monkeypatch.setattr(training.pl, "Trainer", interrupted)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from pytorch_lightning.callbacks import Callback
 
 from inverse.config import GanConfig, StopConfig
 from inverse.fit import main
@@ -21,6 +20,7 @@ from surrogates.errors import InputError
 from surrogates.models import FlowSurrogate
 from surrogates.sampling import InverseCDFSampler
 from surrogates.zoo import save_model
+from tests.conftest import InterruptAt
 
 
 def _cfg(**over):  # noqa: ANN202 - an inverse.config.FitConfig
@@ -131,15 +131,6 @@ def test_outer_gan_recovers_the_mle_on_case_b(tmp_path, proxy):
     assert params["trace"].shape[1:] == (6, 6)
 
 
-class _Interrupt(Callback):
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        if int(pl_module.step_count) == self.at:
-            raise KeyboardInterrupt
-
-
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, proxy, monkeypatch):
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=5)
     cfg = _cfg(steps=60, replicas=3, events_per_step=32, compare_mle=False)
@@ -150,7 +141,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, proxy, monkeypatc
     original = fit.pl.Trainer
 
     def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        kwargs["callbacks"] = [*kwargs["callbacks"], _Interrupt(30)]
+        kwargs["callbacks"] = [*kwargs["callbacks"], InterruptAt(30)]
         return original(*args, **kwargs)
 
     monkeypatch.setattr(fit.pl, "Trainer", interrupted)
