@@ -81,7 +81,6 @@ def records():
     return lambda out: read_records(out, timings=False)
 
 
-
 class InterruptAt(Callback):
     """Stops an outer-GAN run as a kill would (KeyboardInterrupt) once its generator has made
     ``at`` steps: for the tests that resume a run from its checkpoint."""
