@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--name",
         default="convergence",
-        help="the page: convergence | convergence-f32 | convergence-idle",
+        help="the page: convergence | convergence-f32 | convergence-idle | convergence-2cores | "
+        "convergence-1core",
     )
     parser.add_argument("--from-json", default=None, help="no fits: summarize this run's JSON")
     parser.add_argument(

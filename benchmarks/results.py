@@ -988,6 +988,17 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                          "config (stopping rule, float32 discriminators), one after another with "
                          "nothing else running, at truths no setting was chosen on "
                          "(`benchmarks/convergence.py`).", _convergence),
+    "convergence-2cores": ("Outer GAN: single fits on the idle machine, two threads each",
+                           "convergence-2cores.json",
+                           "Wall seconds and accuracy of single outer-GAN fits with the shipped "
+                           "configs, one after another with nothing else running and two torch "
+                           "threads (the machine's two cores) per fit, at truths no setting was "
+                           "chosen on (`benchmarks/convergence.py --threads 2`).", _convergence),
+    "convergence-1core": ("Outer GAN: single fits on the idle machine, one thread each",
+                          "convergence-1core.json",
+                          "The fits of [convergence-2cores.md](convergence-2cores.md) again with "
+                          "one torch thread, on the same truths and data "
+                          "(`benchmarks/convergence.py --threads 1`).", _convergence),
     "convergence": ("Outer GAN: the stopping rule against the fixed schedule", "convergence.json",
                     "Wall seconds and accuracy of outer-GAN fits stopped once the trace settled "
                     "(`stop:` block) against the fixed schedule, on the same data "
