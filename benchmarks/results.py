@@ -996,7 +996,7 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                            "chosen on (`benchmarks/convergence.py --threads 2`).", _convergence),
     "convergence-1core": ("Outer GAN: single fits on the idle machine, one thread each",
                           "convergence-1core.json",
-                          "The fits of [convergence-2cores.md](convergence-2cores.md) again with "
+                          "The case-B fits of [convergence-2cores.md](convergence-2cores.md) again with "
                           "one torch thread, on the same truths and data "
                           "(`benchmarks/convergence.py --threads 1`).", _convergence),
     "convergence": ("Outer GAN: the stopping rule against the fixed schedule", "convergence.json",
