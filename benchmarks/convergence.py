@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-a", type=int, default=6000, help="case A's fixed schedule")
     parser.add_argument("--seed", type=int, default=2000, help="truths' seed (tuned on 0, 1000)")
     parser.add_argument(
-        "--fixed-data-replicas", type=int, default=1, help="data_replicas of the fixed schedule"
+        "--fixed-data-replicas",
+        type=int,
+        default=1,
+        help="data_replicas of the fixed schedule (both cases; --steps-a is case A's steps either way)",
     )
     parser.add_argument(
         "--schedules", default="stop,fixed", help="which to run: stop (the rule), fixed, or both"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import shlex
 import statistics
 import subprocess
@@ -670,14 +671,17 @@ def _convergence(p: dict) -> list[str]:
     configs = f"config `{a.get('config')}`" + (
         f", case A `{a['config_a']}`" if a.get("config_a") else ""
     )
+    seeds = f"case B numpy seed {a.get('seed')}" + (
+        f", case A seed {a['seed'] + 1}" if a.get("seed") is not None and a.get("case_a") else ""
+    )
+    cores = (p.get("environment") or {}).get("cores") or 2
     sections = [
-        f"Truths uniform in the prior box (10% inset): case B numpy seed {a.get('seed')}, case A "
-        f"seed {None if a.get('seed') is None else a['seed'] + 1} (the rule was tuned on seed "
+        f"Truths uniform in the prior box (10% inset): {seeds} (the rule was tuned on seed "
         "0's truth, the window lag on seed 1000's first two case-B truths); exact source, "
         f"{configs}, {threads} torch thread{'s' if threads > 1 else ''} per fit; seconds are the training's wall time (the "
-        "MLE comparison not included) on a 2-core machine (its 1-minute "
-        "load average after the fit, where recorded: above 1 other jobs shared it, and the same "
-        "step costs ~5× more at load 8 than at load 1.5). Accuracy: "
+        f"MLE comparison not included) on a {cores}-core machine (its 1-minute "
+        f"load average after the fit, where recorded: above {threads} other jobs shared it, "
+        "and the same step costs ~5× more at load 8 than at load 1.5). Accuracy: "
         "max over parameters of |θ_GAN − θ_MLE|/σ_CRB on the same data"
         + (
             "; where the fit sampled the exact posterior on the same data, max over parameters "
@@ -943,9 +947,9 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
               "from the prior, seed 7; `python -m inverse.study --case C --fitters "
               "gan,mle,posterior`, gathered by `benchmarks/study.py table`), the outer GAN with "
               "the exact source; no choice was made on experiments 0–103 before they ran. The "
-              "GAN's rows are the face rule as it was when these fits ran (the cut Gaussian, "
-              "before commit 829b3aa); today's rule, reweighted by the likelihood, on the same "
-              "fits: [faces-C-gan.md](faces-C-gan.md). 1σ coverage "
+              "GAN's rows are the face rule as it was when each fit ran: the cut Gaussian in "
+              "experiments 0–144 (before commit 829b3aa), reweighted by the likelihood in "
+              "145–299; today's rule on all of them: [faces-C-gan.md](faces-C-gan.md). 1σ coverage "
               "(|mean − truth| ≤ σ) with its binomial error, pull (mean − truth)/σ, the SBC χ² "
               "p-value of the truth's ranks among the posterior's draws or in what the GAN "
               "reports (its bootstrap replicas, or the face rule's cut Gaussian), σ/σ_post and "
@@ -1024,12 +1028,14 @@ def run_date(env: dict, path: Path) -> str:
     if path.is_file():
         try:
             day = subprocess.run(
-                ["git", "log", "-1", "--format=%cs", "--", path.name],
+                ["git", "log", "-1", "--format=%cd", "--date=short", "--", path.name],
                 capture_output=True, text=True, timeout=10, cwd=path.resolve().parent,
             ).stdout.strip()  # fmt: skip
         except (OSError, subprocess.SubprocessError):
             day = ""
-        return day or datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+            return day
+        return datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
     return datetime.date.today().isoformat()
 
 
