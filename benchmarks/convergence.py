@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     theory = get_theory("proxy")
-    configs = {"B": load_config(args.config), "A": load_config(args.config_a or args.config)}
+    paths = {"B": args.config, "A": args.config_a or args.config}
+    configs = {case: load_config(path) for case, path in paths.items()}
     if args.d_dtype:
         configs = {k: replace(c, gan=replace(c.gan, d_dtype=args.d_dtype)) for k, c in configs.items()}
     chosen = [x.strip() for x in args.schedules.split(",")]
@@ -125,16 +126,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--schedules takes stop, fixed or stop,fixed; got {args.schedules!r}")
     schedules = [(n, e) for n, e, k in (("stop rule", True, "stop"), ("fixed", False, "fixed"))
                  if k in chosen]  # fmt: skip
-    payload: dict = {
-        "environment": environment(),
-        "args": vars(args),
-        "rows": [],
-        "machine": {"before": machine_speed()},  # this day's speed (surrogates.runs.machine_speed)
-    }
+    payload: dict = {"environment": environment(), "args": vars(args), "rows": []}
     if args.from_json:  # the page from a run's JSON (a run stopped early keeps its fits)
         payload = json.loads(Path(args.from_json).read_text())
         args.out = args.from_json
     else:
+        payload["machine"] = {"before": machine_speed()}  # this day's speed, in its units
         sets = {
             "B": (configs["B"].steps, truths(theory, args.case_b, args.seed), args.seed),
             "A": (args.steps_a, truths(theory, args.case_a, args.seed + 1), args.seed + 1),
@@ -151,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
                     out = Path(args.runs) / f"{case}-{i}-{'stop' if enabled else 'fixed'}"
                     row = fit_row(theory, data, c, out, schedule)
                     row.update(case=case, truth=theta, truth_index=i, threads=args.threads,
-                               config=args.config_a if case == "A" and args.config_a else args.config)
+                               config=paths[case])
                     row["load_average"] = os.getloadavg()[0]  # the machine is shared
                     payload["rows"].append(row)
                     r = np.asarray(row["std_over_crb"])

@@ -217,7 +217,6 @@ def theta_shift_expected(
     return (fit.theta - theta[0].numpy()) / unit
 
 
-
 def shift_summary(shifts: np.ndarray) -> dict:
     """Max / 95th percentile / median of |θ shift| over a set of θ (rows: θ, columns: parameters).
 
@@ -227,7 +226,9 @@ def shift_summary(shifts: np.ndarray) -> dict:
     """
     a = np.abs(np.asarray(shifts, dtype=float))
     if a.ndim != 2 or a.size == 0:
-        raise ParameterError(f"shift_summary takes shifts of shape (points, parameters), got {a.shape}")
+        raise ParameterError(
+            f"shift_summary takes shifts of shape (points, parameters), got {a.shape}"
+        )
     worst = a.max(1)
     return {
         "max": a.max(0).tolist(),
@@ -237,6 +238,7 @@ def shift_summary(shifts: np.ndarray) -> dict:
         "p95_all": float(np.percentile(worst, 95)),
         "median_all": float(np.median(worst)),
     }
+
 
 def c2st_auc(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float]:
     """Classifier two-sample test: ROC AUC of a gradient-boosted classifier separating a from b.

@@ -66,7 +66,6 @@ def environment() -> dict[str, Any]:
     }
 
 
-
 def _cpu_model() -> str | None:
     """The processor's name (Linux /proc/cpuinfo; else platform.processor()), or None."""
     try:
@@ -108,6 +107,7 @@ def machine_speed(repeats: int = 15) -> dict[str, Any]:
     timed = sorted(times[2:])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"reference_ms": 1000 * timed[len(timed) // 2], "load_average": load}
+
 
 def to_jsonable(obj: Any) -> Any:
     """NumPy/torch scalars and arrays → plain Python, recursively."""
