@@ -81,6 +81,8 @@ def experiment_rows(
             "rule_mean": float(rule_mean[j]), "rule_std": float(rule_std[j]),
             "cut": found is not None, "experiment_cut": bool(cut),
             "face": found["face"] if found else None,
+            # "piled" (the replicas at the face) or "reach" (θ within FACE_REACH σ of it)
+            "trigger": found.get("trigger") if found else None,
             "fisher_sigma": found["fisher_sigma"] if found else None,
             "centre": found.get("centre") if found else None,
             # SBC ranks among L = len(boot): the replicas' and the rule's (reported_ranks)
@@ -162,6 +164,21 @@ def summarize(rows: list[dict], chosen_below: int) -> list[dict]:
     return out
 
 
+def per_parameter(rows: list[dict]) -> list[dict]:
+    """Over every experiment, per parameter: the face rule's and the exact posterior's coverage,
+    rms pull and mean σ/σ_post (issue 25's targets are per parameter)."""
+    out = []
+    for name in dict.fromkeys(r["param"] for r in rows):
+        sel = [r for r in rows if r["param"] == name]
+        row = {"param": name, "n": len(sel)}
+        for view in ("rule", "post"):
+            s = np.array([r[f"{view}_std"] for r in sel])
+            ratio = s / np.array([r["post_std"] for r in sel])
+            row[view] = {**view_stats(sel, view), "std_over_post_mean": float(ratio.mean())}
+        out.append(row)
+    return out
+
+
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -199,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         "chosen_below": args.chosen_below, "experiments": len({r["i"] for r in rows}),
         "missing_replicas": missing, "summary": stats,
         # SBC needs truths drawn from the prior: near-face or fixed truths are not a check of it
-        "sbc": sbc(rows) if manifest["truths"] == "prior" else None, "rows": rows,
+        "sbc": sbc(rows) if manifest["truths"] == "prior" else None,
+        "per_parameter": per_parameter(rows), "rows": rows,
         "environment": environment(), "args": {k: str(v) for k, v in vars(args).items()},
     }  # fmt: skip
     for s in stats:
@@ -208,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"cover {s['coverage']:.2f} pull rms {s['pull_rms']:.2f} "
                   f"within 0.5σ_post {s['within_half_post']:.2f} "
                   f"σ/σ_post {s['std_over_post_median']:.2f}")  # fmt: skip
+    for r in payload["per_parameter"]:
+        print(f"{r['param']:6s} " + " ".join(
+            f"{v}: cover {r[v]['coverage']:.3f} pull rms {r[v]['pull_rms']:.2f} "
+            f"σ/σ_post {r[v]['std_over_post_mean']:.2f}" for v in ("rule", "post")))  # fmt: skip
     for r in payload["sbc"] or []:
         print(f"SBC p-value {r['param']:6s} " + " ".join(
             f"{v} {r[v]:.2f}" if r[v] is not None else f"{v} -" for v in ("replicas", "rule", "post")))  # fmt: skip

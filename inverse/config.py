@@ -243,7 +243,7 @@ class FitConfig:
         data_replicas: replicas on the observed data itself (independent generators), θ = their mean.
         events_per_step: generated and observed events per replica and channel each step.
         average_last: θ = mean over this last fraction of the trace (Polyak averaging).
-        face_cut: once a parameter's bootstrap replicas pile up at a face of the prior box (half of them within ¼ of its Fisher σ), the fit reports the posterior of the data's likelihood in the box (the Fisher Gaussian centred where the likelihood's quadratic expansion at the fit peaks, cut by the box, then reweighted by the likelihood itself where it can be evaluated), not the replicas' collapsed spread (inverse.faces).
+        face_cut: once a parameter's bootstrap replicas pile up at a face of the prior box (half of them within ¼ of its Fisher σ), or its θ lies within one Fisher σ of a face, the fit reports the posterior of the data's likelihood in the box (the Fisher Gaussian centred where the likelihood's quadratic expansion at the fit peaks, cut by the box, then reweighted by the likelihood itself where it can be evaluated), not the replicas' collapsed spread (inverse.faces).
         compare_mle: also fit the same data by maximum likelihood (the exact theory).
         posterior: with compare_mle, also sample the exact posterior (the MLE's likelihood × the prior box, MCMC, from the MLE) and report σ/σ_post.
         detector: the experimental module between source and discriminators ({kind: dis, ...}) or null.

@@ -14,7 +14,12 @@ cut by the whole box (so that its other faces and the correlations shape it too)
 rejection with a fixed seed. Without a score, or where the step is too long to trust the
 expansion (more than STEP_MAX in Σ's metric) or the box keeps too few of its draws, the Gaussian is
 centred on the GAN's θ with the cut parameters moved onto their faces (the widest such
-posterior). A fit with no parameter at a face keeps the replicas' mean and spread.
+posterior). The replicas need not pile up for the box to cut the likelihood: where a normalization lies
+near 0 with the shape parameters it leaves unpinned, they can sit bunched just inside the face,
+their spread and the Fisher σ there both far below the posterior's (case C: a pull of 11.8). A
+parameter whose GAN θ lies within FACE_REACH of its Fisher σ of a face is therefore cut too (its
+Gaussian keeps the GAN's θ as its centre). A fit with no parameter at or near a face keeps the
+replicas' mean and spread.
 
 Where the likelihood itself can be evaluated (`inverse.report.Yardstick.loglik`), the cut Gaussian
 is only where the search starts: `reweight_by_likelihood` turns it, by adaptive importance
@@ -38,6 +43,7 @@ from scipy.stats import truncnorm
 
 __all__ = [
     "FACE_NEAR",
+    "FACE_REACH",
     "FACE_SHARE",
     "QUANTILES",
     "STEP_MAX",
@@ -53,6 +59,12 @@ __all__ = [
 # least FACE_SHARE of its bootstrap replicas at one face is cut there
 FACE_NEAR = 0.25
 FACE_SHARE = 0.5
+# and a parameter whose GAN θ (the data replicas' mean) lies within FACE_REACH of its Fisher σ of
+# a face is cut too, piled or not: the box cuts its likelihood there (a normalization near 0 with
+# shape parameters it leaves unpinned: the replicas can sit together just inside the face, with
+# a spread and a Fisher σ far below the posterior's). Chosen on the case-C experiments < 104
+# (docs/notes/2026-12-06-face-reach.md); 0 turns it off
+FACE_REACH = 1.0
 # the cut Gaussian's draws: batches of DRAWS until KEEP fall inside the box (at most ROUNDS)
 DRAWS, KEEP, ROUNDS = 20_000, 4_000, 50
 # a Newton step Σ·score longer than this in Σ's metric (√(scoreᵀ Σ score)) is not trusted: the
@@ -290,6 +302,7 @@ def cut_by_box(
     near: float = FACE_NEAR,
     share: float = FACE_SHARE,
     seed: int = 0,
+    reach: float = FACE_REACH,
     score: Callable[[np.ndarray], np.ndarray | None] | None = None,
     loglik: Callable[[np.ndarray], np.ndarray] | None = None,
     mode: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
@@ -303,8 +316,11 @@ def cut_by_box(
         cov: (P, P) the data's Cramér–Rao covariance at ``mean`` (inverse Fisher information).
         low, high: (P,) the prior box.
         near, share: a parameter is cut when at least ``share`` of its replicas lie within
-            ``near`` of its Fisher σ of one face.
+            ``near`` of its Fisher σ of one face ("piled") ...
         seed: of the cut Gaussian's draws.
+        reach: ... or when ``mean`` lies within ``reach`` of its Fisher σ of one face ("reach":
+            the box cuts its likelihood; its Gaussian keeps the GAN's θ as its centre, the
+            face is where the replicas' mean is nearest).
         score: θ → ∇log L of the data (P,), called at ``mean`` only when a parameter is cut;
             None (or a None from it): the Gaussian is centred on the faces.
         loglik: θ (B, P) → log L of the data (B,): the cut Gaussian is then only the first
@@ -345,15 +361,21 @@ def cut_by_box(
             continue
         at_low = float(np.mean((boot[:, j] - low[j]) < near * s))
         at_high = float(np.mean((high[j] - boot[:, j]) < near * s))
-        if max(at_low, at_high) < share:
+        nearest = high[j] if high[j] - mean[j] < mean[j] - low[j] else low[j]
+        if max(at_low, at_high) >= share:
+            trigger = "piled"
+            if at_high != at_low:
+                face = high[j] if at_high > at_low else low[j]
+            else:  # a σ wider than the box reaches both faces: the one the replicas are nearer
+                face = nearest
+            loc[j] = face
+        elif abs(mean[j] - nearest) < reach * s:
+            trigger, face = "reach", nearest
+        else:
             continue
-        if at_high != at_low:
-            face = high[j] if at_high > at_low else low[j]
-        else:  # a σ wider than the box reaches both faces: the one the replicas are nearer
-            face = high[j] if high[j] - mean[j] < mean[j] - low[j] else low[j]
-        loc[j] = face
         cut[j] = {
             "face": float(face),
+            "trigger": trigger,
             "replicas_at_face": max(at_low, at_high),
             "fisher_sigma": float(s),
             "replicas_mean": float(mean[j]),

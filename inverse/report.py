@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inverse.faces import cut_by_box
+from inverse.faces import FACE_REACH, cut_by_box
 from inverse.plots import plot_curves, plot_events, plot_traces
 from surrogates.data import ObservedData
 from surrogates.ensemble import surrogate_share
@@ -539,8 +539,13 @@ def format_table(metrics: dict, title: str = "") -> str:
             row += f" {ens['surrogate_std'][i]:9.4f} {ens['surrogate_share'][i]:9.2f}"
         lines.append(row)
     for name, found in (metrics.get("at_face") or {}).items():
+        where = (
+            f"θ within {FACE_REACH:g} Fisher σ ({found['fisher_sigma']:.2g}) of the box's face "
+            if found.get("trigger") == "reach"
+            else f"{found['replicas_at_face']:.0%} of the bootstrap replicas at the box's face "
+        )
         lines.append(
-            f"{name}: {found['replicas_at_face']:.0%} of the bootstrap replicas at the box's face "
+            f"{name}: {where}"
             f"{found['face']:g} (their θ {found['replicas_mean']:.4g} ± {found['replicas_std']:.2g}); "
             + (
                 "θ ± σ above: the likelihood's posterior in the box, by importance sampling "

@@ -7,7 +7,7 @@ import pytest
 from scipy.special import ndtr
 from scipy.stats import truncnorm
 
-from inverse.faces import FACE_NEAR, QUANTILES, cdf_rank, cut_by_box, reported_ranks
+from inverse.faces import FACE_NEAR, FACE_REACH, QUANTILES, cdf_rank, cut_by_box, reported_ranks
 
 LOW, HIGH = np.array([0.0, -1.0]), np.array([10.0, 1.0])
 
@@ -104,6 +104,30 @@ def test_fewer_than_half_of_the_replicas_at_a_face_change_nothing():
     assert cut_by_box(boot[:1], mean, std, np.eye(2), LOW, HIGH)[2] == {}
 
 
+def test_a_fit_within_reach_of_a_face_is_cut_though_its_replicas_are_not_piled():
+    """Replicas bunched together (spread 0.05 σ) at 0.6 σ inside the lower face: none within
+    FACE_NEAR σ of it, but the box cuts the likelihood there, so the parameter is cut ("reach")
+    and its σ is no longer the replicas' collapsed spread; at 1.2 σ, or with reach 0, nothing
+    changes."""
+    rng = np.random.default_rng(5)
+    cov = np.diag([1.0, 0.01])  # parameter 1 (σ 0.1) well inside [-1, 1]
+    for at, expect in ((0.6 * FACE_REACH, True), (1.2 * FACE_REACH, False)):
+        boot = np.column_stack([at + rng.normal(0, 0.05, 14), rng.normal(0, 0.05, 14) * 0.1])
+        mean, std = boot.mean(0), boot.std(0, ddof=1)
+        assert not (boot[:, 0] < FACE_NEAR).any()  # nothing piled
+        new_mean, new_std, cut = cut_by_box(boot, mean, std, cov, LOW, HIGH)
+        if not expect:
+            assert cut == {} and np.array_equal(new_std, std)
+            continue
+        assert list(cut) == [0] and cut[0]["trigger"] == "reach" and cut[0]["face"] == 0.0
+        # the Gaussian of the Fisher σ centred on the GAN's θ, cut at 0
+        ref_mean, ref_std = _cut_gaussian(np.array([mean[0]]), 0.0, 10.0)
+        assert new_mean[0] == pytest.approx(ref_mean[0], abs=0.03)
+        assert new_std[0] == pytest.approx(ref_std[0], abs=0.03) and new_std[0] > 10 * std[0]
+        off = cut_by_box(boot, mean, std, cov, LOW, HIGH, reach=0.0)
+        assert off[2] == {} and np.array_equal(off[1], std)
+
+
 def test_near_a_face_the_rule_is_calibrated_where_the_bootstrap_is_not():
     """A Gaussian location model, σ = 1, box [0, 10], truths from the flat prior: the data's
     maximum is clip(x), its bootstrap replicas clip(x + noise), the exact posterior N(x, 1) cut by
@@ -160,7 +184,11 @@ def test_the_fit_report_cuts_a_proxy_parameter_whose_replicas_sit_on_its_face():
     boot[:, 2] = 5 - rng.uniform(0, 0.2 * sigma[2], 14)
     mean, std = boot.mean(0), boot.std(0, ddof=1)
     new_mean, new_std, cut = face_cut(proxy, yardstick, boot, mean, std)
-    assert list(cut) == [2] and cut[2]["face"] == 5.0 and cut[2]["method"] == "reweighted"
+    # b_u piled at 5; the others cut are within reach of a face (N_u: σ 1.2 at 1.0 in case C)
+    assert {j for j, c in cut.items() if c["trigger"] == "piled"} == {2}
+    for j, c in cut.items():
+        assert c["trigger"] == "piled" or abs(mean[j] - c["face"]) < FACE_REACH * c["fisher_sigma"]
+    assert cut[2]["face"] == 5.0 and cut[2]["method"] == "reweighted"
     assert cut[2]["fisher_sigma"] == pytest.approx(sigma[2], rel=0.15)
     assert new_std[2] > 3 * std[2] and 5 - new_mean[2] > 0.3 * sigma[2]
     assert (new_mean >= proxy.prior_low.numpy()).all() and (
@@ -177,6 +205,9 @@ def test_the_fit_report_cuts_a_proxy_parameter_whose_replicas_sit_on_its_face():
     text = format_table(metrics)
     assert "b_u: 100% of the bootstrap replicas at the box's face 5" in text, text
     assert "the likelihood's posterior in the box, by importance sampling" in text, text
+    found = dict(cut[0]) if 0 in cut else dict(cut[2], trigger="reach")
+    metrics["at_face"] = {"N_u": found}
+    assert f"N_u: θ within {FACE_REACH:g} Fisher σ" in format_table(metrics)
 
 
 def test_with_the_score_the_rule_is_the_exact_posterior_of_a_gaussian_likelihood():
