@@ -916,13 +916,15 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                       "faces-B-prior.json",
                       "The GAN's replicas against the face rule (`inverse/faces.py`) on the same "
                       "fits of a pseudo-experiment study, beside the exact posterior "
-                      "(`benchmarks/faces.py`).", _faces),
+                      "(`benchmarks/faces.py`). The rule's reach (`FACE_REACH`) was chosen on "
+                      "study-C-gan, not on this study.", _faces),
     "faces-B-face3": ("Outer GAN at the faces of the prior box: the face rule at truths near a face",
                       "faces-B-face3.json",
                       "The GAN's replicas against the face rule (`inverse/faces.py`) on the same "
                       "fits of a pseudo-experiment study whose truths each have a parameter "
                       "within 1 σ_CRB of a face, beside the exact posterior "
-                      "(`benchmarks/faces.py`).", _faces),
+                      "(`benchmarks/faces.py`). The rule's reach (`FACE_REACH`) was chosen on "
+                      "study-C-gan, not on this study.", _faces),
     "faces-B-face4": ("Outer GAN at the faces of the prior box: the face rule on held-out truths near a face",
                       "faces-B-face4.json",
                       "The GAN's replicas against the face rule (`inverse/faces.py`, as of the "

@@ -13,13 +13,14 @@ far beyond the face the likelihood keeps rising: a Newton step, exact for a Gaus
 cut by the whole box (so that its other faces and the correlations shape it too), sampled by
 rejection with a fixed seed. Without a score, or where the step is too long to trust the
 expansion (more than STEP_MAX in Σ's metric) or the box keeps too few of its draws, the Gaussian is
-centred on the GAN's θ with the cut parameters moved onto their faces (the widest such
-posterior). The replicas need not pile up for the box to cut the likelihood: where a normalization lies
-near 0 with the shape parameters it leaves unpinned, they can sit bunched just inside the face,
-their spread and the Fisher σ there both far below the posterior's (case C: a pull of 11.8). A
-parameter whose GAN θ lies within FACE_REACH of its Fisher σ of a face is therefore cut too (its
-Gaussian keeps the GAN's θ as its centre). A fit with no parameter at or near a face keeps the
-replicas' mean and spread.
+centred on the GAN's θ with the piled parameters moved onto their faces (the widest such
+posterior). The replicas need not pile up for the box to cut the likelihood: where a
+normalization lies near 0 with the shape parameters it leaves unpinned, they can sit bunched just
+inside the face, their spread and the Fisher σ there both far below the posterior's (case C: a
+pull of 11.8). A parameter whose GAN θ lies within FACE_REACH of its Fisher σ of a face is therefore cut too (its
+Gaussian is centred by the score as above, else on the GAN's θ; without the likelihood, it is
+kept only where it widens the replicas' spread). A fit with no parameter at or near a face keeps
+the replicas' mean and spread.
 
 Where the likelihood itself can be evaluated (`inverse.report.Yardstick.loglik`), the cut Gaussian
 is only where the search starts: `reweight_by_likelihood` turns it, by adaptive importance
@@ -30,7 +31,8 @@ its posterior reaches well inside) and shape parameters such a normalization lea
 
 How the rule was chosen (on the case-B pseudo-experiments of study-B-prior and study-B-face3) and
 what it gave on others: docs/notes/2026-12-01-faces.md; the reweighting (chosen on the first 104
-experiments of study-C-gan, checked on the later ones): docs/notes/2026-12-02-reweighted-faces.md.
+experiments of study-C-gan, checked on the later ones): docs/notes/2026-12-02-reweighted-faces.md;
+the reach (chosen on the same 104): docs/notes/2026-12-06-face-reach.md.
 """
 
 from __future__ import annotations
@@ -336,16 +338,21 @@ def cut_by_box(
         The mean and σ to report (copies: reweighted, every parameter replaced; else the cut
         parameters' replaced, and an uncut one's where the cut Gaussian is wider than its
         replicas) and, per cut parameter index, what was
-        found: the face, the share of replicas at it, its Fisher σ, the replicas' own mean and
-        spread, ``centre`` ("score": the Gaussian centred at θ + Σ·score, whose value for this
-        parameter is ``peak``; "face": on the faces), ``step`` (the Newton step's length in Σ's
+        found: the face, ``trigger`` ("piled" or "reach") and the ``reach`` used, the share of
+        replicas at that face, its Fisher σ, the replicas' own mean and spread, ``centre``
+        ("score": the Gaussian centred at θ + Σ·score, whose value for this parameter is
+        ``peak``; "face": on the piled parameters' faces, at the GAN's θ for the others;
+        "theta": at the GAN's θ, no parameter piled), ``step`` (the Newton step's length in Σ's
         metric; None without a score), ``gaussian_loc`` and ``gaussian_cov`` (the Gaussian's
         centre, every parameter, and its covariance ``cov``), ``seed`` and ``method`` ("reweighted": the
         Gaussian reweighted by ``loglik``, with ``reweighted`` (its effective sample size, rounds,
         whether it settled and its seconds, the MLE start's included) and ``quantiles`` (per
         parameter, its marginal QUANTILES); "box":
-        the Gaussian cut by the whole box; "face": by its own face range alone, when too few
-        draws land in the box).
+        the Gaussian cut by the whole box; "face": the Gaussian from its face cut by its own
+        face range alone, for every cut parameter, when too few draws land in the box).
+        Without the likelihood's posterior (no ``loglik``, or its reweighting failed), a
+        parameter cut by reach alone whose "box" or "face" σ would be narrower than its
+        replicas' spread is left uncut: the rule never narrows a width the replicas measured.
     """
     boot, mean, std, low, high = (np.asarray(a, dtype=float) for a in (boot, mean, std, low, high))
     cov = np.atleast_2d(np.asarray(cov, dtype=float))
@@ -376,14 +383,18 @@ def cut_by_box(
         cut[j] = {
             "face": float(face),
             "trigger": trigger,
-            "replicas_at_face": max(at_low, at_high),
+            "reach": float(reach),
+            "replicas_at_face": at_high if face == high[j] else at_low,
             "fisher_sigma": float(s),
             "replicas_mean": float(mean[j]),
             "replicas_std": float(std[j]),
         }
     if not cut:
         return out_mean, out_std, cut
-    draws, centre, peak, step = None, "face", None, None
+    # without a usable score the Gaussian sits on the faces of the piled parameters (and at the
+    # GAN's θ for the others): "face", or "theta" where none is piled
+    piled = any(found["trigger"] == "piled" for found in cut.values())
+    draws, centre, peak, step = None, "face" if piled else "theta", None, None
     grad = None if score is None else score(mean)
     if grad is not None and np.isfinite(grad).all():
         grad = np.asarray(grad, dtype=float)
@@ -392,7 +403,7 @@ def cut_by_box(
         if step <= STEP_MAX:
             peak = mean + shift
             draws = cut_gaussian_draws(peak, cov, low, high, seed)
-            centre = "score" if draws is not None else "face"
+            centre = "score" if draws is not None else centre
     gaussian_loc = peak if centre == "score" else np.clip(loc, low, high)
     if draws is None:
         draws = cut_gaussian_draws(gaussian_loc, cov, low, high, seed)
@@ -417,6 +428,15 @@ def cut_by_box(
             print(f"face cut: no reweighting by the likelihood ({err}); the cut Gaussian's numbers")
             reweighted = None
         seconds = time.perf_counter() - start
+    if reweighted is None:
+        # without the likelihood's posterior, a parameter cut by reach alone keeps its replicas'
+        # numbers where the rule's σ would be narrower: they did not collapse, and the rule
+        # never narrows a width the replicas measured
+        for j in [j for j, f in cut.items() if f["trigger"] == "reach"]:
+            if _fallback_sigma(j, moments, sigma, cut[j]["face"], low, high) <= std[j]:
+                del cut[j]
+        if not cut:
+            return out_mean, out_std, cut
     if reweighted is not None:
         # the likelihood's posterior in the box: every parameter takes its numbers (the
         # replicas' spread of a parameter correlated with a cut one is not a width either)
@@ -454,6 +474,22 @@ def cut_by_box(
             out_mean[j], out_std[j] = float(m), float(np.sqrt(v))
             found["method"] = "face"
     return out_mean, out_std, cut
+
+
+def _fallback_sigma(
+    j: int,
+    moments: tuple[np.ndarray, np.ndarray] | None,
+    sigma: np.ndarray,
+    face: float,
+    low: np.ndarray,
+    high: np.ndarray,
+) -> float:
+    """Parameter j's σ by the rule without the likelihood: the cut Gaussian's (``moments``), else
+    the one-face fallback's truncated normal at ``face``."""
+    if moments is not None:
+        return float(moments[1][j])
+    s = sigma[j]
+    return float(np.sqrt(truncnorm.stats((low[j] - face) / s, (high[j] - face) / s, face, s, "v")))
 
 
 def cdf_rank(cdf: float, of: int) -> int:

@@ -326,9 +326,9 @@ def face_cut(
     mean: np.ndarray,
     std: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, dict[int, dict]]:
-    """θ and σ to report and the parameters whose bootstrap replicas pile up at a face of the
-    prior box (`inverse.faces.cut_by_box`, with the data's Cramér–Rao covariance and the score of
-    its likelihood at the GAN's θ); with none, the replicas' own θ and σ."""
+    """θ and σ to report and the parameters cut by the prior box: bootstrap replicas piled at a
+    face, or θ within reach of one (`inverse.faces.cut_by_box`, with the data's Cramér–Rao
+    covariance and the score of its likelihood at the GAN's θ); with none, the replicas' own."""
     if len(boot) < 2:
         return mean, std, {}
     try:
@@ -540,7 +540,8 @@ def format_table(metrics: dict, title: str = "") -> str:
         lines.append(row)
     for name, found in (metrics.get("at_face") or {}).items():
         where = (
-            f"θ within {FACE_REACH:g} Fisher σ ({found['fisher_sigma']:.2g}) of the box's face "
+            f"θ within {found.get('reach', FACE_REACH):g} Fisher σ ({found['fisher_sigma']:.2g}) "
+            "of the box's face "
             if found.get("trigger") == "reach"
             else f"{found['replicas_at_face']:.0%} of the bootstrap replicas at the box's face "
         )
@@ -555,6 +556,8 @@ def format_table(metrics: dict, title: str = "") -> str:
                     "θ ± σ above: the Fisher Gaussian from its likelihood's peak "
                     f"{found['peak']:.4g} "
                     if found.get("centre") == "score"
+                    else "θ ± σ above: the Fisher Gaussian at the GAN's θ "
+                    if found.get("centre") == "theta"
                     else "θ ± σ above: the Fisher Gaussian from the faces "
                 )
                 + "cut by the box (inverse.faces)"

@@ -128,6 +128,44 @@ def test_a_fit_within_reach_of_a_face_is_cut_though_its_replicas_are_not_piled()
         assert off[2] == {} and np.array_equal(off[1], std)
 
 
+def test_without_the_likelihood_reach_never_narrows_and_says_where_it_centred():
+    """Upper face, no score, no likelihood: a parameter at 0.8 σ below the face whose replicas
+    spread 0.3 σ is cut ("theta": no parameter piled, the Gaussian at the GAN's θ) and widened to
+    the cut Gaussian's σ; with a spread of 0.94 σ (wider than the cut Gaussian's ≈ 0.75) it keeps
+    the replicas' numbers and is not cut; the truth's rank is then the replicas' own."""
+    rng = np.random.default_rng(6)
+    cov = np.diag([1.0, 0.01])
+    for spread, cut_expected in ((0.3, True), (0.94, False)):
+        boot = np.column_stack([9.2 + spread * rng.standard_normal(14), 0.1 * rng.normal(size=14)])
+        boot[:, 0] = np.minimum(boot[:, 0], 10 - 1.01 * FACE_NEAR)  # nothing piled
+        mean, std = np.array([9.2, 0.0]), np.array([spread, 0.1])  # the replicas' spread
+        new_mean, new_std, cut = cut_by_box(boot, mean, std, cov, LOW, HIGH)
+        ref_mean, ref_std = _cut_gaussian(np.array([9.2]), 0.0, 10.0)
+        if cut_expected:
+            assert list(cut) == [0] and cut[0]["face"] == 10.0 and cut[0]["centre"] == "theta"
+            assert cut[0]["method"] == "box" and cut[0]["replicas_at_face"] == 0.0
+            assert new_std[0] == pytest.approx(ref_std[0], abs=0.03) and new_std[0] > std[0]
+            assert new_mean[0] == pytest.approx(ref_mean[0], abs=0.03)
+        else:
+            assert ref_std[0] < std[0]  # the cut Gaussian would narrow it
+            assert cut == {} and np.array_equal(new_std, std) and np.array_equal(new_mean, mean)
+            truth = np.array([9.5, 0.0])
+            ranks = reported_ranks(boot, truth, mean, std, new_mean, new_std, cut, LOW, HIGH)
+            assert ranks[1] == ranks[0]
+
+
+def test_a_sigma_wider_than_the_box_reaches_the_nearer_face():
+    """Fisher σ 3 on a box of width 2: both faces within reach; the face recorded is the one
+    the GAN's θ is nearer, and its share of replicas is that face's."""
+    low, high = np.array([-1.0]), np.array([1.0])
+    boot = np.linspace(-0.6, 0.9, 14)[:, None]
+    mean, std = np.array([0.5]), np.array([0.01])  # collapsed replicas: the rule widens
+    _, new_std, cut = cut_by_box(boot, mean, std, np.array([[9.0]]), low, high)
+    assert cut[0]["trigger"] == "reach" and cut[0]["face"] == 1.0
+    assert cut[0]["replicas_at_face"] == pytest.approx(np.mean(1.0 - boot[:, 0] < FACE_NEAR * 3))
+    assert new_std[0] == pytest.approx(2 / np.sqrt(12), rel=0.1)  # nearly uniform in the box
+
+
 def test_near_a_face_the_rule_is_calibrated_where_the_bootstrap_is_not():
     """A Gaussian location model, σ = 1, box [0, 10], truths from the flat prior: the data's
     maximum is clip(x), its bootstrap replicas clip(x + noise), the exact posterior N(x, 1) cut by
@@ -169,7 +207,8 @@ def test_near_a_face_the_rule_is_calibrated_where_the_bootstrap_is_not():
 def test_the_fit_report_cuts_a_proxy_parameter_whose_replicas_sit_on_its_face():
     """`inverse.report.face_cut` with the proxy's likelihood: b_u's replicas at its upper face
     (5) get the posterior the Fisher Gaussian from 5 starts and the likelihood reweights (case-C
-    data: the likelihood of case B's costs ten times as much); b_u is the cut one."""
+    data: the likelihood of case B's costs ten times as much); b_u is the one piled, N_u (σ 1.2
+    at 1.0 in case C) is cut by reach."""
     from inverse.report import Yardstick, face_cut
     from surrogates.data import CASES, simulate_observed
     from surrogates.theory import ProxyTheory
