@@ -982,6 +982,22 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                     "the interior collapse of experiment 223 had been seen "
                     "(docs/notes/2026-12-06-face-reach.md).",
                     _faces),
+    "study-C-fresh": ("Pseudo-experiment studies: a fresh case-C check of the face rule's reach",
+                      "study-C-fresh.json",
+                      "Per fitter and parameter over case-C pseudo-experiments (1000 + 500 events, "
+                      "truths from the prior, seed 11) run after the reach (`FACE_REACH`) was "
+                      "fixed, with the shipped proxy.yaml and the exact source; nothing was chosen "
+                      "on them (`python -m inverse.study --case C --fitters gan,mle,posterior`, "
+                      "gathered by `benchmarks/study.py table`). 1σ coverage (|mean − truth| ≤ σ) "
+                      "with its binomial error, pull (mean − truth)/σ, the SBC χ² p-value, "
+                      "σ/σ_post and the distance to the exact posterior mean in σ_post, seconds "
+                      "per fit.", _study),
+    "faces-C-fresh": ("Outer GAN at the faces of the prior box: the face rule on a fresh case-C study",
+                      "faces-C-fresh.json",
+                      "The GAN's replicas against the face rule (`inverse/faces.py`, with its reach) "
+                      "on the fits of study-C-fresh (truths from the prior, seed 11), which ran "
+                      "after every constant of the rule was fixed, beside the exact posterior "
+                      "(`benchmarks/faces.py`).", _faces),
     "study-B-face3": ("Pseudo-experiment studies: case B at truths near a face, through the outer GAN with the face rule",
               "study-B-face3.json",
               "Per fitter and parameter over pseudo-experiments whose truths each have one "
