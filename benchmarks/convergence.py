@@ -87,7 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--case-b", type=int, default=5, help="case-B truths")
     parser.add_argument("--case-a", type=int, default=2, help="case-A truths")
-    parser.add_argument("--steps-a", type=int, default=6000, help="case A's fixed schedule")
+    parser.add_argument(
+        "--steps-a",
+        type=int,
+        default=None,
+        help="case A's steps (the fixed schedule's, and the rule's maximum); default: the steps "
+        "of --config-a when given, else 6000",
+    )
     parser.add_argument("--seed", type=int, default=2000, help="truths' seed (tuned on 0, 1000)")
     parser.add_argument(
         "--fixed-data-replicas",
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     theory = get_theory("proxy")
     paths = {"B": args.config, "A": args.config_a or args.config}
     configs = {case: load_config(path) for case, path in paths.items()}
+    if args.steps_a is None:
+        args.steps_a = configs["A"].steps if args.config_a else 6000
     if args.d_dtype:
         configs = {k: replace(c, gan=replace(c.gan, d_dtype=args.d_dtype)) for k, c in configs.items()}
     chosen = [x.strip() for x in args.schedules.split(",")]
