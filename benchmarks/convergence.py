@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         "--name",
         default="convergence",
         help="the page: convergence | convergence-f32 | convergence-idle | convergence-2cores | "
-        "convergence-1core",
+        "convergence-1core | convergence-a | convergence-a-before",
     )
     parser.add_argument("--from-json", default=None, help="no fits: summarize this run's JSON")
     parser.add_argument(

@@ -1040,6 +1040,21 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                           "The case-B fits of [convergence-2cores.md](convergence-2cores.md) again with "
                           "one torch thread, on the same truths and data "
                           "(`benchmarks/convergence.py --threads 1`).", _convergence),
+    "convergence-a": ("Outer GAN: case-A fits with proxy-large.yaml on the idle machine",
+                      "convergence-a.json",
+                      "Wall seconds and accuracy of single case-A outer-GAN fits with the shipped "
+                      "`configs/inverse/proxy-large.yaml` (three discriminator updates, at most "
+                      "4000 steps), one after another with nothing else running and two torch "
+                      "threads per fit, at truths no setting was chosen on; the same truths and "
+                      "data with the config it replaced: "
+                      "[convergence-a-before.md](convergence-a-before.md) "
+                      "(`benchmarks/convergence.py --threads 2`).", _convergence),
+    "convergence-a-before": ("Outer GAN: case-A fits with the previous proxy-large.yaml",
+                             "convergence-a-before.json",
+                             "The fits of [convergence-a.md](convergence-a.md) again, on the same "
+                             "truths and data and the same day, with the proxy-large.yaml of "
+                             "commit d6dbb55 (five discriminator updates, at most 6000 steps) "
+                             "(`benchmarks/convergence.py --threads 2`).", _convergence),
     "convergence": ("Outer GAN: the stopping rule against the fixed schedule", "convergence.json",
                     "Wall seconds and accuracy of outer-GAN fits stopped once the trace settled "
                     "(`stop:` block) against the fixed schedule, on the same data "
