@@ -321,10 +321,10 @@ def cut_by_box(
             ``near`` of its Fisher σ of one face ("piled") ...
         seed: of the cut Gaussian's draws.
         reach: ... or when ``mean`` lies within ``reach`` of its Fisher σ of one face ("reach":
-            the box cuts its likelihood; its Gaussian keeps the GAN's θ as its centre, the
-            face is where the replicas' mean is nearest).
+            the box cuts its likelihood there; the face is the one ``mean`` is nearer).
         score: θ → ∇log L of the data (P,), called at ``mean`` only when a parameter is cut;
-            None (or a None from it): the Gaussian is centred on the faces.
+            None (or a None from it): the Gaussian is centred on the piled parameters' faces and
+            at the GAN's θ for the others.
         loglik: θ (B, P) → log L of the data (B,): the cut Gaussian is then only the first
             proposal of `reweight_by_likelihood`, and the numbers are those of the likelihood's
             own posterior in the box (``method`` "reweighted"); None, or a reweighting that
@@ -470,8 +470,8 @@ def cut_by_box(
             found["method"] = "box"
         else:  # the box keeps almost none of the Gaussian: its own face range alone
             s, face = sigma[j], found["face"]
-            m, v = truncnorm.stats((low[j] - face) / s, (high[j] - face) / s, face, s, "mv")
-            out_mean[j], out_std[j] = float(m), float(np.sqrt(v))
+            fallback = _one_face(sigma[j], face, low[j], high[j])
+            out_mean[j], out_std[j] = float(fallback.mean()), float(fallback.std())
             found["method"] = "face"
     return out_mean, out_std, cut
 
@@ -488,8 +488,12 @@ def _fallback_sigma(
     the one-face fallback's truncated normal at ``face``."""
     if moments is not None:
         return float(moments[1][j])
-    s = sigma[j]
-    return float(np.sqrt(truncnorm.stats((low[j] - face) / s, (high[j] - face) / s, face, s, "v")))
+    return float(_one_face(sigma[j], face, low[j], high[j]).std())
+
+
+def _one_face(s: float, face: float, low: float, high: float):  # noqa: ANN202 - a frozen scipy law
+    """The one-face fallback: N(face, s²) cut to the parameter's range [low, high]."""
+    return truncnorm((low - face) / s, (high - face) / s, face, s)
 
 
 def cdf_rank(cdf: float, of: int) -> int:
@@ -552,7 +556,7 @@ def reported_ranks(
             cdf = float(np.mean(draws[:, j] < truth[j]))
         elif j in cut:  # the one-face fallback: its face's truncated normal
             s, face = cut[j]["fisher_sigma"], cut[j]["face"]
-            cdf = float(truncnorm.cdf(truth[j], (low[j] - face) / s, (high[j] - face) / s, face, s))
+            cdf = float(_one_face(s, face, low[j], high[j]).cdf(truth[j]))
         else:
             continue
         if np.isfinite(cdf):
