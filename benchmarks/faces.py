@@ -28,7 +28,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import numpy as np  # noqa: E402
 
 from inverse.faces import reported_ranks  # noqa: E402
-from inverse.report import Yardstick, face_cut  # noqa: E402
+from inverse.report import Yardstick, face_cut, replica_estimate  # noqa: E402
 from inverse.study import MANIFEST, _binomial, _sbc, pseudo_experiment, read_records  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
 from surrogates.runs import cli_errors, environment  # noqa: E402
@@ -63,8 +63,8 @@ def experiment_rows(
     )  # fmt: skip
     if not np.allclose(truth, record["truth"]) or list(data.counts) != list(record["counts"]):
         raise InputError(f"{study}: experiment {record['i']}'s data is not rebuilt from its seeds")
-    mean, boot = final[:k].mean(0), final[k:]
-    std = boot.std(0, ddof=1)
+    mean, std, _ = replica_estimate(final, k)
+    boot = final[k:]
     yardstick = Yardstick(theory, data)
     rule_mean, rule_std, cut = face_cut(theory, yardstick, boot, mean, std)
     low, high = np.asarray(theory.prior_low), np.asarray(theory.prior_high)

@@ -711,6 +711,54 @@ def _convergence(p: dict) -> list[str]:
     return sections
 
 
+def _replica_sigma(p: dict) -> list[str]:
+    def span(v: dict) -> str:
+        return f"{v['mean']:.2f} ({v['min']:.2f}–{v['max']:.2f})"
+
+    chance = p.get("chance") or {}
+    summary = [
+        [s["set"], fmt(s["runs"], "d"), span(s["sigma_over_post"]),
+         ", ".join(f"{v:.2f}" for v in s["fit_means"]), span(s["scatter_over_post"])]
+        for s in p["summary"]
+    ]  # fmt: skip
+    rows = [
+        [r["set"], f"`{r['run']}`", fmt(r["bootstrap"], "d"), fmt(r["data_replicas"], "d"),
+         fmt(r.get("d_steps"), "d"), _span(r["sigma_over_post"]),
+         fmt(statistics.fmean(r["sigma_over_post"]), ".2f"),
+         "–".join(f"{v:.2f}" for v in chance.get(str(r["bootstrap"]), [])) or "–",
+         _span(r["scatter_over_post"])]
+        for r in p["rows"]
+    ]  # fmt: skip
+    sim = [
+        [fmt(c["bootstrap"], "d"), fmt(c["data_replicas"], "d"), fmt(c["scatter"], ".2f"), view,
+         fmt(c[view]["coverage"], ".3f"), fmt(c[view]["pull_rms"], ".3f"),
+         fmt(c[view]["sigma_mean"], ".3f")]
+        for c in p.get("simulation") or [] for view in ("as reported", "scatter taken out")
+    ]  # fmt: skip
+    per_run = ["set", "run", "bootstrap replicas B", "data replicas K", "d_steps",
+               "σ/σ_post", "(mean)", "by chance (16–84%)", "scatter/σ_post"]  # fmt: skip
+    sections = [
+        "σ is the bootstrap replicas' spread (`inverse.report.replica_estimate`), the scatter s "
+        "the data replicas' spread (one generator's own), both over the exact posterior's σ on "
+        "the same data; per set the mean over runs and parameters (min–max), and each fit's "
+        "mean over its parameters. *By chance*: the 16–84% range of a σ estimated from B "
+        "Gaussian draws, over the true σ. A quark's three parameters move together, so one "
+        "fit's parameters share much of that chance.",
+        markdown_table(["set", "runs", "σ/σ_post", "per fit", "scatter/σ_post"], summary),
+        markdown_table(per_run, rows),
+    ]
+    if sim:
+        sections += [
+            "Simulated with the runs' B, K and mean scatter (true σ = 1): the θ error "
+            "~ N(0, 1 + s²/K), the bootstrap spread² ~ (1 + s²) χ²_{B−1}/(B−1), the data "
+            "replicas' spread² ~ s² χ²_{K−1}/(K−1); σ as reported, and with the scatter taken "
+            "out (spread² − s²(1 − 1/K), at least a quarter of spread²). 1σ coverage (68.3% for "
+            "a known σ), rms pull and mean σ.",
+            markdown_table(["B", "K", "s", "σ", "coverage", "rms pull", "mean σ"], sim),
+        ]
+    return sections
+
+
 def _faces(p: dict) -> list[str]:
     rows = [
         [s["group"], s["subset"], {"replicas": "replicas' mean ± spread", "rule": "face rule",
@@ -1049,12 +1097,24 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                       "data with the config it replaced: "
                       "[convergence-a-before.md](convergence-a-before.md) "
                       "(`benchmarks/convergence.py --threads 2`).", _convergence),
+    "convergence-a-idle": ("Outer GAN: case-A fits with proxy-large.yaml, fresh truths, idle machine",
+                           "convergence-a-idle.json",
+                           "Wall seconds and accuracy of single case-A outer-GAN fits with the "
+                           "shipped `configs/inverse/proxy-large.yaml`, one after another with "
+                           "nothing else running and two torch threads per fit, at three truths "
+                           "drawn after the config was chosen and not looked at before "
+                           "(`benchmarks/convergence.py --threads 2`).", _convergence),
     "convergence-a-before": ("Outer GAN: case-A fits with the previous proxy-large.yaml",
                              "convergence-a-before.json",
                              "The fits of [convergence-a.md](convergence-a.md) again, on the same "
                              "truths and data and the same day, with the proxy-large.yaml of "
                              "commit d6dbb55 (five discriminator updates, at most 6000 steps) "
                              "(`benchmarks/convergence.py --threads 2`).", _convergence),
+    "replica-sigma": ("Outer GAN: σ from the bootstrap replicas against the exact posterior's",
+                      "replica-sigma.json",
+                      "σ of finished outer-GAN fits against the exact posterior's σ on the same "
+                      "data, one generator's scatter, and a simulation of the pulls a σ from "
+                      "few replicas gives (`benchmarks/replica_sigma.py`).", _replica_sigma),
     "convergence": ("Outer GAN: the stopping rule against the fixed schedule", "convergence.json",
                     "Wall seconds and accuracy of outer-GAN fits stopped once the trace settled "
                     "(`stop:` block) against the fixed schedule, on the same data "

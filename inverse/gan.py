@@ -11,7 +11,9 @@ norms fluctuated by their errors.
 The generator maps one fixed latent vector per replica to θ_r, and every replica has its own
 discriminators, so each θ_r is the GAN's estimate on its replica. The mean of θ_0…θ_{K−1} is the
 answer and the spread of the bootstrap replicas' θ its uncertainty: posterior-like samples whose
-width follows the data, not the optimizer.
+width follows the data. Each bootstrap replica is one generator, so its spread also holds the
+optimizer's own scatter, which the data replicas' spread measures; why it is left in:
+`inverse.report.replica_estimate`.
 
 What the seed's roadblocks need, and where it is handled:
 - insensitive gradients: discriminators look at standardized logit(x), where the steep edges of

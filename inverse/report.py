@@ -43,6 +43,7 @@ __all__ = [
     "SurrogateYardstick",
     "make_yardstick",
     "Summary",
+    "replica_estimate",
     "summarize",
     "face_cut",
     "compare_with_mle",
@@ -249,6 +250,26 @@ class Summary:
         return self.final[self.data_replicas :]
 
 
+def replica_estimate(final: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """θ, σ and one generator's scatter from the replicas' averaged θ, ``final`` (R, P), the first
+    ``k`` on the data itself.
+
+    θ is the mean of the K data replicas; σ the spread of the R − K bootstrap replicas. Each of
+    those is one generator, so σ also holds the optimizer's own scatter s, which the K data
+    replicas (independent generators on the same data) measure: the third value, NaN for K = 1.
+    s is left in σ on purpose. With a few bootstrap replicas σ has a statistical error of its own,
+    and pulls over a noisy σ have heavier tails than a Gaussian's. The small excess that s adds
+    offsets that: taking s out made σ unbiased but the rms pull larger, with the replica counts
+    and the scatter that case A measures (`benchmarks/replica_sigma.py`, docs/results/replica-sigma.md).
+    """
+    final = np.asarray(final, dtype=float)
+    nan = np.full(final.shape[1], np.nan)
+    boot = final[k:]
+    std = boot.std(0, ddof=1) if len(boot) > 1 else nan
+    scatter = final[:k].std(0, ddof=1) if k > 1 else nan
+    return final[:k].mean(0), std, scatter
+
+
 def trace_average(trace: np.ndarray, fraction: float) -> np.ndarray:
     """Mean θ per replica over the last ``fraction`` of the recorded trace (Polyak averaging)."""
     k0 = min(int(len(trace) * (1 - fraction)), len(trace) - 1)
@@ -265,15 +286,15 @@ def summarize(
     seconds: float,
 ) -> tuple[dict, Summary]:
     """The metrics of a trained outer GAN: θ (the data replicas' mean), σ (the bootstrap
-    replicas' spread), σ_CRB, pull, and for an ensemble the surrogates' share of σ."""
+    replicas' spread, `replica_estimate`), σ_CRB, pull, and for an ensemble the surrogates' share
+    of σ."""
     trace = np.asarray(model.trace)
     k = cfg.data_replicas
     summary = Summary(
         trace, np.asarray(model.trace_steps), trace_average(trace, cfg.average_last), k
     )
-    mean = summary.final[:k].mean(0)
+    mean, std, scatter = replica_estimate(summary.final, k)
     boot = summary.boot
-    std = boot.std(0, ddof=1) if len(boot) > 1 else np.full(len(mean), np.nan)
     replicas_mean, replicas_std = mean, std
     at_face: dict[int, dict] = {}
     if cfg.face_cut:
@@ -295,6 +316,8 @@ def summarize(
         # is cut by the prior box (at_face: inverse.faces)
         "replicas_mean": replicas_mean,
         "replicas_std": replicas_std,
+        # the data replicas' spread: one generator's own scatter, a part of σ (replica_estimate)
+        "scatter_std": scatter,
         "at_face": {theory.param_names[j]: found for j, found in at_face.items()} or None,
         "crb_std": crb,
         "crb_at": "truth" if truth is not None else "fit",

@@ -13,6 +13,7 @@ import yaml
 from inverse.config import GanConfig, StopConfig
 from inverse.fit import main
 from inverse.gan import BatchedMLP, OuterGAN, make_replicas
+from inverse.report import replica_estimate
 from inverse.sources import make_source
 from inverse.training import load_config, run_outer_gan
 from surrogates.data import CASES, read_events, simulate_observed, write_events
@@ -65,6 +66,7 @@ def test_data_replicas_fit_the_data_and_are_averaged(tmp_path, proxy):
     assert not np.allclose(final[0], final[1])  # independent generators on the same data
     assert np.allclose(m["replicas_mean"], final[:2].mean(0))
     assert np.allclose(m["replicas_std"], final[2:].std(0, ddof=1))
+    assert np.allclose(m["scatter_std"], final[:2].std(0, ddof=1))  # one generator's scatter
     # 20 steps from the box centre: no parameter at a face, so θ and σ are the replicas'
     assert m["at_face"] is None
     assert np.array_equal(m["params_mean"], m["replicas_mean"])
@@ -490,3 +492,77 @@ def test_reflecting_box_map_never_flattens(proxy):
     assert torch.allclose(fresh[0], fresh[1], atol=1e-4)
     with pytest.raises(InputError, match="box_map"):
         ParameterGenerator(proxy.prior_low, proxy.prior_high, 1, box_map="tanh")
+
+
+def _replica_sigma_bench(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("replica_sigma_bench", bench / "replica_sigma.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_replica_sigma_benchmark_reads_runs_and_writes_its_page(tmp_path, monkeypatch, capsys):
+    """benchmarks/replica_sigma.py on a made-up run folder: σ and the scatter over the posterior's
+    σ are the replicas' spreads, the page is written, a run without a posterior or a bad
+    --simulate is one line."""
+    mod = _replica_sigma_bench(monkeypatch)
+    rng = np.random.default_rng(1)
+    k = 8
+    final = np.vstack([0.5 * rng.standard_normal((k, 2)), rng.standard_normal((15, 2))])
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(run / "params.npz", theta=final)
+    post_std = [0.5, 2.0]
+    metrics = {"param_names": ["a", "b"], "crb_std": [0.5, 2.0], "posterior": {"std": post_std}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "config.yaml").write_text(yaml.safe_dump({"data_replicas": k, "gan": {"d_steps": 3}}))
+    out = tmp_path / "rs.json"
+    argv = [f"fresh={run}", "--simulate", "14:2:0.2", "--out", str(out)]
+    assert mod.main(argv + ["--results", str(tmp_path / "res")]) == 0
+    got = json.loads(out.read_text())
+    (row,) = got["rows"]
+    mean, std, scatter = replica_estimate(final, k)
+    assert np.allclose(mean, final[:k].mean(0))
+    assert np.allclose(std, final[k:].std(0, ddof=1))
+    assert np.allclose(scatter, final[:k].std(0, ddof=1))
+    assert row["set"] == "fresh" and row["data_replicas"] == k and row["bootstrap"] == 15
+    assert np.allclose(row["sigma_over_post"], std / post_std)
+    assert np.allclose(row["scatter_over_post"], scatter / post_std)
+    assert [(c["bootstrap"], c["data_replicas"]) for c in got["simulation"]][-1] == (14, 2)
+    assert "| fresh | 1 |" in (tmp_path / "res" / "replica-sigma.md").read_text()
+    for bad in (["--simulate", "14:2"], ["--simulate", "1:2:0.1"]):
+        with pytest.raises(SystemExit) as stop:
+            mod.main([str(run), "--out", str(out)] + bad)
+        assert stop.value.code == 2
+        assert "--simulate" in capsys.readouterr().err
+    metrics.pop("posterior")
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(SystemExit) as stop:
+        mod.main([str(run), "--out", str(out)])
+    assert stop.value.code == 2
+    assert "no exact posterior" in capsys.readouterr().err
+
+
+def test_a_sigma_from_few_replicas_keeps_the_scatter_for_its_pulls(monkeypatch):
+    """The benchmark's simulation: with σ known the coverage is 68.3% and the rms pull 1; from
+    15 bootstrap replicas the pulls have heavier tails (rms ≈ √(14/12)); one generator's scatter
+    left in σ (case A's B 15, K 16, s ≈ 0.37σ) brings coverage and rms pull back towards 68.3%
+    and 1, where taking it out leaves them as with no scatter or worse."""
+    mod = _replica_sigma_bench(monkeypatch)
+    known = mod.calibration(100_000, 1, 0.0, n=100_000)["as reported"]
+    assert known["coverage"] == pytest.approx(0.683, abs=0.005)
+    assert known["pull_rms"] == pytest.approx(1.0, abs=0.01)
+    none = mod.calibration(15, 16, 0.0, n=100_000)["as reported"]
+    assert none["pull_rms"] == pytest.approx(np.sqrt(14 / 12), abs=0.02)
+    case_a = mod.calibration(15, 16, 0.37, n=100_000)
+    kept, taken = case_a["as reported"], case_a["scatter taken out"]
+    assert abs(kept["coverage"] - 0.683) < abs(taken["coverage"] - 0.683)
+    assert kept["pull_rms"] < taken["pull_rms"] and kept["pull_rms"] < none["pull_rms"]
+    assert taken["sigma_mean"] < kept["sigma_mean"]
+    lo, hi = mod.chance_range(15)
+    assert 0.75 < lo < 0.85 and 1.1 < hi < 1.2

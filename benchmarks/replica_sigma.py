@@ -1,0 +1,164 @@
+"""The outer GAN's σ against the exact posterior's, and what a σ from few replicas does to pulls.
+
+    python benchmarks/replica_sigma.py validation=RUN_DIR ... fresh=RUN_DIR ... --results docs/results
+
+Each argument is a finished ``inverse.fit`` run folder (``params.npz``, ``metrics.json`` with the
+exact posterior, ``config.yaml``), optionally prefixed by the name of the set it belongs to
+(``validation=DIR``: runs a choice may have looked at; ``fresh=DIR``: truths nothing was chosen
+on). Per run and parameter, in units of the posterior's σ on the same data: σ (the bootstrap
+replicas' spread, `inverse.report.replica_estimate`) and one generator's scatter s (the data
+replicas' spread), beside the range a single fit's σ/σ_post takes by chance with its number of
+bootstrap replicas B (the 16–84% quantiles of √(χ²_{B−1}/(B−1))).
+
+Then a simulation with the runs' B, K and mean scatter (and ``--simulate B:K:S`` settings): θ error ~ N(0, σ² + s²/K), bootstrap
+spread² ~ (σ² + s²) χ²_{B−1}/(B−1), the data replicas' spread² ~ s² χ²_{K−1}/(K−1). For σ as
+reported (the spread as is) and for the spread with s taken out (σ² − s²(1 − 1/K), floored at a
+quarter): 1σ coverage, rms pull and mean σ. Prints tables, writes JSON (``--out``) and, with
+``--results``, the page ``docs/results/NAME.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import results  # benchmarks/results.py (the docs/results pages)
+import yaml
+from scipy import stats
+
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from inverse.report import replica_estimate  # noqa: E402
+from surrogates.errors import InputError  # noqa: E402
+from surrogates.runs import cli_errors, environment  # noqa: E402
+
+
+def run_row(folder: Path, group: str) -> dict:
+    """One run's σ and scatter over the exact posterior's σ, per parameter."""
+    for name in ("params.npz", "metrics.json", "config.yaml"):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder}: no {name}; give finished inverse.fit run folders")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    post = metrics.get("posterior") or {}
+    if "std" not in post:
+        raise InputError(
+            f"{folder}: metrics.json has no exact posterior (fit with posterior: true)"
+        )
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    k = int(cfg.get("data_replicas", 1))
+    with np.load(folder / "params.npz") as f:
+        final = np.asarray(f["theta"], dtype=float)
+    _, std, scatter = replica_estimate(final, k)
+    post_std = np.asarray(post["std"], dtype=float)
+    return {
+        "set": group, "run": str(folder), "data_replicas": k, "bootstrap": len(final) - k,
+        "d_steps": (cfg.get("gan") or {}).get("d_steps"), "param_names": metrics["param_names"],
+        "sigma_over_post": std / post_std, "scatter_over_post": scatter / post_std,
+        "crb_over_post": np.asarray(metrics["crb_std"], dtype=float) / post_std,
+    }  # fmt: skip
+
+
+def chance_range(bootstrap: int) -> tuple[float, float]:
+    """The 16–84% range of a σ estimated from ``bootstrap`` Gaussian draws, over the true σ."""
+    dof = bootstrap - 1
+    return tuple(float(np.sqrt(stats.chi2.ppf(q, dof) / dof)) for q in (0.16, 0.84))
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per set: the mean over runs and parameters of σ/σ_post and s/σ_post, and their range."""
+    out = []
+    for group in dict.fromkeys(r["set"] for r in rows):
+        mine = [r for r in rows if r["set"] == group]
+        entry: dict = {"set": group, "runs": len(mine)}
+        for key in ("sigma_over_post", "scatter_over_post"):
+            v = np.concatenate([np.asarray(r[key], dtype=float) for r in mine])
+            entry[key] = {
+                "mean": float(np.nanmean(v)),
+                "min": float(np.nanmin(v)),
+                "max": float(np.nanmax(v)),
+            }
+        entry["fit_means"] = [float(np.mean(r["sigma_over_post"])) for r in mine]
+        out.append(entry)
+    return out
+
+
+def calibration(
+    bootstrap: int, data_replicas: int, scatter: float, n: int = 200_000, seed: int = 0
+) -> dict:
+    """Coverage, rms pull and mean σ (true σ = 1) of σ as reported and with s taken out."""
+    rng = np.random.default_rng(seed)
+    b, k, s2 = bootstrap, data_replicas, scatter**2
+    spread2 = (1.0 + s2) * rng.chisquare(b - 1, n) / (b - 1)
+    scatter2 = s2 * rng.chisquare(k - 1, n) / (k - 1) if k > 1 else np.zeros(n)
+    error = rng.normal(0.0, np.sqrt(1.0 + s2 / k), n)
+    views = {
+        "as reported": np.sqrt(spread2),
+        "scatter taken out": np.sqrt(np.maximum(spread2 - scatter2 * (1 - 1 / k), 0.25 * spread2)),
+    }
+    out = {"bootstrap": b, "data_replicas": k, "scatter": scatter}
+    for name, sigma in views.items():
+        pull = error / sigma
+        out[name] = {
+            "coverage": float(np.mean(np.abs(pull) < 1.0)),
+            "pull_rms": float(np.sqrt(np.mean(pull**2))),
+            "sigma_mean": float(np.mean(sigma)),
+        }
+    return out
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", help="[SET=]RUN_FOLDER (inverse.fit output)")
+    parser.add_argument("--simulate", nargs="*", default=[], metavar="B:K:S",
+                        help="more simulated settings: bootstrap replicas, data replicas, scatter "
+                        "over σ (e.g. 14:2:0.2, case B's proxy.yaml)")  # fmt: skip
+    parser.add_argument("--name", default="replica-sigma")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/replica-sigma.json"))
+    parser.add_argument("--results", default=None, help="write the page into this folder")
+    args = parser.parse_args(argv)
+    rows = []
+    for spec in args.runs:
+        group, _, folder = spec.rpartition("=")
+        rows.append(run_row(Path(folder), group or "runs"))
+    stats_ = summarize(rows)
+    shapes = {(r["bootstrap"], r["data_replicas"]) for r in rows}
+    scatter = float(np.nanmean(np.concatenate([r["scatter_over_post"] for r in rows])))
+    settings = [(b, k, s) for b, k in sorted(shapes) for s in (0.0, scatter) if np.isfinite(s)]
+    for spec in args.simulate:
+        try:
+            b, k, s = spec.split(":")
+            settings.append((int(b), int(k), float(s)))
+        except ValueError:
+            raise InputError(f"--simulate {spec!r}: give B:K:S, e.g. 14:2:0.2") from None
+        if settings[-1][0] < 2 or settings[-1][1] < 1 or settings[-1][2] < 0:
+            raise InputError(f"--simulate {spec!r}: B ≥ 2, K ≥ 1 and S ≥ 0")
+    simulation = [calibration(b, k, s) for b, k, s in settings]
+    for r in rows:
+        print(f"{r['set']:14s} {r['run']:44s} B {r['bootstrap']:2d} K {r['data_replicas']:2d} "
+              f"σ/σ_post {np.mean(r['sigma_over_post']):.2f} "
+              f"(chance 16–84%: {'–'.join(f'{v:.2f}' for v in chance_range(r['bootstrap']))}) "
+              f"s/σ_post {np.mean(r['scatter_over_post']):.2f}")  # fmt: skip
+    for s in stats_:
+        print(f"{s['set']:14s} runs {s['runs']:2d} σ/σ_post {s['sigma_over_post']['mean']:.2f} "
+              f"s/σ_post {s['scatter_over_post']['mean']:.2f}")  # fmt: skip
+    for c in simulation:
+        print(f"simulated B {c['bootstrap']} K {c['data_replicas']} s {c['scatter']:.2f}: " + "; ".join(
+            f"{v}: cover {c[v]['coverage']:.3f} rms pull {c[v]['pull_rms']:.3f} mean σ "
+            f"{c[v]['sigma_mean']:.3f}" for v in ("as reported", "scatter taken out")))  # fmt: skip
+    payload = {
+        "rows": rows, "summary": stats_, "simulation": simulation,
+        "chance": {str(b): chance_range(b) for b, _ in shapes},
+        "environment": environment(), "args": {k: str(v) for k, v in vars(args).items()},
+    }  # fmt: skip
+    results.publish(args.name, payload, args.out, args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
