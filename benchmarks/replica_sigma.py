@@ -5,15 +5,15 @@
 Each argument is a finished ``inverse.fit`` run folder (``params.npz``, ``metrics.json`` with the
 exact posterior, ``config.yaml``), optionally prefixed by the name of the set it belongs to
 (``validation=DIR``: runs a choice may have looked at; ``fresh=DIR``: truths nothing was chosen
-on). Per run and parameter, in units of the posterior's σ on the same data: σ (the bootstrap
-replicas' spread, `inverse.report.replica_estimate`) and one generator's scatter s (the data
-replicas' spread), beside the range a single fit's σ/σ_post takes by chance with its number of
-bootstrap replicas B (the 16–84% quantiles of √(χ²_{B−1}/(B−1))).
+on). Per run and parameter, in units of the posterior's σ on the same data: the bootstrap
+replicas' spread (σ before `inverse.report.interval_factor`) and one generator's scatter s (the
+data replicas' spread), beside the range a single fit's spread/σ_post takes by chance with its
+number of bootstrap replicas B (the 16–84% quantiles of √(χ²_{B−1}/(B−1))).
 
 Then a simulation with the runs' B, K and mean scatter (and ``--simulate B:K:S`` settings): θ error ~ N(0, σ² + s²/K), bootstrap
-spread² ~ (σ² + s²) χ²_{B−1}/(B−1), the data replicas' spread² ~ s² χ²_{K−1}/(K−1). For σ as
-reported (the spread as is) and for the spread with s taken out (σ² − s²(1 − 1/K), floored at a
-quarter): 1σ coverage, rms pull and mean σ. Prints tables, writes JSON (``--out``) and, with
+spread² ~ (σ² + s²) χ²_{B−1}/(B−1), the data replicas' spread² ~ s² χ²_{K−1}/(K−1). For the
+spread, σ as reported (the spread × the Student-t factor) and the spread with s taken out
+(σ² − s²(1 − 1/K), floored at a quarter): 1σ coverage, rms pull and mean σ. Prints tables, writes JSON (``--out``) and, with
 ``--results``, the page ``docs/results/NAME.md``.
 """
 
@@ -31,13 +31,15 @@ from scipy import stats
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from inverse.report import replica_estimate  # noqa: E402
+from inverse.report import interval_factor, replica_estimate  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
 from surrogates.runs import cli_errors, environment  # noqa: E402
 
+VIEWS = ("spread", "as reported", "scatter taken out")
+
 
 def run_row(folder: Path, group: str) -> dict:
-    """One run's σ and scatter over the exact posterior's σ, per parameter."""
+    """One run's bootstrap spread, σ and scatter over the exact posterior's σ, per parameter."""
     for name in ("params.npz", "metrics.json", "config.yaml"):
         if not (folder / name).is_file():
             raise InputError(f"{folder}: no {name}; give finished inverse.fit run folders")
@@ -56,6 +58,7 @@ def run_row(folder: Path, group: str) -> dict:
     return {
         "set": group, "run": str(folder), "data_replicas": k, "bootstrap": len(final) - k,
         "d_steps": (cfg.get("gan") or {}).get("d_steps"), "param_names": metrics["param_names"],
+        "spread_over_post": std / interval_factor(len(final) - k) / post_std,
         "sigma_over_post": std / post_std, "scatter_over_post": scatter / post_std,
         "crb_over_post": np.asarray(metrics["crb_std"], dtype=float) / post_std,
     }  # fmt: skip
@@ -68,19 +71,20 @@ def chance_range(bootstrap: int) -> tuple[float, float]:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per set: the mean over runs and parameters of σ/σ_post and s/σ_post, and their range."""
+    """Per set: the mean over runs and parameters of each ratio, and its range; each fit's mean
+    spread/σ_post."""
     out = []
     for group in dict.fromkeys(r["set"] for r in rows):
         mine = [r for r in rows if r["set"] == group]
         entry: dict = {"set": group, "runs": len(mine)}
-        for key in ("sigma_over_post", "scatter_over_post"):
+        for key in ("spread_over_post", "sigma_over_post", "scatter_over_post"):
             v = np.concatenate([np.asarray(r[key], dtype=float) for r in mine])
             entry[key] = {
                 "mean": float(np.nanmean(v)),
                 "min": float(np.nanmin(v)),
                 "max": float(np.nanmax(v)),
             }
-        entry["fit_means"] = [float(np.mean(r["sigma_over_post"])) for r in mine]
+        entry["fit_means"] = [float(np.mean(r["spread_over_post"])) for r in mine]
         out.append(entry)
     return out
 
@@ -88,14 +92,16 @@ def summarize(rows: list[dict]) -> list[dict]:
 def calibration(
     bootstrap: int, data_replicas: int, scatter: float, n: int = 200_000, seed: int = 0
 ) -> dict:
-    """Coverage, rms pull and mean σ (true σ = 1) of σ as reported and with s taken out."""
+    """Coverage, rms pull and mean σ (true σ = 1) of the bootstrap spread, of σ as reported (the
+    spread × `interval_factor`) and of the spread with s taken out."""
     rng = np.random.default_rng(seed)
     b, k, s2 = bootstrap, data_replicas, scatter**2
     spread2 = (1.0 + s2) * rng.chisquare(b - 1, n) / (b - 1)
     scatter2 = s2 * rng.chisquare(k - 1, n) / (k - 1) if k > 1 else np.zeros(n)
     error = rng.normal(0.0, np.sqrt(1.0 + s2 / k), n)
     views = {
-        "as reported": np.sqrt(spread2),
+        "spread": np.sqrt(spread2),
+        "as reported": np.sqrt(spread2) * interval_factor(b),
         "scatter taken out": np.sqrt(np.maximum(spread2 - scatter2 * (1 - 1 / k), 0.25 * spread2)),
     }
     out = {"bootstrap": b, "data_replicas": k, "scatter": scatter}
@@ -141,16 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     simulation = [calibration(b, k, s) for b, k, s in settings]
     for r in rows:
         print(f"{r['set']:14s} {r['run']:44s} B {r['bootstrap']:2d} K {r['data_replicas']:2d} "
-              f"σ/σ_post {np.mean(r['sigma_over_post']):.2f} "
+              f"spread/σ_post {np.mean(r['spread_over_post']):.2f} "
               f"(chance 16–84%: {'–'.join(f'{v:.2f}' for v in chance_range(r['bootstrap']))}) "
               f"s/σ_post {np.mean(r['scatter_over_post']):.2f}")  # fmt: skip
     for s in stats_:
-        print(f"{s['set']:14s} runs {s['runs']:2d} σ/σ_post {s['sigma_over_post']['mean']:.2f} "
+        print(f"{s['set']:14s} runs {s['runs']:2d} spread/σ_post {s['spread_over_post']['mean']:.2f} "
+              f"σ/σ_post {s['sigma_over_post']['mean']:.2f} "
               f"s/σ_post {s['scatter_over_post']['mean']:.2f}")  # fmt: skip
     for c in simulation:
         print(f"simulated B {c['bootstrap']} K {c['data_replicas']} s {c['scatter']:.2f}: " + "; ".join(
             f"{v}: cover {c[v]['coverage']:.3f} rms pull {c[v]['pull_rms']:.3f} mean σ "
-            f"{c[v]['sigma_mean']:.3f}" for v in ("as reported", "scatter taken out")))  # fmt: skip
+            f"{c[v]['sigma_mean']:.3f}" for v in VIEWS))  # fmt: skip
     payload = {
         "rows": rows, "summary": stats_, "simulation": simulation,
         "chance": {str(b): chance_range(b) for b, _ in shapes},

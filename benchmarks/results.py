@@ -717,43 +717,49 @@ def _replica_sigma(p: dict) -> list[str]:
 
     chance = p.get("chance") or {}
     summary = [
-        [s["set"], fmt(s["runs"], "d"), span(s["sigma_over_post"]),
-         ", ".join(f"{v:.2f}" for v in s["fit_means"]), span(s["scatter_over_post"])]
+        [s["set"], fmt(s["runs"], "d"), span(s["spread_over_post"]),
+         ", ".join(f"{v:.2f}" for v in s["fit_means"]), span(s["sigma_over_post"]),
+         span(s["scatter_over_post"])]
         for s in p["summary"]
     ]  # fmt: skip
     rows = [
         [r["set"], f"`{r['run']}`", fmt(r["bootstrap"], "d"), fmt(r["data_replicas"], "d"),
-         fmt(r.get("d_steps"), "d"), _span(r["sigma_over_post"]),
-         fmt(statistics.fmean(r["sigma_over_post"]), ".2f"),
+         fmt(r.get("d_steps"), "d"), _span(r["spread_over_post"]),
+         fmt(statistics.fmean(r["spread_over_post"]), ".2f"),
          "–".join(f"{v:.2f}" for v in chance.get(str(r["bootstrap"]), [])) or "–",
-         _span(r["scatter_over_post"])]
+         _span(r["sigma_over_post"]), _span(r["scatter_over_post"])]
         for r in p["rows"]
     ]  # fmt: skip
+    views = ("spread", "as reported", "scatter taken out")
     sim = [
         [fmt(c["bootstrap"], "d"), fmt(c["data_replicas"], "d"), fmt(c["scatter"], ".2f"), view,
          fmt(c[view]["coverage"], ".3f"), fmt(c[view]["pull_rms"], ".3f"),
          fmt(c[view]["sigma_mean"], ".3f")]
-        for c in p.get("simulation") or [] for view in ("as reported", "scatter taken out")
+        for c in p.get("simulation") or [] for view in views if view in c
     ]  # fmt: skip
     per_run = ["set", "run", "bootstrap replicas B", "data replicas K", "d_steps",
-               "σ/σ_post", "(mean)", "by chance (16–84%)", "scatter/σ_post"]  # fmt: skip
+               "spread/σ_post", "(mean)", "by chance (16–84%)", "σ/σ_post", "scatter/σ_post"]  # fmt: skip
     sections = [
-        "σ is the bootstrap replicas' spread (`inverse.report.replica_estimate`), the scatter s "
-        "the data replicas' spread (one generator's own), both over the exact posterior's σ on "
-        "the same data; per set the mean over runs and parameters (min–max), and each fit's "
-        "mean over its parameters. *By chance*: the 16–84% range of a σ estimated from B "
-        "Gaussian draws, over the true σ. A quark's three parameters move together, so one "
-        "fit's parameters share much of that chance.",
-        markdown_table(["set", "runs", "σ/σ_post", "per fit", "scatter/σ_post"], summary),
+        "*Spread*: the bootstrap replicas' spread; σ: what the fit reports, the spread × the "
+        "Student-t factor of B − 1 degrees of freedom (`inverse.report.interval_factor`); the "
+        "scatter s: the data replicas' spread (one generator's own); all over the exact "
+        "posterior's σ on the same data; per set the mean over runs and parameters (min–max), "
+        "and each fit's mean spread over its parameters. *By chance*: the 16–84% range of a "
+        "spread of B Gaussian draws, over the true σ. A quark's three parameters move together, "
+        "so one fit's parameters share much of that chance. The fits ran before the factor "
+        "existed; σ here is recomputed from their replicas.",
+        markdown_table(["set", "runs", "spread/σ_post", "per fit", "σ/σ_post", "scatter/σ_post"],
+                       summary),  # fmt: skip
         markdown_table(per_run, rows),
     ]
     if sim:
         sections += [
             "Simulated with the runs' B, K and mean scatter (true σ = 1): the θ error "
             "~ N(0, 1 + s²/K), the bootstrap spread² ~ (1 + s²) χ²_{B−1}/(B−1), the data "
-            "replicas' spread² ~ s² χ²_{K−1}/(K−1); σ as reported, and with the scatter taken "
-            "out (spread² − s²(1 − 1/K), at least a quarter of spread²). 1σ coverage (68.3% for "
-            "a known σ), rms pull and mean σ.",
+            "replicas' spread² ~ s² χ²_{K−1}/(K−1); the spread as is, σ as reported (× the "
+            "Student-t factor), and the spread with the scatter taken out (spread² − s²(1 − 1/K), "
+            "at least a quarter of spread²). 1σ coverage (68.3% for a known σ), rms pull and "
+            "mean σ.",
             markdown_table(["B", "K", "s", "σ", "coverage", "rms pull", "mean σ"], sim),
         ]
     return sections

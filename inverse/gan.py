@@ -12,8 +12,8 @@ The generator maps one fixed latent vector per replica to θ_r, and every replic
 discriminators, so each θ_r is the GAN's estimate on its replica. The mean of θ_0…θ_{K−1} is the
 answer and the spread of the bootstrap replicas' θ its uncertainty: posterior-like samples whose
 width follows the data. Each bootstrap replica is one generator, so its spread also holds the
-optimizer's own scatter, which the data replicas' spread measures; why it is left in:
-`inverse.report.replica_estimate`.
+optimizer's own scatter, which the data replicas' spread measures; σ is the bootstrap spread times a
+Student-t factor for the few replicas (`inverse.report.replica_estimate`).
 
 What the seed's roadblocks need, and where it is handled:
 - insensitive gradients: discriminators look at standardized logit(x), where the steep edges of

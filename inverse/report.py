@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from inverse.faces import FACE_REACH, cut_by_box
 from inverse.plots import plot_curves, plot_events, plot_traces
@@ -43,6 +44,7 @@ __all__ = [
     "SurrogateYardstick",
     "make_yardstick",
     "Summary",
+    "interval_factor",
     "replica_estimate",
     "summarize",
     "face_cut",
@@ -250,22 +252,31 @@ class Summary:
         return self.final[self.data_replicas :]
 
 
+def interval_factor(bootstrap: int) -> float:
+    """σ over the bootstrap spread: the Student-t quantile of the 1σ level with ``bootstrap`` − 1
+    degrees of freedom, so that θ ± σ covers as a known σ's would (68.3%) although σ is estimated
+    from a few replicas; 1 for fewer than 2."""
+    if bootstrap < 2:
+        return 1.0
+    return float(stats.t.ppf(stats.norm.cdf(1.0), bootstrap - 1))
+
+
 def replica_estimate(final: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """θ, σ and one generator's scatter from the replicas' averaged θ, ``final`` (R, P), the first
     ``k`` on the data itself.
 
-    θ is the mean of the K data replicas; σ the spread of the R − K bootstrap replicas. Each of
-    those is one generator, so σ also holds the optimizer's own scatter s, which the K data
-    replicas (independent generators on the same data) measure: the third value, NaN for K = 1.
-    s is left in σ on purpose. With a few bootstrap replicas σ has a statistical error of its own,
-    and pulls over a noisy σ have heavier tails than a Gaussian's. The small excess that s adds
-    offsets that: taking s out made σ unbiased but the rms pull larger, with the replica counts
-    and the scatter that case A measures (`benchmarks/replica_sigma.py`, docs/results/replica-sigma.md).
+    θ is the mean of the K data replicas. σ is the spread of the B = R − K bootstrap replicas
+    times `interval_factor` (B): with B replicas the spread is itself uncertain, pulls over it have
+    a Student-t's heavier tails, and the factor makes θ ± σ the t interval of 68.3%. Each bootstrap
+    replica is one generator, so the spread also holds the optimizer's own scatter s, which the K
+    data replicas (independent generators on the same data) measure: the third value, NaN for
+    K = 1. s is left in: taking it out made σ unbiased but the rms pull larger with the replica
+    counts and scatter of case A (`benchmarks/replica_sigma.py`, docs/results/replica-sigma.md).
     """
     final = np.asarray(final, dtype=float)
     nan = np.full(final.shape[1], np.nan)
     boot = final[k:]
-    std = boot.std(0, ddof=1) if len(boot) > 1 else nan
+    std = boot.std(0, ddof=1) * interval_factor(len(boot)) if len(boot) > 1 else nan
     scatter = final[:k].std(0, ddof=1) if k > 1 else nan
     return final[:k].mean(0), std, scatter
 
@@ -318,6 +329,8 @@ def summarize(
         "replicas_std": replicas_std,
         # the data replicas' spread: one generator's own scatter, a part of σ (replica_estimate)
         "scatter_std": scatter,
+        # σ over the bootstrap replicas' spread (the 68.3% Student-t quantile: interval_factor)
+        "interval_factor": interval_factor(len(boot)),
         "at_face": {theory.param_names[j]: found for j, found in at_face.items()} or None,
         "crb_std": crb,
         "crb_at": "truth" if truth is not None else "fit",

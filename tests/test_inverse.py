@@ -13,7 +13,7 @@ import yaml
 from inverse.config import GanConfig, StopConfig
 from inverse.fit import main
 from inverse.gan import BatchedMLP, OuterGAN, make_replicas
-from inverse.report import replica_estimate
+from inverse.report import interval_factor, replica_estimate
 from inverse.sources import make_source
 from inverse.training import load_config, run_outer_gan
 from surrogates.data import CASES, read_events, simulate_observed, write_events
@@ -65,7 +65,9 @@ def test_data_replicas_fit_the_data_and_are_averaged(tmp_path, proxy):
     final = np.load(tmp_path / "params.npz")["theta"]
     assert not np.allclose(final[0], final[1])  # independent generators on the same data
     assert np.allclose(m["replicas_mean"], final[:2].mean(0))
-    assert np.allclose(m["replicas_std"], final[2:].std(0, ddof=1))
+    # σ: the 3 bootstrap replicas' spread × the Student-t 68.3% quantile with 2 degrees of freedom
+    assert m["interval_factor"] == pytest.approx(1.321, abs=1e-3)
+    assert np.allclose(m["replicas_std"], final[2:].std(0, ddof=1) * m["interval_factor"])
     assert np.allclose(m["scatter_std"], final[:2].std(0, ddof=1))  # one generator's scatter
     # 20 steps from the box centre: no parameter at a face, so θ and σ are the replicas'
     assert m["at_face"] is None
@@ -528,10 +530,11 @@ def test_the_replica_sigma_benchmark_reads_runs_and_writes_its_page(tmp_path, mo
     (row,) = got["rows"]
     mean, std, scatter = replica_estimate(final, k)
     assert np.allclose(mean, final[:k].mean(0))
-    assert np.allclose(std, final[k:].std(0, ddof=1))
+    assert np.allclose(std, final[k:].std(0, ddof=1) * interval_factor(15))
     assert np.allclose(scatter, final[:k].std(0, ddof=1))
     assert row["set"] == "fresh" and row["data_replicas"] == k and row["bootstrap"] == 15
     assert np.allclose(row["sigma_over_post"], std / post_std)
+    assert np.allclose(row["spread_over_post"], final[k:].std(0, ddof=1) / post_std)
     assert np.allclose(row["scatter_over_post"], scatter / post_std)
     assert [(c["bootstrap"], c["data_replicas"]) for c in got["simulation"]][-1] == (14, 2)
     assert "| fresh | 1 |" in (tmp_path / "res" / "replica-sigma.md").read_text()
@@ -548,21 +551,23 @@ def test_the_replica_sigma_benchmark_reads_runs_and_writes_its_page(tmp_path, mo
     assert "no exact posterior" in capsys.readouterr().err
 
 
-def test_a_sigma_from_few_replicas_keeps_the_scatter_for_its_pulls(monkeypatch):
-    """The benchmark's simulation: with σ known the coverage is 68.3% and the rms pull 1; from
-    15 bootstrap replicas the pulls have heavier tails (rms ≈ √(14/12)); one generator's scatter
-    left in σ (case A's B 15, K 16, s ≈ 0.37σ) brings coverage and rms pull back towards 68.3%
-    and 1, where taking it out leaves them as with no scatter or worse."""
+def test_a_sigma_from_few_replicas_is_the_student_t_interval_and_keeps_the_scatter(monkeypatch):
+    """The benchmark's simulation: with σ known the coverage is 68.3% and the rms pull 1; from B
+    bootstrap replicas the bare spread covers less (pulls have a Student-t's tails), σ as reported
+    (× interval_factor(B)) covers 68.3% again; one generator's scatter left in (case A's B 15,
+    K 16, s ≈ 0.37σ) keeps the rms pull lower than taking it out does."""
     mod = _replica_sigma_bench(monkeypatch)
-    known = mod.calibration(100_000, 1, 0.0, n=100_000)["as reported"]
-    assert known["coverage"] == pytest.approx(0.683, abs=0.005)
+    known = mod.calibration(100_000, 1, 0.0, n=200_000)["as reported"]
+    assert known["coverage"] == pytest.approx(0.683, abs=0.004)
     assert known["pull_rms"] == pytest.approx(1.0, abs=0.01)
-    none = mod.calibration(15, 16, 0.0, n=100_000)["as reported"]
-    assert none["pull_rms"] == pytest.approx(np.sqrt(14 / 12), abs=0.02)
-    case_a = mod.calibration(15, 16, 0.37, n=100_000)
+    for b, k in ((15, 16), (14, 2)):
+        got = mod.calibration(b, k, 0.0, n=200_000)
+        assert got["spread"]["coverage"] < 0.672  # 66.6%
+        assert got["as reported"]["coverage"] == pytest.approx(0.683, abs=0.004)
+        assert got["spread"]["pull_rms"] == pytest.approx(np.sqrt((b - 1) / (b - 3)), abs=0.02)
+    case_a = mod.calibration(15, 16, 0.37, n=200_000)
     kept, taken = case_a["as reported"], case_a["scatter taken out"]
-    assert abs(kept["coverage"] - 0.683) < abs(taken["coverage"] - 0.683)
-    assert kept["pull_rms"] < taken["pull_rms"] and kept["pull_rms"] < none["pull_rms"]
-    assert taken["sigma_mean"] < kept["sigma_mean"]
+    assert kept["pull_rms"] < taken["pull_rms"] and taken["sigma_mean"] < kept["sigma_mean"]
+    assert interval_factor(1) == 1.0 and interval_factor(14) == pytest.approx(1.0400, abs=1e-4)
     lo, hi = mod.chance_range(15)
     assert 0.75 < lo < 0.85 and 1.1 < hi < 1.2
