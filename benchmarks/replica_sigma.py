@@ -12,8 +12,9 @@ number of bootstrap replicas B (the 16–84% quantiles of √(χ²_{B−1}/(B−
 
 Then a simulation with the runs' B, K and mean scatter (and ``--simulate B:K:S`` settings): θ error ~ N(0, σ² + s²/K), bootstrap
 spread² ~ (σ² + s²) χ²_{B−1}/(B−1), the data replicas' spread² ~ s² χ²_{K−1}/(K−1). For the
-spread, σ as reported (the spread × the Student-t factor) and the spread with s taken out
-(σ² − s²(1 − 1/K), floored at a quarter): 1σ coverage, rms pull and mean σ. Prints tables, writes JSON (``--out``) and, with
+spread, σ as reported (the spread × the Student-t factor) and σ with s taken out
+(√(σ² − s²(1 − 1/K)), floored at half the spread, × the same factor): 1σ coverage, rms pull and
+mean σ. Prints tables, writes JSON (``--out``) and, with
 ``--results``, the page ``docs/results/NAME.md``.
 """
 
@@ -38,28 +39,42 @@ from surrogates.runs import cli_errors, environment  # noqa: E402
 VIEWS = ("spread", "as reported", "scatter taken out")
 
 
+def _values(v: np.ndarray | list | None) -> np.ndarray:
+    """A row's per-parameter ratios, empty where there are none (no scatter with one data
+    replica)."""
+    return np.asarray([] if v is None else v, dtype=float)
+
+
 def run_row(folder: Path, group: str) -> dict:
     """One run's bootstrap spread, σ and scatter over the exact posterior's σ, per parameter."""
     for name in ("params.npz", "metrics.json", "config.yaml"):
         if not (folder / name).is_file():
             raise InputError(f"{folder}: no {name}; give finished inverse.fit run folders")
-    metrics = json.loads((folder / "metrics.json").read_text())
-    post = metrics.get("posterior") or {}
-    if "std" not in post:
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        with np.load(folder / "params.npz") as f:
+            final = np.asarray(f["theta"], dtype=float)
+        post_std = np.asarray((metrics.get("posterior") or {})["std"], dtype=float)
+        names = list(metrics["param_names"])
+        k = int(cfg.get("data_replicas", 1))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise InputError(
-            f"{folder}: metrics.json has no exact posterior (fit with posterior: true)"
-        )
-    cfg = yaml.safe_load((folder / "config.yaml").read_text())
-    k = int(cfg.get("data_replicas", 1))
-    with np.load(folder / "params.npz") as f:
-        final = np.asarray(f["theta"], dtype=float)
+            f"{folder}: not an inverse.fit run with the exact posterior ({type(err).__name__}: "
+            f"{err}); fit with posterior: true"
+        ) from None
+    if final.ndim != 2 or final.shape[1] != len(names) or post_std.shape != (len(names),):
+        raise InputError(f"{folder}: params.npz θ, the posterior's σ and param_names disagree")
+    if not 1 <= k <= len(final) - 2:
+        raise InputError(f"{folder}: {len(final)} replicas and data_replicas {k}: need ≥ 2 bootstrap")
     _, std, scatter = replica_estimate(final, k)
-    post_std = np.asarray(post["std"], dtype=float)
     return {
         "set": group, "run": str(folder), "data_replicas": k, "bootstrap": len(final) - k,
-        "d_steps": (cfg.get("gan") or {}).get("d_steps"), "param_names": metrics["param_names"],
+        "d_steps": (cfg.get("gan") or {}).get("d_steps"), "param_names": names,
         "spread_over_post": std / interval_factor(len(final) - k) / post_std,
-        "sigma_over_post": std / post_std, "scatter_over_post": scatter / post_std,
+        "sigma_over_post": std / post_std,
+        # one data replica (K = 1): no scatter measured
+        "scatter_over_post": None if scatter is None else scatter / post_std,
         "crb_over_post": np.asarray(metrics["crb_std"], dtype=float) / post_std,
     }  # fmt: skip
 
@@ -78,12 +93,12 @@ def summarize(rows: list[dict]) -> list[dict]:
         mine = [r for r in rows if r["set"] == group]
         entry: dict = {"set": group, "runs": len(mine)}
         for key in ("spread_over_post", "sigma_over_post", "scatter_over_post"):
-            v = np.concatenate([np.asarray(r[key], dtype=float) for r in mine])
-            entry[key] = {
-                "mean": float(np.nanmean(v)),
-                "min": float(np.nanmin(v)),
-                "max": float(np.nanmax(v)),
-            }
+            v = np.concatenate([_values(r[key]) for r in mine])
+            entry[key] = (
+                {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+                if len(v)
+                else None
+            )
         entry["fit_means"] = [float(np.mean(r["spread_over_post"])) for r in mine]
         out.append(entry)
     return out
@@ -93,7 +108,7 @@ def calibration(
     bootstrap: int, data_replicas: int, scatter: float, n: int = 200_000, seed: int = 0
 ) -> dict:
     """Coverage, rms pull and mean σ (true σ = 1) of the bootstrap spread, of σ as reported (the
-    spread × `interval_factor`) and of the spread with s taken out."""
+    spread × `interval_factor`) and of σ with s taken out (× the same factor)."""
     rng = np.random.default_rng(seed)
     b, k, s2 = bootstrap, data_replicas, scatter**2
     spread2 = (1.0 + s2) * rng.chisquare(b - 1, n) / (b - 1)
@@ -102,7 +117,8 @@ def calibration(
     views = {
         "spread": np.sqrt(spread2),
         "as reported": np.sqrt(spread2) * interval_factor(b),
-        "scatter taken out": np.sqrt(np.maximum(spread2 - scatter2 * (1 - 1 / k), 0.25 * spread2)),
+        "scatter taken out": np.sqrt(np.maximum(spread2 - scatter2 * (1 - 1 / k), 0.25 * spread2))
+        * interval_factor(b),
     }
     out = {"bootstrap": b, "data_replicas": k, "scatter": scatter}
     for name, sigma in views.items():
@@ -134,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_row(Path(folder), group or "runs"))
     stats_ = summarize(rows)
     shapes = {(r["bootstrap"], r["data_replicas"]) for r in rows}
-    scatter = float(np.nanmean(np.concatenate([r["scatter_over_post"] for r in rows])))
-    settings = [(b, k, s) for b, k in sorted(shapes) for s in (0.0, scatter) if np.isfinite(s)]
+    scatters = np.concatenate([_values(r["scatter_over_post"]) for r in rows])
+    scatter = float(scatters.mean()) if len(scatters) else 0.0
+    settings = [(b, k, s) for b, k in sorted(shapes) for s in sorted({0.0, scatter})]
     for spec in args.simulate:
         try:
             b, k, s = spec.split(":")
@@ -149,11 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['set']:14s} {r['run']:44s} B {r['bootstrap']:2d} K {r['data_replicas']:2d} "
               f"spread/σ_post {np.mean(r['spread_over_post']):.2f} "
               f"(chance 16–84%: {'–'.join(f'{v:.2f}' for v in chance_range(r['bootstrap']))}) "
-              f"s/σ_post {np.mean(r['scatter_over_post']):.2f}")  # fmt: skip
+              f"s/σ_post {results.fmt(_values(r['scatter_over_post']).mean() if r['scatter_over_post'] is not None else None, '.2f')}")  # fmt: skip
     for s in stats_:
         print(f"{s['set']:14s} runs {s['runs']:2d} spread/σ_post {s['spread_over_post']['mean']:.2f} "
               f"σ/σ_post {s['sigma_over_post']['mean']:.2f} "
-              f"s/σ_post {s['scatter_over_post']['mean']:.2f}")  # fmt: skip
+              f"s/σ_post {results.fmt((s['scatter_over_post'] or {}).get('mean'), '.2f')}")  # fmt: skip
     for c in simulation:
         print(f"simulated B {c['bootstrap']} K {c['data_replicas']} s {c['scatter']:.2f}: " + "; ".join(
             f"{v}: cover {c[v]['coverage']:.3f} rms pull {c[v]['pull_rms']:.3f} mean σ "

@@ -712,8 +712,8 @@ def _convergence(p: dict) -> list[str]:
 
 
 def _replica_sigma(p: dict) -> list[str]:
-    def span(v: dict) -> str:
-        return f"{v['mean']:.2f} ({v['min']:.2f}–{v['max']:.2f})"
+    def span(v: dict | None) -> str:
+        return "–" if v is None else f"{v['mean']:.2f} ({v['min']:.2f}–{v['max']:.2f})"
 
     chance = p.get("chance") or {}
     summary = [
@@ -757,9 +757,9 @@ def _replica_sigma(p: dict) -> list[str]:
             "Simulated with the runs' B, K and mean scatter (true σ = 1): the θ error "
             "~ N(0, 1 + s²/K), the bootstrap spread² ~ (1 + s²) χ²_{B−1}/(B−1), the data "
             "replicas' spread² ~ s² χ²_{K−1}/(K−1); the spread as is, σ as reported (× the "
-            "Student-t factor), and the spread with the scatter taken out (spread² − s²(1 − 1/K), "
-            "at least a quarter of spread²). 1σ coverage (68.3% for a known σ), rms pull and "
-            "mean σ.",
+            "Student-t factor), and σ with the scatter taken out (√(spread² − s²(1 − 1/K)), at "
+            "least half the spread, × the same factor). 1σ coverage (68.3% for a known σ), rms "
+            "pull and mean σ.",
             markdown_table(["B", "K", "s", "σ", "coverage", "rms pull", "mean σ"], sim),
         ]
     return sections

@@ -248,7 +248,7 @@ class Summary:
 
     @property
     def boot(self) -> np.ndarray:
-        """The bootstrap replicas' θ, (R − K, P): their spread is σ."""
+        """The bootstrap replicas' θ, (R − K, P): their spread × `interval_factor` is σ."""
         return self.final[self.data_replicas :]
 
 
@@ -261,7 +261,9 @@ def interval_factor(bootstrap: int) -> float:
     return float(stats.t.ppf(stats.norm.cdf(1.0), bootstrap - 1))
 
 
-def replica_estimate(final: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def replica_estimate(
+    final: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """θ, σ and one generator's scatter from the replicas' averaged θ, ``final`` (R, P), the first
     ``k`` on the data itself.
 
@@ -269,7 +271,7 @@ def replica_estimate(final: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray,
     times `interval_factor` (B): with B replicas the spread is itself uncertain, pulls over it have
     a Student-t's heavier tails, and the factor makes θ ± σ the t interval of 68.3%. Each bootstrap
     replica is one generator, so the spread also holds the optimizer's own scatter s, which the K
-    data replicas (independent generators on the same data) measure: the third value, NaN for
+    data replicas (independent generators on the same data) measure: the third value, None for
     K = 1. s is left in: taking it out made σ unbiased but the rms pull larger with the replica
     counts and scatter of case A (`benchmarks/replica_sigma.py`, docs/results/replica-sigma.md).
     """
@@ -277,7 +279,7 @@ def replica_estimate(final: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray,
     nan = np.full(final.shape[1], np.nan)
     boot = final[k:]
     std = boot.std(0, ddof=1) * interval_factor(len(boot)) if len(boot) > 1 else nan
-    scatter = final[:k].std(0, ddof=1) if k > 1 else nan
+    scatter = final[:k].std(0, ddof=1) if k > 1 else None
     return final[:k].mean(0), std, scatter
 
 
@@ -327,7 +329,8 @@ def summarize(
         # is cut by the prior box (at_face: inverse.faces)
         "replicas_mean": replicas_mean,
         "replicas_std": replicas_std,
-        # the data replicas' spread: one generator's own scatter, a part of σ (replica_estimate)
+        # the data replicas' spread: one generator's own scatter, a part of σ (replica_estimate);
+        # None with one data replica
         "scatter_std": scatter,
         # σ over the bootstrap replicas' spread (the 68.3% Student-t quantile: interval_factor)
         "interval_factor": interval_factor(len(boot)),

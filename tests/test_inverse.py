@@ -543,12 +543,24 @@ def test_the_replica_sigma_benchmark_reads_runs_and_writes_its_page(tmp_path, mo
             mod.main([str(run), "--out", str(out)] + bad)
         assert stop.value.code == 2
         assert "--simulate" in capsys.readouterr().err
+    one = tmp_path / "one"  # one data replica: no scatter, a dash on the page, no NaN in the JSON
+    one.mkdir()
+    for name in ("params.npz", "metrics.json"):
+        (one / name).write_bytes((run / name).read_bytes())
+    (one / "config.yaml").write_text(yaml.safe_dump({"data_replicas": 1}))
+    assert mod.main([str(one), "--out", str(out), "--results", str(tmp_path / "res")]) == 0
+    assert json.loads(out.read_text())["rows"][0]["scatter_over_post"] is None
+    assert "NaN" not in out.read_text()
+    (one / "config.yaml").write_text(yaml.safe_dump({"data_replicas": len(final) - 1}))
+    bad = {"one bootstrap replica": one, "no exact posterior": run}
     metrics.pop("posterior")
     (run / "metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(SystemExit) as stop:
-        mod.main([str(run), "--out", str(out)])
-    assert stop.value.code == 2
-    assert "no exact posterior" in capsys.readouterr().err
+    for said, folder in bad.items():
+        with pytest.raises(SystemExit) as stop:
+            mod.main([str(folder), "--out", str(out)])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("need ≥ 2 bootstrap" in err or "exact posterior" in err)
 
 
 def test_a_sigma_from_few_replicas_is_the_student_t_interval_and_keeps_the_scatter(monkeypatch):

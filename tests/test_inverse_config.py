@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -307,7 +308,11 @@ def test_a_recorded_run_gives_the_same_numbers(tmp_path, capsys):
     # a fixed Chebyshev grid): its events move by ~the interpolation error, θ by ~1e-8 relative;
     # any change of the config system's meaning moves them by far more
     assert metrics["params_mean"] == pytest.approx(RECORDED_MEAN, rel=1e-6)
-    assert metrics["params_std"] == pytest.approx(RECORDED_STD, rel=1e-5)
+    # (σ is the replicas' spread × the Student-t factor of its degrees of freedom since 853715f)
+    spread = np.asarray(metrics["params_std"]) / metrics["interval_factor"]
+    assert spread == pytest.approx(RECORDED_STD, rel=1e-5)
+    assert metrics["interval_factor"] == pytest.approx(1.8373, abs=1e-4)  # t₁ at Φ(1), B = 2
+    assert metrics["scatter_std"] is None  # one data replica: no scatter measured
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["steps"] == 30 and resolved["events"] == str(obs)
     assert load_config(out / "config.yaml").gan.trace_every == 5
