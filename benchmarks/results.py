@@ -1052,6 +1052,24 @@ BENCHMARKS: dict[str, tuple[str, str, str, Callable[[dict], list[str]]]] = {
                       "on the fits of study-C-fresh (truths from the prior, seed 11), which ran "
                       "after every constant of the rule was fixed, beside the exact posterior "
                       "(`benchmarks/faces.py`).", _faces),
+    "study-B-flow-fresh": ("Pseudo-experiment studies: a fresh case-B check through the shipped flow",
+                           "study-B-flow-fresh.json",
+                           "Per fitter and parameter over case-B pseudo-experiments (10000 + 5000 "
+                           "events, truths from the prior, seed 15) fitted by the outer GAN through "
+                           "flow-zuko with the shipped proxy.yaml, run after σ took its Student-t "
+                           "factor (commit 853715f); nothing was chosen on them (`python -m "
+                           "inverse.study --source flow-zuko --case B`, gathered by "
+                           "`benchmarks/study.py table`). 1σ coverage (|mean − truth| ≤ σ) with its "
+                           "binomial error, pull (mean − truth)/σ, the SBC χ² p-value, σ/σ_post and "
+                           "the distance to the exact posterior mean in σ_post, seconds per fit.",
+                           _study),
+    "faces-B-flow-fresh": ("Outer GAN at the faces of the prior box: the face rule on a fresh case-B study through the flow",
+                           "faces-B-flow-fresh.json",
+                           "The GAN's replicas against the face rule (`inverse/faces.py`) on the fits "
+                           "of study-B-flow-fresh (truths from the prior, seed 15, through "
+                           "flow-zuko), which ran after every constant of the rule and σ's Student-t "
+                           "factor were fixed, beside the exact posterior (`benchmarks/faces.py`).",
+                           _faces),
     "study-B-face3": ("Pseudo-experiment studies: case B at truths near a face, through the outer GAN with the face rule",
               "study-B-face3.json",
               "Per fitter and parameter over pseudo-experiments whose truths each have one "
