@@ -10,12 +10,12 @@ replicas' spread (σ before `inverse.report.interval_factor`) and one generator'
 data replicas' spread), beside the range a single fit's spread/σ_post takes by chance with its
 number of bootstrap replicas B (the 16–84% quantiles of √(χ²_{B−1}/(B−1))).
 
-Then a simulation with the runs' B, K and mean scatter (and ``--simulate B:K:S`` settings): θ error ~ N(0, σ² + s²/K), bootstrap
-spread² ~ (σ² + s²) χ²_{B−1}/(B−1), the data replicas' spread² ~ s² χ²_{K−1}/(K−1). For the
-spread, σ as reported (the spread × the Student-t factor) and σ with s taken out
-(√(σ² − s²(1 − 1/K)), floored at half the spread, × the same factor): 1σ coverage, rms pull and
-mean σ. Prints tables, writes JSON (``--out``) and, with
-``--results``, the page ``docs/results/NAME.md``.
+Then a simulation with the runs' B, K and mean scatter (and ``--simulate B:K:S`` settings): θ
+error ~ N(0, σ² + s²/K), bootstrap spread² ~ (σ² + s²) χ²_{B−1}/(B−1), the data replicas'
+spread² ~ s² χ²_{K−1}/(K−1). For the spread, σ as reported (the spread × the Student-t factor)
+and σ with s taken out (√(σ² − s²(1 − 1/K)), floored at half the spread, × the same factor): 1σ
+coverage, rms pull and mean σ. Prints tables, writes JSON (``--out``) and, with ``--results``,
+the page ``docs/results/NAME.md``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ def _values(v: np.ndarray | list | None) -> np.ndarray:
     """A row's per-parameter ratios, empty where there are none (no scatter with one data
     replica)."""
     return np.asarray([] if v is None else v, dtype=float)
+
+
+def _mean(v: np.ndarray | list | None) -> float | None:
+    """The mean of a row's per-parameter ratios, None where there are none."""
+    return None if v is None else float(np.mean(v))
 
 
 def run_row(folder: Path, group: str) -> dict:
@@ -99,7 +104,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                 if len(v)
                 else None
             )
-        entry["fit_means"] = [float(np.mean(r["spread_over_post"])) for r in mine]
+        entry["fit_means"] = [_mean(r["spread_over_post"]) for r in mine]
         out.append(entry)
     return out
 
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['set']:14s} {r['run']:44s} B {r['bootstrap']:2d} K {r['data_replicas']:2d} "
               f"spread/σ_post {np.mean(r['spread_over_post']):.2f} "
               f"(chance 16–84%: {'–'.join(f'{v:.2f}' for v in chance_range(r['bootstrap']))}) "
-              f"s/σ_post {results.fmt(_values(r['scatter_over_post']).mean() if r['scatter_over_post'] is not None else None, '.2f')}")  # fmt: skip
+              f"s/σ_post {results.fmt(_mean(r['scatter_over_post']), '.2f')}")  # fmt: skip
     for s in stats_:
         print(f"{s['set']:14s} runs {s['runs']:2d} spread/σ_post {s['spread_over_post']['mean']:.2f} "
               f"σ/σ_post {s['sigma_over_post']['mean']:.2f} "
