@@ -27,6 +27,7 @@ so a killed run resumes. Prints a table, writes the JSON after each point and, w
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import shutil
@@ -128,6 +129,9 @@ def train_point(shared: dict, task: tuple[int, int]) -> dict:
         "simulate_seconds": simulate_s,
         "shift_seconds": time.perf_counter() - t1,
         "val_loss": metrics.get("val_loss"),
+        # the train seconds' conditions: rows of other runs are read back beside this one's
+        "run_date": datetime.date.today().isoformat(),
+        "fits_at_a_time": shared["workers"],
         "checkpoint": checkpoint,
         "shifts": shifts.tolist(),
         **shift_summary(shifts),
@@ -195,6 +199,7 @@ def main() -> None:
         "seed": args.seed,
         "test_theta": np.asarray(record["theta"]).tolist(),
         "counts": counts,
+        "workers": args.workers,
     }
     payload = {
         "theory": theory.name,

@@ -696,7 +696,8 @@ def _convergence(p: dict) -> list[str]:
         sections.append(
             "The machine's speed, before and after (`surrogates.runs.machine_speed`: a fixed "
             "one-thread workload, so that seconds from other days compare in its units): "
-            + ", ".join(f"{v:.1f} ms" for v in speeds) + "."
+            + ", ".join(f"{v:.1f} ms" for v in speeds)
+            + "."
         )
     if summary:
         header = ["case", "schedule", "fits", "seconds (median)", "seconds (max)", "steps (median)",
@@ -748,8 +749,9 @@ def _replica_sigma(p: dict) -> list[str]:
         "spread of B Gaussian draws, over the true σ. A quark's three parameters move together, "
         "so one fit's parameters share much of that chance. The fits ran before the factor "
         "existed; σ here is recomputed from their replicas.",
-        markdown_table(["set", "runs", "spread/σ_post", "per fit", "σ/σ_post", "scatter/σ_post"],
-                       summary),  # fmt: skip
+        markdown_table(
+            ["set", "runs", "spread/σ_post", "per fit", "σ/σ_post", "scatter/σ_post"], summary
+        ),  # fmt: skip
         markdown_table(per_run, rows),
     ]
     if sim:
@@ -875,16 +877,21 @@ def _budget(p: dict) -> list[str]:
         values = [abs(v) for point in r["shifts"][rows] for v in point]
         return fmt(max(values), ".2f") if values else "–"
 
+    def made(r: dict) -> str:  # rows of other runs are read back: their train s ran apart
+        if "run_date" not in r:
+            return "–"
+        return f"{r['run_date']}, {r['fits_at_a_time']} at a time"
+
     def table(rows: list[dict]) -> str:
         body = [
             [str(r["n_params"]), str(r["grid_size"]), str(r["n_params"] * r["grid_size"]),
              str(r["steps"]), str(r["epochs"]), fmt(r["max_all"], ".2f"), fmt(r["p95_all"], ".2f"),
              fmt(r["median_all"], ".2f"), part(r, slice(0, n_fill)), part(r, slice(n_fill, None)),
-             fmt(r["train_seconds"], ".0f")]
+             fmt(r["train_seconds"], ".0f"), made(r)]
             for r in rows
         ]  # fmt: skip
         head = ["θ", "nodes per θ", "θ × nodes", "steps", "epochs", "max", "p95", "median",
-                "max, filling points", "max, near a face", "train s"]  # fmt: skip
+                "max, filling points", "max, near a face", "train s", "run"]  # fmt: skip
         return markdown_table(head, body)
 
     rows = p["rows"]
@@ -903,9 +910,10 @@ def _budget(p: dict) -> list[str]:
         "checkpoint on the set's own validation θ. Noise-free θ shift "
         f"(`theta_shift_expected`) in {shift_unit(p)}: over the test θ, the max / 95th "
         "percentile / median of each point's largest |shift|, and the max over the filling "
-        "points and over the near-face ones. Train seconds: one torch thread per fit, "
-        f"{p.get('workers', 2)} fits at a time on the 2-core machine, the norm network's own "
-        "fit and every epoch's validation included (a small set has many more epochs).",
+        "points and over the near-face ones. Train seconds: one torch thread per fit, on the "
+        "2-core machine with the run's fits at a time (`run`: a finished point is read back, "
+        "not redone, so rows may come from different runs), the norm network's own fit and "
+        "every epoch's validation included (a small set has many more epochs).",
         "By the number of θ (128 nodes per θ):",
         table(by_size),
     ]

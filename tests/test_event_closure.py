@@ -25,6 +25,8 @@ def result(**extra: object) -> dict:
         "gan_minus_mle_crb": [0.1, -0.2, 0.3, 0.0, 0.5, -0.6],
         "std_over_crb": [0.3, 0.9, 1.0, 1.1, 1.2, 1.3],
         "std_over_crb_at_mle": [0.8, 0.9, 1.0, 1.1, 1.2, 1.3],
+        "cut_by_box": ["b_u"],
+        "surrogate_mle_minus_mle_crb": [0.2, 0.0, 0.0, 0.0, 0.0, -0.4],
     }
     return {
         "checkpoint": "c.ckpt",
@@ -52,15 +54,26 @@ def test_the_page_gives_the_command_that_ran_and_the_noise(event_closure) -> Non
     assert "| max \\|shift\\| / σ_CRB(B) | 0.50 | 1.50 | 0.00 | 0.00 | 0.00 | 2.00 |" in text
     assert "| median | 0.50 | 1.00 |" in text
     assert "| truth 0: σ/σ_CRB at the MLE | 0.80 |" in text
+    assert "| truth 0: (surrogate's MLE − MLE)/σ_CRB | +0.20 |" in text
+    assert "Cut by the prior box" in text and "truth 0: b_u." in text
+    assert "2 test θ (scrambled Sobol' points of seed 1, inset 5% from the faces)" in text
+    assert "largest |shift|: median 1.75, 95th percentile" in text
+    assert "max 2.00; above 1 at 2 of 2 test θ" in text
+    assert "filling θ" not in text
+    recorded = event_closure.table(result(test_set="proxy-test-b517c8e0c11e", test_fill=1), NAMES)
+    assert "recorded test set proxy-test-b517c8e0c11e: the box filled, faces included" in recorded
+    assert "| max over the 1 filling θ | 0.50 | 1.50 |" in recorded
+    assert "| max over the 1 near a face | 0.50 | 0.50 |" in recorded
 
 
 def test_an_older_result_still_renders(event_closure) -> None:  # noqa: ANN001
     old = result()
-    del old["closures"][0]["std_over_crb_at_mle"]
+    for key in ("std_over_crb_at_mle", "cut_by_box", "surrogate_mle_minus_mle_crb"):
+        del old["closures"][0][key]
     text = event_closure.table(old, NAMES)
     assert (
         "`python benchmarks/event_closure.py --checkpoint c.ckpt --test-seed 1 --truth-seed 2`"
         in text
     )
-    assert "at the MLE |" not in text
+    assert "at the MLE |" not in text and "Cut by" not in text and "surrogate's MLE" not in text
     assert "| truth 0: σ/σ_CRB | 0.30 |" in text
