@@ -36,14 +36,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inverse.config import FitConfig  # noqa: E402
-from inverse.gan import OuterGAN  # noqa: E402
 from inverse.report import SurrogateYardstick, Yardstick, summarize  # noqa: E402
-from inverse.training import make_trainer, train  # noqa: E402
+from inverse.training import build_model, make_trainer, train  # noqa: E402
 from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
 from surrogates.detector import SmearingDetector  # noqa: E402
 from surrogates.likelihood import FoldedModel  # noqa: E402
-from surrogates.metrics import held_out_theta, sample_in_chunks, test_set_record  # noqa: E402
-from surrogates.runs import write_json, write_text  # noqa: E402
+from surrogates.metrics import (  # noqa: E402
+    held_out_theta,
+    make_test_set,
+    sample_in_chunks,
+    test_set_record,
+)
+from surrogates.runs import environment, write_json, write_text  # noqa: E402
 from surrogates.theory import ProxyTheory, get_theory  # noqa: E402
 from surrogates.zoo import load_surrogate  # noqa: E402
 
@@ -84,41 +88,39 @@ def closure(
         data.expected_counts,
         data.meta,
     )  # fitted with the folded proxy
-    theory = folded.theory
-    yardstick = Yardstick(theory, data, folded)
-    # the steps are scaled as inverse.fit scales them for a generator: from the surrogate's
-    # own Fisher information (the folded model is the measurement's, not the fit's)
+    yardstick = Yardstick(folded.theory, data, folded)  # the measurement's, never the fit's
+    # the outer GAN exactly as inverse.fit runs it for a generator (build_model: seeded, the
+    # config's stop rule, steps scaled from the surrogate's own Fisher information) and θ, σ as
+    # it reports them, with the fit's own knowledge only: the face rule reads the surrogate's
+    # likelihood, never the folded density
     own = SurrogateYardstick(model, generator, data)
-    gan = OuterGAN(
-        model,
-        data,
-        theory,
-        cfg.gan,
-        replicas=cfg.replicas,
-        data_replicas=cfg.data_replicas,
-        events_per_step=cfg.events_per_step,
-        steps=cfg.steps,
-        seed=cfg.seed,
-        covariance=own.covariance,
-        detector=None,
-    )  # the surrogate already gives reconstructed events
+    gan = build_model(generator, data, model, cfg, own, None)
     out.mkdir(parents=True, exist_ok=True)
-    trainer, _ = make_trainer(gan, cfg, theory, False, out)
+    trainer, _ = make_trainer(gan, cfg, generator, False, out)
     seconds = train(trainer, gan, cfg, out)
-    # θ and σ as inverse.fit reports them for a generator: with the fit's own knowledge (the
-    # surrogate's likelihood for the face rule), never the folded density, which only measures
     metrics, _ = summarize(gan, cfg, generator, own, None, None, seconds)
     mle = folded.fit(data, start=theta)
     counts = data.expected_counts if data.expected_counts is not None else data.counts
     crb = np.asarray(yardstick.crb_std(theta, counts))
     mean, std = np.asarray(metrics["params_mean"]), np.asarray(metrics["params_std"])
-    cut = sorted(metrics.get("at_face") or {})
-    # the surrogate's own binned MLE on the same data splits a miss into the surrogate's part
-    # (its MLE − the folded MLE) and the GAN's (GAN − its MLE)
-    own_mle = own.fit(start=mean).theta
+    at_face = metrics.get("at_face") or {}
+    cut = {
+        name: {k: at_face[name].get(k) for k in ("method", "trigger") if k in at_face[name]}
+        for name in generator.param_names
+        if name in at_face
+    }
+    # the surrogate's own binned MLE on the same data splits a miss, approximately (its bins are
+    # not the folded model's), into the surrogate's part (its MLE − the folded MLE) and the
+    # GAN's (GAN − its MLE)
+    try:
+        fit = own.fit(start=mean)
+        own_mle, own_ok = np.asarray(fit.theta, dtype=float), bool(fit.success)
+    except Exception as err:  # noqa: BLE001 - the closure's numbers stand without it
+        print(f"truth at {np.round(theta, 3).tolist()}: no surrogate MLE ({err})", flush=True)
+        own_mle, own_ok = np.full_like(mean, np.nan), False
     # the same information at the MLE: where the likelihood bends between the truth and the MLE
     # (or the box cuts it), the two differ and σ/σ_CRB at the truth alone misleads
-    crb_mle = folded.crb_std(mle.theta, CASES["B"])
+    crb_mle = np.asarray(yardstick.crb_std(mle.theta, counts))
     return {
         "truth": theta.tolist(),
         "gan_mean": mean.tolist(),
@@ -126,12 +128,15 @@ def closure(
         "mle": mle.theta.tolist(),
         "crb": crb.tolist(),
         "gan_minus_mle_crb": ((mean - mle.theta) / crb).tolist(),
-        "surrogate_mle": np.asarray(own_mle).tolist(),
+        "surrogate_mle": own_mle.tolist(),
+        "surrogate_mle_converged": own_ok,
         "surrogate_mle_minus_mle_crb": ((own_mle - mle.theta) / crb).tolist(),
         "std_over_crb": (std / crb).tolist(),
         "crb_at_mle": crb_mle.tolist(),
         "std_over_crb_at_mle": (std / crb_mle).tolist(),
         "cut_by_box": cut,
+        "steps": metrics.get("steps"),
+        "stop_reason": metrics.get("stop_reason"),
         "seconds": seconds,
     }
 
@@ -145,11 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--test-set",
-        choices=("sobol", "recorded"),
+        choices=("sobol", "box", "recorded"),
         default="sobol",
-        help="recorded: the proxy's recorded test set instead (the same prior box; 64 θ filling "
-        "it, faces included, and 16 within 2%% of a face)",
+        help="box: --test-points Sobol' θ filling the box, faces included, and --face-points "
+        "within 2%% of a face, the recorded test set's design on a stream of --test-seed (for "
+        "validation); recorded: the proxy's recorded test set (the same prior box; 64 θ filling "
+        "it and 16 near a face), for reporting only",
     )
+    p.add_argument("--face-points", type=int, default=16, help="near-face θ of --test-set box")
     p.add_argument("--shift-events", type=int, default=1_000_000)
     p.add_argument("--truths", type=int, default=3)
     p.add_argument("--config", default="configs/inverse/smeared.yaml")
@@ -157,10 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bins", type=int, default=90)
     p.add_argument("--out", default="runs/event-closure")
     p.add_argument("--results", default="docs/results")
-    p.add_argument("--name", default="event_closure", help="file stem of the JSON and table")
+    p.add_argument(
+        "--name", help="file stem of the JSON and table (event_closure; --from-json: its stem)"
+    )
     p.add_argument("--test-seed", type=int, default=TEST_SEED, help="seed of the test θ")
     p.add_argument("--truth-seed", type=int, default=TRUTH_SEED, help="seed of the truths")
     args = p.parse_args(argv)
+    if args.name is None:
+        args.name = Path(args.from_json).stem if args.from_json else "event_closure"
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())
         page = Path(args.results) / f"{args.name}.md"
@@ -169,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.checkpoint:
         p.error("give --checkpoint (a surrogate of proxy-smeared), or --from-json")
+    if args.test_set == "box" and args.test_seed == 0:
+        p.error("--test-set box --test-seed 0 is the recorded test set's own stream; give another")
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     model = load_surrogate(args.checkpoint).eval()
     folded = folded_model(args.bins)
@@ -179,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         test = torch.as_tensor(record["theta"], dtype=theory.dtype)
         test_id = record["id"]
         n_fill = int(record["n_fill"])
+    elif args.test_set == "box":  # the test set's design on a stream of its own
+        record = make_test_set(theory, args.test_points, args.face_points, key=args.test_seed)
+        test = torch.as_tensor(record["theta"], dtype=theory.dtype)
+        test_id = f"box-{args.test_seed}"
+        n_fill = args.test_points
     else:
         test = held_out_theta(theory, args.test_points, args.test_seed) if args.test_points else []
         test_id = f"sobol-{args.test_seed}"
@@ -226,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": args.config,
         "steps": cfg.steps,
         "seconds": time.perf_counter() - t0,
+        "environment": environment(),
     }
     results = Path(args.results)
     write_json(results / f"{args.name}.json", result)
@@ -242,24 +262,39 @@ def table(r: dict, names: tuple[str, ...]) -> str:
     # n sampled events per channel against case B's N_c: the sample's θ noise is ≈ √(N_c/n) σ_CRB
     noise = (max(CASES["B"]) / r["shift_events"]) ** 0.5
     test_set = r.get("test_set", f"sobol-{r['test_seed']}")
-    where = (
-        f"scrambled Sobol' points of seed {r['test_seed']}, inset 5% from the faces"
-        if test_set.startswith("sobol")
-        else f"the proxy's recorded test set {test_set}: the box filled, faces included"
-    )
+    if test_set.startswith("sobol"):
+        where = f"scrambled Sobol' points of seed {r['test_seed']}, inset 5% from the faces"
+    elif test_set.startswith("box"):
+        where = (
+            f"the test set's design on stream {r['test_seed']}, for validation: the box "
+            "filled, faces included, then points within 2% of a face"
+        )
+    else:
+        where = f"the proxy's recorded test set {test_set}: the box filled, faces included"
+    env = r.get("environment") or {}
+    made = ""
+    if env.get("git_commit"):
+        made = f" at commit {env['git_commit'][:7]}" + (
+            f" on {env['date']}" if env.get("date") else ""
+        )
     head = "| | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
     lines = [
         f"# Event-level closure: a {r['family']} learned from proxy-smeared events alone\n",
-        f"Generated by `{command}`. "
-        f"θ shift: {r['shift_events']} surrogate events per channel at each of "
-        f"{len(r['test_theta'])} test θ ({where}) fitted with the exact density folded through the "
-        "detector, in σ_CRB of case-B data (10^4 + 5·10^3 observed events); the "
-        f"surrogate sample's own noise is at most about {noise:.2f} per parameter.\n",
-        head
-        + "| max \\|shift\\| / σ_CRB(B) | "
-        + " | ".join(f"{v:.2f}" for v in r["theta_shift_crb_B_max"])
-        + " |",
+        f"Generated by `{command}`{made}.",
     ]
+    if r["theta_shift_crb_B"]:
+        lines[-1] += (
+            f" θ shift: {r['shift_events']} surrogate events per channel at each of "
+            f"{len(r['test_theta'])} test θ ({where}) fitted with the exact density folded "
+            "through the detector, in σ_CRB of case-B data (10^4 + 5·10^3 observed events); the "
+            f"surrogate sample's own noise is at most about {noise:.2f} per parameter.\n"
+        )
+        lines.append(
+            head
+            + "| max \\|shift\\| / σ_CRB(B) | "
+            + " | ".join(f"{v:.2f}" for v in r["theta_shift_crb_B_max"])
+            + " |"
+        )
     if r["theta_shift_crb_B"]:
         shifts = np.abs(np.asarray(r["theta_shift_crb_B"]))
         med = np.median(shifts, 0)
@@ -282,7 +317,13 @@ def table(r: dict, names: tuple[str, ...]) -> str:
     lines.append(
         f"\nOuter GAN through the {r['family']} ({r['config']}, {r['steps']} steps) on case-B data of the "
         "generator at random truths, against the folded-likelihood MLE on the same data (σ_CRB at the "
-        "truth, and the same at the MLE):\n"
+        "truth, and the same at the MLE)"
+        + (
+            ", steps per truth " + ", ".join(str(c["steps"]) for c in r["closures"])
+            if all(c.get("steps") for c in r["closures"])
+            else ""
+        )
+        + ":\n"
     )
     rows = []
     for k, c in enumerate(r["closures"]):
@@ -307,12 +348,25 @@ def table(r: dict, names: tuple[str, ...]) -> str:
                 + " |"
             )
     lines.append(head + "\n".join(rows))
-    cut = [f"truth {k}: {', '.join(c.get('cut_by_box', []))}" for k, c in enumerate(r["closures"])]
-    cut = [c for c, run in zip(cut, r["closures"]) if run.get("cut_by_box")]
+    cut = []
+    for k, c in enumerate(r["closures"]):
+        found = c.get("cut_by_box") or {}
+        if isinstance(found, list):  # the first pages stored the names alone
+            found = {name: {} for name in found}
+        if found:
+            cut.append(
+                f"truth {k}: "
+                + ", ".join(
+                    name + (f" ({v['method']})" if v.get("method") else "")
+                    for name, v in found.items()
+                )
+            )
     if cut:
         lines.append(
-            "\nCut by the prior box (θ, σ from the likelihood's posterior in the box, the face "
-            "rule of inverse.faces with the surrogate's likelihood): " + "; ".join(cut) + "."
+            "\nCut by the prior box: θ and σ of these parameters come from the face rule of "
+            "inverse.faces, read with the fit's own yardstick (the surrogate's Fisher information "
+            "and score; `box`: its Gaussian cut by the box, `reweighted`: reweighted by a "
+            "likelihood): " + "; ".join(cut) + "."
         )
     return "\n".join(lines) + "\n"
 

@@ -880,7 +880,8 @@ def _budget(p: dict) -> list[str]:
     def made(r: dict) -> str:  # rows of other runs are read back: their train s ran apart
         if "run_date" not in r:
             return "–"
-        return f"{r['run_date']}, {r['fits_at_a_time']} at a time"
+        load = f", {r['load']}" if r.get("load") else ""  # what else ran on the machine
+        return f"{r['run_date']}, {r['fits_at_a_time']} at a time{load}"
 
     def table(rows: list[dict]) -> str:
         body = [

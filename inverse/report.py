@@ -194,6 +194,14 @@ class SurrogateYardstick:
             "independent yardstick; the module-2 has no density"
         )
         self.crb_from = f"the surrogate's Fisher information ({what}, binned)"
+        # the face rule reweights by the likelihood where it is cheap at many θ: a density's
+        # (a template would draw its events afresh at every θ); else the box-cut Gaussian alone
+        self.loglik = self._loglik if self.likelihood.method == "density" else None
+
+    def _loglik(self, theta: np.ndarray) -> np.ndarray:
+        """log L (B,) of the binned data at θ (B, P) with the surrogate as the model, up to a
+        constant: what `inverse.faces` reweights the box-cut Gaussian by."""
+        return -self.likelihood.nll_many(theta, self.counts, self.exposure)
 
     def covariance(self, theta: np.ndarray) -> np.ndarray:
         """The surrogate's Cramér–Rao covariance for the observed counts."""
@@ -261,9 +269,7 @@ def interval_factor(bootstrap: int) -> float:
     return float(stats.t.ppf(stats.norm.cdf(1.0), bootstrap - 1))
 
 
-def replica_estimate(
-    final: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def replica_estimate(final: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """θ, σ and one generator's scatter from the replicas' averaged θ, ``final`` (R, P), the first
     ``k`` on the data itself.
 

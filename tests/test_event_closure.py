@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ def result(**extra: object) -> dict:
         "gan_minus_mle_crb": [0.1, -0.2, 0.3, 0.0, 0.5, -0.6],
         "std_over_crb": [0.3, 0.9, 1.0, 1.1, 1.2, 1.3],
         "std_over_crb_at_mle": [0.8, 0.9, 1.0, 1.1, 1.2, 1.3],
-        "cut_by_box": ["b_u"],
+        "cut_by_box": {"b_u": {"method": "box", "trigger": "reach"}},
+        "steps": 1800,
         "surrogate_mle_minus_mle_crb": [0.2, 0.0, 0.0, 0.0, 0.0, -0.4],
     }
     return {
@@ -55,7 +57,8 @@ def test_the_page_gives_the_command_that_ran_and_the_noise(event_closure) -> Non
     assert "| median | 0.50 | 1.00 |" in text
     assert "| truth 0: σ/σ_CRB at the MLE | 0.80 |" in text
     assert "| truth 0: (surrogate's MLE − MLE)/σ_CRB | +0.20 |" in text
-    assert "Cut by the prior box" in text and "truth 0: b_u." in text
+    assert "Cut by the prior box" in text and "truth 0: b_u (box)." in text
+    assert "steps per truth 1800:" in text
     assert "2 test θ (scrambled Sobol' points of seed 1, inset 5% from the faces)" in text
     assert "largest |shift|: median 1.75, 95th percentile" in text
     assert "max 2.00; above 1 at 2 of 2 test θ" in text
@@ -64,11 +67,20 @@ def test_the_page_gives_the_command_that_ran_and_the_noise(event_closure) -> Non
     assert "recorded test set proxy-test-b517c8e0c11e: the box filled, faces included" in recorded
     assert "| max over the 1 filling θ | 0.50 | 1.50 |" in recorded
     assert "| max over the 1 near a face | 0.50 | 0.50 |" in recorded
+    box = event_closure.table(result(test_set="box-1", test_fill=1), NAMES)
+    assert "(the test set's design on stream 1, for validation" in box
+
+
+def test_the_recorded_test_sets_own_stream_is_refused_for_validation(event_closure, capsys):  # noqa: ANN001
+    argv = ["--checkpoint", "c.ckpt", "--test-set", "box", "--test-seed", "0"]
+    with pytest.raises(SystemExit):
+        event_closure.main(argv)
+    assert "recorded test set's own stream" in capsys.readouterr().err
 
 
 def test_an_older_result_still_renders(event_closure) -> None:  # noqa: ANN001
     old = result()
-    for key in ("std_over_crb_at_mle", "cut_by_box", "surrogate_mle_minus_mle_crb"):
+    for key in ("std_over_crb_at_mle", "cut_by_box", "surrogate_mle_minus_mle_crb", "steps"):
         del old["closures"][0][key]
     text = event_closure.table(old, NAMES)
     assert (
@@ -77,3 +89,22 @@ def test_an_older_result_still_renders(event_closure) -> None:  # noqa: ANN001
     )
     assert "at the MLE |" not in text and "Cut by" not in text and "surrogate's MLE" not in text
     assert "| truth 0: σ/σ_CRB | 0.30 |" in text
+
+
+def test_a_page_again_from_its_json_keeps_its_name_and_the_names_of_an_old_cut(
+    event_closure, tmp_path, capsys
+):  # noqa: ANN001
+    old = result(command="python benchmarks/event_closure.py --checkpoint c.ckpt")
+    old["closures"][0]["cut_by_box"] = ["N_d"]  # the first pages stored the names alone
+    old["theta_shift_crb_B"] = []  # closures only (--test-points 0)
+    path = tmp_path / "event_closure-x.json"
+    path.write_text(json.dumps(old))
+    assert event_closure.main(["--from-json", str(path), "--results", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "event_closure-x.json",
+        "event_closure-x.md",
+    ]
+    text = (tmp_path / "event_closure-x.md").read_text()
+    assert "truth 0: N_d." in text
+    assert "θ shift" not in text and "max \\|shift" not in text
+    assert "| truth 0: (GAN − MLE)/σ_CRB | +0.10 |" in text

@@ -304,3 +304,27 @@ def test_crb_from_information_is_inf_where_there_is_none():
     crb = crb_from_information(info)
     assert crb[0] == pytest.approx(0.5) and np.isinf(crb[1:]).all()
     assert np.allclose(crb_from_information(np.diag([4.0, 1.0])), [0.5, 1.0])
+
+
+def test_the_surrogate_likelihood_at_many_theta_is_the_one_at_each(proxy):
+    """`nll_many` (the face rule's reweighting of a generator fit) is `nll` θ by θ, batches
+    split anywhere; the surrogate yardstick reweights only with a density."""
+    from inverse.report import SurrogateYardstick
+
+    exact = InverseCDFSampler(proxy)
+    theta = proxy.sample_prior(5, torch.Generator().manual_seed(3)).numpy()
+    edges = [np.linspace(0.1, 1.0, 31)] * 2
+    like = SurrogateLikelihood(exact, proxy, edges)
+    counts, exposure = [np.arange(30.0), np.arange(30.0)[::-1]], np.array([700.0, 300.0])
+    one = np.array([like.nll(t, counts, exposure) for t in theta])
+    np.testing.assert_allclose(like.nll_many(theta, counts, exposure, batch=2), one, rtol=1e-12)
+    assert len(set(np.round(one, 6))) == 5  # five θ, five different likelihoods
+    data = simulate_observed(proxy, THETA, (2000, 1000), seed=4)
+    density = SurrogateYardstick(exact, proxy, data)
+    want = [-density.likelihood.nll(t, density.counts, density.exposure) for t in theta]
+    np.testing.assert_allclose(density.loglik(theta), want, rtol=1e-12)
+
+    class Sampler:  # samples only: a histogram template, too dear to evaluate at many θ
+        has_density = False
+
+    assert SurrogateYardstick(Sampler(), proxy, data).loglik is None

@@ -319,6 +319,9 @@ def test_budget_page_is_its_json_and_every_fit_had_the_same_steps():
     committed = (ROOT / "docs" / "results" / "budget.md").read_text()
     tables = committed[committed.index("Made from:") :].split("\n", 1)[1]
     assert tables in page and "python benchmarks/budget.py" in page
+    for r in payload["rows"]:  # each row says when and beside what its train seconds ran
+        if "run_date" in r:
+            assert f"| {r['run_date']}, {r['fits_at_a_time']} at a time" in page
 
 
 def test_shift_summary_reads_per_parameter_and_per_point():
