@@ -274,9 +274,10 @@ def table(r: dict, names: tuple[str, ...]) -> str:
     env = r.get("environment") or {}
     made = ""
     if env.get("git_commit"):
-        made = f" at commit {env['git_commit'][:7]}" + (
-            f" on {env['date']}" if env.get("date") else ""
-        )
+        made = f" at commit {env['git_commit'][:7]}"
+        made += " with uncommitted changes" if env.get("git_dirty") else ""
+        made += f" on {env['date']}" if env.get("date") else ""
+        made += f" ({env['note']})" if env.get("note") else ""
     head = "| | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
     lines = [
         f"# Event-level closure: a {r['family']} learned from proxy-smeared events alone\n",
@@ -319,7 +320,11 @@ def table(r: dict, names: tuple[str, ...]) -> str:
         "generator at random truths, against the folded-likelihood MLE on the same data (σ_CRB at the "
         "truth, and the same at the MLE)"
         + (
-            ", steps per truth " + ", ".join(str(c["steps"]) for c in r["closures"])
+            ", steps per truth "
+            + ", ".join(
+                f"{c['steps']} ({c['stop_reason']})" if c.get("stop_reason") else str(c["steps"])
+                for c in r["closures"]
+            )
             if all(c.get("steps") for c in r["closures"])
             else ""
         )

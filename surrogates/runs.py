@@ -36,8 +36,8 @@ _PACKAGES = ("torch", "pytorch-lightning", "nflows", "normflows", "zuko", "numpy
 
 
 def environment() -> dict[str, Any]:
-    """Python, platform, processor, package versions, git commit and the day (UTC): enough to
-    reproduce a run."""
+    """Python, platform, processor, package versions, git commit (and whether tracked files had
+    uncommitted changes) and the day (UTC): enough to reproduce a run."""
     versions = {}
     for name in ("surrogate-zoo", *_PACKAGES):
         try:
@@ -52,8 +52,18 @@ def environment() -> dict[str, Any]:
             timeout=5,
             cwd=Path(__file__).parent,
         ).stdout.strip()
+        # uncommitted changes to tracked files: the commit alone does not name the code that ran
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
-        commit = ""
+        commit, dirty = "", False
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -61,6 +71,7 @@ def environment() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "packages": versions,
         "git_commit": commit or None,
+        "git_dirty": dirty if commit else None,
         "argv": sys.argv,
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }

@@ -149,5 +149,8 @@ def test_environment_and_machine_speed_are_recorded() -> None:
 
     env = environment()
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", env["date"]) and env["cores"] >= 1
+    assert (
+        env["git_dirty"] is None if env["git_commit"] is None else env["git_dirty"] in (True, False)
+    )
     speed = machine_speed(repeats=3)
     assert 0 < speed["reference_ms"] < 60_000

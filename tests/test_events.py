@@ -324,6 +324,15 @@ def test_the_surrogate_likelihood_at_many_theta_is_the_one_at_each(proxy):
     want = [-density.likelihood.nll(t, density.counts, density.exposure) for t in theta]
     np.testing.assert_allclose(density.loglik(theta), want, rtol=1e-12)
 
+    flow = FlowSurrogate(theory="proxy", hidden=(8, 8))  # float32 weights, evaluated in float64
+    low, high = proxy.prior_low.numpy(), proxy.prior_high.numpy()
+    faces = np.stack([low, high, np.where(np.arange(6) % 2 == 0, low, high)])
+    on_flow = SurrogateLikelihood(flow, proxy, edges)
+    one = np.array([on_flow.nll(t, counts, exposure) for t in faces])
+    np.testing.assert_allclose(on_flow.nll_many(faces, counts, exposure), one, rtol=1e-12)
+    assert np.all(np.isfinite(one)) and next(flow.parameters()).dtype == torch.float32
+    assert on_flow.nll_many(np.zeros((0, 6)), counts, exposure).shape == (0,)
+
     class Sampler:  # samples only: a histogram template, too dear to evaluate at many θ
         has_density = False
 

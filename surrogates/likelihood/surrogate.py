@@ -300,6 +300,8 @@ class SurrogateLikelihood:
         """`nll` (B,) at many θ (B, P): a density is evaluated at every node for a batch of θ in
         one call (the face rule's reweighting asks for thousands); a template θ by θ."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        if len(theta) == 0:
+            return np.zeros(0)
         if self.method != "density":
             return np.array([self.nll(t, counts, exposure) for t in theta])
         n = _flat(counts)
