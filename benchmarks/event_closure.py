@@ -296,7 +296,6 @@ def table(r: dict, names: tuple[str, ...]) -> str:
             + " | ".join(f"{v:.2f}" for v in r["theta_shift_crb_B_max"])
             + " |"
         )
-    if r["theta_shift_crb_B"]:
         shifts = np.abs(np.asarray(r["theta_shift_crb_B"]))
         med = np.median(shifts, 0)
         lines[-1] += "\n| median | " + " | ".join(f"{v:.2f}" for v in med) + " |"

@@ -35,6 +35,13 @@ __all__ = [
 _PACKAGES = ("torch", "pytorch-lightning", "nflows", "normflows", "zuko", "numpy", "scipy", "wandb")
 
 
+def _git(*args: str) -> str:
+    """The stripped output of a git command in the package's folder (raises if git is missing)."""
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+    ).stdout.strip()
+
+
 def environment() -> dict[str, Any]:
     """Python, platform, processor, package versions, git commit (and whether tracked files had
     uncommitted changes) and the day (UTC): enough to reproduce a run."""
@@ -45,23 +52,9 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
+        commit = _git("rev-parse", "HEAD")
         # uncommitted changes to tracked files: the commit alone does not name the code that ran
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                cwd=Path(__file__).parent,
-            ).stdout.strip()
-        )
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", False
     return {

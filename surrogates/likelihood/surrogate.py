@@ -209,17 +209,23 @@ class SurrogateLikelihood:
     def probabilities(self, theta: np.ndarray) -> list[np.ndarray]:
         """P̂_ck(θ), one array (K_c,) per channel summing to 1."""
         t = self._theta(theta)
+        if self.method == "density":
+            return [p[0] for p in self._density_probabilities(t)]
         with torch.no_grad():
-            if self.method == "density":
-                out = []
-                for c, (nodes, w) in enumerate(zip(self._nodes, self._weights, strict=True)):
-                    x = torch.as_tensor(nodes).view(1, -1, 1)
-                    p = self.source.log_prob(x, t)[0, c].double().exp().numpy()
-                    prob = (p.reshape(w.shape) * w).sum(-1)
-                    out.append(prob / prob.sum())
-                return out
             events = self._template(t)
         return [self._soft(c, e) / len(e) for c, e in enumerate(events)]
+
+    def _density_probabilities(self, t: torch.Tensor) -> list[np.ndarray]:
+        """P̂_ck at each θ of t (B, P) from the density at every bin's Gauss–Legendre nodes: one
+        array (B, K_c) per channel, each row summing to 1."""
+        out = []
+        with torch.no_grad():
+            for c, (nodes, w) in enumerate(zip(self._nodes, self._weights, strict=True)):
+                x = torch.as_tensor(nodes).view(1, -1, 1).expand(len(t), -1, -1).contiguous()
+                p = self.source.log_prob(x, t)[:, c].double().exp().numpy()
+                prob = (p.reshape(len(t), *w.shape) * w).sum(-1)  # (B, K)
+                out.append(prob / prob.sum(-1, keepdims=True))
+        return out
 
     def _template(self, t: torch.Tensor) -> list[np.ndarray]:
         """template_events events per channel at θ, the same random numbers at every θ."""
@@ -306,19 +312,16 @@ class SurrogateLikelihood:
             return np.array([self.nll(t, counts, exposure) for t in theta])
         n = _flat(counts)
         out = []
-        with torch.no_grad():
-            for i in range(0, len(theta), batch):
-                t = torch.as_tensor(theta[i : i + batch])
+        for i in range(0, len(theta), batch):
+            t = torch.as_tensor(theta[i : i + batch])
+            with torch.no_grad():
                 norms = self.source.norms(t).double().numpy()  # (b, C)
-                mu = []
-                for c, (nodes, w) in enumerate(zip(self._nodes, self._weights, strict=True)):
-                    x = torch.as_tensor(nodes).view(1, -1, 1).expand(len(t), -1, -1).contiguous()
-                    p = self.source.log_prob(x, t)[:, c].double().exp().numpy()
-                    prob = (p.reshape(len(t), *w.shape) * w).sum(-1)  # (b, K)
-                    prob = prob / prob.sum(-1, keepdims=True)
-                    mu.append(exposure[c] * norms[:, c : c + 1] * prob)
-                m = np.clip(np.concatenate(mu, axis=1), 1e-300, None)
-                out.append((m - n * np.log(m)).sum(1))
+            mu = [
+                exposure[c] * norms[:, c : c + 1] * prob
+                for c, prob in enumerate(self._density_probabilities(t))
+            ]
+            m = np.clip(np.concatenate(mu, axis=1), 1e-300, None)
+            out.append((m - n * np.log(m)).sum(1))
         return np.concatenate(out)
 
     @_in_float64
