@@ -164,3 +164,70 @@ def test_the_closure_fits_as_inverse_fit_does_and_measures_apart(
     np.testing.assert_allclose(r["crb"], crb, rtol=1e-6)
     want = (np.asarray(truth) - np.asarray(r["mle"])) / np.asarray(r["crb"])
     np.testing.assert_allclose(r["gan_minus_mle_crb"], want, rtol=1e-9)
+
+
+def test_the_exact_control_runs_the_same_gan_with_the_exact_source_beside_the_run(
+    event_closure, monkeypatch, tmp_path
+):  # noqa: ANN001
+    """--control: the same outer GAN on the same data with the exact source (the proxy's inverse
+    CDF, the detector from the folded yardstick), in a run folder of its own, measured against
+    the same MLE and σ_CRB; the surrogate's MLE keeps the better of its two starts."""
+    from inverse.report import SurrogateYardstick, Yardstick
+    from inverse.training import load_config
+    from surrogates.likelihood.optimize import MLEResult
+    from surrogates.models import FlowSurrogate
+
+    torch.manual_seed(0)
+    model = FlowSurrogate(theory="proxy-smeared", hidden=(8, 8)).eval()
+    truth = np.asarray([1.5, 0.0, 2.5, 1.5, 0.0, 2.5])
+    built, trained, starts = [], [], []
+
+    def build(theory, data, source, cfg, yardstick, members):  # noqa: ANN001, ANN202
+        built.append((theory.name, source, yardstick, data))
+        return len(built)
+
+    def trainer(gan, cfg, theory, is_exact, out):  # noqa: ANN001, ANN202
+        trained.append((gan, is_exact, out))
+        return None, None
+
+    def summarize(gan, cfg, theory, yardstick, members, names, seconds):  # noqa: ANN001, ANN202
+        shift = 0.1 if gan == 1 else -0.2  # the surrogate's GAN, then the control's
+        return {"params_mean": truth + shift, "params_std": np.full(6, 0.1)}, None
+
+    def fit(self, start):  # noqa: ANN001, ANN202
+        starts.append(np.asarray(start, dtype=float))
+        nll = 5.0 if len(starts) == 1 else 3.0  # the second start finds the higher maximum
+        return MLEResult(
+            np.asarray(start, dtype=float) + 0.01 * len(starts), np.eye(6), nll, True, 0.0, 1, []
+        )
+
+    monkeypatch.setattr(event_closure, "build_model", build)
+    monkeypatch.setattr(event_closure, "make_trainer", trainer)
+    monkeypatch.setattr(event_closure, "train", lambda *a: 1.0)
+    monkeypatch.setattr(event_closure, "summarize", summarize)
+    monkeypatch.setattr(SurrogateYardstick, "fit", fit)
+    cfg = load_config(str(ROOT / "configs" / "inverse" / "smeared.yaml"))
+    folded = event_closure.folded_model(30)
+    r = event_closure.closure(model, folded, truth, 5, cfg, tmp_path / "run", control=True)
+    (_, source, own, data), (name, exact, yardstick, data2) = built
+    assert source is model and isinstance(own, SurrogateYardstick)
+    assert name == "proxy" and exact.is_exact and exact.has_density
+    assert isinstance(yardstick, Yardstick) and yardstick.folded is folded  # its detector
+    assert data2 is data  # the same observed events
+    assert [(g, e) for g, e, _ in trained] == [(1, False), (2, True)]
+    assert trained[0][2] == tmp_path / "run" and trained[1][2] == tmp_path / "run-exact"
+    c = r["exact_control"]
+    want = (truth - 0.2 - np.asarray(r["mle"])) / np.asarray(r["crb"])
+    np.testing.assert_allclose(c["gan_minus_mle_crb"], want, rtol=1e-9)
+    # the surrogate's MLE: started at the GAN's θ and at the folded MLE, the lower −log L kept
+    np.testing.assert_allclose(starts[0], truth + 0.1)
+    np.testing.assert_allclose(starts[1], r["mle"])
+    np.testing.assert_allclose(r["surrogate_mle"], np.asarray(r["mle"]) + 0.02)
+    page = event_closure.table(
+        {**result(), "closures": [{**result()["closures"][0], "exact_control": c}]}, NAMES
+    )
+    assert (
+        "| truth 0: exact source: (GAN − MLE)/σ_CRB | "
+        + " | ".join(f"{v:+.2f}" for v in c["gan_minus_mle_crb"])
+        in page
+    )
