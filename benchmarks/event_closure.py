@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inverse.config import FitConfig  # noqa: E402
+from inverse.config import FitConfig, to_dict  # noqa: E402
 from inverse.report import SurrogateYardstick, Yardstick, summarize  # noqa: E402
 from inverse.sources import make_source  # noqa: E402
 from inverse.training import build_model, make_trainer, train  # noqa: E402
@@ -74,6 +74,13 @@ def theta_shift(model, folded: FoldedModel, theta: torch.Tensor, n: int, seed: i
     return (fit.theta - theta[0].numpy()) / crb
 
 
+def draw_truths(theory, seed: int, n: int) -> list[np.ndarray]:  # noqa: ANN001
+    """n closure truths of ``seed``, uniform in the inner 80% of the box along every parameter."""
+    rng = np.random.default_rng(seed)
+    low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
+    return [low + (0.1 + 0.8 * rng.random(theory.n_params)) * (high - low) for _ in range(n)]
+
+
 def _run_gan(
     theory, data: ObservedData, source, cfg: FitConfig, yardstick, exact: bool, out: Path
 ) -> tuple[dict, float]:  # noqa: ANN001
@@ -109,6 +116,7 @@ def exact_control(
     outer GAN's, not the surrogate's."""
     theory = folded.theory
     yardstick = Yardstick(theory, data, folded)  # its detector goes into the GAN (build_model)
+    cfg = replace(cfg, theory=theory.name, source="exact", detector=folded.detector.describe())
     metrics, seconds = _run_gan(
         theory, data, make_source("exact", theory), cfg, yardstick, True, out
     )
@@ -169,11 +177,13 @@ def closure(
             fits.append(own.fit(start=start))
         except Exception as err:  # noqa: BLE001 - the closure's numbers stand without it
             errors.append(str(err))
+    fits = [f for f in fits if np.isfinite(f.nll)]
     if fits:
         fit = min(fits, key=lambda f: f.nll)
         own_mle, own_ok = np.asarray(fit.theta, dtype=float), bool(fit.success)
     else:
-        print(f"truth at {np.round(theta, 3).tolist()}: no surrogate MLE ({errors[0]})", flush=True)
+        why = errors[0] if errors else "no finite −log L"
+        print(f"truth at {np.round(theta, 3).tolist()}: no surrogate MLE ({why})", flush=True)
         own_mle, own_ok = np.full_like(mean, np.nan), False
     # the same information at the MLE: where the likelihood bends between the truth and the MLE
     # (or the box cuts it), the two differ and σ/σ_CRB at the truth alone misleads
@@ -283,11 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps:
         cfg = replace(cfg, steps=args.steps)
     cfg = replace(cfg, progress=False)
-    rng = np.random.default_rng(args.truth_seed)
-    low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
     runs = []
-    for k in range(args.truths):
-        theta = low + (0.1 + 0.8 * rng.random(theory.n_params)) * (high - low)
+    for k, theta in enumerate(draw_truths(theory, args.truth_seed, args.truths)):
         r = closure(
             model,
             folded,
@@ -320,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "shift_events": args.shift_events,
         "closures": runs,
         "config": args.config,
+        "fit_config": to_dict(cfg),  # as resolved: the page names its GAN's settings from it
         "steps": cfg.steps,
         "seconds": time.perf_counter() - t0,
         "environment": environment(),
@@ -391,8 +399,23 @@ def table(r: dict, names: tuple[str, ...]) -> str:
         )
     if not r["closures"]:
         return "\n".join(lines) + "\n"
+    fit = r.get("fit_config") or {}
+    settings = f"{r['config']}, {r['steps']} steps"
+    if fit:
+        gan = fit["gan"]
+        scaling = (
+            "no step scaling"
+            if not gan.get("precondition")
+            else "steps scaled per parameter"
+            if gan.get("precondition_diagonal", True)
+            else "steps whitened with the correlations"
+        )
+        settings += (
+            f", {fit['data_replicas']} data replicas of {fit['replicas']}, {scaling}, "
+            f"{fit['events_per_step']} events per step"
+        )
     lines.append(
-        f"\nOuter GAN through the {r['family']} ({r['config']}, {r['steps']} steps) on case-B data of the "
+        f"\nOuter GAN through the {r['family']} ({settings}) on case-B data of the "
         "generator at random truths, against the folded-likelihood MLE on the same data (σ_CRB at the "
         "truth, and the same at the MLE)"
         + (
@@ -406,6 +429,22 @@ def table(r: dict, names: tuple[str, ...]) -> str:
         )
         + ":\n"
     )
+    if any("surrogate_mle_minus_mle_crb" in c for c in r["closures"]):
+        lines[-1] = lines[-1][:-2] + (
+            ". The surrogate's MLE is its binned likelihood's maximum on the same data (the "
+            "better of Fisher-scoring fits started at the GAN's θ and at the folded MLE)"
+            + (", not read by the GAN" if fit else "")
+            + ":\n"
+        )
+    if any("exact_control" in c for c in r["closures"]):
+        control = [c["exact_control"] for c in r["closures"] if "exact_control" in c]
+        lines[-1] = lines[-1][:-2] + (
+            ". Exact source: the control, the same GAN on the same data with the proxy's "
+            "inverse CDF followed by the detector, its steps scaled and its face rule read with "
+            "the folded density; steps per truth "
+            + ", ".join(f"{c['steps']} ({c['stop_reason']})" for c in control)
+            + ":\n"
+        )
     rows = []
     for k, c in enumerate(r["closures"]):
         rows.append(
@@ -422,6 +461,12 @@ def table(r: dict, names: tuple[str, ...]) -> str:
         rows.append(
             f"| truth {k}: σ/σ_CRB | " + " | ".join(f"{v:.2f}" for v in c["std_over_crb"]) + " |"
         )
+        if "std_over_crb_at_mle" in c:
+            rows.append(
+                f"| truth {k}: σ/σ_CRB at the MLE | "
+                + " | ".join(f"{v:.2f}" for v in c["std_over_crb_at_mle"])
+                + " |"
+            )
         if "exact_control" in c:
             e = c["exact_control"]
             rows.append(
@@ -432,12 +477,6 @@ def table(r: dict, names: tuple[str, ...]) -> str:
             rows.append(
                 f"| truth {k}: exact source: σ/σ_CRB | "
                 + " | ".join(f"{v:.2f}" for v in e["std_over_crb"])
-                + " |"
-            )
-        if "std_over_crb_at_mle" in c:
-            rows.append(
-                f"| truth {k}: σ/σ_CRB at the MLE | "
-                + " | ".join(f"{v:.2f}" for v in c["std_over_crb_at_mle"])
                 + " |"
             )
     lines.append(head + "\n".join(rows))

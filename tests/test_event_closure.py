@@ -63,7 +63,8 @@ def test_the_page_gives_the_command_that_ran_and_the_noise(event_closure) -> Non
     assert "| truth 0: σ/σ_CRB at the MLE | 0.80 |" in text
     assert "| truth 0: (surrogate's MLE − MLE)/σ_CRB | +0.20 |" in text
     assert "Cut by the prior box" in text and "truth 0: b_u (box)." in text
-    assert "steps per truth 1800 (settled):" in text
+    assert "steps per truth 1800 (settled). The surrogate's MLE is its binned" in text
+    assert "started at the GAN's θ and at the folded MLE" in text
     assert "2 test θ (scrambled Sobol' points of seed 1, inset 5% from the faces)" in text
     assert "largest |shift|: median 1.75, 95th percentile" in text
     assert "max 2.00; above 1 at 2 of 2 test θ" in text
@@ -183,7 +184,7 @@ def test_the_exact_control_runs_the_same_gan_with_the_exact_source_beside_the_ru
     built, trained, starts = [], [], []
 
     def build(theory, data, source, cfg, yardstick, members):  # noqa: ANN001, ANN202
-        built.append((theory.name, source, yardstick, data))
+        built.append((theory.name, source, yardstick, data, cfg))
         return len(built)
 
     def trainer(gan, cfg, theory, is_exact, out):  # noqa: ANN001, ANN202
@@ -209,7 +210,7 @@ def test_the_exact_control_runs_the_same_gan_with_the_exact_source_beside_the_ru
     cfg = load_config(str(ROOT / "configs" / "inverse" / "smeared.yaml"))
     folded = event_closure.folded_model(30)
     r = event_closure.closure(model, folded, truth, 5, cfg, tmp_path / "run", control=True)
-    (_, source, own, data), (name, exact, yardstick, data2) = built
+    (_, source, own, data, cfg1), (name, exact, yardstick, data2, cfg2) = built
     assert source is model and isinstance(own, SurrogateYardstick)
     assert name == "proxy" and exact.is_exact and exact.has_density
     assert isinstance(yardstick, Yardstick) and yardstick.folded is folded  # its detector
@@ -223,9 +224,24 @@ def test_the_exact_control_runs_the_same_gan_with_the_exact_source_beside_the_ru
     np.testing.assert_allclose(starts[0], truth + 0.1)
     np.testing.assert_allclose(starts[1], r["mle"])
     np.testing.assert_allclose(r["surrogate_mle"], np.asarray(r["mle"]) + 0.02)
+    fit_config = event_closure.to_dict(cfg)
     page = event_closure.table(
-        {**result(), "closures": [{**result()["closures"][0], "exact_control": c}]}, NAMES
+        {
+            **result(fit_config=fit_config),
+            "closures": [{**result()["closures"][0], "exact_control": c}],
+        },
+        NAMES,
     )
+    diagonal = cfg.gan.precondition_diagonal
+    scaling = "scaled per parameter" if diagonal else "whitened with the correlations"
+    assert (
+        f"{cfg.data_replicas} data replicas of {cfg.replicas}, steps {scaling}, "
+        f"{cfg.events_per_step} events per step"
+    ) in page
+    assert "Exact source: the control" in page and "read with the folded density" in page
+    # the control's run records what it is, with the GAN settings of the surrogate's
+    assert (cfg2.theory, cfg2.source, cfg2.detector["kind"]) == ("proxy", "exact", "smear")
+    assert cfg2.gan == cfg1.gan and cfg2.replicas == cfg1.replicas and cfg2.steps == cfg1.steps
     assert (
         "| truth 0: exact source: (GAN − MLE)/σ_CRB | "
         + " | ".join(f"{v:+.2f}" for v in c["gan_minus_mle_crb"])

@@ -1,0 +1,245 @@
+"""The outer GAN against maximum likelihood on many data sets at one truth, with the exact source:
+how far the GAN's θ falls from the MLE on the same data when no surrogate is involved.
+
+At one truth (drawn as `benchmarks/event_closure.py` draws its truths: ``--truth-seed``, the
+``--truth-index``-th draw), case-B data sets of the proxy (``--detector none``) or of
+proxy-smeared, the proxy followed by the smearing detector (``--detector smear``), one per
+``--data-seeds`` seed. Each data set is fitted twice:
+
+- by the outer GAN with the exact source: the proxy's inverse CDF, then the detector when there is
+  one. It is built, trained and summarized as `inverse.fit` does it, with the config and its
+  ``--set`` overrides;
+- by maximum likelihood: the exact density, folded through the detector when there is one.
+
+For each data set the page gives (GAN − MLE)/σ_CRB(B) at the truth and the spread of the GAN's
+data replicas (independent generators on the same data, in σ_CRB). Over the data sets it gives the
+mean, the standard deviation and the largest |GAN − MLE| per parameter. A mean away from 0 is a
+bias of the GAN's estimate against the MLE. A standard deviation well above the data replicas'
+spread / √(data replicas) means the GAN's estimate differs from the MLE's from data set to data
+set, beyond the generators' own scatter.
+
+    python benchmarks/gan_vs_mle.py --truth-seed 20261222 --truth-index 2 \\
+        --data-seeds 101,102,103,104,105,106 --detector smear --results docs/results
+
+Writes ``<name>.json`` and ``<name>.md`` into ``--results``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from event_closure import draw_truths, folded_model  # noqa: E402
+
+from inverse.config import FitConfig, from_dict, to_dict  # noqa: E402
+from inverse.report import Yardstick, summarize  # noqa: E402
+from inverse.sources import make_source  # noqa: E402
+from inverse.training import build_model, load_config, make_trainer, train  # noqa: E402
+from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
+from surrogates.errors import InputError  # noqa: E402
+from surrogates.runs import environment, write_json, write_text  # noqa: E402
+from surrogates.theory import ProxyTheory, get_theory  # noqa: E402
+
+
+def with_overrides(cfg: FitConfig, overrides: list[str]) -> FitConfig:
+    """``cfg`` with dotted ``key=value`` overrides (``gan.precondition_diagonal=false``,
+    ``data_replicas=8``); values are read as YAML scalars, the result checked as a config."""
+    values = to_dict(cfg)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set takes key=value (e.g. data_replicas=8), got {item!r}")
+        *path, last = key.split(".")
+        node = values
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise InputError(f"--set {key}: '{part}' is not a section of the fit config")
+            node = node[part]
+        if last not in node:
+            raise InputError(f"--set {key}: no such setting in the fit config")
+        node[last] = yaml.safe_load(text)
+    return from_dict(FitConfig, values)
+
+
+def fit_data_set(
+    truth: np.ndarray, data_seed: int, detector: str, cfg: FitConfig, out: Path
+) -> dict:
+    """One case-B data set at ``truth``: the exact-source outer GAN against the MLE."""
+    proxy = ProxyTheory()
+    if detector == "smear":
+        folded = folded_model(90)
+        generator = get_theory("proxy-smeared")
+        data = simulate_observed(generator, truth, CASES["B"], seed=data_seed)
+        data = ObservedData(
+            data.events,
+            data.norms,
+            data.norms_sigma,
+            "",
+            data.theta_true,
+            data.expected_counts,
+            data.meta,
+        )  # fitted with the (folded) proxy
+        spec = folded.detector.describe()
+    else:
+        folded = None
+        data = simulate_observed(proxy, truth, CASES["B"], seed=data_seed)
+        spec = None
+    yardstick = Yardstick(proxy, data, folded)  # folded: its detector goes into the GAN
+    cfg = replace(cfg, theory=proxy.name, source="exact", detector=spec)
+    gan = build_model(proxy, data, make_source("exact", proxy), cfg, yardstick, None)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer, _ = make_trainer(gan, cfg, proxy, True, out)
+    seconds = train(trainer, gan, cfg, out)
+    metrics, _ = summarize(gan, cfg, proxy, yardstick, None, None, seconds)
+    mle = yardstick.fit(start=truth)
+    counts = data.expected_counts if data.expected_counts is not None else data.counts
+    crb = np.asarray(yardstick.crb_std(truth, counts))
+    mean = np.asarray(metrics["params_mean"])
+    scatter = metrics.get("scatter_std")
+    return {
+        "data_seed": data_seed,
+        "gan_minus_mle_crb": ((mean - mle.theta) / crb).tolist(),
+        "mle_minus_truth_crb": ((mle.theta - truth) / crb).tolist(),
+        "std_over_crb": (np.asarray(metrics["params_std"]) / crb).tolist(),
+        "data_replicas_spread_crb": None
+        if scatter is None
+        else (np.asarray(scatter) / crb).tolist(),
+        "cut_by_box": sorted((metrics.get("at_face") or {}).keys()),
+        "steps": metrics.get("steps"),
+        "stop_reason": metrics.get("stop_reason"),
+        "seconds": seconds,
+    }
+
+
+def table(r: dict, names: tuple[str, ...]) -> str:
+    """The page: one row per data set, then the mean, sd and max |GAN − MLE| over them."""
+    env = r.get("environment") or {}
+    made = f" at commit {env['git_commit'][:7]}" if env.get("git_commit") else ""
+    made += " with uncommitted changes" if env.get("git_dirty") else ""
+    made += f" on {env['date']}" if env.get("date") else ""
+    fit = r["fit_config"]
+    gan = fit["gan"]
+    scaling = (
+        "steps scaled per parameter"
+        if gan.get("precondition_diagonal", True)
+        else "steps whitened with the correlations"
+    )
+    where = (
+        "proxy-smeared (the proxy, then the smearing detector)"
+        if r["detector"] == "smear"
+        else "the proxy, no detector"
+    )
+    head = "| data set | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
+    lines = [
+        "# The outer GAN against maximum likelihood, exact source\n",
+        f"Generated by `{r['command']}`{made}.",
+        f"Case-B data of {where} at one truth (truth seed {r['truth_seed']}, draw "
+        f"{r['truth_index']}: {np.round(r['truth'], 3).tolist()}), {len(r['data_sets'])} data "
+        f"sets. The outer GAN ({r['config']}{', ' + ', '.join(r['overrides']) if r['overrides'] else ''}: "
+        f"{fit['data_replicas']} data replicas of {fit['replicas']}, {scaling}, "
+        f"{fit['events_per_step']} events per step) with the exact source, against the exact"
+        f"{' folded' if r['detector'] == 'smear' else ''} likelihood's MLE on the same data, in "
+        "σ_CRB(B) at the truth.\n",
+        "(GAN − MLE)/σ_CRB:\n",
+    ]
+    rows = [
+        f"| {d['data_seed']} | " + " | ".join(f"{v:+.2f}" for v in d["gan_minus_mle_crb"]) + " |"
+        for d in r["data_sets"]
+    ]
+    diff = np.asarray([d["gan_minus_mle_crb"] for d in r["data_sets"]])
+    rows.append("| mean | " + " | ".join(f"{v:+.2f}" for v in diff.mean(0)) + " |")
+    if len(diff) > 1:
+        rows.append("| sd | " + " | ".join(f"{v:.2f}" for v in diff.std(0, ddof=1)) + " |")
+    rows.append("| max \\|·\\| | " + " | ".join(f"{v:.2f}" for v in np.abs(diff).max(0)) + " |")
+    lines.append(head + "\n".join(rows))
+    spread = [
+        d["data_replicas_spread_crb"] for d in r["data_sets"] if d["data_replicas_spread_crb"]
+    ]
+    if spread:
+        rms = np.sqrt(np.mean(np.square(spread), 0))
+        lines.append(
+            "\nThe data replicas' spread on the same data (rms over the data sets, σ_CRB): "
+            + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, rms, strict=True))
+            + f"; their mean's share of it is this / √{fit['data_replicas']}."
+        )
+    cut = [
+        f"{d['data_seed']}: {', '.join(d['cut_by_box'])}" for d in r["data_sets"] if d["cut_by_box"]
+    ]
+    if cut:
+        lines.append("\nCut by the prior box (θ and σ from the face rule): " + "; ".join(cut) + ".")
+    stops = ", ".join(f"{d['steps']} ({d['stop_reason']})" for d in r["data_sets"])
+    lines.append(f"\nSteps per data set: {stops}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--truth-seed", type=int, required=True, help="seed of the truth draws")
+    p.add_argument("--truth-index", type=int, default=0, help="which draw of that seed")
+    p.add_argument("--data-seeds", required=True, help="comma-separated seeds, one data set each")
+    p.add_argument("--detector", choices=("smear", "none"), default="smear")
+    p.add_argument("--config", default="configs/inverse/smeared.yaml")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a fit-config setting (gan.precondition_diagonal=false, data_replicas=8)",
+    )
+    p.add_argument("--out", default="runs/gan-vs-mle")
+    p.add_argument("--results", default="docs/results")
+    p.add_argument("--name", default="gan_vs_mle")
+    args = p.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.data_seeds.split(",") if s.strip()]
+        cfg = with_overrides(load_config(args.config), args.set)
+    except (ValueError, InputError) as err:
+        p.error(str(err))
+    if not seeds:
+        p.error("--data-seeds needs at least one seed")
+    cfg = replace(cfg, progress=False)
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    theory = ProxyTheory()
+    truth = draw_truths(theory, args.truth_seed, args.truth_index + 1)[-1]
+    t0 = time.perf_counter()
+    runs = []
+    for seed in seeds:
+        d = fit_data_set(truth, seed, args.detector, cfg, Path(args.out) / f"data-{seed}")
+        runs.append(d)
+        print(
+            f"data set {seed}: GAN − MLE = {np.round(d['gan_minus_mle_crb'], 2).tolist()}",
+            flush=True,
+        )
+    result = {
+        "command": "python benchmarks/gan_vs_mle.py "
+        + shlex.join(sys.argv[1:] if argv is None else argv),
+        "truth_seed": args.truth_seed,
+        "truth_index": args.truth_index,
+        "truth": truth.tolist(),
+        "detector": args.detector,
+        "config": args.config,
+        "overrides": args.set,
+        "fit_config": to_dict(cfg),
+        "data_sets": runs,
+        "seconds": time.perf_counter() - t0,
+        "environment": environment(),
+    }
+    results = Path(args.results)
+    write_json(results / f"{args.name}.json", result)
+    write_text(results / f"{args.name}.md", table(result, theory.param_names))
+    print(table(result, theory.param_names))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
