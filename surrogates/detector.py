@@ -252,13 +252,29 @@ class SmearingDetector:
     def apply(
         self, events: Sequence[Tensor], generator: torch.Generator | None = None
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """Reconstructed events and their weights ε · [inside the range], per channel."""
+        """Reconstructed events and their weights, per channel: the outer GAN's exact source.
+
+        Each true event x is reconstructed inside the range, from the Gaussian of width r
+        truncated to the range (its inverse CDF at a uniform u, so x_rec is differentiable in
+        x), and weighted by its acceptance ε(x) · P(x + r ξ inside the range). The weighted
+        events have the folded density, as with a sampled indicator of x + r ξ inside the range;
+        but no event crosses the range's ends as θ moves. With the indicator the pathwise
+        gradient leaves out the events that cross the ends (the indicator's derivative is zero
+        almost everywhere), which biased the outer GAN at detector level
+        (docs/notes/2026-12-06-gan-at-detector-level.md).
+        """
+        lo, hi = float(self.theory.x_low[0]), float(self.theory.x_high[0])
         rec, weights = [], []
         for e in events:
-            xr = self.smear(e, generator)
-            inside = self.in_box(xr)
-            rec.append(torch.where(inside.unsqueeze(-1), xr, e))
-            weights.append(self.efficiency(e) * inside.to(e.dtype))
+            u = torch.rand(e.shape, dtype=e.dtype, generator=generator).to(e.device)
+            below = torch.special.ndtr((lo - e) / self.r)
+            inside = torch.special.ndtr((hi - e) / self.r) - below  # P(x + r ξ in the range)
+            tiny = torch.finfo(e.dtype).eps
+            q = (below + u * inside).clamp(tiny, 1 - tiny)
+            xr = e + self.r * torch.special.ndtri(q)
+            # rounding at the ends: keep x_rec inside [lo, hi)
+            rec.append(xr.clamp(lo, float(np.nextafter(hi, lo))))
+            weights.append(self.efficiency(e) * inside[..., 0])
         return rec, weights
 
     def simulate(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
