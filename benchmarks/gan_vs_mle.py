@@ -27,6 +27,7 @@ Writes ``<name>.json`` and ``<name>.md`` into ``--results``.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -127,6 +128,7 @@ def table(r: dict, names: tuple[str, ...]) -> str:
     made = f" at commit {env['git_commit'][:7]}" if env.get("git_commit") else ""
     made += " with uncommitted changes" if env.get("git_dirty") else ""
     made += f" on {env['date']}" if env.get("date") else ""
+    made += f" ({env['note']})" if env.get("note") else ""
     fit = r["fit_config"]
     gan = fit["gan"]
     scaling = (
@@ -184,9 +186,10 @@ def table(r: dict, names: tuple[str, ...]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--truth-seed", type=int, required=True, help="seed of the truth draws")
+    p.add_argument("--from-json", help="only write the page again from this result JSON")
+    p.add_argument("--truth-seed", type=int, help="seed of the truth draws (required)")
     p.add_argument("--truth-index", type=int, default=0, help="which draw of that seed")
-    p.add_argument("--data-seeds", required=True, help="comma-separated seeds, one data set each")
+    p.add_argument("--data-seeds", help="comma-separated seeds, one data set each (required)")
     p.add_argument("--detector", choices=("smear", "none"), default="smear")
     p.add_argument("--config", default="configs/inverse/smeared.yaml")
     p.add_argument(
@@ -200,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="docs/results")
     p.add_argument("--name", default="gan_vs_mle")
     args = p.parse_args(argv)
+    names = ProxyTheory().param_names
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        page = Path(args.results) / f"{Path(args.from_json).stem}.md"
+        write_text(page, table(result, names))
+        print(f"wrote {page}")
+        return 0
+    if args.truth_seed is None or not args.data_seeds:
+        p.error("give --truth-seed and --data-seeds (or --from-json)")
     try:
         seeds = [int(s) for s in args.data_seeds.split(",") if s.strip()]
         cfg = with_overrides(load_config(args.config), args.set)

@@ -91,7 +91,7 @@ def test_each_data_set_is_fitted_by_the_exact_gan_and_by_the_mle_of_the_same_mod
     assert d["data_seed"] == 7 and sum(data.expected_counts) == pytest.approx(sum(CASES["B"]))
 
 
-def test_the_page_gives_each_data_set_and_the_spread_over_them(gan_vs_mle) -> None:  # noqa: ANN001
+def test_the_page_gives_each_data_set_and_the_spread_over_them(gan_vs_mle, tmp_path) -> None:  # noqa: ANN001
     from inverse.config import to_dict
     from inverse.training import load_config
 
@@ -126,3 +126,14 @@ def test_the_page_gives_each_data_set_and_the_spread_over_them(gan_vs_mle) -> No
     assert "configs/inverse/smeared.yaml, data_replicas=8" in page
     assert "rms over the data sets, σ_CRB): N_u 0.30" in page
     assert "2: N_u" in page and "100 (settled)" in page
+    # --from-json writes the page again under the JSON's stem, with the note of its environment
+    import json
+
+    r["environment"] = {"git_commit": "0123456789", "date": "2026-12-06", "note": "why"}
+    (tmp_path / "old.json").write_text(json.dumps(r))
+    assert (
+        gan_vs_mle.main(["--from-json", str(tmp_path / "old.json"), "--results", str(tmp_path)])
+        == 0
+    )
+    again = (tmp_path / "old.md").read_text()
+    assert "at commit 0123456 on 2026-12-06 (why)." in again and "| mean | +1.00 |" in again
