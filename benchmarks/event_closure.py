@@ -81,7 +81,22 @@ def draw_truths(theory, seed: int, n: int) -> list[np.ndarray]:  # noqa: ANN001
     return [low + (0.1 + 0.8 * rng.random(theory.n_params)) * (high - low) for _ in range(n)]
 
 
-def _run_gan(
+def smeared_case_b(theta: np.ndarray, seed: int) -> ObservedData:
+    """Case-B data of the proxy-smeared generator at θ, unlabelled so that the folded proxy (or a
+    surrogate of the generator) may fit it."""
+    data = simulate_observed(get_theory("proxy-smeared"), theta, CASES["B"], seed=seed)
+    return ObservedData(
+        data.events,
+        data.norms,
+        data.norms_sigma,
+        "",
+        data.theta_true,
+        data.expected_counts,
+        data.meta,
+    )
+
+
+def run_gan(
     theory, data: ObservedData, source, cfg: FitConfig, yardstick, exact: bool, out: Path
 ) -> tuple[dict, float]:  # noqa: ANN001
     """The outer GAN exactly as `inverse.fit` builds and summarizes it: (metrics, seconds)."""
@@ -117,7 +132,7 @@ def exact_control(
     theory = folded.theory
     yardstick = Yardstick(theory, data, folded)  # its detector goes into the GAN (build_model)
     cfg = replace(cfg, theory=theory.name, source="exact", detector=folded.detector.describe())
-    metrics, seconds = _run_gan(
+    metrics, seconds = run_gan(
         theory, data, make_source("exact", theory), cfg, yardstick, True, out
     )
     mean, std = np.asarray(metrics["params_mean"]), np.asarray(metrics["params_std"])
@@ -144,23 +159,14 @@ def closure(
     """Case-B data of the generator at θ: the outer GAN through ``model`` vs the folded MLE
     (and, with ``control``, the same GAN with the exact source: `exact_control`)."""
     generator = get_theory("proxy-smeared")
-    data = simulate_observed(generator, theta, CASES["B"], seed=seed)
-    data = ObservedData(
-        data.events,
-        data.norms,
-        data.norms_sigma,
-        "",
-        data.theta_true,
-        data.expected_counts,
-        data.meta,
-    )  # fitted with the folded proxy
+    data = smeared_case_b(theta, seed)
     yardstick = Yardstick(folded.theory, data, folded)  # the measurement's, never the fit's
     # the outer GAN exactly as inverse.fit runs it for a generator (build_model: seeded, the
     # config's stop rule, steps scaled from the surrogate's own Fisher information) and θ, σ as
     # it reports them, with the fit's own knowledge only: the face rule reads the surrogate's
     # likelihood, never the folded density
     own = SurrogateYardstick(model, generator, data)
-    metrics, seconds = _run_gan(generator, data, model, cfg, own, False, out)
+    metrics, seconds = run_gan(generator, data, model, cfg, own, False, out)
     mle = folded.fit(data, start=theta)
     counts = data.expected_counts if data.expected_counts is not None else data.counts
     crb = np.asarray(yardstick.crb_std(theta, counts))

@@ -40,16 +40,16 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from event_closure import draw_truths, folded_model  # noqa: E402
+from event_closure import draw_truths, folded_model, run_gan, smeared_case_b  # noqa: E402
 
 from inverse.config import FitConfig, from_dict, to_dict  # noqa: E402
-from inverse.report import Yardstick, summarize  # noqa: E402
+from inverse.report import Yardstick  # noqa: E402
 from inverse.sources import make_source  # noqa: E402
-from inverse.training import build_model, load_config, make_trainer, train  # noqa: E402
-from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
+from inverse.training import load_config  # noqa: E402
+from surrogates.data import CASES, simulate_observed  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
 from surrogates.runs import environment, write_json, write_text  # noqa: E402
-from surrogates.theory import ProxyTheory, get_theory  # noqa: E402
+from surrogates.theory import ProxyTheory  # noqa: E402
 
 
 def with_overrides(cfg: FitConfig, overrides: list[str]) -> FitConfig:
@@ -79,17 +79,7 @@ def fit_data_set(
     proxy = ProxyTheory()
     if detector == "smear":
         folded = folded_model(90)
-        generator = get_theory("proxy-smeared")
-        data = simulate_observed(generator, truth, CASES["B"], seed=data_seed)
-        data = ObservedData(
-            data.events,
-            data.norms,
-            data.norms_sigma,
-            "",
-            data.theta_true,
-            data.expected_counts,
-            data.meta,
-        )  # fitted with the (folded) proxy
+        data = smeared_case_b(truth, data_seed)
         spec = folded.detector.describe()
     else:
         folded = None
@@ -97,11 +87,7 @@ def fit_data_set(
         spec = None
     yardstick = Yardstick(proxy, data, folded)  # folded: its detector goes into the GAN
     cfg = replace(cfg, theory=proxy.name, source="exact", detector=spec)
-    gan = build_model(proxy, data, make_source("exact", proxy), cfg, yardstick, None)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer, _ = make_trainer(gan, cfg, proxy, True, out)
-    seconds = train(trainer, gan, cfg, out)
-    metrics, _ = summarize(gan, cfg, proxy, yardstick, None, None, seconds)
+    metrics, seconds = run_gan(proxy, data, make_source("exact", proxy), cfg, yardstick, True, out)
     mle = yardstick.fit(start=truth)
     counts = data.expected_counts if data.expected_counts is not None else data.counts
     crb = np.asarray(yardstick.crb_std(truth, counts))

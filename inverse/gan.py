@@ -618,7 +618,7 @@ class OuterGAN(pl.LightningModule):
         ]
         true_fake = fake
         weights: list[Tensor | None] = [None] * len(fake)
-        if self.detector is not None:  # reconstructed events, weighted by the efficiency
+        if self.detector is not None:  # reconstructed events, weighted by efficiency × acceptance
             fake, w = self.detector.apply(fake)
             weights = [wc / wc.mean(-1, keepdim=True).clamp(min=1e-12) for wc in w]
         fake_feats = [self.features(f, c) for c, f in enumerate(fake)]

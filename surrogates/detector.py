@@ -192,8 +192,9 @@ class SmearingDetector:
     reconstructed at x_rec = x + r ξ with ξ a standard normal, and lost when x_rec leaves the
     theory's range [x_low, x_high). As an event-by-event simulation (`__call__`, `simulate`) it
     is what a physicist's detector code is: random, not differentiable. Its exact response
-    (`response`, `accepted_norms`) lets a measurement fold the exact density through it; the
-    package's training and inverse paths never need it.
+    (`response`, `accepted_norms`) lets a measurement fold the exact density through it, and
+    `apply` makes the outer GAN's exact source through it (a control; a generator's own fits
+    never need it).
 
     Args:
         theory: a 1-D theory (its x range is the acceptance).
@@ -273,7 +274,8 @@ class SmearingDetector:
             q = (below + u * inside).clamp(tiny, 1 - tiny)
             xr = e + self.r * torch.special.ndtri(q)
             # rounding at the ends: keep x_rec inside [lo, hi)
-            rec.append(xr.clamp(lo, float(np.nextafter(hi, lo))))
+            top = torch.nextafter(torch.tensor(hi, dtype=e.dtype), torch.tensor(lo, dtype=e.dtype))
+            rec.append(xr.clamp(lo, float(top)))
             weights.append(self.efficiency(e) * inside[..., 0])
         return rec, weights
 

@@ -66,10 +66,11 @@ def test_each_data_set_is_fitted_by_the_exact_gan_and_by_the_mle_of_the_same_mod
         metrics = {"params_mean": truth + 0.01, "params_std": np.full(6, 0.1)}
         return metrics | {"scatter_std": np.full(6, 0.02), "steps": 10, "stop_reason": "x"}, None
 
-    monkeypatch.setattr(gan_vs_mle, "build_model", build)
-    monkeypatch.setattr(gan_vs_mle, "make_trainer", lambda *a: (None, None))
-    monkeypatch.setattr(gan_vs_mle, "train", lambda *a: 1.0)
-    monkeypatch.setattr(gan_vs_mle, "summarize", summarize)
+    closure = sys.modules["event_closure"]  # whose run_gan it calls
+    monkeypatch.setattr(closure, "build_model", build)
+    monkeypatch.setattr(closure, "make_trainer", lambda *a: (None, None))
+    monkeypatch.setattr(closure, "train", lambda *a: 1.0)
+    monkeypatch.setattr(closure, "summarize", summarize)
     truth = np.asarray([1.5, 0.0, 2.5, 1.5, 0.0, 2.5])
     cfg = load_config(str(ROOT / "configs" / "inverse" / "smeared.yaml"))
     d = gan_vs_mle.fit_data_set(truth, 7, detector, cfg, tmp_path / "run")
