@@ -30,6 +30,7 @@ from surrogates.errors import InputError
 from surrogates.theory import Theory
 
 __all__ = [
+    "truncated_smear",
     "DISDetector",
     "SmearingDetector",
     "make_detector",
@@ -45,6 +46,30 @@ DETECTOR_DEFAULTS = {
     "energy_threshold": 1.5,
     "energy_width": 0.3,
 }
+
+
+def truncated_smear(
+    x: Tensor, width: Tensor, low: Tensor, high: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Smear events x (…, d) by Gaussians of ``width`` (…, d), each axis truncated to
+    [low, high) (d,): x_rec from the truncated Gaussian's inverse CDF at a uniform, so
+    differentiable in x, and the probability (…) that the untruncated x + width · ξ lands inside.
+
+    Weighted by that probability, the events have the density that smearing and then dropping the
+    events outside gives; but none crosses an edge as x moves, so a pathwise gradient through
+    them leaves nothing out. (An indicator of x + width · ξ inside has a zero derivative almost
+    everywhere: the gradient misses the events that cross the edges, which biased the outer GAN
+    at detector level; docs/notes/2026-12-06-gan-at-detector-level.md.)
+    """
+    lo, hi = low.to(x), high.to(x)
+    u = torch.rand(x.shape, dtype=x.dtype, generator=generator).to(x.device)
+    below = torch.special.ndtr((lo - x) / width)
+    inside = torch.special.ndtr((hi - x) / width) - below
+    tiny = torch.finfo(x.dtype).eps
+    q = (below + u * inside).clamp(tiny, 1 - tiny)
+    xr = x + width * torch.special.ndtri(q)
+    top = torch.nextafter(hi, lo)  # rounding at the edges: x_rec stays in [low, high)
+    return torch.minimum(torch.maximum(xr, lo), top), inside.prod(-1)
 
 
 class DISDetector:
@@ -116,16 +141,17 @@ class DISDetector:
     def apply(
         self, events: Sequence[Tensor], generator: torch.Generator | None = None
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """Reconstructed events and their weights ε · [inside the box], per channel (B, n, 2), (B, n).
-
-        Differentiable: the weights carry the efficiency's dependence on the true events.
-        """
+        """Reconstructed events and their weights per channel, (B, n, 2) and (B, n): the outer
+        GAN's exact source through the detector. Each axis is reconstructed from its Gaussian
+        (width r · x) truncated to the box and the event weighted by ε(x) × the probability of
+        landing inside (`truncated_smear`): the folded density, with a pathwise gradient that
+        leaves nothing out at the box's edges."""
+        lo, hi = self.theory.x_low, self.theory.x_high
         rec, weights = [], []
         for e in events:
-            xr = self.smear(e, generator)
-            inside = self.in_box(xr)
-            rec.append(torch.where(inside.unsqueeze(-1), xr, e))  # lost events: weight 0
-            weights.append(self.efficiency(e) * inside.to(e.dtype))
+            xr, inside = truncated_smear(e, self.r.to(e) * e, lo, hi, generator)
+            rec.append(xr)
+            weights.append(self.efficiency(e) * inside)
         return rec, weights
 
     def simulate(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -255,28 +281,17 @@ class SmearingDetector:
     ) -> tuple[list[Tensor], list[Tensor]]:
         """Reconstructed events and their weights, per channel: the outer GAN's exact source.
 
-        Each true event x is reconstructed inside the range, from the Gaussian of width r
-        truncated to the range (its inverse CDF at a uniform u, so x_rec is differentiable in
-        x), and weighted by its acceptance ε(x) · P(x + r ξ inside the range). The weighted
-        events have the folded density, as with a sampled indicator of x + r ξ inside the range;
-        but no event crosses the range's ends as θ moves. With the indicator the pathwise
-        gradient leaves out the events that cross the ends (the indicator's derivative is zero
-        almost everywhere), which biased the outer GAN at detector level
-        (docs/notes/2026-12-06-gan-at-detector-level.md).
+        Each true event x is reconstructed inside the range from the Gaussian of width r
+        truncated to it and weighted by its acceptance ε(x) · P(x + r ξ inside the range)
+        (`truncated_smear`): the folded density, with no event crossing the range's ends as θ
+        moves, so the pathwise gradient leaves nothing out.
         """
-        lo, hi = float(self.theory.x_low[0]), float(self.theory.x_high[0])
+        lo, hi = self.theory.x_low, self.theory.x_high
         rec, weights = [], []
         for e in events:
-            u = torch.rand(e.shape, dtype=e.dtype, generator=generator).to(e.device)
-            below = torch.special.ndtr((lo - e) / self.r)
-            inside = torch.special.ndtr((hi - e) / self.r) - below  # P(x + r ξ in the range)
-            tiny = torch.finfo(e.dtype).eps
-            q = (below + u * inside).clamp(tiny, 1 - tiny)
-            xr = e + self.r * torch.special.ndtri(q)
-            # rounding at the ends: keep x_rec inside [lo, hi)
-            top = torch.nextafter(torch.tensor(hi, dtype=e.dtype), torch.tensor(lo, dtype=e.dtype))
-            rec.append(xr.clamp(lo, float(top)))
-            weights.append(self.efficiency(e) * inside[..., 0])
+            xr, inside = truncated_smear(e, torch.full_like(e, self.r), lo, hi, generator)
+            rec.append(xr)
+            weights.append(self.efficiency(e) * inside)
         return rec, weights
 
     def simulate(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:

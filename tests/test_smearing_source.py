@@ -66,3 +66,55 @@ def test_reconstructed_events_stay_inside_the_range_and_weights_are_acceptances(
     rec, w = det.apply([x], generator=torch.Generator().manual_seed(0))
     assert rec[0].dtype == dtype and det.in_box(rec[0]).all()  # inside [0.1, 1), never on 1
     torch.testing.assert_close(w[0], det.acceptance(x))
+
+
+def test_the_dis_detector_source_has_the_folded_mean_and_gradient_at_the_low_x_edge() -> None:
+    """The same for `DISDetector.apply` (relative widths r · x per axis, a 2-D box): true events
+    at x uniform on [μ, μ + 8 r μ] next to the box's low-x edge, Q² fixed; E[w x_rec²]/E[w] and
+    its derivative in μ against quadrature (only the x axis moves the mean; Q²'s acceptance is a
+    common factor)."""
+    from surrogates.detector import DISDetector
+    from surrogates.theory import get_theory
+
+    det = DISDetector(get_theory("dis"))
+    lo = float(det.theory.x_low[0])
+    rx, q2 = float(det.r[0]), 0.9
+    mu0, h = lo * 1.01, lo * 1e-4
+
+    def truth(mu: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        x = mu + 8 * rx * lo * v
+        return torch.stack([x, torch.full_like(x, q2)], -1)
+
+    def quadrature(mu: float) -> float:
+        v, wv = np.polynomial.legendre.leggauss(400)
+        v, wv = (v + 1) / 2, wv / 2
+        nodes = truth(torch.tensor(mu, dtype=torch.float64), torch.as_tensor(v))
+        eff = det.efficiency(nodes).numpy()
+        x = nodes[:, 0].numpy()
+        s = rx * x
+        y = np.linspace(lo, lo + 0.05, 40001)
+        gauss = np.exp(-0.5 * ((y[None] - x[:, None]) / s[:, None]) ** 2) / (
+            s[:, None] * np.sqrt(2 * np.pi)
+        )
+        acc = ndtr((float(det.theory.x_high[0]) - x) / s) - ndtr((lo - x) / s)
+        num = (wv * eff * np.trapezoid(gauss * y[None] ** 2, y, axis=1)).sum()
+        return num / (wv * eff * acc).sum()
+
+    want = quadrature(mu0)
+    want_grad = (quadrature(mu0 + h) - quadrature(mu0 - h)) / (2 * h)
+    values, grads = [], []
+    for seed in range(20):
+        gen = torch.Generator().manual_seed(seed)
+        mu = torch.tensor(mu0, dtype=torch.float64, requires_grad=True)
+        v = torch.rand(50_000, dtype=torch.float64, generator=gen)
+        rec, w = det.apply([truth(mu, v)], generator=gen)
+        value = (w[0] * rec[0][:, 0] ** 2).sum() / w[0].sum()
+        (grad,) = torch.autograd.grad(value, mu)
+        values.append(float(value.detach()))
+        grads.append(float(grad))
+    values, grads = np.array(values), np.array(grads)
+    err = values.std(ddof=1) / np.sqrt(len(values))
+    err_grad = grads.std(ddof=1) / np.sqrt(len(grads))
+    assert abs(values.mean() - want) < 4 * err + 1e-12
+    assert abs(grads.mean() - want_grad) < 4 * err_grad, (grads.mean(), want_grad, err_grad)
+    assert det.in_box(rec[0]).all()
