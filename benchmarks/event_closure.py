@@ -74,6 +74,26 @@ def theta_shift(model, folded: FoldedModel, theta: torch.Tensor, n: int, seed: i
     return (fit.theta - theta[0].numpy()) / crb
 
 
+def publish(results: str | Path, name: str, result: dict, render) -> str:  # noqa: ANN001
+    """``name``.json and ``name``.md (``render(result)``) into ``results``; the page's text."""
+    page = render(result)
+    write_json(Path(results) / f"{name}.json", result)
+    write_text(Path(results) / f"{name}.md", page)
+    return page
+
+
+def page_again(
+    from_json: str | Path,
+    results: str | Path,
+    render,
+    name: str | None = None,  # noqa: ANN001
+) -> Path:
+    """The page of a result JSON written again (``render``), as ``name`` (default: the JSON's)."""
+    page = Path(results) / f"{name or Path(from_json).stem}.md"
+    write_text(page, render(json.loads(Path(from_json).read_text())))
+    return page
+
+
 def draw_truths(theory, seed: int, n: int) -> list[np.ndarray]:  # noqa: ANN001
     """n closure truths of ``seed``, uniform in the inner 80% of the box along every parameter."""
     rng = np.random.default_rng(seed)
@@ -117,6 +137,22 @@ def _cut_by_box(metrics: dict, names: tuple[str, ...]) -> dict:
     }
 
 
+def run_exact_gan(
+    data: ObservedData, folded: FoldedModel | None, cfg: FitConfig, out: Path
+) -> tuple[dict, float, Yardstick]:
+    """The outer GAN of ``cfg`` on ``data`` with the proxy's exact source, through ``folded``'s
+    detector when there is one (`build_model` takes it from the yardstick), the run labelled as
+    what it is: (metrics, seconds, the yardstick it was read with)."""
+    theory = ProxyTheory() if folded is None else folded.theory
+    yardstick = Yardstick(theory, data, folded)
+    spec = None if folded is None else folded.detector.describe()
+    cfg = replace(cfg, theory=theory.name, source="exact", detector=spec)
+    metrics, seconds = run_gan(
+        theory, data, make_source("exact", theory), cfg, yardstick, True, out
+    )
+    return metrics, seconds, yardstick
+
+
 def exact_control(
     folded: FoldedModel,
     data: ObservedData,
@@ -129,18 +165,13 @@ def exact_control(
     inverse CDF followed by the detector (what the folded density describes), read with the
     folded yardstick. Where it misses the MLE as the surrogate's GAN does, the miss is the
     outer GAN's, not the surrogate's."""
-    theory = folded.theory
-    yardstick = Yardstick(theory, data, folded)  # its detector goes into the GAN (build_model)
-    cfg = replace(cfg, theory=theory.name, source="exact", detector=folded.detector.describe())
-    metrics, seconds = run_gan(
-        theory, data, make_source("exact", theory), cfg, yardstick, True, out
-    )
+    metrics, seconds, _ = run_exact_gan(data, folded, cfg, out)
     mean, std = np.asarray(metrics["params_mean"]), np.asarray(metrics["params_std"])
     return {
         "gan_mean": mean.tolist(),
         "gan_minus_mle_crb": ((mean - mle) / crb).tolist(),
         "std_over_crb": (std / crb).tolist(),
-        "cut_by_box": _cut_by_box(metrics, theory.param_names),
+        "cut_by_box": _cut_by_box(metrics, folded.theory.param_names),
         "steps": metrics.get("steps"),
         "stop_reason": metrics.get("stop_reason"),
         "seconds": seconds,
@@ -259,9 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.name is None:
         args.name = Path(args.from_json).stem if args.from_json else "event_closure"
     if args.from_json:
-        result = json.loads(Path(args.from_json).read_text())
-        page = Path(args.results) / f"{args.name}.md"
-        write_text(page, table(result, ProxyTheory().param_names))
+        names = ProxyTheory().param_names
+        page = page_again(args.from_json, args.results, lambda r: table(r, names), args.name)
         print(f"wrote {page}")
         return 0
     if not args.checkpoint:
@@ -338,10 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - t0,
         "environment": environment(),
     }
-    results = Path(args.results)
-    write_json(results / f"{args.name}.json", result)
-    write_text(results / f"{args.name}.md", table(result, theory.param_names))
-    print(table(result, theory.param_names))
+    print(publish(args.results, args.name, result, lambda r: table(r, theory.param_names)))
     return 0
 
 

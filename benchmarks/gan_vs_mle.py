@@ -27,7 +27,6 @@ Writes ``<name>.json`` and ``<name>.md`` into ``--results``.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -40,15 +39,20 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from event_closure import draw_truths, folded_model, run_gan, smeared_case_b  # noqa: E402
+from event_closure import (  # noqa: E402
+    draw_truths,
+    folded_model,
+    page_again,
+    publish,
+    run_exact_gan,
+    smeared_case_b,
+)
 
 from inverse.config import FitConfig, from_dict, to_dict  # noqa: E402
-from inverse.report import Yardstick  # noqa: E402
-from inverse.sources import make_source  # noqa: E402
 from inverse.training import load_config  # noqa: E402
 from surrogates.data import CASES, simulate_observed  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
-from surrogates.runs import environment, write_json, write_text  # noqa: E402
+from surrogates.runs import environment  # noqa: E402
 from surrogates.theory import ProxyTheory  # noqa: E402
 
 
@@ -76,18 +80,13 @@ def fit_data_set(
     truth: np.ndarray, data_seed: int, detector: str, cfg: FitConfig, out: Path
 ) -> dict:
     """One case-B data set at ``truth``: the exact-source outer GAN against the MLE."""
-    proxy = ProxyTheory()
     if detector == "smear":
         folded = folded_model(90)
         data = smeared_case_b(truth, data_seed)
-        spec = folded.detector.describe()
     else:
         folded = None
-        data = simulate_observed(proxy, truth, CASES["B"], seed=data_seed)
-        spec = None
-    yardstick = Yardstick(proxy, data, folded)  # folded: its detector goes into the GAN
-    cfg = replace(cfg, theory=proxy.name, source="exact", detector=spec)
-    metrics, seconds = run_gan(proxy, data, make_source("exact", proxy), cfg, yardstick, True, out)
+        data = simulate_observed(ProxyTheory(), truth, CASES["B"], seed=data_seed)
+    metrics, seconds, yardstick = run_exact_gan(data, folded, cfg, out)
     mle = yardstick.fit(start=truth)
     counts = data.expected_counts if data.expected_counts is not None else data.counts
     crb = np.asarray(yardstick.crb_std(truth, counts))
@@ -191,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     names = ProxyTheory().param_names
     if args.from_json:
-        result = json.loads(Path(args.from_json).read_text())
-        page = Path(args.results) / f"{Path(args.from_json).stem}.md"
-        write_text(page, table(result, names))
+        page = page_again(args.from_json, args.results, lambda r: table(r, names))
         print(f"wrote {page}")
         return 0
     if args.truth_seed is None or not args.data_seeds:
@@ -232,10 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - t0,
         "environment": environment(),
     }
-    results = Path(args.results)
-    write_json(results / f"{args.name}.json", result)
-    write_text(results / f"{args.name}.md", table(result, theory.param_names))
-    print(table(result, theory.param_names))
+    print(publish(args.results, args.name, result, lambda r: table(r, names)))
     return 0
 
 
