@@ -308,17 +308,22 @@ def _theta_shift(p: dict) -> list[str]:
     ]
 
 
+def _above(shifts: list | None, limit: float) -> int | None:
+    """How many θ (rows) have a |shift| above ``limit`` in some parameter (None: no shifts)."""
+    return None if shifts is None else sum(max(abs(v) for v in row) > limit for row in shifts)
+
+
 def _shift_map(p: dict) -> list[str]:
     rows = [
         [r["surrogate"], fmt(r["held_out_5_max"], ".2f"), fmt(r["points"], "d"),
          fmt(r["seed"], "d"), fmt(r["median_of_max"], ".2f"), fmt(r["mean_of_max"], ".2f"),
-         fmt(r["above_3"], "d"), fmt(r["largest"], ".2f"), r["largest_at"]["parameter"],
-         fmt(r["seconds"], ".0f")]
+         fmt(_above(r.get("shifts"), 1.0), "d"), fmt(r["above_3"], "d"), fmt(r["largest"], ".2f"),
+         r["largest_at"]["parameter"], fmt(r["seconds"], ".0f")]
         for r in p["rows"]
     ]  # fmt: skip
     header = [
         "surrogate", "5 held-out θ: max", "other θ", "Sobol' seed", "median of max",
-        "mean of max", "> 3", "largest", "in", "seconds",
+        "mean of max", "> 1", "> 3", "largest", "in", "seconds",
     ]  # fmt: skip
     return [
         f"Theory `{p.get('theory', 'proxy')}`: noise-free θ shift in {shift_unit(p)} (the exact "

@@ -4,13 +4,14 @@
         [--points 32] [--seed 7] [--out runs/benchmarks/shift_map.json]
 
 For each surrogate with a density of ``--theory`` (its shipped flows by default, or the given
-checkpoints; one of another theory is refused), in σ_CRB of data of ``--reference-counts``
+checkpoints, or ``a.ckpt,b.ckpt,...``: their ensemble, the equal-weight mixture; one of another
+theory is refused), in σ_CRB of data of ``--reference-counts``
 expected events per channel (default: the theory's reference data size; the proxy's case A): the
 exact theory fitted to its expected histogram (`surrogates.metrics.theta_shift_expected`, the
 sampled `theta_shift` without its noise) at the fit CLI's 5 held-out θ and at ``--points`` Sobol'
 points of the prior box (``--seed``, never trained on). Per surrogate: the largest |shift| at the
 5 points, and over the others the median and mean of each point's largest |shift|, how many exceed
-3 σ_CRB, the largest, and the parameter and point where it is. A few seconds per surrogate.
+1 and 3 σ_CRB (the page counts above 1 from the shifts), the largest, and the parameter and point where it is. A few seconds per surrogate.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from surrogates.ensemble import Ensemble  # noqa: E402
 from surrogates.metrics import (  # noqa: E402
     HELD_OUT_SEED_OFFSET,
     counts_label,
@@ -41,6 +43,14 @@ from surrogates.theory import get_theory  # noqa: E402
 from surrogates.zoo import CHECKPOINTS, list_checkpoints, load_surrogate  # noqa: E402
 
 FIT_HELD_OUT_SEED = 1 + HELD_OUT_SEED_OFFSET  # surrogates.fit's held-out θ (seed_everything 1)
+
+
+def load(name: str, theory: str):  # noqa: ANN201 - a surrogate or an Ensemble
+    """A zoo name or .ckpt, or several joined by commas: their equal-weight mixture (`Ensemble`,
+    as ``inverse.fit --source a.ckpt,b.ckpt`` uses it)."""
+    if "," in name:
+        return Ensemble.load(name.split(","), theory=theory).double().eval()
+    return load_surrogate(name, theory=theory).double().eval()
 
 
 def shift_rows(model, theory, theta: torch.Tensor, counts: np.ndarray) -> np.ndarray:  # noqa: ANN001
@@ -57,7 +67,10 @@ def shift_rows(model, theory, theta: torch.Tensor, counts: np.ndarray) -> np.nda
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "surrogates", nargs="*", help="zoo names or .ckpt paths (default: the flows)"
+        "surrogates",
+        nargs="*",
+        help="zoo names or .ckpt paths, or several joined by commas for their ensemble (default: "
+        "the flows)",
     )
     parser.add_argument("--theory", default="proxy", help="the surrogates' theory (a name)")
     parser.add_argument(
@@ -81,7 +94,7 @@ def main() -> None:
         for n in list_checkpoints(theory=theory.name)
         if json.loads((CHECKPOINTS / f"{n}.json").read_text())["family"] == "flow"
     ]
-    models = {name: load_surrogate(name, theory=theory.name).double().eval() for name in names}
+    models = {name: load(name, theory.name) for name in names}
     fit_theta = held_out_theta(theory, 5, FIT_HELD_OUT_SEED)
     other = held_out_theta(theory, args.points, args.seed)
     rows = []

@@ -40,6 +40,7 @@ from surrogates.validation import (
     fraction,
     is_int,
     is_number,
+    non_negative_int,
     positive_int,
     positive_number,
     seed_value,
@@ -98,6 +99,11 @@ class GanConfig:
         precondition_scale: pace: absolute (each parameter lr_g's pace in units of its own σ), geometric or softest.
         precondition_diagonal: at precondition_at, each parameter by its own σ only (no correlations).
         d_dtype: the discriminators' precision: float64 or float32.
+        d_quantiles: 0, or K > 0: the discriminators also see each event variable's probability
+            integral transform under the observed events of its channel (piecewise linear through
+            their K + 1 quantiles), so that a feature narrow against the x range (a resonance) is
+            resolved as finely as its share of the events; the default features are the x range's
+            edges only (log s, log(1 − s), logit s).
     """
 
     lr_g: float = 6e-3
@@ -120,6 +126,7 @@ class GanConfig:
     precondition_scale: str = "absolute"
     precondition_diagonal: bool = True
     d_dtype: str = "float64"
+    d_quantiles: int = 0
 
     def __post_init__(self) -> None:
         positive_number("gan.lr_g", self.lr_g, 6e-3)
@@ -144,6 +151,7 @@ class GanConfig:
         check_choice("gan.precondition_scale", self.precondition_scale, PRECONDITION_SCALES)
         flag("gan.precondition_diagonal", self.precondition_diagonal)
         check_choice("gan.d_dtype", self.d_dtype, D_DTYPES)
+        non_negative_int("gan.d_quantiles", self.d_quantiles)
 
 
 def precondition_fractions(at: object) -> float | list[float]:

@@ -355,14 +355,20 @@ class OuterGAN(pl.LightningModule):
             gan.box_map,
         )
         event_dim = data.events[0].shape[1]
-        inputs = 3 * event_dim + (self.n_channels if gan.shared else 0)
+        per_dim = 3 + (1 if gan.d_quantiles else 0)
+        inputs = per_dim * event_dim + (self.n_channels if gan.shared else 0)
         k = replicas * (1 if gan.shared else self.n_channels)
         self.d_dtype = D_DTYPES[gan.d_dtype]
         self.discriminator = BatchedMLP(k, inputs, gan.d_hidden, self.d_dtype)
         self.register_buffer("x_low", theory.x_low.to(dtype))
         self.register_buffer("x_high", theory.x_high.to(dtype))
         events = [torch.as_tensor(e, dtype=dtype) for e in data.events]
-        feats = [self._raw_features(e) for e in events]
+        self.d_quantiles = gan.d_quantiles
+        if gan.d_quantiles:  # each channel's observed quantiles: the knots of its events' CDF
+            self.register_buffer(
+                "quantile_knots", torch.stack([quantile_knots(e, gan.d_quantiles) for e in events])
+            )
+        feats = [self._raw_features(e, c) for c, e in enumerate(events)]
         self.register_buffer("feat_mean", torch.stack([f.mean(0) for f in feats]))
         self.register_buffer("feat_std", torch.stack([f.std(0).clamp(min=1e-6) for f in feats]))
         for c, e in enumerate(events):
@@ -389,15 +395,19 @@ class OuterGAN(pl.LightningModule):
         return self.steps * (1 + self.d_steps)
 
     # ------------------------------------------------------------------ pieces
-    def _raw_features(self, x: Tensor) -> Tensor:
-        """log s, log(1 − s) and logit s of s = x scaled to [0, 1]: the edges resolved, (…, 3d)."""
+    def _raw_features(self, x: Tensor, c: int) -> Tensor:
+        """log s, log(1 − s) and logit s of s = x scaled to [0, 1] (the edges resolved) and, with
+        ``gan.d_quantiles``, channel c's observed CDF at x: (…, 3d) or (…, 4d)."""
         s = ((x - self.x_low) / (self.x_high - self.x_low)).clamp(1e-12, 1 - 1e-12)
         lo, hi = torch.log(s), torch.log1p(-s)
-        return torch.cat([lo, hi, lo - hi], -1)
+        parts = [lo, hi, lo - hi]
+        if self.d_quantiles:
+            parts.append(empirical_cdf(x, self.quantile_knots[c]))
+        return torch.cat(parts, -1)
 
     def features(self, x: Tensor, c: int) -> Tensor:
-        """Standardized edge features of channel c (and the channel one-hot when shared)."""
-        f = (self._raw_features(x) - self.feat_mean[c]) / self.feat_std[c]
+        """Standardized features of channel c (and the channel one-hot when shared)."""
+        f = (self._raw_features(x, c) - self.feat_mean[c]) / self.feat_std[c]
         if self.shared:
             onehot = torch.zeros(*f.shape[:-1], self.n_channels, dtype=f.dtype, device=f.device)
             onehot[..., c] = 1
@@ -714,6 +724,39 @@ class OuterGAN(pl.LightningModule):
             if self.settled_at is not None:
                 self.schedule_g.start_anneal(self.settled_at)
                 self.schedule_d.start_anneal(self.settled_at)
+
+
+def quantile_knots(events: Tensor, k: int) -> Tensor:
+    """(k + 1, d) knots of each event variable's CDF: the events' quantiles at 0, 1/k, …, 1,
+    nudged apart where equal (discrete values) so that every interval has a width.
+
+    >>> quantile_knots(torch.tensor([[0.0], [1.0], [2.0], [3.0], [4.0]]), 4)[:, 0].tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0]
+    """
+    levels = np.linspace(0.0, 1.0, k + 1)  # numpy: torch.quantile refuses inputs over 2^24
+    knots = torch.as_tensor(np.quantile(events.detach().cpu().numpy(), levels, axis=0))
+    knots = knots.to(events)  # (k + 1, d)
+    span = (knots[-1] - knots[0]).clamp(min=1e-12)
+    return torch.cummax(knots + 1e-9 * span * torch.arange(k + 1).unsqueeze(-1), dim=0).values
+
+
+def empirical_cdf(x: Tensor, knots: Tensor) -> Tensor:
+    """Each event variable's CDF at x (…, d), linear between the (k + 1, d) ``knots`` (equal
+    probability apart), 0 below and 1 above them: differentiable in x between the knots.
+
+    >>> knots = torch.tensor([[0.0], [1.0], [3.0]])
+    >>> empirical_cdf(torch.tensor([[-1.0], [0.5], [2.0], [5.0]]), knots)[:, 0].tolist()
+    [0.0, 0.25, 0.75, 1.0]
+    """
+    k = knots.shape[0] - 1
+    out = []
+    for j in range(knots.shape[1]):
+        t, xj = knots[:, j].to(x.dtype).contiguous(), x[..., j].contiguous()
+        i = torch.searchsorted(t, xj).clamp(1, k)
+        lo, hi = t[i - 1], t[i]
+        frac = ((xj - lo) / (hi - lo)).clamp(0.0, 1.0)
+        out.append((i - 1 + frac) / k)
+    return torch.stack(out, -1)
 
 
 def _usable(cov: Tensor) -> bool:

@@ -73,6 +73,7 @@ def test_benchmark_json_becomes_a_page(tmp_path: Path) -> None:
         "surrogate": "flow-zuko", "held_out_5_max": 1.37, "points": 32, "seed": 7,
         "median_of_max": 1.31, "mean_of_max": 1.38, "above_3": 0, "largest": 2.36,
         "largest_at": {"theta": [0] * 6, "parameter": "b_u"}, "seconds": 9.0,
+        "shifts": [[0.5] * 6, [0.1, -1.2, 0, 0, 0, 0], [2.36, 0, 0, 0, 0, 0]],
     }  # fmt: skip
     payload = {"rows": [row], "environment": {"argv": ["benchmarks/shift_map.py"]}}
     (bench / "shift_map.json").write_text(json.dumps(payload))
@@ -82,7 +83,7 @@ def test_benchmark_json_becomes_a_page(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "out/shift_map.md").read_text()
-    assert "| flow-zuko | 1.37 | 32 | 7 | 1.31 | 1.38 | 0 | 2.36 | b_u | 9 |" in text
+    assert "| flow-zuko | 1.37 | 32 | 7 | 1.31 | 1.38 | 2 | 0 | 2.36 | b_u | 9 |" in text
     assert "Regenerate: `python benchmarks/shift_map.py`" in text
 
 

@@ -124,3 +124,28 @@ def test_outer_gan_with_an_ensemble_reports_the_surrogate_share(tmp_path, capsys
         inverse_main([*args, "--replicas", "5"])
     assert err.value.code == 2
     assert "replicas ≥ 7" in capsys.readouterr().err
+
+
+def test_shift_map_measures_an_ensemble(tmp_path):
+    """benchmarks/shift_map.py takes a.ckpt,b.ckpt as one surrogate, their mixture: its shifts are
+    the mixture's own, neither member's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    a, b = (str(save_model(m, tmp_path / f"f{i}.ckpt")) for i, m in enumerate(_flows(2)))
+    out = tmp_path / "shift_map.json"
+    args = [a, b, f"{a},{b}", "--points", "1", "--seed", "3", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks/shift_map.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["surrogate"] for r in rows] == [a, b, f"{a},{b}"]
+    five = [np.asarray(r["held_out_5"]) for r in rows]
+    assert all(np.isfinite(f).all() and f.shape == (5, 6) for f in five)
+    assert not np.allclose(five[2], five[0]) and not np.allclose(five[2], five[1])

@@ -583,3 +583,30 @@ def test_a_sigma_from_few_replicas_is_the_student_t_interval_and_keeps_the_scatt
     assert interval_factor(1) == 1.0 and interval_factor(14) == pytest.approx(1.0400, abs=1e-4)
     lo, hi = mod.chance_range(15)
     assert 0.75 < lo < 0.85 and 1.1 < hi < 1.2
+
+
+def test_quantile_features_are_the_observed_cdf(proxy):
+    """gan.d_quantiles: each channel's events also enter the discriminators through their observed
+    CDF (piecewise linear through K + 1 quantiles). At independent events of the same θ it is the
+    true CDF within the DKW band of both samples plus one knot interval, it grows with x, and it
+    passes x's gradient on (the generator's pathwise gradient) where the events are."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["B"], seed=4)
+    k = 64
+    m = OuterGAN(InverseCDFSampler(proxy), data, proxy, GanConfig(d_quantiles=k), replicas=3)
+    plain = OuterGAN(InverseCDFSampler(proxy), data, proxy, GanConfig(), replicas=3)
+    assert m.discriminator.weights[0].shape[-2] == 4  # log s, log(1 − s), logit s, CDF
+    assert plain.discriminator.weights[0].shape[-2] == 3
+    fresh = simulate_observed(proxy, proxy.truth.numpy(), (100_000, 50_000), seed=5)
+    for c, events in enumerate(fresh.events):
+        x = torch.as_tensor(np.sort(events[:, 0]), dtype=torch.float64)
+        u = m._raw_features(x.unsqueeze(-1), c)[:, -1]
+        exact = (torch.arange(len(x), dtype=torch.float64) + 0.5) / len(x)  # the large sample's
+        n = len(data.events[c])
+        band = np.sqrt(np.log(2 / 1e-4) / 2) * (1 / np.sqrt(n) + 1 / np.sqrt(len(x))) + 1 / k
+        assert (u - exact).abs().max() < band
+        assert (u.diff() >= 0).all() and u[0] < 0.01 and u[-1] > 0.99
+        probe = x[len(x) // 4 :: len(x) // 4][:3].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(m._raw_features(probe.unsqueeze(-1), c)[:, -1].sum(), probe)
+        assert (grad > 0).all()
+    with pytest.raises(InputError, match="gan.d_quantiles must be an integer ≥ 0"):
+        GanConfig(d_quantiles=-1)

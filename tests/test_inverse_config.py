@@ -102,6 +102,7 @@ SAMPLES = {
     "--gan.precondition_scale": "softest",
     "--gan.precondition_diagonal": "false",
     "--gan.d_dtype": "float32",
+    "--gan.d_quantiles": "64",
     "--stop.enabled": "true",
     "--stop.window": "10",
     "--stop.k": "2.0",
@@ -139,8 +140,8 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 50
-    )  # every key of the YAML: 20 top-level, 20 gan, 9 stop, 4 trainer, minus blocks
+        len(options) == 51
+    )  # every key of the YAML: 20 top-level, 21 gan, 9 stop, 4 trainer, minus blocks
     for option in options:
         cfg = parse_cli(FitConfig, [option, SAMPLES[option]], "prog", None)
         expected = yaml.safe_load(SAMPLES[option])
