@@ -49,7 +49,7 @@ def load(name: str, theory: str):  # noqa: ANN201 - a surrogate or an Ensemble
     """A zoo name or .ckpt, or several joined by commas: their equal-weight mixture (`Ensemble`,
     as ``inverse.fit --source a.ckpt,b.ckpt`` uses it)."""
     if "," in name:
-        return Ensemble.load(name.split(","), theory=theory).double().eval()
+        return Ensemble.load([s for s in name.split(",") if s], theory=theory).double().eval()
     return load_surrogate(name, theory=theory).double().eval()
 
 

@@ -728,7 +728,9 @@ class OuterGAN(pl.LightningModule):
 
 def quantile_knots(events: Tensor, k: int) -> Tensor:
     """(k + 1, d) knots of each event variable's CDF: the events' quantiles at 0, 1/k, …, 1,
-    nudged apart where equal (discrete values) so that every interval has a width.
+    nudged apart where equal (discrete values) so that tied knots stay in order (`empirical_cdf`
+    also takes a zero-width interval: every event at one value). Events tied at one value sit at
+    the bottom of their CDF's jump; continuous data have no ties.
 
     >>> quantile_knots(torch.tensor([[0.0], [1.0], [2.0], [3.0], [4.0]]), 4)[:, 0].tolist()
     [0.0, 1.0, 2.0, 3.0, 4.0]
@@ -747,6 +749,9 @@ def empirical_cdf(x: Tensor, knots: Tensor) -> Tensor:
     >>> knots = torch.tensor([[0.0], [1.0], [3.0]])
     >>> empirical_cdf(torch.tensor([[-1.0], [0.5], [2.0], [5.0]]), knots)[:, 0].tolist()
     [0.0, 0.25, 0.75, 1.0]
+    >>> same = quantile_knots(torch.ones(10, 1, dtype=torch.float64), 4)
+    >>> empirical_cdf(torch.tensor([[1.0], [2.0]], dtype=torch.float64), same)[:, 0].tolist()
+    [0.0, 1.0]
     """
     k = knots.shape[0] - 1
     out = []
@@ -754,7 +759,8 @@ def empirical_cdf(x: Tensor, knots: Tensor) -> Tensor:
         t, xj = knots[:, j].to(x.dtype).contiguous(), x[..., j].contiguous()
         i = torch.searchsorted(t, xj).clamp(1, k)
         lo, hi = t[i - 1], t[i]
-        frac = ((xj - lo) / (hi - lo)).clamp(0.0, 1.0)
+        # a zero-width interval (every event of a channel at one value): no 0/0
+        frac = ((xj - lo) / (hi - lo).clamp_min(torch.finfo(t.dtype).tiny)).clamp(0.0, 1.0)
         out.append((i - 1 + frac) / k)
     return torch.stack(out, -1)
 

@@ -610,3 +610,20 @@ def test_quantile_features_are_the_observed_cdf(proxy):
         assert (grad > 0).all()
     with pytest.raises(InputError, match="gan.d_quantiles must be an integer ≥ 0"):
         GanConfig(d_quantiles=-1)
+
+
+def test_outer_gan_trains_and_resumes_with_quantile_features(tmp_path, proxy):
+    """A short fit with gan.d_quantiles and one shared discriminator: finite θ, and its checkpoint
+    holds the knots and loads strictly into a new OuterGAN of the same config (what --resume
+    does)."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=6)
+    cfg = _cfg(steps=6, replicas=3, events_per_step=32, compare_mle=False)
+    cfg = replace(cfg, gan=replace(cfg.gan, d_quantiles=16, shared=True, d_steps=2))
+    m = run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "a", progress=False)
+    assert m["steps"] == 6 and np.isfinite(m["params_mean"]).all()
+    state = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert state["quantile_knots"].shape == (2, 17, 1)
+    assert (state["feat_std"] > 0).all() and state["feat_std"].shape == (2, 4)
+    fresh = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg.gan, replicas=3)
+    fresh.load_state_dict(state, strict=True)
+    assert torch.equal(fresh.quantile_knots, state["quantile_knots"])
