@@ -739,7 +739,8 @@ def quantile_knots(events: Tensor, k: int) -> Tensor:
     knots = torch.as_tensor(np.quantile(events.detach().cpu().numpy(), levels, axis=0))
     knots = knots.to(events)  # (k + 1, d)
     span = (knots[-1] - knots[0]).clamp(min=1e-12)
-    return torch.cummax(knots + 1e-9 * span * torch.arange(k + 1).unsqueeze(-1), dim=0).values
+    step = torch.arange(k + 1, dtype=knots.dtype, device=knots.device).unsqueeze(-1)
+    return torch.cummax(knots + 1e-9 * span * step, dim=0).values
 
 
 def empirical_cdf(x: Tensor, knots: Tensor) -> Tensor:
