@@ -5,13 +5,14 @@
 
 For each surrogate with a density of ``--theory`` (its shipped flows by default, or the given
 checkpoints, or ``a.ckpt,b.ckpt,...``: their ensemble, the equal-weight mixture; one of another
-theory is refused), in σ_CRB of data of ``--reference-counts``
-expected events per channel (default: the theory's reference data size; the proxy's case A): the
+theory is refused), in σ_CRB of data of ``--reference-counts`` expected events per channel
+(default: the theory's reference data size; the proxy's case A): the
 exact theory fitted to its expected histogram (`surrogates.metrics.theta_shift_expected`, the
 sampled `theta_shift` without its noise) at the fit CLI's 5 held-out θ and at ``--points`` Sobol'
 points of the prior box (``--seed``, never trained on). Per surrogate: the largest |shift| at the
 5 points, and over the others the median and mean of each point's largest |shift|, how many exceed
-1 and 3 σ_CRB (the page counts above 1 from the shifts), the largest, and the parameter and point where it is. A few seconds per surrogate.
+3 σ_CRB (the page also counts those above 1, from the shifts), the largest, and the parameter and
+point where it is. A few seconds per surrogate.
 """
 
 from __future__ import annotations

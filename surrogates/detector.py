@@ -19,7 +19,7 @@ folding with `response` (see `surrogates.likelihood.folded`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -70,6 +70,23 @@ def truncated_smear(
     xr = x + width * torch.special.ndtri(q)
     top = torch.nextafter(hi, lo)  # rounding at the edges: x_rec stays in [low, high)
     return torch.minimum(torch.maximum(xr, lo), top), inside.prod(-1)
+
+
+def _reconstruct(
+    detector: DISDetector | SmearingDetector,
+    events: Sequence[Tensor],
+    width: Callable[[Tensor], Tensor],
+    generator: torch.Generator | None,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Both detectors' `apply`: per channel, the events reconstructed by `truncated_smear` with
+    the smearing ``width(events)`` inside the theory's box, weighted by ε(x) × P(inside)."""
+    lo, hi = detector.theory.x_low, detector.theory.x_high
+    rec, weights = [], []
+    for e in events:
+        xr, inside = truncated_smear(e, width(e), lo, hi, generator)
+        rec.append(xr)
+        weights.append(detector.efficiency(e) * inside)
+    return rec, weights
 
 
 class DISDetector:
@@ -146,13 +163,7 @@ class DISDetector:
         (width r · x) truncated to the box and the event weighted by ε(x) × the probability of
         landing inside (`truncated_smear`): the folded density, with a pathwise gradient that
         leaves nothing out at the box's edges."""
-        lo, hi = self.theory.x_low, self.theory.x_high
-        rec, weights = [], []
-        for e in events:
-            xr, inside = truncated_smear(e, self.r.to(e) * e, lo, hi, generator)
-            rec.append(xr)
-            weights.append(self.efficiency(e) * inside)
-        return rec, weights
+        return _reconstruct(self, events, lambda e: self.r.to(e) * e, generator)
 
     def simulate(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Observed events: smear, keep each with probability ε, drop those outside the box."""
@@ -286,13 +297,7 @@ class SmearingDetector:
         (`truncated_smear`): the folded density, with no event crossing the range's ends as θ
         moves, so the pathwise gradient leaves nothing out.
         """
-        lo, hi = self.theory.x_low, self.theory.x_high
-        rec, weights = [], []
-        for e in events:
-            xr, inside = truncated_smear(e, torch.full_like(e, self.r), lo, hi, generator)
-            rec.append(xr)
-            weights.append(self.efficiency(e) * inside)
-        return rec, weights
+        return _reconstruct(self, events, lambda e: torch.full_like(e, self.r), generator)
 
     def simulate(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Observed events: keep each with probability ε(x), smear, drop those leaving the range."""
