@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,32 +47,12 @@ from event_closure import (  # noqa: E402
     smeared_case_b,
 )
 
-from inverse.config import FitConfig, from_dict, to_dict  # noqa: E402
+from inverse.config import FitConfig, to_dict, with_overrides  # noqa: E402
 from inverse.training import load_config  # noqa: E402
 from surrogates.data import CASES, simulate_observed  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
 from surrogates.runs import environment  # noqa: E402
 from surrogates.theory import ProxyTheory  # noqa: E402
-
-
-def with_overrides(cfg: FitConfig, overrides: list[str]) -> FitConfig:
-    """``cfg`` with dotted ``key=value`` overrides (``gan.precondition_diagonal=false``,
-    ``data_replicas=8``); values are read as YAML scalars, the result checked as a config."""
-    values = to_dict(cfg)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--set takes key=value (e.g. data_replicas=8), got {item!r}")
-        *path, last = key.split(".")
-        node = values
-        for part in path:
-            if not isinstance(node.get(part), dict):
-                raise InputError(f"--set {key}: '{part}' is not a section of the fit config")
-            node = node[part]
-        if last not in node:
-            raise InputError(f"--set {key}: no such setting in the fit config")
-        node[last] = yaml.safe_load(text)
-    return from_dict(FitConfig, values)
 
 
 def fit_data_set(

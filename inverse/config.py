@@ -104,6 +104,9 @@ class GanConfig:
             their K + 1 quantiles), so that a feature narrow against the x range (a resonance) is
             resolved as finely as its share of the events; the default features are the x range's
             edges only (log s, log(1 − s), logit s).
+        d_smooth: 0, or J > 0 (with d_quantiles): also cos(π j F) of that transform F, j = 1…J: the
+            components of Neyman's smooth test of fit, so that a shape inside the bulk of the events
+            (a resonance's width) is a few of the discriminators' inputs, not a fine detail of one.
     """
 
     lr_g: float = 6e-3
@@ -127,6 +130,7 @@ class GanConfig:
     precondition_diagonal: bool = True
     d_dtype: str = "float64"
     d_quantiles: int = 0
+    d_smooth: int = 0
 
     def __post_init__(self) -> None:
         positive_number("gan.lr_g", self.lr_g, 6e-3)
@@ -152,6 +156,12 @@ class GanConfig:
         flag("gan.precondition_diagonal", self.precondition_diagonal)
         check_choice("gan.d_dtype", self.d_dtype, D_DTYPES)
         non_negative_int("gan.d_quantiles", self.d_quantiles)
+        non_negative_int("gan.d_smooth", self.d_smooth)
+        if self.d_smooth and not self.d_quantiles:
+            raise InputError(
+                f"gan.d_smooth {self.d_smooth} needs gan.d_quantiles > 0 (it transforms their CDF); "
+                "e.g. d_quantiles: 128"
+            )
 
 
 def precondition_fractions(at: object) -> float | list[float]:
@@ -492,6 +502,27 @@ def from_dict(cls: type[Config], values: Mapping, prefix: str = "") -> Config:
 def to_dict(cfg: object) -> dict:
     """The config as plain YAML-able values (the resolved ``config.yaml`` of a run)."""
     return dataclasses.asdict(cfg)
+
+
+def with_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """``cfg`` with dotted ``key=value`` overrides (``gan.precondition_diagonal=false``,
+    ``data_replicas=8``); values are read as YAML scalars, the result checked as a config
+    (`benchmarks/gan_vs_mle.py`'s and `benchmarks/closures.py`'s ``--set``)."""
+    values = to_dict(cfg)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set takes key=value (e.g. data_replicas=8), got {item!r}")
+        *path, last = key.split(".")
+        node = values
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise InputError(f"--set {key}: '{part}' is not a section of the fit config")
+            node = node[part]
+        if last not in node:
+            raise InputError(f"--set {key}: no such setting in the fit config")
+        node[last] = yaml.safe_load(text)
+    return from_dict(type(cfg), values)
 
 
 def load_config(path: str | Path | None, cls: type[Config] = FitConfig) -> Config:

@@ -355,7 +355,7 @@ class OuterGAN(pl.LightningModule):
             gan.box_map,
         )
         event_dim = data.events[0].shape[1]
-        per_dim = 3 + (1 if gan.d_quantiles else 0)
+        per_dim = 3 + ((1 + gan.d_smooth) if gan.d_quantiles else 0)
         inputs = per_dim * event_dim + (self.n_channels if gan.shared else 0)
         k = replicas * (1 if gan.shared else self.n_channels)
         self.d_dtype = D_DTYPES[gan.d_dtype]
@@ -363,7 +363,7 @@ class OuterGAN(pl.LightningModule):
         self.register_buffer("x_low", theory.x_low.to(dtype))
         self.register_buffer("x_high", theory.x_high.to(dtype))
         events = [torch.as_tensor(e, dtype=dtype) for e in data.events]
-        self.d_quantiles = gan.d_quantiles
+        self.d_quantiles, self.d_smooth = gan.d_quantiles, gan.d_smooth
         if gan.d_quantiles:  # each channel's observed quantiles: the knots of its events' CDF
             self.register_buffer(
                 "quantile_knots", torch.stack([quantile_knots(e, gan.d_quantiles) for e in events])
@@ -402,7 +402,10 @@ class OuterGAN(pl.LightningModule):
         lo, hi = torch.log(s), torch.log1p(-s)
         parts = [lo, hi, lo - hi]
         if self.d_quantiles:
-            parts.append(empirical_cdf(x, self.quantile_knots[c]))
+            cdf = empirical_cdf(x, self.quantile_knots[c])
+            parts.append(cdf)
+            for j in range(1, self.d_smooth + 1):
+                parts.append(torch.cos(math.pi * j * cdf))
         return torch.cat(parts, -1)
 
     def features(self, x: Tensor, c: int) -> Tensor:

@@ -269,6 +269,21 @@ def interval_factor(bootstrap: int) -> float:
     return float(stats.t.ppf(stats.norm.cdf(1.0), bootstrap - 1))
 
 
+def sigma_chance_range(bootstrap: int, coverage: float = 0.95) -> tuple[float, float]:
+    """Where σ/σ_true of an efficient, unbiased fitter falls with the given probability when σ is
+    the spread of ``bootstrap`` replicas times `interval_factor`: the spread's own χ² scatter. A
+    σ/σ_CRB outside this range says something about the fitter; inside it, nothing more.
+
+    >>> lo, hi = sigma_chance_range(15)
+    >>> 0.65 < lo < 0.7 and 1.4 < hi < 1.45
+    True
+    """
+    dof = bootstrap - 1
+    tail = (1 - coverage) / 2
+    spread = [np.sqrt(stats.chi2.ppf(q, dof) / dof) for q in (tail, 1 - tail)]
+    return tuple(float(v * interval_factor(bootstrap)) for v in spread)
+
+
 def replica_estimate(final: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """θ, σ and one generator's scatter from the replicas' averaged θ, ``final`` (R, P), the first
     ``k`` on the data itself.

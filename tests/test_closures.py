@@ -67,6 +67,31 @@ def test_name_and_command(closures, tmp_path, monkeypatch) -> None:  # noqa: ANN
     assert faces.min() >= 0.1 * 2.0 / 0.01 - 1e-6  # the proxy box's narrowest side is 2 wide
 
 
+def test_set_overrides_reach_the_fit_and_the_page(closures, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """--set KEY=VALUE changes the fit config the GAN gets, is stored with the resolved config,
+    and the page gives σ's chance range for that many bootstrap replicas; a bad key stops the
+    run before anything is written."""
+    seen = []
+
+    def fit(theory, data, source, cfg, out):  # noqa: ANN001, ANN202
+        seen.append((cfg.replicas, cfg.gan.d_steps))
+        return fake_fit(theory, data, source, cfg, out)
+
+    monkeypatch.setattr(closures, "fit_outer_gan", fit)
+    base = ["--config", "configs/inverse/proxy.yaml", "--source", "exact", "--truths", "1",
+            "--counts", "200,100", "--out", str(tmp_path / "runs"), "--results", str(tmp_path)]  # fmt: skip
+    assert closures.main([*base, "--set", "replicas=48", "--set", "gan.d_steps=3"]) == 0
+    assert seen == [(48, 3)]
+    r = json.loads((tmp_path / "closures-proxy.json").read_text())
+    assert r["overrides"] == ["replicas=48", "gan.d_steps=3"]
+    assert r["fit_config"]["replicas"] == 48
+    lo, hi = closures.sigma_chance_range(47)
+    assert f"[{lo:.2f}, {hi:.2f}] 95% of the time" in (tmp_path / "closures-proxy.md").read_text()
+    with pytest.raises(SystemExit):
+        closures.main([*base, "--name", "bad", "--set", "gan.nope=1"])
+    assert not list(tmp_path.glob("bad*")) and len(seen) == 1
+
+
 def test_default_name_is_the_theory(closures, tmp_path, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(closures, "fit_outer_gan", fake_fit)
     argv = ["--config", "configs/inverse/proxy.yaml", "--source", "exact", "--truths", "1",

@@ -612,6 +612,34 @@ def test_quantile_features_are_the_observed_cdf(proxy):
         GanConfig(d_quantiles=-1)
 
 
+def test_smooth_components_are_orthonormal_under_the_data_and_see_a_shape(proxy):
+    """gan.d_smooth: cos(π j F) of the observed CDF F, j = 1…J, are Neyman's smooth components.
+    Under events of the data's own θ F is uniform, so they average 0 with variance 1/2 and are
+    uncorrelated (within sampling noise); at a θ whose shape differs they do not average 0. Without
+    d_quantiles the option is refused."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["B"], seed=4)
+    k, j = 128, 4
+    cfg = GanConfig(d_quantiles=k, d_smooth=j)
+    m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=3)
+    assert m.discriminator.weights[0].shape[-2] == 4 + j
+    other = proxy.truth.numpy() + np.array([0.0, 1.0, 0.0, 0.0, 1.0, 0.0])  # flatter at small x
+    for theta, same in ((proxy.truth.numpy(), True), (other, False)):
+        fresh = simulate_observed(proxy, theta, (100_000, 50_000), seed=5)
+        for c, events in enumerate(fresh.events):
+            x = torch.as_tensor(events, dtype=torch.float64)
+            smooth = m._raw_features(x, c)[:, -j:].numpy()
+            n = len(data.events[c])
+            noise = 5 * np.sqrt(0.5) * (1 / np.sqrt(n) + 1 / np.sqrt(len(x))) + np.pi / k
+            if same:
+                assert np.abs(smooth.mean(0)).max() < noise
+                cov = np.cov(smooth.T)
+                assert np.abs(cov - 0.5 * np.eye(j)).max() < 0.05
+            else:
+                assert np.abs(smooth.mean(0)).max() > noise  # 5 standard deviations
+    with pytest.raises(InputError, match="gan.d_smooth 4 needs gan.d_quantiles > 0"):
+        GanConfig(d_smooth=4)
+
+
 def test_outer_gan_trains_and_resumes_with_quantile_features(tmp_path, proxy):
     """A short fit with gan.d_quantiles and one shared discriminator: finite θ, and its checkpoint
     holds the knots and loads strictly into a new OuterGAN of the same config (what --resume

@@ -103,6 +103,7 @@ SAMPLES = {
     "--gan.precondition_diagonal": "false",
     "--gan.d_dtype": "float32",
     "--gan.d_quantiles": "64",
+    "--gan.d_smooth": "8",
     "--stop.enabled": "true",
     "--stop.window": "10",
     "--stop.k": "2.0",
