@@ -107,6 +107,10 @@ class GanConfig:
         d_smooth: 0, or J > 0 (with d_quantiles): also cos(π j F) of that transform F, j = 1…J: the
             components of Neyman's smooth test of fit, so that a shape inside the bulk of the events
             (a resonance's width) is a few of the discriminators' inputs, not a fine detail of one.
+        d_smooth_from: the fraction of the steps before which those components are held at 0: the
+            generator first finds the feature with the coarse inputs (with them from the first step
+            a discriminator that resolves a resonance far from the start drives its yield to 0
+            before its mass moves), then they refine it.
     """
 
     lr_g: float = 6e-3
@@ -131,6 +135,7 @@ class GanConfig:
     d_dtype: str = "float64"
     d_quantiles: int = 0
     d_smooth: int = 0
+    d_smooth_from: float = 0.3
 
     def __post_init__(self) -> None:
         positive_number("gan.lr_g", self.lr_g, 6e-3)
@@ -157,6 +162,10 @@ class GanConfig:
         check_choice("gan.d_dtype", self.d_dtype, D_DTYPES)
         non_negative_int("gan.d_quantiles", self.d_quantiles)
         non_negative_int("gan.d_smooth", self.d_smooth)
+        if not is_number(self.d_smooth_from) or not 0 <= self.d_smooth_from < 1:
+            raise InputError(
+                f"gan.d_smooth_from must be in [0, 1), got {self.d_smooth_from!r}; e.g. 0.3"
+            )
         if self.d_smooth and not self.d_quantiles:
             raise InputError(
                 f"gan.d_smooth {self.d_smooth} needs gan.d_quantiles > 0 (it transforms their CDF); "

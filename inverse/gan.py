@@ -364,6 +364,11 @@ class OuterGAN(pl.LightningModule):
         self.register_buffer("x_high", theory.x_high.to(dtype))
         events = [torch.as_tensor(e, dtype=dtype) for e in data.events]
         self.d_quantiles, self.d_smooth = gan.d_quantiles, gan.d_smooth
+        # the smooth components' columns of each event's features, held at 0 until this step
+        self.smooth_start = int(gan.d_smooth_from * steps) if gan.d_smooth else 0
+        coarse = torch.ones(inputs, dtype=self.d_dtype)
+        coarse[4 * event_dim : (4 + gan.d_smooth) * event_dim] = 0.0
+        self.register_buffer("smooth_off", coarse, persistent=False)
         if gan.d_quantiles:  # each channel's observed quantiles: the knots of its events' CDF
             self.register_buffer(
                 "quantile_knots", torch.stack([quantile_knots(e, gan.d_quantiles) for e in events])
@@ -430,7 +435,10 @@ class OuterGAN(pl.LightningModule):
         return getattr(self, f"observed_feats_{c}")[torch.gather(idx, 1, pick)]
 
     def logits(self, feats: Sequence[Tensor]) -> list[Tensor]:
-        """Discriminator logits per channel, each (R, n), in float64 whatever ``d_dtype``."""
+        """Discriminator logits per channel, each (R, n), in float64 whatever ``d_dtype``
+        (before ``gan.d_smooth_from`` of the steps, without the smooth components)."""
+        if int(self.step_count) < self.smooth_start:
+            feats = [f * self.smooth_off.to(f) for f in feats]
         if self.shared:
             n = [f.shape[1] for f in feats]
             out = self.discriminator(torch.cat(list(feats), 1).to(self.d_dtype))

@@ -638,6 +638,27 @@ def test_smooth_components_are_orthonormal_under_the_data_and_see_a_shape(proxy)
                 assert np.abs(smooth.mean(0)).max() > noise  # 5 standard deviations
     with pytest.raises(InputError, match="gan.d_smooth 4 needs gan.d_quantiles > 0"):
         GanConfig(d_smooth=4)
+    with pytest.raises(InputError, match=r"gan.d_smooth_from must be in \[0, 1\)"):
+        GanConfig(d_quantiles=k, d_smooth=j, d_smooth_from=1.0)
+
+
+def test_smooth_components_reach_the_discriminators_only_after_d_smooth_from(proxy):
+    """Before gan.d_smooth_from of the steps the discriminators see the smooth components'
+    columns at 0 (their mean: the features are standardized), the coarse ones unchanged; from
+    then on the full features."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=4)
+    cfg = GanConfig(d_quantiles=32, d_smooth=3, d_smooth_from=0.5)
+    m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=2, steps=10)
+    feats = [m.observed_batch(c) for c in range(2)]
+    coarse = [f.clone() for f in feats]
+    for f in coarse:
+        f[..., 4:7] = 0.0
+    assert m.smooth_start == 5
+    early = m.logits(feats)
+    assert all(torch.equal(a, b) for a, b in zip(early, m.logits(coarse), strict=True))
+    m.step_count.fill_(5)
+    late = m.logits(feats)
+    assert all(not torch.allclose(a, b) for a, b in zip(early, late, strict=True))
 
 
 def test_outer_gan_trains_and_resumes_with_quantile_features(tmp_path, proxy):

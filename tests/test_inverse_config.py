@@ -104,6 +104,7 @@ SAMPLES = {
     "--gan.d_dtype": "float32",
     "--gan.d_quantiles": "64",
     "--gan.d_smooth": "8",
+    "--gan.d_smooth_from": "0.4",
     "--stop.enabled": "true",
     "--stop.window": "10",
     "--stop.k": "2.0",
@@ -137,14 +138,19 @@ def _lookup(cfg: FitConfig, option: str) -> object:
     return value
 
 
+# options that are refused on their own: what each needs beside it
+NEEDS = {"--gan.d_smooth": ["--gan.d_quantiles", "64"]}
+
+
 def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 51
-    )  # every key of the YAML: 20 top-level, 21 gan, 9 stop, 4 trainer, minus blocks
+        len(options) == 53
+    )  # every key of the YAML: 20 top-level, 23 gan, 9 stop, 4 trainer, minus blocks
     for option in options:
-        cfg = parse_cli(FitConfig, [option, SAMPLES[option]], "prog", None)
+        needs = NEEDS.get(option, [])
+        cfg = parse_cli(FitConfig, [*needs, option, SAMPLES[option]], "prog", None)
         expected = yaml.safe_load(SAMPLES[option])
         assert _lookup(cfg, option) == expected, option
         assert _lookup(cfg, option) != _lookup(FitConfig(), option), option
