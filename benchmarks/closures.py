@@ -222,7 +222,8 @@ def chance_line(fit_config: dict | None) -> str:
     lo, hi = sigma_chance_range(b)
     return (
         f"\nσ is the spread of {b} bootstrap replicas, itself uncertain: an efficient fitter's "
-        f"σ/σ_CRB falls in [{lo:.2f}, {hi:.2f}] 95% of the time (`inverse.report.sigma_chance_range`).\n"
+        f"σ/σ_CRB falls in [{lo:.2f}, {hi:.2f}] 95% of the time, so about 1 entry in 20 falls "
+        "outside by chance (`inverse.report.sigma_chance_range`).\n"
     )
 
 

@@ -437,7 +437,7 @@ class OuterGAN(pl.LightningModule):
     def logits(self, feats: Sequence[Tensor]) -> list[Tensor]:
         """Discriminator logits per channel, each (R, n), in float64 whatever ``d_dtype``
         (before ``gan.d_smooth_from`` of the steps, without the smooth components)."""
-        if int(self.step_count) < self.smooth_start:
+        if self.smooth_start and int(self.step_count) < self.smooth_start:
             feats = [f * self.smooth_off.to(f) for f in feats]
         if self.shared:
             n = [f.shape[1] for f in feats]
@@ -566,9 +566,16 @@ class OuterGAN(pl.LightningModule):
         )
         self.schedule_g = AnnealSchedule(self.steps, gan.g_lr_floor, stop.anneal)
         self.schedule_d = AnnealSchedule(self.steps, gan.d_lr_floor, stop.anneal)
-        # the first check: after min_steps and after the last re-scaling of the steps (the
-        # trace before it moved under other step sizes)
-        self.check_from = max([stop.min_steps, *(s + 1 for s in self.precondition_steps)])
+        # the first check: after min_steps, after the last re-scaling of the steps (the trace
+        # before it moved under other step sizes) and after the smooth components joined the
+        # discriminators' inputs (before, the fit is not yet the one asked for)
+        self.check_from = max(
+            [
+                stop.min_steps,
+                *(s + 1 for s in self.precondition_steps),
+                self.smooth_start + 1 if self.smooth_start else 0,
+            ]
+        )
         self.stop_sigma: np.ndarray | None = None  # the unit of the checks (the data's Fisher σ)
         self.settled_at: int | None = None  # the step the anneal started
         self.stop_at: int | None = None  # the step after which the run stops

@@ -271,8 +271,9 @@ def interval_factor(bootstrap: int) -> float:
 
 def sigma_chance_range(bootstrap: int, coverage: float = 0.95) -> tuple[float, float]:
     """Where σ/σ_true of an efficient, unbiased fitter falls with the given probability when σ is
-    the spread of ``bootstrap`` replicas times `interval_factor`: the spread's own χ² scatter. A
-    σ/σ_CRB outside this range says something about the fitter; inside it, nothing more.
+    the spread of ``bootstrap`` replicas times `interval_factor`: the spread's own χ² scatter.
+    Inside it a σ/σ_CRB says nothing about the fitter; of many entries, 1 − coverage fall outside
+    by chance. (Not for a parameter cut by the box, whose σ is not the replicas' spread.)
 
     >>> lo, hi = sigma_chance_range(15)
     >>> 0.65 < lo < 0.7 and 1.4 < hi < 1.45

@@ -647,32 +647,41 @@ def test_smooth_components_reach_the_discriminators_only_after_d_smooth_from(pro
     columns at 0 (their mean: the features are standardized), the coarse ones unchanged; from
     then on the full features."""
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=4)
-    cfg = GanConfig(d_quantiles=32, d_smooth=3, d_smooth_from=0.5)
-    m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=2, steps=10)
-    feats = [m.observed_batch(c) for c in range(2)]
-    coarse = [f.clone() for f in feats]
-    for f in coarse:
-        f[..., 4:7] = 0.0
-    assert m.smooth_start == 5
-    early = m.logits(feats)
-    assert all(torch.equal(a, b) for a, b in zip(early, m.logits(coarse), strict=True))
-    m.step_count.fill_(5)
-    late = m.logits(feats)
-    assert all(not torch.allclose(a, b) for a, b in zip(early, late, strict=True))
+    for shared in (False, True):
+        cfg = GanConfig(d_quantiles=32, d_smooth=3, d_smooth_from=0.5, shared=shared)
+        m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=2, steps=10)
+        # per event: log s, log(1 − s), logit s, F, cos(πF), cos(2πF), cos(3πF) [, one-hot]
+        names = ["lo", "hi", "logit", "F", "cos1", "cos2", "cos3"] + ["ch"] * (2 * shared)
+        assert m.smooth_off.tolist() == [0.0 if n.startswith("cos") else 1.0 for n in names]
+        feats = [m.observed_batch(c) for c in range(2)]
+        assert feats[0].shape[-1] == len(names)
+        coarse = [f.clone() for f in feats]
+        for f in coarse:
+            f[..., 4:7] = 0.0
+        assert m.smooth_start == 5
+        early = m.logits(feats)
+        assert all(torch.equal(a, b) for a, b in zip(early, m.logits(coarse), strict=True))
+        m.step_count.fill_(5)
+        late = m.logits(feats)
+        assert all(not torch.allclose(a, b) for a, b in zip(early, late, strict=True))
+    # a stopping rule judges the trace only once the components have joined
+    stop = StopConfig(enabled=True, min_steps=2)
+    m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=2, steps=10, stop=stop)
+    assert m.check_from == 6
 
 
 def test_outer_gan_trains_and_resumes_with_quantile_features(tmp_path, proxy):
-    """A short fit with gan.d_quantiles and one shared discriminator: finite θ, and its checkpoint
-    holds the knots and loads strictly into a new OuterGAN of the same config (what --resume
-    does)."""
+    """A short fit with gan.d_quantiles, two smooth components and one shared discriminator:
+    finite θ, and its checkpoint holds the knots and loads strictly into a new OuterGAN of the same
+    config (what --resume does)."""
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=6)
     cfg = _cfg(steps=6, replicas=3, events_per_step=32, compare_mle=False)
-    cfg = replace(cfg, gan=replace(cfg.gan, d_quantiles=16, shared=True, d_steps=2))
+    cfg = replace(cfg, gan=replace(cfg.gan, d_quantiles=16, d_smooth=2, shared=True, d_steps=2))
     m = run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path / "a", progress=False)
     assert m["steps"] == 6 and np.isfinite(m["params_mean"]).all()
     state = torch.load(tmp_path / "a/checkpoints/last.ckpt", weights_only=True)["state_dict"]
     assert state["quantile_knots"].shape == (2, 17, 1)
-    assert (state["feat_std"] > 0).all() and state["feat_std"].shape == (2, 4)
+    assert (state["feat_std"] > 0).all() and state["feat_std"].shape == (2, 6)  # 3 + F + 2 cos
     fresh = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg.gan, replicas=3)
     fresh.load_state_dict(state, strict=True)
     assert torch.equal(fresh.quantile_knots, state["quantile_knots"])
