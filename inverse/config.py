@@ -111,6 +111,9 @@ class GanConfig:
             generator first finds the feature with the coarse inputs (with them from the first step
             a discriminator that resolves a resonance far from the start drives its yield to 0
             before its mass moves), then they refine it.
+        bootstrap_restart: at the last precondition_at step, the bootstrap replicas restart from the
+            data replicas' θ (each then moves only by its resample's share): a bootstrap replica
+            left at a face of the box by the search for a distant feature is brought back.
     """
 
     lr_g: float = 6e-3
@@ -136,6 +139,7 @@ class GanConfig:
     d_quantiles: int = 0
     d_smooth: int = 0
     d_smooth_from: float = 0.3
+    bootstrap_restart: bool = False
 
     def __post_init__(self) -> None:
         positive_number("gan.lr_g", self.lr_g, 6e-3)
@@ -162,6 +166,7 @@ class GanConfig:
         check_choice("gan.d_dtype", self.d_dtype, D_DTYPES)
         non_negative_int("gan.d_quantiles", self.d_quantiles)
         non_negative_int("gan.d_smooth", self.d_smooth)
+        flag("gan.bootstrap_restart", self.bootstrap_restart)
         if not is_number(self.d_smooth_from) or not 0 <= self.d_smooth_from < 1:
             raise InputError(
                 f"gan.d_smooth_from must be in [0, 1), got {self.d_smooth_from!r}; e.g. 0.3"

@@ -133,7 +133,12 @@ class ParameterGenerator(nn.Module):
 
     @torch.no_grad()
     def precondition(
-        self, cov_theta: Tensor, at: int = 0, scale: str = "geometric", diagonal: bool = False
+        self,
+        cov_theta: Tensor,
+        at: int = 0,
+        scale: str = "geometric",
+        diagonal: bool = False,
+        restart_after: int = 0,
     ) -> None:
         """Whiten the generator's coordinates with a θ covariance (the Cramér–Rao one).
 
@@ -156,7 +161,8 @@ class ParameterGenerator(nn.Module):
         settle off the MLE (2.7 σ_CRB on such a case-A set, 0.37 with the diagonal). The
         covariance is converted to s at replica ``at``'s position. The current positions become
         s0 and the last layer restarts near zero, so θ is continuous; calling it again re-whitens
-        from the current L.
+        from the current L. ``restart_after`` K > 0: replicas K, K+1, … (the bootstrap ones) move
+        to the mean position of replicas 0…K−1 (the data's) instead of keeping their own.
         """
         check_choice("gan.precondition_scale", scale, PRECONDITION_SCALES)
         s = self.logit()
@@ -180,6 +186,9 @@ class ParameterGenerator(nn.Module):
             chol = torch.linalg.cholesky(cov_s + 1e-12 * eye) / g
         self.L.copy_(chol)
         self._zero_last_layer()
+        if restart_after:  # bootstrap fits started from the data's fit, as bootstrap practice does
+            s = s.clone()
+            s[restart_after:] = s[:restart_after].mean(0)
         self.s0.copy_(s - self.net(self.z)[:, 0] @ self.L.T)  # θ exactly continuous
 
     def forward(self) -> Tensor:
@@ -364,6 +373,7 @@ class OuterGAN(pl.LightningModule):
         self.register_buffer("x_high", theory.x_high.to(dtype))
         events = [torch.as_tensor(e, dtype=dtype) for e in data.events]
         self.d_quantiles, self.d_smooth = gan.d_quantiles, gan.d_smooth
+        self.bootstrap_restart = gan.bootstrap_restart
         # the smooth components' columns of each event's features, held at 0 until this step
         self.smooth_start = int(gan.d_smooth_from * steps) if gan.d_smooth else 0
         coarse = torch.ones(inputs, dtype=self.d_dtype)
@@ -553,8 +563,13 @@ class OuterGAN(pl.LightningModule):
         cov = self.covariance(mean.cpu().numpy())
         cov = torch.as_tensor(cov, dtype=torch.float64, device=self.device)
         self.stop_sigma = cov.diagonal().clamp(min=1e-300).sqrt().cpu().numpy()  # the checks' unit
+        last = int(self.step_count) == max(self.precondition_steps)
         self.generator_net.precondition(
-            self._pace_covariance(cov), at, self.precondition_scale, self.precondition_diagonal
+            self._pace_covariance(cov),
+            at,
+            self.precondition_scale,
+            self.precondition_diagonal,
+            self.data_replicas if self.bootstrap_restart and last else 0,
         )
 
     # ------------------------------------------------------------------ stopping

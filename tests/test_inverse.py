@@ -670,6 +670,34 @@ def test_smooth_components_reach_the_discriminators_only_after_d_smooth_from(pro
     assert m.check_from == 6
 
 
+def test_bootstrap_restart_moves_the_bootstrap_replicas_to_the_datas_theta(proxy):
+    """gan.bootstrap_restart: at the last precondition step the bootstrap replicas take the data
+    replicas' mean θ (the data replicas keep theirs); at an earlier step, or without the option,
+    every replica keeps its own θ."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=4)
+    cov = torch.as_tensor(np.diag((0.05 * (proxy.prior_high - proxy.prior_low).numpy()) ** 2))
+    for restart in (False, True):
+        cfg = GanConfig(bootstrap_restart=restart, precondition_at=[0.2, 0.5])
+        m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=5, steps=10,
+                     data_replicas=2, covariance=lambda t: cov.numpy())  # fmt: skip
+        with torch.no_grad():  # spread the replicas as training would
+            m.generator_net.s0.add_(torch.randn(5, proxy.n_params, dtype=torch.float64))
+        for step, last in ((2, False), (5, True)):
+            before = m.theta().detach().clone()
+            m.step_count.fill_(step)
+            m._reprecondition()
+            after = m.theta().detach()
+            assert torch.allclose(after[:2], before[:2], atol=1e-9)
+            if restart and last:
+                gen = m.generator_net  # the data replicas' mean position, through the box map
+                u = gen.inset + (1 - 2 * gen.inset) * gen._box(gen.logit()[:2].mean(0))[0]
+                target = gen.low + (gen.high - gen.low) * u
+                assert torch.allclose(after[2:], target.expand(3, -1), atol=1e-9)
+                assert not torch.allclose(after[2:], before[2:], atol=1e-3)
+            else:
+                assert torch.allclose(after, before, atol=1e-9)
+
+
 def test_outer_gan_trains_and_resumes_with_quantile_features(tmp_path, proxy):
     """A short fit with gan.d_quantiles, two smooth components and one shared discriminator:
     finite θ, and its checkpoint holds the knots and loads strictly into a new OuterGAN of the same
