@@ -364,7 +364,10 @@ class OuterGAN(pl.LightningModule):
             gan.box_map,
         )
         event_dim = data.events[0].shape[1]
-        per_dim = 3 + ((1 + gan.d_smooth) if gan.d_quantiles else 0)
+        # per event variable (`_raw_features`): log s, log(1 − s), logit s [, its CDF], then the
+        # smooth components, which come last so that the gate below is one slice
+        coarse_dim = 3 + (1 if gan.d_quantiles else 0)
+        per_dim = coarse_dim + (gan.d_smooth if gan.d_quantiles else 0)
         inputs = per_dim * event_dim + (self.n_channels if gan.shared else 0)
         k = replicas * (1 if gan.shared else self.n_channels)
         self.d_dtype = D_DTYPES[gan.d_dtype]
@@ -377,7 +380,7 @@ class OuterGAN(pl.LightningModule):
         # the smooth components' columns of each event's features, held at 0 until this step
         self.smooth_start = int(gan.d_smooth_from * steps) if gan.d_smooth else 0
         coarse = torch.ones(inputs, dtype=self.d_dtype)
-        coarse[4 * event_dim : (4 + gan.d_smooth) * event_dim] = 0.0
+        coarse[coarse_dim * event_dim : per_dim * event_dim] = 0.0
         self.register_buffer("smooth_off", coarse, persistent=False)
         if gan.d_quantiles:  # each channel's observed quantiles: the knots of its events' CDF
             self.register_buffer(
