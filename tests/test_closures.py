@@ -128,3 +128,46 @@ def test_source_shift_of_a_flow(closures) -> None:  # noqa: ANN001
 def test_face_distance(closures) -> None:  # noqa: ANN001
     d = closures.face_distance(np.array([0.0, 0.25, 0.9]), np.zeros(3), np.ones(3), [0.1] * 3)
     assert d == pytest.approx([0.0, 2.5, 1.0])
+
+
+def test_split_miss_gives_a_shifted_source_its_own_share(closures) -> None:  # noqa: ANN001
+    """A source whose density at θ is the exact one at θ + δ has its own MLE δ below the exact
+    MLE on the same data: the split gives it a share of −δ/σ_CRB and the GAN the rest."""
+    import torch
+
+    from inverse.sources import make_source
+    from surrogates.data import simulate_observed
+    from surrogates.likelihood.extended import crb_std
+    from surrogates.theory import get_theory
+
+    theory = get_theory("peak")
+    exact = make_source("exact", theory)
+    theta = theory.truth.numpy().astype(float)
+    counts = [3000.0, 2000.0]
+    crb = crb_std(theory, theta, counts)
+    delta = np.zeros(theory.n_params)
+    delta[3] = 0.5 * crb[3]  # the mass, half a σ
+
+    class Shifted:  # the exact density, moved by δ in θ
+        is_exact, has_density = False, True
+
+        def log_prob(self, x, t):  # noqa: ANN001, ANN202
+            return exact.log_prob(x, t + torch.as_tensor(delta, dtype=t.dtype))
+
+        def norms(self, t):  # noqa: ANN001, ANN202
+            return exact.norms(t + torch.as_tensor(delta, dtype=t.dtype))
+
+    data = simulate_observed(theory, theta, counts, seed=5)
+    metrics = {
+        "mle": {"params": theta},
+        "params_mean": theta + 0.3 * crb,
+        "crb_std": crb,
+        "gan_minus_mle_crb": np.full(theory.n_params, 0.3),
+    }
+    split = closures.split_miss(Shifted(), theory, data, metrics)
+    assert split["split_bins"] == [50, 50]  # 3000 and 2000 events: the 50-bin floor
+    share = np.asarray(split["source_mle_minus_mle_crb"])
+    assert share == pytest.approx(-delta / crb, abs=0.02)
+    assert np.asarray(split["gan_minus_source_mle_crb"]) == pytest.approx(0.3 - share)
+    # nothing to split for the exact source
+    assert closures.split_miss(exact, theory, data, metrics) == {}
