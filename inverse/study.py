@@ -405,13 +405,37 @@ def _check_manifest(out: Path, manifest: dict, overwrite: bool) -> bool:
         old = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"'{path}' is not JSON; pass --overwrite to start again") from None
-    diff = _differences(old, manifest)
+    diff = _differences(_with_defaults(old), manifest)
     if diff:
         raise InputError(
             f"'{out}' holds a study with other settings ({'; '.join(diff)[:300]}); rerun with the "
             "same settings to resume it, or pass --overwrite or another --out"
         )
     return True
+
+
+def _with_defaults(old: Any) -> Any:
+    """An older manifest with the fit settings added to the package since it was written filled
+    in at their defaults: a new option is off by default (the old behaviour), so a study started
+    before it still resumes, unless the rerun turns it on.
+
+    >>> _with_defaults({"gan": {"seed": 3}})["gan"]["gan"]["d_smooth"]
+    0
+    """
+    if not isinstance(old, dict) or not isinstance(old.get("gan"), dict):
+        return old
+
+    def fill(have: dict, default: dict) -> dict:
+        out = dict(have)
+        for k, v in default.items():
+            if k not in out:
+                out[k] = v
+            elif isinstance(out[k], dict) and isinstance(v, dict):
+                out[k] = fill(out[k], v)
+        return out
+
+    defaults = json.loads(json.dumps(to_dict(FitConfig())))
+    return {**old, "gan": fill(old["gan"], defaults)}
 
 
 def _differences(old: Any, new: Any, where: str = "") -> list[str]:

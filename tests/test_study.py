@@ -91,6 +91,31 @@ def test_a_rerun_with_other_settings_is_refused_in_one_line(tmp_path, study):
     assert aggregate(out, 2)["n"] == 2
 
 
+def test_a_study_written_before_a_new_option_resumes_unless_the_option_is_on(tmp_path, study):
+    """A manifest lacking fit settings added since (here gan.d_smooth and gan.bootstrap_restart)
+    resumes when the rerun leaves them at their defaults; one turned on is another study, and a
+    setting the old study had away from its default still counts."""
+    from dataclasses import replace
+
+    from inverse.study import MANIFEST, _check_manifest
+
+    s = study(tmp_path / "s", ("gan",))
+    new = s.manifest()
+    old = json.loads(json.dumps(new))
+    del old["gan"]["gan"]["d_smooth"], old["gan"]["gan"]["bootstrap_restart"]
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / MANIFEST).write_text(json.dumps(old))
+    assert _check_manifest(out, new, overwrite=False) is True
+    on = replace(s, config=replace(s.config, gan=replace(s.config.gan, d_smooth=4, d_quantiles=8)))
+    with pytest.raises(InputError, match="gan.gan.d_smooth 0 ≠ 4"):
+        _check_manifest(out, on.manifest(), overwrite=False)
+    old["gan"]["stop"]["enabled"] = not new["gan"]["stop"]["enabled"]
+    (out / MANIFEST).write_text(json.dumps(old))
+    with pytest.raises(InputError, match="gan.stop.enabled"):
+        _check_manifest(out, new, overwrite=False)
+
+
 def test_the_dask_engine_gives_the_same_records(tmp_path, study, records):
     pytest.importorskip("dask.distributed")
     run_study(study(tmp_path / "local", ("mle",)), 3, progress=False)
