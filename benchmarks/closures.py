@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             **split_miss(source, theory, data, m),
         }
         rows.append(row)
+        if "split_error" in row:
+            print(f"truth {k}: no split of the miss ({row['split_error']})", flush=True)
         print(
             f"truth {k}: (GAN − MLE)/σ_CRB {np.round(row['gan_minus_mle_crb'], 2).tolist()}, "
             f"σ/σ_CRB {np.round(row['std_over_crb'], 2).tolist()}, {row['steps']} steps, "
@@ -181,7 +183,14 @@ def split_miss(source, theory, data, metrics: dict, per_bin: int = 100) -> dict:
         counts = like.histogram(data.events)
         # from two starts, the lower −log L kept: Fisher scoring can stop short along a flat
         # direction
-        fits.append(min((like.fit(counts, exposure, s) for s in starts), key=lambda f: f.nll))
+        try:
+            tried = [like.fit(counts, exposure, s) for s in starts]
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
+            # the closure's numbers stand without the split
+            return {"split_error": f"{type(err).__name__}: {err}"[:200]}
+        fits.append(min(tried, key=lambda f: f.nll if np.isfinite(f.nll) else np.inf))
+    if not all(np.isfinite(f.nll) for f in fits):
+        return {"split_error": "no finite −log L"}
     share = (np.asarray(fits[1].theta) - np.asarray(fits[0].theta)) / crb
     return {
         "source_mle_minus_mle_crb": share.tolist(),

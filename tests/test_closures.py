@@ -130,7 +130,7 @@ def test_face_distance(closures) -> None:  # noqa: ANN001
     assert d == pytest.approx([0.0, 2.5, 1.0])
 
 
-def test_split_miss_gives_a_shifted_source_its_own_share(closures) -> None:  # noqa: ANN001
+def test_split_miss_gives_a_shifted_source_its_own_share(closures, monkeypatch) -> None:  # noqa: ANN001
     """A source whose density at θ is the exact one at θ + δ has its own MLE δ below the exact
     MLE on the same data: the split gives it a share of −δ/σ_CRB and the GAN the rest."""
     import torch
@@ -171,3 +171,11 @@ def test_split_miss_gives_a_shifted_source_its_own_share(closures) -> None:  # n
     assert np.asarray(split["gan_minus_source_mle_crb"]) == pytest.approx(0.3 - share)
     # nothing to split for the exact source
     assert closures.split_miss(exact, theory, data, metrics) == {}
+
+    # a fit that fails leaves the closure's numbers standing, with the reason
+    def singular(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise np.linalg.LinAlgError("singular Fisher information")
+
+    monkeypatch.setattr(closures.SurrogateLikelihood, "fit", singular)
+    failed = closures.split_miss(Shifted(), theory, data, metrics)
+    assert failed == {"split_error": "LinAlgError: singular Fisher information"}
