@@ -130,25 +130,11 @@ def test_face_distance(closures) -> None:  # noqa: ANN001
     assert d == pytest.approx([0.0, 2.5, 1.0])
 
 
-def test_split_miss_gives_a_shifted_source_its_own_share(closures, monkeypatch) -> None:  # noqa: ANN001
-    """A source whose density at θ is the exact one at θ + δ has its own MLE δ below the exact
-    MLE on the same data: the split gives it a share of −δ/σ_CRB and the GAN the rest."""
+def _shifted(exact, delta):  # noqa: ANN001, ANN202
+    """A density source that is the exact one moved by δ in θ."""
     import torch
 
-    from inverse.sources import make_source
-    from surrogates.data import simulate_observed
-    from surrogates.likelihood.extended import crb_std
-    from surrogates.theory import get_theory
-
-    theory = get_theory("peak")
-    exact = make_source("exact", theory)
-    theta = theory.truth.numpy().astype(float)
-    counts = [3000.0, 2000.0]
-    crb = crb_std(theory, theta, counts)
-    delta = np.zeros(theory.n_params)
-    delta[3] = 0.5 * crb[3]  # the mass, half a σ
-
-    class Shifted:  # the exact density, moved by δ in θ
+    class Shifted:
         is_exact, has_density = False, True
 
         def log_prob(self, x, t):  # noqa: ANN001, ANN202
@@ -157,6 +143,24 @@ def test_split_miss_gives_a_shifted_source_its_own_share(closures, monkeypatch) 
         def norms(self, t):  # noqa: ANN001, ANN202
             return exact.norms(t + torch.as_tensor(delta, dtype=t.dtype))
 
+    return Shifted()
+
+
+def test_split_miss_gives_a_shifted_source_its_own_share(closures, monkeypatch) -> None:  # noqa: ANN001
+    """A source whose density at θ is the exact one at θ + δ has its own MLE δ below the exact
+    MLE on the same data: the split gives it a share of −δ/σ_CRB and the GAN the rest; the page
+    shows both rows."""
+    from surrogates.data import event_sampler, simulate_observed
+    from surrogates.likelihood.extended import crb_std
+    from surrogates.theory import get_theory
+
+    theory = get_theory("peak")
+    exact = event_sampler(theory)
+    theta = theory.truth.numpy().astype(float)
+    counts = [3000.0, 2000.0]
+    crb = crb_std(theory, theta, counts)
+    delta = np.zeros(theory.n_params)
+    delta[3] = 0.5 * crb[3]  # the mass, half a σ
     data = simulate_observed(theory, theta, counts, seed=5)
     metrics = {
         "mle": {"params": theta},
@@ -164,18 +168,68 @@ def test_split_miss_gives_a_shifted_source_its_own_share(closures, monkeypatch) 
         "crb_std": crb,
         "gan_minus_mle_crb": np.full(theory.n_params, 0.3),
     }
-    split = closures.split_miss(Shifted(), theory, data, metrics)
+    split = closures.split_miss(_shifted(exact, delta), theory, data, metrics)
     assert split["split_bins"] == [50, 50]  # 3000 and 2000 events: the 50-bin floor
+    assert split["split_converged"] is True
     share = np.asarray(split["source_mle_minus_mle_crb"])
     assert share == pytest.approx(-delta / crb, abs=0.02)
-    assert np.asarray(split["gan_minus_source_mle_crb"]) == pytest.approx(0.3 - share)
+    assert np.asarray(split["gan_own_crb"]) == pytest.approx(0.3 - share)
+    row = {
+        "truth": theta.tolist(), "gan_minus_mle_crb": [0.3] * 5, "std_over_crb": [1.0] * 5,
+        "seconds": 1.0, "steps": 10, **split,
+    }  # fmt: skip
+    page = closures.table(
+        {
+            "closures": [row],
+            "steps": 10,
+            "theory": "peak",
+            "source": "s",
+            "counts": counts,
+            "truth_seed": 1,
+            "inset": 0.1,
+            "command": "c",
+        },  # fmt: skip
+        theory.param_names,
+    )
+    assert (
+        "| truth 0: the source's share: its own MLE − the MLE, binned alike / σ_CRB | +0.00 |"
+        in page
+    )
+    assert "| truth 0: the GAN's own: (GAN − MLE) − the source's share / σ_CRB |" in page
     # nothing to split for the exact source
     assert closures.split_miss(exact, theory, data, metrics) == {}
+    # a diverged GAN's θ (NaN) as one start: the other start still splits
+    nan = {**metrics, "params_mean": np.full(theory.n_params, np.nan)}
+    again = closures.split_miss(_shifted(exact, delta), theory, data, nan)
+    assert np.asarray(again["source_mle_minus_mle_crb"]) == pytest.approx(share, abs=0.02)
 
-    # a fit that fails leaves the closure's numbers standing, with the reason
+    # every fit failing leaves the closure's numbers standing, with the reason
     def singular(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise np.linalg.LinAlgError("singular Fisher information")
 
     monkeypatch.setattr(closures.SurrogateLikelihood, "fit", singular)
-    failed = closures.split_miss(Shifted(), theory, data, metrics)
+    failed = closures.split_miss(_shifted(exact, delta), theory, data, metrics)
     assert failed == {"split_error": "LinAlgError: singular Fisher information"}
+
+
+def test_split_miss_of_a_density_theory_without_gradients(closures) -> None:  # noqa: ANN001
+    """A NumPy density (no gradients: `make_source('exact')` refuses it for the GAN) is split
+    too: the fits take finite differences. A source equal to the exact density has no share."""
+    from surrogates.data import event_sampler, simulate_observed
+    from surrogates.likelihood.extended import crb_std
+    from surrogates.theory import get_theory
+
+    theory = get_theory("proxy-numpy")
+    theta = theory.truth.numpy().astype(float)
+    counts = [6000.0, 3000.0]
+    crb = crb_std(theory, theta, counts)
+    data = simulate_observed(theory, theta, counts, seed=3)
+    metrics = {
+        "mle": {"params": theta},
+        "params_mean": theta,
+        "crb_std": crb,
+        "gan_minus_mle_crb": np.zeros(theory.n_params),
+    }
+    zero = np.zeros(theory.n_params)
+    split = closures.split_miss(_shifted(event_sampler(theory), zero), theory, data, metrics)
+    assert np.asarray(split["source_mle_minus_mle_crb"]) == pytest.approx(zero, abs=0.02)

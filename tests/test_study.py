@@ -114,6 +114,27 @@ def test_a_study_written_before_a_new_option_resumes_unless_the_option_is_on(tmp
     (out / MANIFEST).write_text(json.dumps(old))
     with pytest.raises(InputError, match="gan.stop.enabled"):
         _check_manifest(out, new, overwrite=False)
+    # a setting whose default is not what the package did before it (face_cut) is not filled in
+    old["gan"]["stop"]["enabled"] = new["gan"]["stop"]["enabled"]
+    del old["gan"]["face_cut"]
+    (out / MANIFEST).write_text(json.dumps(old))
+    with pytest.raises(InputError, match="gan.face_cut null"):
+        _check_manifest(out, new, overwrite=False)
+
+
+def test_added_settings_are_filled_with_values_that_leave_the_fit_as_before():
+    """Each setting `_with_defaults` fills is an option of FitConfig, and its value is the
+    option's default, the one that changes nothing (d_smooth_from acts only with d_smooth)."""
+    from inverse.config import FitConfig, to_dict
+    from inverse.study import ADDED_SETTINGS
+
+    defaults = to_dict(FitConfig())
+    for (*path, key), value in ADDED_SETTINGS.items():
+        node = defaults
+        for k in path:
+            node = node[k]
+        assert node[key] == value, key
+    assert defaults["gan"]["d_smooth"] == 0  # so d_smooth_from has no effect at its default
 
 
 def test_the_dask_engine_gives_the_same_records(tmp_path, study, records):
