@@ -251,7 +251,7 @@ def table(r: dict, names: tuple[str, ...]) -> str:
         )
         line(
             f"truth {k}: the GAN's own: (GAN − MLE) − the source's share / σ_CRB",
-            c.get("gan_own_crb", c.get("gan_minus_source_mle_crb")),  # the key's first name
+            c.get("gan_own_crb"),
             "+.2f",
         )
         line(f"truth {k}: MLE to the box's face / σ_CRB", c.get("mle_face_crb"), ".1f")
