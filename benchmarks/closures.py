@@ -28,6 +28,7 @@ import shlex
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from inverse.sources import make_source  # noqa: E402
 from inverse.training import fit_outer_gan, load_config  # noqa: E402
 from surrogates.data import CASES, event_sampler, simulate_observed  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
+from surrogates.likelihood.optimize import best_of_starts  # noqa: E402
 from surrogates.likelihood.surrogate import SurrogateLikelihood, quantile_edges  # noqa: E402
 from surrogates.metrics import theta_shift_expected  # noqa: E402
 from surrogates.runs import environment, write_json, write_text  # noqa: E402
@@ -179,26 +181,20 @@ def split_miss(source, theory, data, metrics: dict, per_bin: int = 100) -> dict:
     exposure = np.asarray(data.exposure, dtype=float)
     mle, crb = np.asarray(metrics["mle"]["params"]), np.asarray(metrics["crb_std"])
     starts = (mle, np.asarray(metrics["params_mean"]))
-    fits = []
     # the exact density's own sampler: it needs no gradients here (the fits take finite
     # differences), so a density theory without them is split too
-    for model in (event_sampler(theory), source):
-        like = SurrogateLikelihood(model, theory, edges, method="density", nodes=8)
-        counts = like.histogram(data.events)
-        # from two starts (the MLE, the GAN's θ), the lower −log L kept: Fisher scoring can
-        # stop short along a flat direction; a start that fails (a diverged GAN's NaN) is skipped
-        tried, errors = [], []
-        for start in starts:
-            try:
-                fit = like.fit(counts, exposure, start)
-            except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
-                errors.append(f"{type(err).__name__}: {err}")
-                continue
-            if np.isfinite(fit.nll):
-                tried.append(fit)
-        if not tried:  # the closure's numbers stand without the split
-            return {"split_error": (errors[0] if errors else "no finite −log L")[:200]}
-        fits.append(min(tried, key=lambda f: f.nll))
+    likes = [
+        SurrogateLikelihood(model, theory, edges, method="density", nodes=8)
+        for model in (event_sampler(theory), source)
+    ]
+    counts = likes[0].histogram(data.events)  # the same bins: the same counts for both
+    fits = []
+    for like in likes:
+        # from the MLE and from the GAN's θ, the lower −log L kept
+        fit, errors = best_of_starts(partial(like.fit, counts, exposure), starts)
+        if fit is None:  # the closure's numbers stand without the split
+            return {"split_error": errors[0][:200]}
+        fits.append(fit)
     share = (np.asarray(fits[1].theta) - np.asarray(fits[0].theta)) / crb
     return {
         "source_mle_minus_mle_crb": share.tolist(),

@@ -42,6 +42,7 @@ from inverse.training import build_model, make_trainer, train  # noqa: E402
 from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
 from surrogates.detector import SmearingDetector  # noqa: E402
 from surrogates.likelihood import FoldedModel  # noqa: E402
+from surrogates.likelihood.optimize import best_of_starts  # noqa: E402
 from surrogates.metrics import (  # noqa: E402
     held_out_theta,
     make_test_set,
@@ -206,21 +207,12 @@ def closure(
     # the surrogate's own binned MLE on the same data splits a miss, approximately (its bins are
     # not the folded model's), into the surrogate's part (its MLE − the folded MLE) and the
     # GAN's (GAN − its MLE)
-    # from two starts, the GAN's θ and the folded MLE, the lower −log L kept: along a flat
-    # direction Fisher scoring stops short of the maximum by up to ~0.4 σ_CRB from one start
-    fits, errors = [], []
-    for start in (mean, mle.theta):
-        try:
-            fits.append(own.fit(start=start))
-        except Exception as err:  # noqa: BLE001 - the closure's numbers stand without it
-            errors.append(str(err))
-    fits = [f for f in fits if np.isfinite(f.nll)]
-    if fits:
-        fit = min(fits, key=lambda f: f.nll)
+    # from two starts, the GAN's θ and the folded MLE, the lower −log L kept
+    fit, errors = best_of_starts(own.fit, (mean, mle.theta))
+    if fit is not None:
         own_mle, own_ok = np.asarray(fit.theta, dtype=float), bool(fit.success)
     else:
-        why = errors[0] if errors else "no finite −log L"
-        print(f"truth at {np.round(theta, 3).tolist()}: no surrogate MLE ({why})", flush=True)
+        print(f"truth at {np.round(theta, 3).tolist()}: no surrogate MLE ({errors[0]})", flush=True)
         own_mle, own_ok = np.full_like(mean, np.nan), False
     # the same information at the MLE: where the likelihood bends between the truth and the MLE
     # (or the box cuts it), the two differ and σ/σ_CRB at the truth alone misleads

@@ -414,19 +414,19 @@ def _check_manifest(out: Path, manifest: dict, overwrite: bool) -> bool:
     return True
 
 
-# fit settings added after studies could be resumed, each with the value that reproduces what the
-# package did before the setting existed (a study started then ran that way); a setting missing
-# from an old manifest and not listed here still counts as a difference
+# the outer GAN's settings (gan.*) added after studies could be resumed, each with the value that
+# reproduces what the package did before the setting existed (a study started then ran that way);
+# a setting missing from an old manifest and not listed here still counts as a difference
 ADDED_SETTINGS = {
-    ("gan", "d_quantiles"): 0,
-    ("gan", "d_smooth"): 0,
-    ("gan", "d_smooth_from"): 0.3,  # no smooth components before d_smooth: it had no effect
-    ("gan", "bootstrap_restart"): False,
+    "d_quantiles": 0,
+    "d_smooth": 0,
+    "d_smooth_from": 0.3,  # no smooth components before d_smooth: it had no effect
+    "bootstrap_restart": False,
 }
 
 
 def _with_defaults(old: Any) -> Any:
-    """An older manifest with the fit settings added to the package since it was written
+    """An older manifest with the GAN settings added to the package since it was written
     (`ADDED_SETTINGS`) filled in at the values that reproduce the old behaviour: a study started
     before them still resumes, unless the rerun turns one on. Settings not listed are left out
     (a default that changed the behaviour, like ``face_cut``, still refuses).
@@ -434,16 +434,10 @@ def _with_defaults(old: Any) -> Any:
     >>> _with_defaults({"gan": {"gan": {"lr_g": 0.01}}})["gan"]["gan"]["d_smooth"]
     0
     """
-    if not isinstance(old, dict) or not isinstance(old.get("gan"), dict):
+    fit = old.get("gan") if isinstance(old, dict) else None
+    if not isinstance(fit, dict) or not isinstance(fit.get("gan"), dict):
         return old
-    fit = json.loads(json.dumps(old["gan"]))
-    for (*path, key), value in ADDED_SETTINGS.items():
-        node = fit
-        for k in path:
-            node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict) and key not in node:
-            node[key] = value
-    return {**old, "gan": fit}
+    return {**old, "gan": {**fit, "gan": {**ADDED_SETTINGS, **fit["gan"]}}}
 
 
 def _differences(old: Any, new: Any, where: str = "") -> list[str]:

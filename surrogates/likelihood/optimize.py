@@ -15,7 +15,7 @@ from torch import Tensor
 
 from surrogates.theory import Theory
 
-__all__ = ["MLEResult", "NLL", "maximize", "numeric_jacobian", "nll_excess"]
+__all__ = ["MLEResult", "NLL", "best_of_starts", "maximize", "numeric_jacobian", "nll_excess"]
 
 
 def numeric_jacobian(
@@ -144,3 +144,24 @@ def nll_excess(
     with torch.no_grad():
         t = torch.as_tensor(np.asarray(theta, dtype=float), dtype=dtype).unsqueeze(0)
         return float(nll(t)[0]) - mle.nll
+
+
+def best_of_starts(
+    fit: Callable[[Sequence[float]], MLEResult], starts: Sequence[Sequence[float]]
+) -> tuple[MLEResult | None, list[str]]:
+    """``fit`` from each of ``starts``, the lowest finite −log L kept (along a flat direction a
+    local fitter such as Fisher scoring stops short of the maximum from one start). A start whose
+    fit raises (a diverged fitter's NaN θ) is skipped; returns (None, why) when none gives a finite
+    −log L, else (the best fit, the errors of the starts that raised)."""
+    fits, errors = [], []
+    for start in starts:
+        try:
+            result = fit(start)
+        except Exception as err:  # noqa: BLE001 - the other starts may still succeed
+            errors.append(f"{type(err).__name__}: {err}")
+            continue
+        if np.isfinite(result.nll):
+            fits.append(result)
+    if not fits:
+        return None, errors or ["no finite −log L"]
+    return min(fits, key=lambda f: f.nll), errors
