@@ -50,7 +50,7 @@ from surrogates.metrics import (  # noqa: E402
     test_set_record,
 )
 from surrogates.runs import environment, write_json, write_text  # noqa: E402
-from surrogates.theory import ProxyTheory, get_theory  # noqa: E402
+from surrogates.theory import ProxyTheory, Theory, get_theory  # noqa: E402
 from surrogates.zoo import load_surrogate  # noqa: E402
 
 TEST_SEED = 20261201  # the test θ stream: reporting only
@@ -102,10 +102,11 @@ def draw_truths(theory, seed: int, n: int) -> list[np.ndarray]:  # noqa: ANN001
     return [low + (0.1 + 0.8 * rng.random(theory.n_params)) * (high - low) for _ in range(n)]
 
 
-def smeared_case_b(theta: np.ndarray, seed: int) -> ObservedData:
-    """Case-B data of the proxy-smeared generator at θ, unlabelled so that the folded proxy (or a
-    surrogate of the generator) may fit it."""
-    data = simulate_observed(get_theory("proxy-smeared"), theta, CASES["B"], seed=seed)
+def smeared_case_b(theta: np.ndarray, seed: int, counts: list[float] | None = None) -> ObservedData:
+    """Case-B data (or ``counts`` events) of the proxy-smeared generator at θ, unlabelled so that
+    the folded proxy (or a surrogate of the generator) may fit it."""
+    counts = CASES["B"] if counts is None else counts
+    data = simulate_observed(get_theory("proxy-smeared"), theta, counts, seed=seed)
     return ObservedData(
         data.events,
         data.norms,
@@ -139,12 +140,19 @@ def _cut_by_box(metrics: dict, names: tuple[str, ...]) -> dict:
 
 
 def run_exact_gan(
-    data: ObservedData, folded: FoldedModel | None, cfg: FitConfig, out: Path
+    data: ObservedData,
+    folded: FoldedModel | None,
+    cfg: FitConfig,
+    out: Path,
+    theory: Theory | None = None,
 ) -> tuple[dict, float, Yardstick]:
-    """The outer GAN of ``cfg`` on ``data`` with the proxy's exact source, through ``folded``'s
-    detector when there is one (`build_model` takes it from the yardstick), the run labelled as
-    what it is: (metrics, seconds, the yardstick it was read with)."""
-    theory = ProxyTheory() if folded is None else folded.theory
+    """The outer GAN of ``cfg`` on ``data`` with the exact source of ``theory`` (default the
+    proxy), through ``folded``'s detector when there is one (`build_model` takes it from the
+    yardstick), the run labelled as what it is: (metrics, seconds, the yardstick it was read
+    with)."""
+    if folded is not None:
+        theory = folded.theory
+    theory = ProxyTheory() if theory is None else theory
     yardstick = Yardstick(theory, data, folded)
     spec = None if folded is None else folded.detector.describe()
     cfg = replace(cfg, theory=theory.name, source="exact", detector=spec)

@@ -1,17 +1,20 @@
 """The outer GAN against maximum likelihood on many data sets at one truth, with the exact source:
 how far the GAN's θ falls from the MLE on the same data when no surrogate is involved.
 
-At one truth (drawn as `benchmarks/event_closure.py` draws its truths: ``--truth-seed``, the
-``--truth-index``-th draw), case-B data sets of the proxy (``--detector none``) or of
-proxy-smeared, the proxy followed by the smearing detector (``--detector smear``), one per
-``--data-seeds`` seed. Each data set is fitted twice:
+The theory is the config's (``--config``; any theory with a differentiable density). At one truth
+(drawn as `benchmarks/event_closure.py` and `benchmarks/closures.py` draw theirs: ``--truth-seed``,
+the ``--truth-index``-th draw, uniform in the inner 80% of the box), data sets of ``--counts``
+events (default: case B for the proxy, the theory's reference counts for others), one per
+``--data-seeds`` seed. For the proxy, ``--detector smear`` (the default with
+``configs/inverse/smeared.yaml``) takes them from proxy-smeared, the proxy followed by the smearing
+detector. Each data set is fitted twice:
 
-- by the outer GAN with the exact source: the proxy's inverse CDF, then the detector when there is
-  one. It is built, trained and summarized as `inverse.fit` does it, with the config and its
+- by the outer GAN with the exact source: the theory's inverse CDF, then the detector when there
+  is one. It is built, trained and summarized as `inverse.fit` does it, with the config and its
   ``--set`` overrides;
 - by maximum likelihood: the exact density, folded through the detector when there is one.
 
-For each data set the page gives (GAN − MLE)/σ_CRB(B) at the truth and the spread of the GAN's
+For each data set the page gives (GAN − MLE)/σ_CRB at the truth (for the data's counts) and the spread of the GAN's
 data replicas (independent generators on the same data, in σ_CRB). Over the data sets it gives the
 mean, the standard deviation and the largest |GAN − MLE| per parameter. A mean away from 0 is a
 bias of the GAN's estimate against the MLE. A standard deviation well above the data replicas'
@@ -20,6 +23,8 @@ set, beyond the generators' own scatter.
 
     python benchmarks/gan_vs_mle.py --truth-seed 20261222 --truth-index 2 \\
         --data-seeds 101,102,103,104,105,106 --detector smear --results docs/results
+    python benchmarks/gan_vs_mle.py --config configs/inverse/peak.yaml --truth-seed 4244 \\
+        --truth-index 7 --data-seeds 1,2,3 --name gan_vs_mle-peak
 
 Writes ``<name>.json`` and ``<name>.md`` into ``--results``.
 """
@@ -52,20 +57,49 @@ from inverse.training import load_config  # noqa: E402
 from surrogates.data import CASES, simulate_observed  # noqa: E402
 from surrogates.errors import InputError  # noqa: E402
 from surrogates.runs import environment  # noqa: E402
-from surrogates.theory import ProxyTheory  # noqa: E402
+from surrogates.theory import Theory, get_theory  # noqa: E402
+
+
+def true_level_theory(cfg: FitConfig, detector: str) -> Theory:
+    """The theory whose exact source the GAN runs: the config's, the proxy for proxy-smeared (the
+    detector is then ``--detector``'s), or an InputError where ``--detector smear`` meets
+    another theory."""
+    name = "proxy" if cfg.theory == "proxy-smeared" else cfg.theory
+    theory = get_theory(name)
+    if detector == "smear" and theory.name != "proxy":
+        raise InputError(
+            f"--detector smear is the proxy's smearing detector; the config's theory is "
+            f"'{theory.name}': use --detector none"
+        )
+    return theory
+
+
+def default_counts(theory: Theory) -> list[float]:
+    """Case B for the proxy, else the theory's reference counts (case B when it has none)."""
+    if theory.name == "proxy" or not theory.reference_counts:
+        return [float(c) for c in CASES["B"]]
+    return [float(c) for c in theory.reference_counts]
 
 
 def fit_data_set(
-    truth: np.ndarray, data_seed: int, detector: str, cfg: FitConfig, out: Path
+    truth: np.ndarray,
+    data_seed: int,
+    detector: str,
+    cfg: FitConfig,
+    out: Path,
+    counts: list[float] | None = None,
 ) -> dict:
-    """One case-B data set at ``truth``: the exact-source outer GAN against the MLE."""
+    """One data set at ``truth`` (``counts`` events, default `default_counts`): the exact-source
+    outer GAN against the MLE."""
+    theory = true_level_theory(cfg, detector)
+    counts = default_counts(theory) if counts is None else counts
     if detector == "smear":
         folded = folded_model(90)
-        data = smeared_case_b(truth, data_seed)
+        data = smeared_case_b(truth, data_seed, counts)
     else:
         folded = None
-        data = simulate_observed(ProxyTheory(), truth, CASES["B"], seed=data_seed)
-    metrics, seconds, yardstick = run_exact_gan(data, folded, cfg, out)
+        data = simulate_observed(theory, truth, counts, seed=data_seed)
+    metrics, seconds, yardstick = run_exact_gan(data, folded, cfg, out, theory)
     mle = yardstick.fit(start=truth)
     counts = data.expected_counts if data.expected_counts is not None else data.counts
     crb = np.asarray(yardstick.crb_std(truth, counts))
@@ -100,22 +134,28 @@ def table(r: dict, names: tuple[str, ...]) -> str:
         if gan.get("precondition_diagonal", True)
         else "steps whitened with the correlations"
     )
+    theory = r.get("theory", "proxy")  # pages before other theories: the proxy's
     where = (
         "proxy-smeared (the proxy, then the smearing detector)"
         if r["detector"] == "smear"
-        else "the proxy, no detector"
+        else f"the {theory}, no detector"
+        if theory == "proxy"
+        else f"theory '{theory}', no detector"
     )
+    counts = r.get("counts") or CASES["B"]
+    size = "Case-B data" if list(counts) == list(CASES["B"]) else "Data"
+    size += " (" + " + ".join(f"{int(c)}" for c in counts) + " events)"
     head = "| data set | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
     lines = [
         "# The outer GAN against maximum likelihood, exact source\n",
         f"Generated by `{r['command']}`{made}.",
-        f"Case-B data of {where} at one truth (truth seed {r['truth_seed']}, draw "
+        f"{size} of {where} at one truth (truth seed {r['truth_seed']}, draw "
         f"{r['truth_index']}: {np.round(r['truth'], 3).tolist()}), {len(r['data_sets'])} data "
         f"sets. The outer GAN ({r['config']}{', ' + ', '.join(r['overrides']) if r['overrides'] else ''}: "
         f"{fit['data_replicas']} data replicas of {fit['replicas']}, {scaling}, "
         f"{fit['events_per_step']} events per step) with the exact source, against the exact"
         f"{' folded' if r['detector'] == 'smear' else ''} likelihood's MLE on the same data, in "
-        "σ_CRB(B) at the truth.\n",
+        "σ_CRB at the truth for these counts.\n",
         "(GAN − MLE)/σ_CRB:\n",
     ]
     rows = [
@@ -154,8 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--truth-seed", type=int, help="seed of the truth draws (required)")
     p.add_argument("--truth-index", type=int, default=0, help="which draw of that seed")
     p.add_argument("--data-seeds", help="comma-separated seeds, one data set each (required)")
-    p.add_argument("--detector", choices=("smear", "none"), default="smear")
+    p.add_argument(
+        "--detector",
+        choices=("smear", "none"),
+        default=None,
+        help="the proxy's smearing detector or none (default: smear for a proxy-smeared config)",
+    )
     p.add_argument("--config", default="configs/inverse/smeared.yaml")
+    p.add_argument("--counts", help="N1,N2,… events per channel (default: see the module's doc)")
     p.add_argument(
         "--set",
         action="append",
@@ -167,28 +213,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="docs/results")
     p.add_argument("--name", default="gan_vs_mle")
     args = p.parse_args(argv)
-    names = ProxyTheory().param_names
     if args.from_json:
-        page = page_again(args.from_json, args.results, lambda r: table(r, names))
-        print(f"wrote {page}")
+
+        def page(r: dict) -> str:
+            return table(r, get_theory(r.get("theory", "proxy")).param_names)
+
+        print(f"wrote {page_again(args.from_json, args.results, page)}")
         return 0
     if args.truth_seed is None or not args.data_seeds:
         p.error("give --truth-seed and --data-seeds (or --from-json)")
     try:
         seeds = [int(s) for s in args.data_seeds.split(",") if s.strip()]
         cfg = with_overrides(load_config(args.config), args.set)
+        detector = args.detector or ("smear" if cfg.theory == "proxy-smeared" else "none")
+        theory = true_level_theory(cfg, detector)
+        counts = (
+            [float(c) for c in args.counts.split(",")] if args.counts else default_counts(theory)
+        )
+        if len(counts) != len(theory.channels) or min(counts) <= 0:
+            raise InputError(
+                f"--counts needs {len(theory.channels)} positive numbers (one per channel of "
+                f"'{theory.name}'), got {args.counts}"
+            )
     except (ValueError, InputError) as err:
         p.error(str(err))
     if not seeds:
         p.error("--data-seeds needs at least one seed")
     cfg = replace(cfg, progress=False)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    theory = ProxyTheory()
+    names = theory.param_names
     truth = draw_truths(theory, args.truth_seed, args.truth_index + 1)[-1]
     t0 = time.perf_counter()
     runs = []
     for seed in seeds:
-        d = fit_data_set(truth, seed, args.detector, cfg, Path(args.out) / f"data-{seed}")
+        out = Path(args.out) / f"data-{seed}"
+        d = fit_data_set(truth, seed, detector, cfg, out, counts)
         runs.append(d)
         print(
             f"data set {seed}: GAN − MLE = {np.round(d['gan_minus_mle_crb'], 2).tolist()}",
@@ -200,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         "truth_seed": args.truth_seed,
         "truth_index": args.truth_index,
         "truth": truth.tolist(),
-        "detector": args.detector,
+        "theory": theory.name,
+        "counts": counts,
+        "detector": detector,
         "config": args.config,
         "overrides": args.set,
         "fit_config": to_dict(cfg),

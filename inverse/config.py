@@ -111,6 +111,12 @@ class GanConfig:
             generator first finds the feature with the coarse inputs (with them from the first step
             a discriminator that resolves a resonance far from the start drives its yield to 0
             before its mass moves), then they refine it.
+        d_score: the discriminators also see the source's score ∂ log p(x | θ)/∂θ of each event (one
+            input per parameter, tabulated per channel on the observed events' quantiles at the
+            data replicas' mean θ when the step d_smooth_from · steps is reached, 0 before):
+            near the answer the best discriminator between two nearby θ is linear in the score,
+            so the fit's balance equation becomes the likelihood's. Needs a source with a
+            density (the exact theory, a flow, VAIM), 1-D events and no detector.
         bootstrap_restart: at the last precondition_at step, the bootstrap replicas restart from the
             data replicas' θ (each then moves only by its resample's share): a bootstrap replica
             left at a face of the box by the search for a distant feature is brought back.
@@ -139,6 +145,7 @@ class GanConfig:
     d_quantiles: int = 0
     d_smooth: int = 0
     d_smooth_from: float = 0.3
+    d_score: bool = False
     bootstrap_restart: bool = False
 
     def __post_init__(self) -> None:
@@ -166,6 +173,7 @@ class GanConfig:
         check_choice("gan.d_dtype", self.d_dtype, D_DTYPES)
         non_negative_int("gan.d_quantiles", self.d_quantiles)
         non_negative_int("gan.d_smooth", self.d_smooth)
+        flag("gan.d_score", self.d_score)
         flag("gan.bootstrap_restart", self.bootstrap_restart)
         if not is_number(self.d_smooth_from) or not 0 <= self.d_smooth_from < 1:
             raise InputError(

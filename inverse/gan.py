@@ -48,6 +48,9 @@ __all__ = [
     "OuterGAN",
     "make_replicas",
     "sampled_fisher",
+    "check_score_source",
+    "source_score",
+    "interpolate",
     "BOX_MAPS",
     "PACE_SIGMA",
 ]
@@ -57,6 +60,9 @@ __all__ = [
 # whose σ is smaller moves slower in proportion (the proxy's parameters: a few times slower). How
 # it was chosen, on a narrow peak and the proxy: docs/notes/2026-12-01-step-scaling.md.
 PACE_SIGMA = 1.0
+# gan.d_score: the score's table per channel, at this many intervals of the observed events'
+# quantiles (a narrow peak holding 10% of them: about 50 nodes across it)
+SCORE_NODES = 512
 # the range of a parameter's step factor σ_s/pace with a diagonal scaling
 ABSOLUTE_STEP_RANGE = (1e-4, 4.0)
 
@@ -368,7 +374,11 @@ class OuterGAN(pl.LightningModule):
         # smooth components, which come last so that the gate below is one slice
         coarse_dim = 3 + (1 if gan.d_quantiles else 0)
         per_dim = coarse_dim + (gan.d_smooth if gan.d_quantiles else 0)
-        inputs = per_dim * event_dim + (self.n_channels if gan.shared else 0)
+        if gan.d_score:
+            check_score_source(source, event_dim, detector)
+        self.d_score = gan.d_score
+        n_score = theory.n_params if gan.d_score else 0  # the score's columns follow the raw ones
+        inputs = per_dim * event_dim + n_score + (self.n_channels if gan.shared else 0)
         k = replicas * (1 if gan.shared else self.n_channels)
         self.d_dtype = D_DTYPES[gan.d_dtype]
         self.discriminator = BatchedMLP(k, inputs, gan.d_hidden, self.d_dtype)
@@ -382,6 +392,16 @@ class OuterGAN(pl.LightningModule):
         coarse = torch.ones(inputs, dtype=self.d_dtype)
         coarse[coarse_dim * event_dim : per_dim * event_dim] = 0.0
         self.register_buffer("smooth_off", coarse, persistent=False)
+        # gan.d_score: the source's score per channel at SCORE_NODES quantiles of the observed
+        # events, filled at score_start (0 until then: no input); persistent, for --resume
+        self.score_start = int(gan.d_smooth_from * steps) if gan.d_score else -1
+        if gan.d_score:
+            nodes = torch.stack([quantile_knots(e, SCORE_NODES)[:, 0] for e in events])
+            self.register_buffer("score_nodes", nodes)
+            self.register_buffer("score_values", torch.zeros(*nodes.shape, n_score, dtype=dtype))
+            self.register_buffer("score_mean", torch.zeros(self.n_channels, n_score, dtype=dtype))
+            self.register_buffer("score_std", torch.ones(self.n_channels, n_score, dtype=dtype))
+            self.register_buffer("score_theta", torch.full((n_score,), math.nan, dtype=dtype))
         if gan.d_quantiles:  # each channel's observed quantiles: the knots of its events' CDF
             self.register_buffer(
                 "quantile_knots", torch.stack([quantile_knots(e, gan.d_quantiles) for e in events])
@@ -427,8 +447,12 @@ class OuterGAN(pl.LightningModule):
         return torch.cat(parts, -1)
 
     def features(self, x: Tensor, c: int) -> Tensor:
-        """Standardized features of channel c (and the channel one-hot when shared)."""
+        """Standardized features of channel c (with ``gan.d_score`` the source's score, and the
+        channel one-hot when shared)."""
         f = (self._raw_features(x, c) - self.feat_mean[c]) / self.feat_std[c]
+        if self.d_score:
+            score = interpolate(x[..., 0], self.score_nodes[c], self.score_values[c])
+            f = torch.cat([f, (score - self.score_mean[c]) / self.score_std[c]], -1)
         if self.shared:
             onehot = torch.zeros(*f.shape[:-1], self.n_channels, dtype=f.dtype, device=f.device)
             onehot[..., c] = 1
@@ -503,6 +527,30 @@ class OuterGAN(pl.LightningModule):
             torch.optim.lr_scheduler.LambdaLR(opt_g, self.schedule_g),
             torch.optim.lr_scheduler.LambdaLR(opt_d, self.schedule_d),
         ]
+
+    def set_score(self, theta: Tensor | None = None) -> None:
+        """``gan.d_score``: the source's score at θ (default: the data replicas' mean) tabulated
+        on each channel's nodes, standardized on the observed events; their features again."""
+        if theta is None:
+            theta, _ = self._replicas_centre()
+        theta = theta.detach().to(self.score_values)
+        width = (self.generator_net.high - self.generator_net.low).to(theta)
+        for c in range(self.n_channels):
+            values = source_score(self.source, self.score_nodes[c], theta, c, 1e-4 * width)
+            self.score_values[c] = values
+            seen = interpolate(getattr(self, f"events_{c}")[:, 0], self.score_nodes[c], values)
+            self.score_mean[c] = seen.mean(0)
+            self.score_std[c] = seen.std(0).clamp(min=1e-12)
+        self.score_theta.copy_(theta)
+        self._refresh_observed()
+        self._previous_fake = None  # features made before the score joined
+
+    def _refresh_observed(self) -> None:
+        """The observed events' features again (the score's columns changed, or were loaded)."""
+        for c in range(self.n_channels):
+            getattr(self, f"observed_feats_{c}").copy_(
+                self.features(getattr(self, f"events_{c}"), c)
+            )
 
     # ------------------------------------------------------------------ step scaling
     def _pace_covariance(self, cov: Tensor) -> Tensor:
@@ -657,6 +705,8 @@ class OuterGAN(pl.LightningModule):
             self._reprecondition()
         if (step == 0 and self.precondition_start) or step in self.precondition_steps:
             opt_g.optimizer.state.clear()  # Adam's moments belong to the old coordinates
+        if step == self.score_start:
+            self.set_score()
         theta = self.theta()
         fake = [
             e.to(torch.float64)
@@ -732,6 +782,8 @@ class OuterGAN(pl.LightningModule):
             torch.manual_seed(self.seed * 7919 + self.trainer.global_rank + 1)
         if isinstance(self.source, nn.Module):
             self.source.eval()  # a surrogate is a fixed function here, never in training mode
+        if self.d_score and torch.isfinite(self.score_theta).all():  # resumed: the loaded score
+            self._refresh_observed()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # tensors and ints only: checkpoints must load with torch.load(weights_only=True)
@@ -760,6 +812,90 @@ class OuterGAN(pl.LightningModule):
             if self.settled_at is not None:
                 self.schedule_g.start_anneal(self.settled_at)
                 self.schedule_d.start_anneal(self.settled_at)
+
+
+def check_score_source(source: object, event_dim: int, detector: object) -> None:
+    """``gan.d_score`` needs the source's density of 1-D events, with no detector between: one
+    InputError line naming what is missing and the way out."""
+    from surrogates.errors import InputError
+
+    if not getattr(source, "has_density", False):
+        raise InputError(
+            f"gan.d_score needs a source with a density (the exact theory, a flow, VAIM); "
+            f"{type(source).__name__} has none: set gan.d_score false"
+        )
+    if event_dim != 1:
+        raise InputError(
+            f"gan.d_score tabulates the score along a 1-D event variable; these events are "
+            f"{event_dim}-D: set gan.d_score false"
+        )
+    if detector is not None:
+        raise InputError(
+            "gan.d_score needs the density of the reconstructed events, which a detector "
+            "changes: set gan.d_score false with a detector"
+        )
+
+
+def source_score(source: object, nodes: Tensor, theta: Tensor, c: int, step: Tensor) -> Tensor:
+    """∂ log p_c(x | θ)/∂θ of channel c at the (M,) 1-D ``nodes``, (M, P): by autograd where the
+    source's log_prob carries gradients in θ, else by central differences of ``step`` (P,).
+
+    >>> from surrogates.sampling import InverseCDFSampler
+    >>> from surrogates.theory import ProxyTheory
+    >>> proxy = ProxyTheory()
+    >>> x = torch.linspace(0.2, 0.9, 5, dtype=torch.float64)
+    >>> auto = source_score(InverseCDFSampler(proxy), x, proxy.truth, 0, None)
+    >>> step = 1e-5 * (proxy.prior_high - proxy.prior_low)
+    >>> diff = source_score(_NoGrad(InverseCDFSampler(proxy)), x, proxy.truth, 0, step)
+    >>> bool(torch.allclose(auto, diff, rtol=1e-5, atol=1e-6))
+    True
+    """
+    m = nodes.shape[0]
+    x = nodes.detach().to(torch.float64).view(m, 1, 1)
+    t = theta.detach().to(torch.float64).expand(m, -1).clone().requires_grad_(True)
+    with torch.enable_grad():
+        lp = source.log_prob(x, t)[:, c, 0]
+        grad = None
+        if lp.requires_grad:
+            (grad,) = torch.autograd.grad(lp.sum(), t, allow_unused=True)
+    if grad is not None and torch.isfinite(grad).all():
+        return grad.detach().to(torch.float64)
+    cols = []
+    with torch.no_grad():
+        for k in range(t.shape[1]):
+            h = torch.zeros_like(t)
+            h[:, k] = step[k]
+            up = source.log_prob(x, t.detach() + h)[:, c, 0].to(torch.float64)
+            down = source.log_prob(x, t.detach() - h)[:, c, 0].to(torch.float64)
+            cols.append((up - down) / (2 * float(step[k])))
+    return torch.stack(cols, -1)
+
+
+class _NoGrad:
+    """A density source whose log_prob carries no gradient (a NumPy theory's), for the doctest."""
+
+    def __init__(self, source: object) -> None:
+        self.source = source
+
+    def log_prob(self, x: Tensor, theta: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.source.log_prob(x, theta.detach())
+
+
+def interpolate(x: Tensor, nodes: Tensor, values: Tensor) -> Tensor:
+    """``values`` (M, P) at the (M,) increasing ``nodes``, linear in x between them and held at
+    the end values outside: x (…) → (…, P), differentiable in x between the nodes.
+
+    >>> v = torch.tensor([[0.0], [2.0], [2.0]])
+    >>> interpolate(torch.tensor([-1.0, 0.5, 1.5, 9.0]), torch.tensor([0.0, 1.0, 2.0]), v)[:, 0].tolist()
+    [0.0, 1.0, 2.0, 2.0]
+    """
+    t = nodes.to(x.dtype).contiguous()
+    i = torch.searchsorted(t, x.contiguous()).clamp(1, t.shape[0] - 1)
+    lo, hi = t[i - 1], t[i]
+    frac = ((x - lo) / (hi - lo).clamp_min(torch.finfo(t.dtype).tiny)).clamp(0.0, 1.0)
+    v = values.to(x.dtype)
+    return v[i - 1] + frac.unsqueeze(-1) * (v[i] - v[i - 1])
 
 
 def quantile_knots(events: Tensor, k: int) -> Tensor:

@@ -421,6 +421,7 @@ ADDED_SETTINGS = {
     "d_quantiles": 0,
     "d_smooth": 0,
     "d_smooth_from": 0.3,  # no smooth components before d_smooth: it had no effect
+    "d_score": False,
     "bootstrap_restart": False,
 }
 

@@ -18,7 +18,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from inverse.config import FitConfig, from_dict, to_dict
 from inverse.config import load_config as load_typed_config
-from inverse.gan import OuterGAN
+from inverse.gan import OuterGAN, check_score_source
 from inverse.report import (
     SurrogateYardstick,
     Yardstick,
@@ -204,6 +204,8 @@ def fit_outer_gan(
     """
     members = ensemble_members(cfg, source)
     detector = check_detector(cfg.detector, theory, data)
+    if cfg.gan.d_score:  # refused before the run folder is touched
+        check_score_source(source, data.events[0].shape[1], detector)
     out = prepare_run_dir(out, cfg.resume)
     wandb_mode()  # an unknown WANDB_MODE stops here, before the folder is touched
     with claim(out, cfg):

@@ -92,6 +92,60 @@ def test_each_data_set_is_fitted_by_the_exact_gan_and_by_the_mle_of_the_same_mod
     assert d["data_seed"] == 7 and sum(data.expected_counts) == pytest.approx(sum(CASES["B"]))
 
 
+def test_any_theory_of_the_config_is_fitted_at_its_reference_counts(
+    gan_vs_mle, monkeypatch, tmp_path
+):  # noqa: ANN001
+    """With another theory's config (the peak card) the GAN runs that theory's exact source on data
+    of its reference counts, and the page names the theory and the counts; --detector smear is
+    refused for it in one line."""
+    from inverse.config import to_dict
+    from inverse.training import load_config
+    from surrogates.errors import InputError
+    from surrogates.theory import get_theory
+
+    seen = {}
+
+    def build(theory, data, source, cfg, yardstick, members):  # noqa: ANN001, ANN202
+        seen.update(theory=theory.name, cfg=cfg, data=data)
+        return "gan"
+
+    def summarize(gan, cfg, theory, yardstick, members, names, seconds):  # noqa: ANN001, ANN202
+        metrics = {"params_mean": truth, "params_std": np.full(5, 0.1), "steps": 1}
+        return metrics, None
+
+    closure = sys.modules["event_closure"]
+    monkeypatch.setattr(closure, "build_model", build)
+    monkeypatch.setattr(closure, "make_trainer", lambda *a: (None, None))
+    monkeypatch.setattr(closure, "train", lambda *a: 1.0)
+    monkeypatch.setattr(closure, "summarize", summarize)
+    peak = get_theory("peak")
+    truth = gan_vs_mle.draw_truths(peak, 3, 1)[0]
+    cfg = load_config(str(ROOT / "configs" / "inverse" / "peak.yaml"))
+    d = gan_vs_mle.fit_data_set(truth, 5, "none", cfg, tmp_path / "run")
+    assert seen["theory"] == "peak" and seen["cfg"].source == "exact"
+    assert seen["data"].expected_counts.sum() == pytest.approx(sum(peak.reference_counts))
+    assert len(d["gan_minus_mle_crb"]) == 5 and np.isfinite(d["gan_minus_mle_crb"]).all()
+    with pytest.raises(InputError, match="--detector smear is the proxy's smearing detector"):
+        gan_vs_mle.fit_data_set(truth, 5, "smear", cfg, tmp_path / "other")
+    r = {
+        "command": "python benchmarks/gan_vs_mle.py --config configs/inverse/peak.yaml",
+        "theory": "peak",
+        "counts": list(peak.reference_counts),
+        "truth_seed": 3,
+        "truth_index": 0,
+        "truth": truth.tolist(),
+        "detector": "none",
+        "config": "configs/inverse/peak.yaml",
+        "overrides": [],
+        "fit_config": to_dict(cfg),
+        "data_sets": [{"data_seed": 5, "steps": 1, "stop_reason": "x", "cut_by_box": []} | d],
+    }
+    page = gan_vs_mle.table(r, peak.param_names)
+    counts = " + ".join(str(int(c)) for c in peak.reference_counts)
+    assert f"Data ({counts} events) of theory 'peak', no detector" in page
+    assert "| data set | " + " | ".join(peak.param_names) + " |" in page
+
+
 def test_the_page_gives_each_data_set_and_the_spread_over_them(gan_vs_mle, tmp_path) -> None:  # noqa: ANN001
     from inverse.config import to_dict
     from inverse.training import load_config

@@ -12,7 +12,14 @@ import yaml
 
 from inverse.config import GanConfig, StopConfig
 from inverse.fit import main
-from inverse.gan import BatchedMLP, OuterGAN, make_replicas
+from inverse.gan import (
+    BatchedMLP,
+    OuterGAN,
+    check_score_source,
+    interpolate,
+    make_replicas,
+    source_score,
+)
 from inverse.report import interval_factor, replica_estimate
 from inverse.sources import make_source
 from inverse.training import load_config, run_outer_gan
@@ -669,6 +676,69 @@ def test_smooth_components_reach_the_discriminators_only_after_d_smooth_from(pro
     stop = StopConfig(enabled=True, min_steps=2)
     m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=2, steps=10, stop=stop)
     assert m.check_from == 6
+
+
+def test_score_features_are_the_sources_score_and_join_at_d_smooth_from(proxy, tmp_path):
+    """gan.d_score: the source's score ∂ log p_c/∂θ per event, tabulated on the observed events'
+    quantiles. At the data's own θ it averages 0 over the observed events (a score's mean under
+    its density; at another θ it does not); at the nodes it is the source's autograd score; its
+    columns are 0 before the step d_smooth_from · steps and the standardized score after; a short
+    fit fills it, and its checkpoint loads into a new OuterGAN of the same config."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["B"], seed=4)
+    source = InverseCDFSampler(proxy)
+    cfg = GanConfig(d_score=True, d_smooth_from=0.5)
+    m = OuterGAN(source, data, proxy, cfg, replicas=2, steps=10)
+    p = proxy.n_params
+    assert m.score_start == 5 and m.discriminator.weights[0].shape[-2] == 3 + p
+    assert all((m.observed_batch(c)[..., 3:] == 0).all() for c in range(2))
+    other = proxy.truth + torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    for theta, same in ((proxy.truth, True), (other, False)):
+        m.set_score(theta)
+        for c, events in enumerate(data.events):
+            auto = source_score(source, m.score_nodes[c], theta, c, None)
+            assert torch.allclose(m.score_values[c], auto)
+            s = interpolate(torch.as_tensor(events[:, 0]), m.score_nodes[c], m.score_values[c])
+            z = s.mean(0) / (s.std(0) / len(events) ** 0.5)  # its mean in standard errors
+            assert (z.abs() < 5).all() if same else (z.abs() > 5).any(), z
+            feats = m.observed_batch(c)[..., 3:]
+            assert feats.abs().sum() > 0
+    full = m.features(torch.as_tensor(data.events[0]), 0)[:, 3:]
+    assert torch.allclose(full.mean(0), torch.zeros(p, dtype=full.dtype), atol=1e-9)
+    assert torch.allclose(full.std(0), torch.ones(p, dtype=full.dtype), atol=1e-9)
+    # a short fit fills the score at its step, and the checkpoint carries it
+    fit = replace(_cfg(steps=6, replicas=3, events_per_step=32, compare_mle=False))
+    fit = replace(fit, gan=replace(fit.gan, d_score=True, d_smooth_from=0.5))
+    out = tmp_path / "a"
+    metrics = run_outer_gan(proxy, data, source, fit, out, progress=False)
+    assert np.isfinite(metrics["params_mean"]).all()
+    state = torch.load(out / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert torch.isfinite(state["score_theta"]).all() and state["score_values"].abs().sum() > 0
+    fresh = OuterGAN(source, data, proxy, fit.gan, replicas=3, steps=6)
+    fresh.load_state_dict(state, strict=True)
+    fresh._refresh_observed()
+    assert fresh.observed_batch(0)[..., 3:].abs().sum() > 0
+
+
+def test_score_features_are_refused_without_a_density_1d_events_or_with_a_detector(proxy, tmp_path):
+    """gan.d_score with a source that has no density, or with a detector: one InputError line
+    naming the way out, before the run folder is made."""
+
+    class NoDensity:
+        has_density, is_exact, n_members = False, False, 1
+
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=4)
+    cfg = GanConfig(d_score=True)
+    with pytest.raises(InputError, match="gan.d_score needs a source with a density"):
+        OuterGAN(NoDensity(), data, proxy, cfg, replicas=2)
+    with pytest.raises(InputError, match="set gan.d_score false with a detector"):
+        OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=2, detector=object())
+    with pytest.raises(InputError, match="1-D event variable; these events are 2-D"):
+        check_score_source(InverseCDFSampler(proxy), 2, None)
+    fit = _cfg(steps=4, replicas=2)
+    fit = replace(fit, gan=replace(fit.gan, d_score=True))
+    with pytest.raises(InputError, match="gan.d_score needs a source with a density"):
+        run_outer_gan(proxy, data, NoDensity(), fit, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_bootstrap_restart_moves_the_bootstrap_replicas_to_the_datas_theta(proxy):

@@ -105,6 +105,7 @@ SAMPLES = {
     "--gan.d_quantiles": "64",
     "--gan.d_smooth": "8",
     "--gan.d_smooth_from": "0.4",
+    "--gan.d_score": "true",
     "--gan.bootstrap_restart": "true",
     "--stop.enabled": "true",
     "--stop.window": "10",
@@ -147,8 +148,8 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 54
-    )  # every key of the YAML: 20 top-level, 24 gan, 9 stop, 4 trainer, minus blocks
+        len(options) == 55
+    )  # every key of the YAML: 20 top-level, 25 gan, 9 stop, 4 trainer, minus blocks
     for option in options:
         needs = NEEDS.get(option, [])
         cfg = parse_cli(FitConfig, [*needs, option, SAMPLES[option]], "prog", None)
