@@ -15,6 +15,7 @@ from inverse.fit import main
 from inverse.gan import (
     BatchedMLP,
     OuterGAN,
+    _NoGrad,
     check_score_source,
     interpolate,
     make_replicas,
@@ -717,6 +718,19 @@ def test_score_features_are_the_sources_score_and_join_at_d_smooth_from(proxy, t
     fresh.load_state_dict(state, strict=True)
     fresh._refresh_observed()
     assert fresh.observed_batch(0)[..., 3:].abs().sum() > 0
+
+
+def test_a_flows_score_by_autograd_equals_its_central_differences(proxy):
+    """gan.d_score with a surrogate source: the frozen flow's score in θ by autograd (one pass
+    for all nodes) equals central differences of its log_prob, in every channel."""
+    flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8)).requires_grad_(False).eval()
+    x = torch.linspace(0.15, 0.9, 7, dtype=torch.float64)
+    step = 1e-3 * (proxy.prior_high - proxy.prior_low)
+    for c in range(2):
+        auto = source_score(flow, x, proxy.truth, c, None)
+        assert auto.shape == (7, proxy.n_params) and auto.abs().max() > 0.01
+        diff = source_score(_NoGrad(flow), x, proxy.truth, c, step)
+        assert (auto - diff).abs().max() < 1e-3 + 1e-2 * auto.abs().max()
 
 
 def test_score_features_are_refused_without_a_density_1d_events_or_with_a_detector(proxy, tmp_path):
