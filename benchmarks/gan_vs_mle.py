@@ -63,13 +63,18 @@ from surrogates.theory import Theory, get_theory  # noqa: E402
 def true_level_theory(cfg: FitConfig, detector: str) -> Theory:
     """The theory whose exact source the GAN runs: the config's, the proxy for proxy-smeared (the
     detector is then ``--detector``'s), or an InputError where ``--detector smear`` meets
-    another theory."""
+    another theory, or another theory's config has a detector this benchmark would not apply."""
     name = "proxy" if cfg.theory == "proxy-smeared" else cfg.theory
     theory = get_theory(name)
     if detector == "smear" and theory.name != "proxy":
         raise InputError(
             f"--detector smear is the proxy's smearing detector; the config's theory is "
             f"'{theory.name}': use --detector none"
+        )
+    if theory.name != "proxy" and cfg.detector is not None:
+        raise InputError(
+            f"the config has a detector block for '{theory.name}', which this benchmark does not "
+            "apply (it knows only the proxy's smearing detector): use a config without one"
         )
     return theory
 

@@ -115,8 +115,9 @@ class GanConfig:
             input per parameter, tabulated per channel on the observed events' quantiles at the
             data replicas' mean θ when the step d_smooth_from · steps is reached, 0 before):
             near the answer the best discriminator between two nearby θ is linear in the score,
-            so the fit's balance equation becomes the likelihood's. Needs a source with a
-            density (the exact theory, a flow, VAIM), 1-D events and no detector.
+            so near the θ where it is tabulated the fit's balance equation is, to first order,
+            the likelihood's. Needs a source with a density (the exact theory, a flow, VAIM; an
+            ensemble's mixture density), 1-D events, no detector and d_smooth_from > 0.
         bootstrap_restart: at the last precondition_at step, the bootstrap replicas restart from the
             data replicas' θ (each then moves only by its resample's share): a bootstrap replica
             left at a face of the box by the search for a distant feature is brought back.
@@ -178,6 +179,11 @@ class GanConfig:
         if not is_number(self.d_smooth_from) or not 0 <= self.d_smooth_from < 1:
             raise InputError(
                 f"gan.d_smooth_from must be in [0, 1), got {self.d_smooth_from!r}; e.g. 0.3"
+            )
+        if self.d_score and self.d_smooth_from == 0:
+            raise InputError(
+                "gan.d_score needs gan.d_smooth_from > 0: the score is tabulated at that step, "
+                "near the answer, not at the box centre where the generator starts; e.g. 0.3"
             )
         if self.d_smooth and not self.d_quantiles:
             raise InputError(

@@ -536,7 +536,8 @@ class OuterGAN(pl.LightningModule):
         theta = theta.detach().to(self.score_values)
         width = (self.generator_net.high - self.generator_net.low).to(theta)
         for c in range(self.n_channels):
-            values = source_score(self.source, self.score_nodes[c], theta, c, 1e-4 * width)
+            box = (self.generator_net.low, self.generator_net.high)
+            values = source_score(self.source, self.score_nodes[c], theta, c, 1e-4 * width, box)
             self.score_values[c] = values
             seen = interpolate(getattr(self, f"events_{c}")[:, 0], self.score_nodes[c], values)
             self.score_mean[c] = seen.mean(0)
@@ -640,6 +641,7 @@ class OuterGAN(pl.LightningModule):
                 stop.min_steps,
                 *(s + 1 for s in self.precondition_steps),
                 self.smooth_start + 1 if self.smooth_start else 0,
+                self.score_start + 1 if self.score_start > 0 else 0,
             ]
         )
         self.stop_sigma: np.ndarray | None = None  # the unit of the checks (the data's Fisher σ)
@@ -836,9 +838,17 @@ def check_score_source(source: object, event_dim: int, detector: object) -> None
         )
 
 
-def source_score(source: object, nodes: Tensor, theta: Tensor, c: int, step: Tensor) -> Tensor:
+def source_score(
+    source: object,
+    nodes: Tensor,
+    theta: Tensor,
+    c: int,
+    step: Tensor | None,
+    bounds: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
     """∂ log p_c(x | θ)/∂θ of channel c at the (M,) 1-D ``nodes``, (M, P): by autograd where the
-    source's log_prob carries gradients in θ, else by central differences of ``step`` (P,).
+    source's log_prob carries gradients in θ, else (a NumPy theory) by central differences of
+    ``step`` (P,), one-sided where θ ± step would leave the box ``bounds`` = (low, high).
 
     >>> from surrogates.sampling import InverseCDFSampler
     >>> from surrogates.theory import ProxyTheory
@@ -850,29 +860,40 @@ def source_score(source: object, nodes: Tensor, theta: Tensor, c: int, step: Ten
     >>> bool(torch.allclose(auto, diff, rtol=1e-5, atol=1e-6))
     True
     """
+    from surrogates.theory import NoGradientError
+
     m = nodes.shape[0]
     x = nodes.detach().to(torch.float64).view(m, 1, 1)
     t = theta.detach().to(torch.float64).expand(m, -1).clone().requires_grad_(True)
-    with torch.enable_grad():
-        lp = source.log_prob(x, t)[:, c, 0]
+    grad = None
+    try:
+        with torch.enable_grad():
+            lp = source.log_prob(x, t)[:, c, 0]
+            if lp.requires_grad:
+                (grad,) = torch.autograd.grad(lp.sum(), t, allow_unused=True)
+    except NoGradientError:  # a NumPy theory: its densities are plain numbers
         grad = None
-        if lp.requires_grad:
-            (grad,) = torch.autograd.grad(lp.sum(), t, allow_unused=True)
     if grad is not None and torch.isfinite(grad).all():
         return grad.detach().to(torch.float64)
+    if step is None:
+        raise ValueError("the source's log_prob has no gradient in θ: give a difference step")
+    t = t.detach()
     cols = []
     with torch.no_grad():
         for k in range(t.shape[1]):
-            h = torch.zeros_like(t)
-            h[:, k] = step[k]
-            up = source.log_prob(x, t.detach() + h)[:, c, 0].to(torch.float64)
-            down = source.log_prob(x, t.detach() - h)[:, c, 0].to(torch.float64)
-            cols.append((up - down) / (2 * float(step[k])))
+            up, down = t.clone(), t.clone()
+            up[:, k] += float(step[k])
+            down[:, k] -= float(step[k])
+            if bounds is not None:  # one-sided at a face of the box: θ ± step stays inside it
+                up[:, k] = up[:, k].clamp(max=float(bounds[1][k]))
+                down[:, k] = down[:, k].clamp(min=float(bounds[0][k]))
+            diff = source.log_prob(x, up)[:, c, 0] - source.log_prob(x, down)[:, c, 0]
+            cols.append(diff.to(torch.float64) / (up[0, k] - down[0, k]))
     return torch.stack(cols, -1)
 
 
 class _NoGrad:
-    """A density source whose log_prob carries no gradient (a NumPy theory's), for the doctest."""
+    """A density source whose log_prob carries no gradient in θ, for the doctest and the tests."""
 
     def __init__(self, source: object) -> None:
         self.source = source

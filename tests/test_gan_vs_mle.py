@@ -127,6 +127,9 @@ def test_any_theory_of_the_config_is_fitted_at_its_reference_counts(
     assert len(d["gan_minus_mle_crb"]) == 5 and np.isfinite(d["gan_minus_mle_crb"]).all()
     with pytest.raises(InputError, match="--detector smear is the proxy's smearing detector"):
         gan_vs_mle.fit_data_set(truth, 5, "smear", cfg, tmp_path / "other")
+    dis = load_config(str(ROOT / "configs" / "inverse" / "dis.yaml"))  # its detector: refused
+    with pytest.raises(InputError, match="detector block for 'dis', which this benchmark does not"):
+        gan_vs_mle.true_level_theory(dis, "none")
     r = {
         "command": "python benchmarks/gan_vs_mle.py --config configs/inverse/peak.yaml",
         "theory": "peak",

@@ -733,6 +733,73 @@ def test_a_flows_score_by_autograd_equals_its_central_differences(proxy):
         assert (auto - diff).abs().max() < 1e-3 + 1e-2 * auto.abs().max()
 
 
+def test_a_resumed_run_sees_the_score_it_was_checkpointed_with(tmp_path, proxy, monkeypatch):
+    """gan.d_score and --resume: a run interrupted after its score joined resumes with the
+    checkpoint's score in the observed events' features (not the zeros of a fresh model), and the
+    stop rule's first check waits for the score as it waits for the smooth components."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=5)
+    cfg = _cfg(steps=40, replicas=3, events_per_step=32, compare_mle=False)
+    cfg = replace(cfg, trainer=replace(cfg.trainer, checkpoint_every=20))
+    cfg = replace(cfg, gan=replace(cfg.gan, d_score=True, d_smooth_from=0.25, trace_every=5))
+    import inverse.training as fit
+
+    original = fit.pl.Trainer
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        kwargs["callbacks"] = [*kwargs["callbacks"], InterruptAt(30)]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fit.pl, "Trainer", interrupted)
+    with pytest.raises(SystemExit):
+        run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert int(state["step_count"]) == 20 and torch.isfinite(state["score_theta"]).all()
+    monkeypatch.setattr(fit.pl, "Trainer", original)
+    seen = {}
+    start = OuterGAN.on_train_start
+
+    def spy(self: OuterGAN) -> None:
+        start(self)
+        seen["score"] = self.observed_batch(0)[..., 3:].clone()
+        seen["theta"] = self.score_theta.clone()
+
+    monkeypatch.setattr(OuterGAN, "on_train_start", spy)
+    m = run_outer_gan(
+        proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, resume=True, progress=False
+    )
+    assert m["steps"] == 40
+    assert torch.equal(seen["theta"], state["score_theta"]) and seen["score"].abs().sum() > 0
+    stop = StopConfig(enabled=True, min_steps=2)
+    gan = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg.gan, replicas=2, steps=40, stop=stop)
+    assert gan.score_start == 10 and gan.check_from == 11
+
+
+def test_a_numpy_theorys_score_comes_from_differences_inside_the_box(proxy):
+    """A density without gradients in θ (a NumPy theory): the score by central differences,
+    one-sided at a face of the box, close to the torch theory's autograd score."""
+    from surrogates.theory import NumpyTheory
+    from surrogates.theory.proxy import proxy_numpy
+
+    low, high = proxy.prior_low, proxy.prior_high
+
+    def strict(x, t):  # noqa: ANN001, ANN202 - NaN outside the box, as a real code might be
+        inside = np.all((t >= low.numpy()) & (t <= high.numpy()))
+        return proxy_numpy(x, t) if inside else np.full((2, len(x)), np.nan)
+
+    numpy_proxy = NumpyTheory(strict, "proxy-strict", proxy.param_names, proxy.channels,
+                              low.numpy(), high.numpy(), [0.1], [1.0])  # fmt: skip
+    x = torch.linspace(0.15, 0.9, 7, dtype=torch.float64)
+    step = 1e-5 * (high - low)
+    at_face = proxy.truth.clone()
+    at_face[2] = high[2]  # b_u on its upper face: θ + step would leave the box
+    for theta in (proxy.truth, at_face):
+        auto = source_score(InverseCDFSampler(proxy), x, theta, 0, None)
+        diff = source_score(InverseCDFSampler(numpy_proxy), x, theta, 0, step, (low, high))
+        assert torch.allclose(auto, diff, rtol=1e-3, atol=1e-4)
+    with pytest.raises(InputError, match="gan.d_score needs gan.d_smooth_from > 0"):
+        GanConfig(d_score=True, d_smooth_from=0.0)
+
+
 def test_score_features_are_refused_without_a_density_1d_events_or_with_a_detector(proxy, tmp_path):
     """gan.d_score with a source that has no density, or with a detector: one InputError line
     naming the way out, before the run folder is made."""
