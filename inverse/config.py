@@ -121,6 +121,11 @@ class GanConfig:
         bootstrap_restart: at the last precondition_at step, the bootstrap replicas restart from the
             data replicas' θ (each then moves only by its resample's share): a bootstrap replica
             left at a face of the box by the search for a distant feature is brought back.
+        data_restart: at the last precondition_at step, with more than one data replica, every
+            data replica restarts from the one whose events are closest to the observed events
+            (Kolmogorov–Smirnov): generators that settled on different answers during the
+            search (a distant narrow peak found with a part of its yield) go on from the best
+            one; the choice is recorded in metrics.json (data_restarts).
     """
 
     lr_g: float = 6e-3
@@ -148,6 +153,7 @@ class GanConfig:
     d_smooth_from: float = 0.3
     d_score: bool = False
     bootstrap_restart: bool = False
+    data_restart: bool = False
 
     def __post_init__(self) -> None:
         positive_number("gan.lr_g", self.lr_g, 6e-3)
@@ -176,6 +182,7 @@ class GanConfig:
         non_negative_int("gan.d_smooth", self.d_smooth)
         flag("gan.d_score", self.d_score)
         flag("gan.bootstrap_restart", self.bootstrap_restart)
+        flag("gan.data_restart", self.data_restart)
         if not is_number(self.d_smooth_from) or not 0 <= self.d_smooth_from < 1:
             raise InputError(
                 f"gan.d_smooth_from must be in [0, 1), got {self.d_smooth_from!r}; e.g. 0.3"

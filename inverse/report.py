@@ -9,6 +9,7 @@ plots), `log_to_wandb`; `format_table` prints the result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "replica_estimate",
     "summarize",
     "face_cut",
+    "disagreement",
     "compare_with_mle",
     "compare_with_posterior",
     "write_outputs",
@@ -354,6 +356,8 @@ def summarize(
         # the data replicas' spread: one generator's own scatter, a part of σ (replica_estimate);
         # None with one data replica
         "scatter_std": scatter,
+        # data replicas further apart than σ: the fit found more than one answer (`disagreement`)
+        "data_replicas_disagree": disagreement(scatter, replicas_std, theory.param_names),
         # σ over the bootstrap replicas' spread (the 68.3% Student-t quantile: interval_factor)
         "interval_factor": interval_factor(len(boot)),
         "at_face": {theory.param_names[j]: found for j, found in at_face.items()} or None,
@@ -370,6 +374,8 @@ def summarize(
         "lr_g_used": model.lr_g,
         # how the generator's steps were scaled at step 0 (gan.precondition_start), or None
         "step_scale": getattr(model, "step_scale", None),
+        # gan.data_restart: the data replicas restarted from the one closest to the data
+        "data_restarts": getattr(model, "restarts", None) or None,
         "seconds": seconds,
         "steps": int(model.step_count),
         # stopped_at, stop_reason, schedule_completed, settled_at (stop: block)
@@ -378,6 +384,28 @@ def summarize(
     if members is not None:
         metrics["ensemble"] = {"members": source_names, **surrogate_share(boot, members[k:])}
     return metrics, summary
+
+
+def disagreement(scatter: np.ndarray | None, std: np.ndarray, names: Sequence[str]) -> dict | None:
+    """The parameters on which the data replicas (generators on the same data) are further
+    apart than σ, the data's own uncertainty: one generator's own scatter is a fraction of σ, so
+    such a spread means the generators settled on different answers (a search for a distant
+    feature trapped on the way) and their mean is none of them. None when they agree, or with one
+    data replica.
+
+    >>> disagreement(np.array([0.1, 3.0]), np.array([1.0, 1.0]), ["a", "b"])
+    {'params': ['b'], 'spread_over_sigma': [3.0]}
+    >>> disagreement(np.array([0.1, 0.3]), np.array([1.0, 1.0]), ["a", "b"]) is None
+    True
+    """
+    if scatter is None:
+        return None
+    scatter, std = np.asarray(scatter, dtype=float), np.asarray(std, dtype=float)
+    ratio = np.where(std > 0, scatter / np.where(std > 0, std, 1.0), np.inf)
+    bad = np.flatnonzero(np.isfinite(scatter) & (ratio > 1.0))
+    if not len(bad):
+        return None
+    return {"params": [names[j] for j in bad], "spread_over_sigma": ratio[bad].round(3).tolist()}
 
 
 def face_cut(
@@ -599,6 +627,14 @@ def format_table(metrics: dict, title: str = "") -> str:
         if ens:
             row += f" {ens['surrogate_std'][i]:9.4f} {ens['surrogate_share'][i]:9.2f}"
         lines.append(row)
+    split = metrics.get("data_replicas_disagree")
+    if split:
+        lines.append(
+            f"warning: the generators on the data disagree on {', '.join(split['params'])} by "
+            f"{', '.join(f'{v:.1f}' for v in split['spread_over_sigma'])} σ: the fit settled on "
+            "more than one answer and θ is their mean; rerun with another seed or more steps, or "
+            "look at each data replica in params.npz"
+        )
     for name, found in (metrics.get("at_face") or {}).items():
         where = (
             f"θ within {found.get('reach', FACE_REACH):g} Fisher σ ({found['fisher_sigma']:.2g}) "

@@ -423,6 +423,7 @@ ADDED_SETTINGS = {
     "d_smooth_from": 0.3,  # no smooth components before d_smooth: it had no effect
     "d_score": False,
     "bootstrap_restart": False,
+    "data_restart": False,
 }
 
 

@@ -822,6 +822,63 @@ def test_score_features_are_refused_without_a_density_1d_events_or_with_a_detect
     assert not (tmp_path / "run").exists()
 
 
+def test_data_replicas_that_settled_apart_are_flagged(tmp_path, proxy):
+    """Generators on the same data further apart than σ: metrics.json names the parameters and the
+    printed table warns that θ is the mean of more than one answer; a fit whose data replicas
+    agree records None."""
+    from inverse.report import disagreement, format_table
+
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=6)
+    cfg = _cfg(steps=300, replicas=6, data_replicas=2, compare_mle=False)
+    m = run_outer_gan(proxy, data, InverseCDFSampler(proxy), cfg, tmp_path, progress=False)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert "data_replicas_disagree" in saved
+    spread = np.asarray(m["scatter_std"]) / np.asarray(m["replicas_std"])
+    flagged = saved["data_replicas_disagree"]
+    assert (flagged is None) == bool((spread <= 1).all())
+    names = list(proxy.param_names)
+    split = disagreement(np.array([0.1, 0.2, 2.5, 0.1, 0.3, 0.2]), np.ones(6), names)
+    assert split == {"params": ["b_u"], "spread_over_sigma": [2.5]}
+    text = format_table({**m, "data_replicas_disagree": split})
+    assert "warning: the generators on the data disagree on b_u by 2.5 σ" in text
+    assert "warning" not in format_table({**m, "data_replicas_disagree": None})
+
+
+def test_data_restart_takes_every_data_replica_to_the_one_closest_to_the_data(proxy):
+    """gan.data_restart: at the last precondition step the data replicas all restart from the one
+    whose events are closest to the observed ones (KS), here the one at the data's θ while the
+    other two sit 20% of the box away, and the bootstrap replicas (bootstrap_restart) follow;
+    at an earlier step nothing moves. metrics.json's data_restarts records the choice."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["B"], seed=4)
+    width = proxy.prior_high - proxy.prior_low
+    cov = torch.diag((0.05 * width) ** 2)
+    cfg = GanConfig(data_restart=True, bootstrap_restart=True, precondition_at=[0.2, 0.5])
+    m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=6, steps=10,
+                 data_replicas=3, covariance=lambda t: cov.numpy())  # fmt: skip
+    gen = m.generator_net
+    far = torch.zeros(proxy.n_params, dtype=torch.float64)
+    far[1] = far[4] = 0.2
+    places = [proxy.truth + far * width, proxy.truth, proxy.truth - far * width]
+    with torch.no_grad():  # replica r at places[r]: the sigmoid box map inverted
+        net = gen.net(gen.z)[:, 0] @ gen.L.T
+        for r, theta in enumerate(places):
+            u = ((theta - gen.low) / (gen.high - gen.low) - gen.inset) / (1 - 2 * gen.inset)
+            gen.s0[r] = torch.logit(u) - net[r]
+    before = m.theta().detach().clone()
+    assert torch.allclose(before[1], proxy.truth, atol=1e-9)
+    m.step_count.fill_(2)
+    m._reprecondition()
+    assert m.restarts == [] and torch.allclose(m.theta().detach(), before, atol=1e-9)
+    m.step_count.fill_(5)
+    m._reprecondition()
+    (restart,) = m.restarts
+    assert restart["step"] == 5 and restart["from"] == 1
+    d = restart["distances"]
+    assert d[1] < 0.5 * min(d[0], d[2]), d
+    after = m.theta().detach()
+    assert torch.allclose(after, proxy.truth.expand(6, -1), atol=1e-6)
+
+
 def test_bootstrap_restart_moves_the_bootstrap_replicas_to_the_datas_theta(proxy):
     """gan.bootstrap_restart: at the last precondition step the bootstrap replicas take the data
     replicas' mean θ (the data replicas keep theirs); at an earlier step, or without the option,

@@ -107,6 +107,7 @@ SAMPLES = {
     "--gan.d_smooth_from": "0.4",
     "--gan.d_score": "true",
     "--gan.bootstrap_restart": "true",
+    "--gan.data_restart": "true",
     "--stop.enabled": "true",
     "--stop.window": "10",
     "--stop.k": "2.0",
@@ -148,8 +149,8 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 55
-    )  # every key of the YAML: 20 top-level, 25 gan, 9 stop, 4 trainer, minus blocks
+        len(options) == 56
+    )  # every key of the YAML: 20 top-level, 26 gan, 9 stop, 4 trainer, minus blocks
     for option in options:
         needs = NEEDS.get(option, [])
         cfg = parse_cli(FitConfig, [*needs, option, SAMPLES[option]], "prog", None)
