@@ -448,12 +448,13 @@ def test_preconditioning_repeats_at_the_data_replicas_mean(tmp_path, proxy, monk
     calls = []
     whiten = ParameterGenerator.precondition
 
-    def spy(gen, cov_theta, at=0, scale="geometric", diagonal=False, restart_after=0):  # noqa: ANN001, ANN202
+    def spy(gen, cov_theta, at=0, scale="geometric", diagonal=False, restart_after=0,
+            restart_from=None):  # noqa: ANN001, ANN202  # fmt: skip
         with torch.no_grad():
             theta = gen()
         calls.append((theta[:2].mean(0), cov_theta, at, scale, diagonal))
-        assert restart_after == 0  # gan.bootstrap_restart is off here
-        return whiten(gen, cov_theta, at, scale, diagonal, restart_after)
+        assert restart_after == 0 and restart_from is None  # bootstrap/data_restart off here
+        return whiten(gen, cov_theta, at, scale, diagonal, restart_after, restart_from)
 
     monkeypatch.setattr(ParameterGenerator, "precondition", spy)
     cfg = _cfg(steps=20, replicas=5, data_replicas=2, events_per_step=16, compare_mle=False)
