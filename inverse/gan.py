@@ -65,7 +65,7 @@ PACE_SIGMA = 1.0
 # quantiles (a narrow peak holding 10% of them: about 50 nodes across it)
 SCORE_NODES = 512
 # gan.data_restart: events per data replica and channel for its distance from the observed events
-# (the KS distance's own noise ~ 1/√n: 0.016, against 0.05-0.1 for a replica on another answer)
+# (the KS distance's own noise ~ 1/√n)
 RESTART_EVENTS = 4096
 # the range of a parameter's step factor σ_s/pace with a diagonal scaling
 ABSOLUTE_STEP_RANGE = (1e-4, 4.0)
@@ -630,6 +630,9 @@ class OuterGAN(pl.LightningModule):
         if self.data_restart and last and k > 1:
             distances = self.data_distances()
             best = int(np.argmin(distances))
+            trainer = getattr(self, "_trainer", None)
+            if trainer is not None and trainer.world_size > 1:  # DDP: every process, rank 0's pick
+                best = int(trainer.strategy.broadcast(best, src=0))
             self.restarts.append(
                 {"step": int(self.step_count), "from": best, "distances": distances.tolist()}
             )
