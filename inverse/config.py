@@ -125,7 +125,7 @@ class GanConfig:
             data replica restarts from the one whose events are closest to the observed events
             (Kolmogorov–Smirnov): generators that settled on different answers during the
             search (a distant narrow peak found with a part of its yield) go on from the best
-            one; the choice is recorded in metrics.json (data_restarts).
+            one; the choice is recorded in metrics.json (data_restarts). Needs precondition.
     """
 
     lr_g: float = 6e-3
@@ -186,6 +186,11 @@ class GanConfig:
         if not is_number(self.d_smooth_from) or not 0 <= self.d_smooth_from < 1:
             raise InputError(
                 f"gan.d_smooth_from must be in [0, 1), got {self.d_smooth_from!r}; e.g. 0.3"
+            )
+        if self.data_restart and not self.precondition:
+            raise InputError(
+                "gan.data_restart acts at the last precondition_at step, which gan.precondition "
+                "false turns off: set gan.precondition true, or gan.data_restart false"
             )
         if self.d_score and self.d_smooth_from == 0:
             raise InputError(

@@ -842,6 +842,14 @@ class OuterGAN(pl.LightningModule):
         # tensors and ints only: checkpoints must load with torch.load(weights_only=True)
         theta = torch.as_tensor(np.stack(self.trace)) if self.trace else torch.zeros(0)
         checkpoint["outer_gan_trace"] = {"steps": list(self.trace_steps), "theta": theta}
+        checkpoint["outer_gan_restarts"] = [
+            {
+                "step": r["step"],
+                "from": r["from"],
+                "distances": torch.as_tensor(r["distances"], dtype=torch.float64),
+            }
+            for r in self.restarts
+        ]
         checkpoint["outer_gan_stop"] = {
             "settled_at": -1 if self.settled_at is None else self.settled_at,
             "stop_at": -1 if self.stop_at is None else self.stop_at,
@@ -852,6 +860,10 @@ class OuterGAN(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.restarts = [
+            {"step": int(r["step"]), "from": int(r["from"]), "distances": r["distances"].tolist()}
+            for r in checkpoint.get("outer_gan_restarts", [])
+        ]
         tr = checkpoint.get("outer_gan_trace", {})
         self.trace_steps = [int(s) for s in tr.get("steps", [])]
         self.trace = [t.numpy() for t in tr.get("theta", torch.zeros(0))]

@@ -397,11 +397,14 @@ def disagreement(scatter: np.ndarray | None, std: np.ndarray, names: Sequence[st
     {'params': ['b'], 'spread_over_sigma': [3.0]}
     >>> disagreement(np.array([0.1, 0.3]), np.array([1.0, 1.0]), ["a", "b"]) is None
     True
+    >>> disagreement(np.array([0.0, 0.2]), np.array([0.0, 0.0]), ["a", "b"])["params"]
+    ['b']
     """
     if scatter is None:
         return None
     scatter, std = np.asarray(scatter, dtype=float), np.asarray(std, dtype=float)
-    ratio = np.where(std > 0, scatter / np.where(std > 0, std, 1.0), np.inf)
+    # σ = 0 (replicas pinned at a face): flagged only where the data replicas are apart
+    ratio = np.where(std > 0, scatter / np.where(std > 0, std, 1.0), np.where(scatter > 0, 1e9, 0))
     bad = np.flatnonzero(np.isfinite(scatter) & (ratio > 1.0))
     if not len(bad):
         return None

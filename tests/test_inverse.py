@@ -854,8 +854,14 @@ def test_data_restart_takes_every_data_replica_to_the_one_closest_to_the_data(pr
     width = proxy.prior_high - proxy.prior_low
     cov = torch.diag((0.05 * width) ** 2)
     cfg = GanConfig(data_restart=True, bootstrap_restart=True, precondition_at=[0.2, 0.5])
+    asked = []  # where the covariance was taken: at the chosen replica's θ
+
+    def covariance(t):  # noqa: ANN001, ANN202
+        asked.append(np.asarray(t))
+        return cov.numpy()
+
     m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=6, steps=10,
-                 data_replicas=3, covariance=lambda t: cov.numpy())  # fmt: skip
+                 data_replicas=3, covariance=covariance)  # fmt: skip
     gen = m.generator_net
     far = torch.zeros(proxy.n_params, dtype=torch.float64)
     far[1] = far[4] = 0.2
@@ -878,6 +884,16 @@ def test_data_restart_takes_every_data_replica_to_the_one_closest_to_the_data(pr
     assert d[1] < 0.5 * min(d[0], d[2]), d
     after = m.theta().detach()
     assert torch.allclose(after, proxy.truth.expand(6, -1), atol=1e-6)
+    np.testing.assert_allclose(asked[-1], proxy.truth.numpy(), atol=1e-9)
+    # a checkpoint keeps the record (--resume past the restart still reports it)
+    saved: dict = {}
+    m.on_save_checkpoint(saved)
+    fresh = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=6, steps=10,
+                     data_replicas=3, covariance=covariance)  # fmt: skip
+    fresh.on_load_checkpoint(saved)
+    assert fresh.restarts == m.restarts
+    with pytest.raises(InputError, match="gan.data_restart acts at the last precondition_at"):
+        GanConfig(data_restart=True, precondition=False)
 
 
 def test_bootstrap_restart_moves_the_bootstrap_replicas_to_the_datas_theta(proxy):
