@@ -545,10 +545,10 @@ class OuterGAN(pl.LightningModule):
         if theta is None:
             theta, _ = self._replicas_centre()
         theta = theta.detach().to(self.score_values)
-        width = (self.generator_net.high - self.generator_net.low).to(theta)
+        box = (self.generator_net.low, self.generator_net.high)
+        step = 1e-4 * (box[1] - box[0]).to(theta)
         for c in range(self.n_channels):
-            box = (self.generator_net.low, self.generator_net.high)
-            values = source_score(self.source, self.score_nodes[c], theta, c, 1e-4 * width, box)
+            values = source_score(self.source, self.score_nodes[c], theta, c, step, box)
             self.score_values[c] = values
             seen = interpolate(getattr(self, f"events_{c}")[:, 0], self.score_nodes[c], values)
             self.score_mean[c] = seen.mean(0)
@@ -1031,15 +1031,11 @@ def empirical_cdf(x: Tensor, knots: Tensor) -> Tensor:
     [0.0, 1.0]
     """
     k = knots.shape[0] - 1
-    out = []
-    for j in range(knots.shape[1]):
-        t, xj = knots[:, j].to(x.dtype).contiguous(), x[..., j].contiguous()
-        i = torch.searchsorted(t, xj).clamp(1, k)
-        lo, hi = t[i - 1], t[i]
-        # a zero-width interval (every event of a channel at one value): no 0/0
-        frac = ((xj - lo) / (hi - lo).clamp_min(torch.finfo(t.dtype).tiny)).clamp(0.0, 1.0)
-        out.append((i - 1 + frac) / k)
-    return torch.stack(out, -1)
+    levels = (torch.arange(k + 1, dtype=x.dtype, device=x.device) / k).unsqueeze(-1)
+    # the levels j/k interpolated between the knots (a zero-width interval: no 0/0)
+    return torch.cat(
+        [interpolate(x[..., j], knots[:, j], levels) for j in range(knots.shape[1])], -1
+    )
 
 
 def _usable(cov: Tensor) -> bool:
