@@ -126,6 +126,12 @@ class GanConfig:
             (Kolmogorov–Smirnov): generators that settled on different answers during the
             search (a distant narrow peak found with a part of its yield) go on from the best
             one; the choice is recorded in metrics.json (data_restarts). Needs precondition.
+        spread_start: data replicas 1…K−1 start spread over the middle 80% of the prior box (a
+            Latin hypercube: K − 1 strata per parameter, seeded), replica 0 at its centre, and the
+            precondition_at steps take the covariance at the data replica closest to the data:
+            a narrow feature far from the centre (a resonance at a third of the range away) is
+            found by the generators that start near it, and data_restart carries the others
+            there. Needs data_restart; with one data replica it changes nothing.
     """
 
     lr_g: float = 6e-3
@@ -154,6 +160,7 @@ class GanConfig:
     d_score: bool = False
     bootstrap_restart: bool = False
     data_restart: bool = False
+    spread_start: bool = False
 
     def __post_init__(self) -> None:
         positive_number("gan.lr_g", self.lr_g, 6e-3)
@@ -183,6 +190,7 @@ class GanConfig:
         flag("gan.d_score", self.d_score)
         flag("gan.bootstrap_restart", self.bootstrap_restart)
         flag("gan.data_restart", self.data_restart)
+        flag("gan.spread_start", self.spread_start)
         if not is_number(self.d_smooth_from) or not 0 <= self.d_smooth_from < 1:
             raise InputError(
                 f"gan.d_smooth_from must be in [0, 1), got {self.d_smooth_from!r}; e.g. 0.3"
@@ -191,6 +199,12 @@ class GanConfig:
             raise InputError(
                 "gan.data_restart acts at the last precondition_at step, which gan.precondition "
                 "false turns off: set gan.precondition true, or gan.data_restart false"
+            )
+        if self.spread_start and not self.data_restart:
+            raise InputError(
+                "gan.spread_start starts the data replicas apart, and only gan.data_restart "
+                "brings them to one answer (θ is their mean): set gan.data_restart true, or "
+                "gan.spread_start false"
             )
         if self.d_score and self.d_smooth_from == 0:
             raise InputError(

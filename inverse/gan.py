@@ -67,6 +67,8 @@ SCORE_NODES = 512
 # gan.data_restart: events per data replica and channel for its distance from the observed events
 # (the KS distance's own noise ~ 1/√n)
 RESTART_EVENTS = 4096
+# gan.spread_start: the data replicas start spread over this middle fraction of the prior box
+SPREAD_MIDDLE = 0.8
 # the range of a parameter's step factor σ_s/pace with a diagonal scaling
 ABSOLUTE_STEP_RANGE = (1e-4, 4.0)
 
@@ -124,6 +126,26 @@ class ParameterGenerator(nn.Module):
         with torch.no_grad():
             self.net.weights[-1].mul_(1e-2)
             self.net.biases[-1].zero_()
+
+    @torch.no_grad()
+    def spread(self, k: int, seed: int, middle: float = SPREAD_MIDDLE) -> None:
+        """Replicas 1…k−1 start apart, replica 0 at the box centre (``gan.spread_start``).
+
+        Their positions are a Latin hypercube of the box's middle fraction ``middle``: per
+        parameter the centres of k − 1 equal strata, each used once, in an order drawn from
+        ``seed``. So every parameter is started at k − 1 distinct values, a resonance mass among
+        them within half a stratum of wherever the data put it.
+        """
+        if k < 2:
+            return
+        rng = np.random.default_rng(seed)
+        strata = np.stack([rng.permutation(k - 1) for _ in range(len(self.low))], -1)
+        u = torch.as_tensor(0.5 + middle * ((strata + 0.5) / (k - 1) - 0.5), dtype=self.s0.dtype)
+        if self.box_map == "reflect":  # u = s/4 + 1/2 on the first rise of the triangle wave
+            s = 4 * (u - 0.5)
+        else:
+            s = torch.logit(u)
+        self.s0[1:k] = s.to(self.s0.device)
 
     def logit(self) -> Tensor:
         """s (R, P): the unit-box position through the box map."""
@@ -378,6 +400,9 @@ class OuterGAN(pl.LightningModule):
             seed,
             gan.box_map,
         )
+        self.spread_start = gan.spread_start
+        if gan.spread_start:  # the data replicas search from apart (then data_restart)
+            self.generator_net.spread(data_replicas, seed)
         event_dim = data.events[0].shape[1]
         # per event variable (`_raw_features`): log s, log(1 − s), logit s [, its CDF], then the
         # smooth components, which come last so that the gate below is one slice
@@ -623,19 +648,23 @@ class OuterGAN(pl.LightningModule):
         """At a ``precondition_at`` step: whiten with the likelihood's covariance at the data
         replicas' mean θ (see `ParameterGenerator.precondition`); at the last one, with
         ``gan.data_restart``, the data replicas first restart from the one whose events are
-        closest to the observed ones (`data_distances`), and the covariance is taken there."""
+        closest to the observed ones (`data_distances`), and the covariance is taken there. With
+        ``gan.spread_start`` the data replicas are apart until then (their mean is no answer):
+        every step takes the covariance at that closest replica."""
         last = int(self.step_count) == max(self.precondition_steps)
         k = self.data_replicas
+        restart = self.data_restart and last and k > 1
         best = None
-        if self.data_restart and last and k > 1:
+        if restart or (self.spread_start and k > 1):
             distances = self.data_distances()
             best = int(np.argmin(distances))
             trainer = getattr(self, "_trainer", None)
             if trainer is not None and trainer.world_size > 1:  # DDP: every process, rank 0's pick
                 best = int(trainer.strategy.broadcast(best, src=0))
-            self.restarts.append(
-                {"step": int(self.step_count), "from": best, "distances": distances.tolist()}
-            )
+            if restart:
+                self.restarts.append(
+                    {"step": int(self.step_count), "from": best, "distances": distances.tolist()}
+                )
         if best is None:
             mean, at = self._replicas_centre()
         else:
@@ -650,7 +679,7 @@ class OuterGAN(pl.LightningModule):
             self.precondition_scale,
             self.precondition_diagonal,
             k if self.bootstrap_restart and last else 0,
-            None if best is None else (best, k),
+            (best, k) if restart else None,
         )
 
     def data_distances(self, n: int = RESTART_EVENTS) -> np.ndarray:

@@ -424,6 +424,7 @@ ADDED_SETTINGS = {
     "d_score": False,
     "bootstrap_restart": False,
     "data_restart": False,
+    "spread_start": False,
 }
 
 

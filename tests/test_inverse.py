@@ -896,6 +896,73 @@ def test_data_restart_takes_every_data_replica_to_the_one_closest_to_the_data(pr
         GanConfig(data_restart=True, precondition=False)
 
 
+@pytest.mark.parametrize("box_map", ["sigmoid", "reflect"])
+def test_spread_start_puts_the_data_replicas_on_a_latin_hypercube(proxy, box_map):
+    """gan.spread_start: data replica 0 at the box centre, replicas 1…K−1 one per stratum of the
+    box's middle 80% in every parameter (K − 1 distinct values each), the bootstrap replicas at
+    the centre; another seed another order; without it every replica at the centre."""
+    from inverse.gan import SPREAD_MIDDLE
+
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["C"], seed=5)
+    cfg = GanConfig(data_restart=True, spread_start=True, box_map=box_map)
+    m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=12, data_replicas=8)
+    gen = m.generator_net
+    with torch.no_grad():
+        u = ((m.theta() - gen.low) / (gen.high - gen.low) - gen.inset) / (1 - 2 * gen.inset)
+    centre = torch.full((proxy.n_params,), 0.5, dtype=torch.float64)
+    assert torch.allclose(u[0], centre, atol=5e-3) and torch.allclose(u[8:], centre, atol=5e-3)
+    strata = 0.5 + SPREAD_MIDDLE * ((torch.arange(7) + 0.5) / 7 - 0.5)
+    for p in range(proxy.n_params):  # each parameter: every stratum's centre exactly once
+        got = u[1:8, p].sort().values
+        assert torch.allclose(got, strata.to(got), atol=5e-3), (p, got)
+    assert float(u[1:8].min()) > 0.5 - SPREAD_MIDDLE / 2
+    other = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=12, data_replicas=8,
+                     seed=1)  # fmt: skip
+    assert not torch.allclose(other.generator_net.s0, gen.s0)
+    plain = OuterGAN(InverseCDFSampler(proxy), data, proxy, GanConfig(), replicas=12,
+                     data_replicas=8)  # fmt: skip
+    assert torch.equal(plain.generator_net.s0, torch.zeros_like(gen.s0))
+    with pytest.raises(InputError, match="gan.spread_start .* set gan.data_restart true"):
+        GanConfig(spread_start=True)
+
+
+def test_spread_start_takes_each_covariance_at_the_replica_closest_to_the_data(proxy):
+    """With gan.spread_start, an earlier precondition step takes the covariance at the data
+    replica closest to the data (not at the mean of replicas that are apart) and moves none;
+    the last one restarts every data replica there (data_restart)."""
+    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["B"], seed=4)
+    width = proxy.prior_high - proxy.prior_low
+    cov = torch.diag((0.05 * width) ** 2)
+    cfg = GanConfig(data_restart=True, spread_start=True, precondition_at=[0.2, 0.5])
+    asked = []
+
+    def covariance(t):  # noqa: ANN001, ANN202
+        asked.append(np.asarray(t))
+        return cov.numpy()
+
+    m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=6, steps=10,
+                 data_replicas=3, covariance=covariance)  # fmt: skip
+    gen = m.generator_net
+    far = torch.zeros(proxy.n_params, dtype=torch.float64)
+    far[1] = far[4] = 0.2
+    places = [proxy.truth + far * width, proxy.truth + 0.5 * far * width, proxy.truth]
+    with torch.no_grad():
+        net = gen.net(gen.z)[:, 0] @ gen.L.T
+        for r, theta in enumerate(places):
+            u = ((theta - gen.low) / (gen.high - gen.low) - gen.inset) / (1 - 2 * gen.inset)
+            gen.s0[r] = torch.logit(u) - net[r]
+    before = m.theta().detach().clone()
+    m.step_count.fill_(2)
+    m._reprecondition()
+    assert m.restarts == [] and torch.allclose(m.theta().detach(), before, atol=1e-9)
+    np.testing.assert_allclose(asked[-1], proxy.truth.numpy(), atol=1e-9)  # replica 2's θ
+    assert not np.allclose(before[:3].mean(0).numpy(), proxy.truth.numpy(), atol=1e-3)
+    m.step_count.fill_(5)
+    m._reprecondition()
+    assert m.restarts[0]["from"] == 2
+    assert torch.allclose(m.theta().detach()[:3], proxy.truth.expand(3, -1), atol=1e-6)
+
+
 def test_bootstrap_restart_moves_the_bootstrap_replicas_to_the_datas_theta(proxy):
     """gan.bootstrap_restart: at the last precondition step the bootstrap replicas take the data
     replicas' mean θ (the data replicas keep theirs); at an earlier step, or without the option,

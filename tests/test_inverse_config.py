@@ -108,6 +108,7 @@ SAMPLES = {
     "--gan.d_score": "true",
     "--gan.bootstrap_restart": "true",
     "--gan.data_restart": "true",
+    "--gan.spread_start": "true",
     "--stop.enabled": "true",
     "--stop.window": "10",
     "--stop.k": "2.0",
@@ -142,15 +143,18 @@ def _lookup(cfg: FitConfig, option: str) -> object:
 
 
 # options that are refused on their own: what each needs beside it
-NEEDS = {"--gan.d_smooth": ["--gan.d_quantiles", "64"]}
+NEEDS = {
+    "--gan.d_smooth": ["--gan.d_quantiles", "64"],
+    "--gan.spread_start": ["--gan.data_restart", "true"],
+}
 
 
 def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
     options = _options()
     assert set(options) == set(SAMPLES), set(options) ^ set(SAMPLES)
     assert (
-        len(options) == 56
-    )  # every key of the YAML: 20 top-level, 26 gan, 9 stop, 4 trainer, minus blocks
+        len(options) == 57
+    )  # every key of the YAML: 20 top-level, 27 gan, 9 stop, 4 trainer, minus blocks
     for option in options:
         needs = NEEDS.get(option, [])
         cfg = parse_cli(FitConfig, [*needs, option, SAMPLES[option]], "prog", None)
@@ -158,8 +162,9 @@ def test_every_outer_gan_option_is_accepted_and_lands_in_the_config():
         assert _lookup(cfg, option) == expected, option
         assert _lookup(cfg, option) != _lookup(FitConfig(), option), option
     # all at once, too, and the argparse era's spellings (--overwrite and --resume exclude each
-    # other, as --gan.data_restart and --gan.precondition false do)
-    skip = {"--overwrite", "--gan.data_restart"}
+    # other, as --gan.data_restart (and --gan.spread_start, which needs it) and
+    # --gan.precondition false do)
+    skip = {"--overwrite", "--gan.data_restart", "--gan.spread_start"}
     argv = [x for option in options if option not in skip for x in (option, SAMPLES[option])]
     assert parse_cli(FitConfig, argv, "prog", None).gan.d_dtype == "float32"
     old = ["--events-per-step", "16", "--no-progress", "--trainer.devices", "2"]
