@@ -206,6 +206,14 @@ class GanConfig:
                 "brings them to one answer (θ is their mean): set gan.data_restart true, or "
                 "gan.spread_start false"
             )
+        last = max(self.precondition_at) if isinstance(self.precondition_at, list) else None
+        last = self.precondition_at if last is None else last
+        if self.spread_start and self.d_score and self.d_smooth_from < last:
+            raise InputError(
+                f"gan.d_score is tabulated at gan.d_smooth_from {self.d_smooth_from} of the steps, "
+                f"before the data replicas of gan.spread_start meet at the last precondition_at "
+                f"({last}): raise gan.d_smooth_from to at least {last}, or turn one off"
+            )
         if self.d_score and self.d_smooth_from == 0:
             raise InputError(
                 "gan.d_score needs gan.d_smooth_from > 0: the score is tabulated at that step, "

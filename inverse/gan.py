@@ -134,7 +134,8 @@ class ParameterGenerator(nn.Module):
         Their positions are a Latin hypercube of the box's middle fraction ``middle``: per
         parameter the centres of k − 1 equal strata, each used once, in an order drawn from
         ``seed``. So every parameter is started at k − 1 distinct values, a resonance mass among
-        them within half a stratum of wherever the data put it.
+        them within half a stratum of wherever the data put it inside that middle part (k = 2:
+        the one stratum's centre is the box centre, nothing is spread).
         """
         if k < 2:
             return
@@ -300,8 +301,8 @@ class OuterGAN(pl.LightningModule):
             ``gan:`` block; its docstring says what each key does). ``lr_g`` is scaled by
             √(lr_g_events / N) for data of N > lr_g_events events; ``precondition_at``: the
             fraction(s) of the steps after which the generator's coordinates are whitened with
-            ``covariance`` at the mean θ of the data replicas (see
-            `ParameterGenerator.precondition`); ``d_dtype`` float32: discriminators 2–3× faster
+            ``covariance`` at the mean θ of the data replicas (with ``spread_start``, at the one
+            closest to the data; see `ParameterGenerator.precondition`); ``d_dtype`` float32: discriminators 2–3× faster
             on a CPU, the events, θ and the losses stay float64.
         replicas: R (1 = no uncertainty estimate).
         data_replicas: K ≥ 1 of the R replicas fit the observed data itself (independent
