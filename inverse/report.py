@@ -638,6 +638,14 @@ def format_table(metrics: dict, title: str = "") -> str:
             "more than one answer and θ is their mean; rerun with another seed or more steps, or "
             "look at each data replica in params.npz"
         )
+    for restart in metrics.get("data_restarts") or []:  # the search before the restart
+        b, d = restart["from"], restart["distances"]
+        others = [x for i, x in enumerate(d) if i != b]
+        lines.append(
+            f"step {restart['step']}: every data replica restarted from replica {b}, the closest "
+            f"to the data (KS distance {d[b]:.3f}; the other {len(others)}: "
+            f"{min(others):.3f}–{max(others):.3f}; one several times further settled elsewhere)"
+        )
     for name, found in (metrics.get("at_face") or {}).items():
         where = (
             f"θ within {found.get('reach', FACE_REACH):g} Fisher σ ({found['fisher_sigma']:.2g}) "

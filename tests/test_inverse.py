@@ -843,6 +843,14 @@ def test_data_replicas_that_settled_apart_are_flagged(tmp_path, proxy):
     text = format_table({**m, "data_replicas_disagree": split})
     assert "warning: the generators on the data disagree on b_u by 2.5 σ" in text
     assert "warning" not in format_table({**m, "data_replicas_disagree": None})
+    # gan.data_restart's choice is printed with the spread of the distances it chose among
+    restart = {"step": 900, "from": 2, "distances": [0.03, 0.2, 0.011, 0.02]}
+    text = format_table({**m, "data_restarts": [restart]})
+    assert (
+        "step 900: every data replica restarted from replica 2, the closest to the data (KS "
+        "distance 0.011; the other 3: 0.020–0.200;" in text
+    )
+    assert "restarted" not in format_table({**m, "data_restarts": None})
 
 
 def test_data_restart_takes_every_data_replica_to_the_one_closest_to_the_data(proxy):
