@@ -206,8 +206,8 @@ class GanConfig:
                 "brings them to one answer (θ is their mean): set gan.data_restart true, or "
                 "gan.spread_start false"
             )
-        last = max(self.precondition_at) if isinstance(self.precondition_at, list) else None
-        last = self.precondition_at if last is None else last
+        at = self.precondition_at
+        last = max(at) if isinstance(at, list) else at
         if self.spread_start and self.d_score and self.d_smooth_from < last:
             raise InputError(
                 f"gan.d_score is tabulated at gan.d_smooth_from {self.d_smooth_from} of the steps, "

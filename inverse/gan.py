@@ -302,8 +302,8 @@ class OuterGAN(pl.LightningModule):
             √(lr_g_events / N) for data of N > lr_g_events events; ``precondition_at``: the
             fraction(s) of the steps after which the generator's coordinates are whitened with
             ``covariance`` at the mean θ of the data replicas (with ``spread_start``, at the one
-            closest to the data; see `ParameterGenerator.precondition`); ``d_dtype`` float32: discriminators 2–3× faster
-            on a CPU, the events, θ and the losses stay float64.
+            closest to the data; see `ParameterGenerator.precondition`); ``d_dtype`` float32:
+            discriminators 2–3× faster on a CPU, the events, θ and the losses stay float64.
         replicas: R (1 = no uncertainty estimate).
         data_replicas: K ≥ 1 of the R replicas fit the observed data itself (independent
             generators and discriminators), the rest bootstrap resamples; the estimate averages

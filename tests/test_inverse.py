@@ -853,16 +853,14 @@ def test_data_replicas_that_settled_apart_are_flagged(tmp_path, proxy):
     assert "restarted" not in format_table({**m, "data_restarts": None})
 
 
-def test_data_restart_takes_every_data_replica_to_the_one_closest_to_the_data(proxy):
-    """gan.data_restart: at the last precondition step the data replicas all restart from the one
-    whose events are closest to the observed ones (KS), here the one at the data's θ while the
-    other two sit 20% of the box away, and the bootstrap replicas (bootstrap_restart) follow;
-    at an earlier step nothing moves. metrics.json's data_restarts records the choice."""
+def _three_data_replicas(proxy, cfg, shifts):  # noqa: ANN001, ANN202
+    """An OuterGAN on case-B data of the truth, 6 replicas of which 3 on the data, data replica r
+    placed at the truth + shifts[r] × 20% of the box in a_u and a_d (the sigmoid box map
+    inverted); returns it and the list of the θ its covariance was asked at."""
     data = simulate_observed(proxy, proxy.truth.numpy(), CASES["B"], seed=4)
     width = proxy.prior_high - proxy.prior_low
     cov = torch.diag((0.05 * width) ** 2)
-    cfg = GanConfig(data_restart=True, bootstrap_restart=True, precondition_at=[0.2, 0.5])
-    asked = []  # where the covariance was taken: at the chosen replica's θ
+    asked = []
 
     def covariance(t):  # noqa: ANN001, ANN202
         asked.append(np.asarray(t))
@@ -873,12 +871,22 @@ def test_data_restart_takes_every_data_replica_to_the_one_closest_to_the_data(pr
     gen = m.generator_net
     far = torch.zeros(proxy.n_params, dtype=torch.float64)
     far[1] = far[4] = 0.2
-    places = [proxy.truth + far * width, proxy.truth, proxy.truth - far * width]
-    with torch.no_grad():  # replica r at places[r]: the sigmoid box map inverted
+    with torch.no_grad():
         net = gen.net(gen.z)[:, 0] @ gen.L.T
-        for r, theta in enumerate(places):
+        for r, shift in enumerate(shifts):
+            theta = proxy.truth + shift * far * width
             u = ((theta - gen.low) / (gen.high - gen.low) - gen.inset) / (1 - 2 * gen.inset)
             gen.s0[r] = torch.logit(u) - net[r]
+    return m, asked
+
+
+def test_data_restart_takes_every_data_replica_to_the_one_closest_to_the_data(proxy):
+    """gan.data_restart: at the last precondition step the data replicas all restart from the one
+    whose events are closest to the observed ones (KS), here the one at the data's θ while the
+    other two sit 20% of the box away, and the bootstrap replicas (bootstrap_restart) follow;
+    at an earlier step nothing moves. metrics.json's data_restarts records the choice."""
+    cfg = GanConfig(data_restart=True, bootstrap_restart=True, precondition_at=[0.2, 0.5])
+    m, asked = _three_data_replicas(proxy, cfg, [1.0, 0.0, -1.0])
     before = m.theta().detach().clone()
     assert torch.allclose(before[1], proxy.truth, atol=1e-9)
     m.step_count.fill_(2)
@@ -896,8 +904,7 @@ def test_data_restart_takes_every_data_replica_to_the_one_closest_to_the_data(pr
     # a checkpoint keeps the record (--resume past the restart still reports it)
     saved: dict = {}
     m.on_save_checkpoint(saved)
-    fresh = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=6, steps=10,
-                     data_replicas=3, covariance=covariance)  # fmt: skip
+    fresh = _three_data_replicas(proxy, cfg, [0.0, 0.0, 0.0])[0]
     fresh.on_load_checkpoint(saved)
     assert fresh.restarts == m.restarts
     with pytest.raises(InputError, match="gan.data_restart acts at the last precondition_at"):
@@ -941,27 +948,8 @@ def test_spread_start_takes_each_covariance_at_the_replica_closest_to_the_data(p
     """With gan.spread_start, an earlier precondition step takes the covariance at the data
     replica closest to the data (not at the mean of replicas that are apart) and moves none;
     the last one restarts every data replica there (data_restart)."""
-    data = simulate_observed(proxy, proxy.truth.numpy(), CASES["B"], seed=4)
-    width = proxy.prior_high - proxy.prior_low
-    cov = torch.diag((0.05 * width) ** 2)
     cfg = GanConfig(data_restart=True, spread_start=True, precondition_at=[0.2, 0.5])
-    asked = []
-
-    def covariance(t):  # noqa: ANN001, ANN202
-        asked.append(np.asarray(t))
-        return cov.numpy()
-
-    m = OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=6, steps=10,
-                 data_replicas=3, covariance=covariance)  # fmt: skip
-    gen = m.generator_net
-    far = torch.zeros(proxy.n_params, dtype=torch.float64)
-    far[1] = far[4] = 0.2
-    places = [proxy.truth + far * width, proxy.truth + 0.5 * far * width, proxy.truth]
-    with torch.no_grad():
-        net = gen.net(gen.z)[:, 0] @ gen.L.T
-        for r, theta in enumerate(places):
-            u = ((theta - gen.low) / (gen.high - gen.low) - gen.inset) / (1 - 2 * gen.inset)
-            gen.s0[r] = torch.logit(u) - net[r]
+    m, asked = _three_data_replicas(proxy, cfg, [1.0, 0.5, 0.0])
     before = m.theta().detach().clone()
     m.step_count.fill_(2)
     m._reprecondition()
