@@ -1025,8 +1025,9 @@ def ks_distance(x: Tensor, w: Tensor | None, observed: Tensor) -> Tensor:
     xs = torch.gather(x, -1, order)
     w = torch.ones_like(x) if w is None else w.to(x.dtype)
     ws = torch.gather(w, -1, order)
-    upper = ws.cumsum(-1) / ws.sum(-1, keepdim=True).clamp(min=1e-300)
-    lower = upper - ws / ws.sum(-1, keepdim=True).clamp(min=1e-300)
+    total = ws.sum(-1, keepdim=True).clamp(min=1e-300)
+    upper = ws.cumsum(-1) / total
+    lower = upper - ws / total
     ref = torch.sort(observed.to(x.dtype)).values
     at = torch.searchsorted(ref, xs.contiguous(), right=True).to(x.dtype) / len(ref)
     return torch.maximum((upper - at).abs(), (at - lower).abs()).max(-1).values
