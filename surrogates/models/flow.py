@@ -44,13 +44,14 @@ class FlowSurrogate(Surrogate):
             (y = 1 − √(1 − s); bounded too, for densities that vanish as (1 − x)^b at x_high):
             see `Surrogate.to_unit`.
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
-        pdf_cells: "stratified" only, this many points per θ each training step (0: every
-            interval or cell of the grid): an unbiased estimate of the same cross-entropy at a
-            fraction of the cost. 1-D: the points are drawn stratified in the probability of
-            each interval (the channels' mean interpolated density, 9 parts, and the interval's
-            width, 1 part, so that the tails are visited), each weighted by the inverse of that
-            probability; 2-D: random cells of the grid, each weighted by 1/pdf_cells. Validation
-            always uses every interval or cell.
+        pdf_cells: "stratified" only, this many points per θ each training step (0, or at
+            least the grid's number of intervals or cells: one in every one of them): an
+            unbiased estimate of the same cross-entropy at a fraction of the cost. 1-D: the
+            points are drawn stratified in the probability of each interval (the channels' mean
+            interpolated density, 9 parts, and the interval's width, 1 part, so that the tails
+            are visited), each weighted by the inverse of that probability; 2-D: random cells of
+            the grid, each weighted by 1/pdf_cells. Validation always uses every interval or
+            cell.
 
     >>> flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8))
     >>> s1, s2 = flow.sample(flow.prior_low + 0.5 * (flow.prior_high - flow.prior_low), 10)
@@ -172,7 +173,7 @@ class FlowSurrogate(Surrogate):
         with probability π_i = 0.9 · (its share of the channels' mean trapezoid mass) + 0.1 ·
         (its share of the range), by k stratified uniforms on the cumulative π; the point is
         uniform in the interval, with weight h_i / (k π_i): E[Σ w p log q] = ∫ p log q."""
-        b, c = pdf.shape[:2]
+        c = pdf.shape[1]
         h = g.diff(dim=-1)  # (B, G − 1)
         mass = 0.5 * (pdf[..., :-1] + pdf[..., 1:]).mean(1) * h
         pi = 0.9 * mass / mass.sum(-1, keepdim=True) + 0.1 * h / h.sum(-1, keepdim=True)
