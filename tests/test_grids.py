@@ -313,59 +313,6 @@ def test_flow_pdf_cells_draws_points_by_mass_without_bias(peak):
         FlowSurrogate(theory="peak-test", objective="pdf", pdf_points="grid", pdf_cells=32)
 
 
-def test_flow_theta_focus_weighs_the_theta_it_fits_worst(peak):
-    """model.theta_focus: the KL estimate ½ Σ w p (log p − log q)² matches the exact KL of two
-    close Gaussians; in a training batch where the flow already is θ 0's density, that θ gets no
-    weight at α = 1 and the loss is θ 1's cross-entropy; validation and α = 0 average both; a
-    negative power or the events objective is refused in one line."""
-    from surrogates.models import FlowSurrogate
-
-    x = torch.linspace(-8.0, 8.0, 4001, dtype=torch.float64)
-    w = torch.full_like(x, float(x[1] - x[0]))
-    p = torch.distributions.Normal(0.0, 1.0).log_prob(x).exp()
-    logq = torch.distributions.Normal(0.05, 1.0).log_prob(x)
-    kl = FlowSurrogate._kl_estimate(w, p, logq)
-    assert abs(float(kl) - 0.05**2 / 2) < 0.02 * 0.05**2 / 2, float(kl)
-
-    ts = simulate_training(peak, 2, 2, seed=4, grid_size=256)
-    batch = batch_of(ts, 2)
-    flow = FlowSurrogate(
-        theory="peak-test",
-        objective="pdf",
-        pdf_points="grid",
-        theta_focus=1.0,
-        transforms=1,
-        bins=4,
-        hidden=(8,),
-    )
-    y, log_jac = flow.to_unit(batch["grid"])
-    with torch.no_grad():
-        logq = torch.stack(
-            [flow._log_prob_unit(y, batch["theta"], c) + log_jac for c in range(2)], 1
-        )  # (B, C, G)
-    pdf = batch["pdf"].clone()
-    pdf[0] = logq[0].exp()  # θ 0: the flow is already its density
-    batch = dict(batch, pdf=pdf)
-    ce = -(batch["weights"].unsqueeze(1) * pdf * logq).sum((1, 2))  # per θ, channels summed
-    flow.train()
-    with torch.no_grad():
-        focused = float(flow.training_loss(batch)["shape_loss"])
-        assert focused == pytest.approx(float(ce[1]), rel=1e-4)
-        flow.hparams.theta_focus = 0.0
-        assert float(flow.training_loss(batch)["shape_loss"]) == pytest.approx(
-            float(ce.mean()), rel=1e-4
-        )
-        flow.hparams.theta_focus = 1.0
-        flow.eval()
-        assert float(flow.training_loss(batch)["shape_loss"]) == pytest.approx(
-            float(ce.mean()), rel=1e-4
-        )
-    assert abs(float(ce[1]) - float(ce.mean())) > 1e-3 * abs(float(ce.mean()))
-    for kwargs in ({"theta_focus": -1.0, "objective": "pdf"}, {"theta_focus": 1.0}):
-        with pytest.raises(InputError, match="model.theta_focus"):
-            FlowSurrogate(theory="peak-test", **kwargs)
-
-
 def test_resampled_events_and_exact_sampler_follow_the_peaked_density(peak):
     """Events redrawn from each θ's adaptive table (training_events) and the exact sampler's
     events (adaptive table) pass KS tests against the analytic CDF at peaked θ; the same

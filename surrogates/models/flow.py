@@ -52,11 +52,6 @@ class FlowSurrogate(Surrogate):
             are visited), each weighted by the inverse of that probability; 2-D: random cells of
             the grid, each weighted by 1/pdf_cells. Validation always uses every interval or
             cell.
-        theta_focus: "pdf" only, a power α ≥ 0: each θ's cross-entropy in a training batch is
-            weighted by (its current KL divergence / the batch's mean)^α, renormalized to mean 1,
-            so that the θ the flow fits worst weigh more (0: every θ alike). The KL is estimated
-            as ½ Σ w p (log p − log q)², which needs no normalizing constant and is never
-            negative; the weights carry no gradient, and validation is unweighted.
 
     >>> flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8))
     >>> s1, s2 = flow.sample(flow.prior_low + 0.5 * (flow.prior_high - flow.prior_low), 10)
@@ -87,7 +82,6 @@ class FlowSurrogate(Surrogate):
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
         pdf_cells: int = 0,
-        theta_focus: float = 0.0,
     ) -> None:
         super().__init__(
             theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
@@ -101,13 +95,6 @@ class FlowSurrogate(Surrogate):
                 f"model.pdf_cells = {pdf_cells}: a number of points per θ needs "
                 "model.pdf_points: stratified and is ≥ 0; set model.pdf_cells: 0 (every interval) "
                 "or model.pdf_points: stratified"
-            )
-        if not (theta_focus >= 0 and math.isfinite(theta_focus)) or (
-            theta_focus > 0 and objective != "pdf"
-        ):
-            raise InputError(
-                f"model.theta_focus = {theta_focus}: a power ≥ 0, used with model.objective: pdf "
-                "only; set model.theta_focus: 0 (every θ alike) or e.g. 1 with objective: pdf"
             )
         check_choice("event_variable", event_variable, EVENT_VARIABLES)
         positive_int("model.transforms", transforms, 4)
@@ -247,37 +234,24 @@ class FlowSurrogate(Surrogate):
         area = torch.full((cells,), 1.0 / cells, device=theta.device, dtype=theta.dtype)
         return u, p, area
 
-    @staticmethod
-    def _kl_estimate(weights: Tensor, p: Tensor, logq: Tensor) -> Tensor:
-        """Per θ, ½ Σ w p (log p − log q)²: the KL divergence of q from p to second order when q
-        is normalized; each term ≥ 0, so a few points estimate it with little noise."""
-        delta = torch.where(p > 0, p.clamp_min(1e-30).log() - logq, torch.zeros_like(logq))
-        return 0.5 * (weights * p * delta.square()).sum(-1)
-
     def training_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         theta = batch["theta"]
+        terms = []
         if self.objective == "pdf":
             x, pdf, weights = self._pdf_points(batch)
             if self.support_map:  # points and densities in the unit square: y of s = u
                 y, log_jac = self._y_of_s(x)
             else:
                 y, log_jac = self.to_unit(x)
-        per_theta, kl = [], 0.0
         for c in range(self.n_channels):
             if self.objective == "events":
                 y, log_jac = self.to_unit(batch["events"][:, c])
-                per_theta.append(-(self._log_prob_unit(y, theta, c) + log_jac).mean(-1))
+                terms.append(-(self._log_prob_unit(y, theta, c) + log_jac).mean())
             else:
                 logq = self._log_prob_unit(y, theta, c) + log_jac
                 # cross-entropy −∫ p log q dx with the points' quadrature weights
-                per_theta.append(-(weights * pdf[:, c] * logq).sum(-1))
-                if self.training and self.hparams.theta_focus > 0:
-                    kl = kl + self._kl_estimate(weights, pdf[:, c], logq.detach())
-        ce = torch.stack(per_theta).sum(0)  # (B,)
-        if isinstance(kl, Tensor):
-            focus = (kl / kl.mean().clamp_min(1e-30)) ** self.hparams.theta_focus
-            ce = ce * (focus / focus.mean().clamp_min(1e-30))
-        shape = ce.mean()
+                terms.append(-(weights * pdf[:, c] * logq).sum(-1).mean())
+        shape = torch.stack(terms).sum()
         norm = self.norm_loss(theta, batch["log_norms"])
         return {
             "loss": shape + self.hparams.norm_weight * norm,
