@@ -55,7 +55,12 @@ TRUTH_SEED = 20261203
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True)
-    p.add_argument("--source", required=True, help="exact, a zoo name or a .ckpt")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="exact, a zoo name or a .ckpt, or several of the last two joined by commas: their "
+        "equal-weight mixture (an ensemble)",
+    )
     p.add_argument("--truths", type=int, default=3)
     p.add_argument(
         "--inset", type=float, default=0.1, help="fraction of the box kept free per side"
