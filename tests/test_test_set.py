@@ -335,3 +335,43 @@ def test_shift_summary_reads_per_parameter_and_per_point():
     assert s["p95_all"] == pytest.approx(np.percentile([2.0, 0.5, 0.4, 1.5], 95))
     with pytest.raises(Exception, match="shape"):
         shift_summary(np.zeros(3))
+
+
+def test_shift_map_validates_on_the_test_design_of_another_stream(tmp_path):
+    """benchmarks/shift_map.py --design box measures at the test set's design (box filled, faces
+    included) drawn on the stream of --seed, never the recorded set's own stream (seed 0 refused
+    in one line); --design test is the recorded set, for reporting."""
+    import subprocess
+    import sys
+
+    from surrogates.models import FlowSurrogate
+    from surrogates.zoo import save_model
+
+    torch.manual_seed(0)
+    ckpt = str(save_model(FlowSurrogate(transforms=1, bins=4, hidden=(8, 8)).eval(), tmp_path / "f.ckpt"))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks/shift_map.py"), ckpt, *args],
+            capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+
+    out = tmp_path / "box.json"
+    done = run("--design", "box", "--points", "4", "--face-points", "2", "--seed", "5", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["points"] == 6 and row["near_face"] == 2
+    shifts = np.abs(np.asarray(row["shifts"]))
+    assert shifts.shape == (6, 6) and np.isfinite(shifts).all()
+    assert row["near_face_max"] == pytest.approx(shifts[4:].max(1).max())
+    assert row["above_1"] == int((shifts.max(1) > 1).sum())
+    # its θ are make_test_set's on stream 5: the largest shift sits at one of them, at no
+    # point of the recorded test set
+    box = np.asarray(make_test_set(get_theory("proxy"), 4, 2, key=5)["theta"])
+    at = np.asarray(row["largest_at"]["theta"])
+    assert np.abs(box - at).max(1).min() < 1e-9
+    assert np.abs(np.asarray(test_set_record(get_theory("proxy"))["theta"]) - at).max(1).min() > 1e-3
+    refused = run("--design", "box", "--seed", "0", "--out", str(tmp_path / "no.json"))
+    assert refused.returncode == 2 and not (tmp_path / "no.json").exists()
+    assert "recorded test set's own stream" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
