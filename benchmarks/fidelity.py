@@ -3,6 +3,7 @@
     python benchmarks/fidelity.py [NAME ...] [--theory proxy] [--qmc-events 1048576]
         [--noise-points 4] [--noise-repeats 3] [--check-points 5] [--check-events 10000000]
         [--out runs/benchmarks/fidelity.json] [--results docs/results] [--cards checkpoints]
+        [--merge]
 
 The test θ are the theory's recorded test set (`surrogates.metrics.test_theta`: scrambled Sobol'
 points filling the box and points within 2% of a face, from a stream no choice reads). Per
@@ -19,6 +20,10 @@ checkpoint of ``--theory`` (all shipped ones by default), in σ_CRB of the theor
 * the cross-check: the sampled `theta_shift` (``--check-events`` ordinary random events per
   channel, noise ≈ √(N_ref / n)) at ``--check-points`` test θ spread through the set, against the
   noise-free shift at the same θ: the rms of their difference beside that noise.
+
+With ``--merge`` the named checkpoints' rows replace theirs in an existing ``--out`` (the others
+are kept as measured, each row with its own date, commit and command): one retrained checkpoint
+is measured again without re-running the slow GAN and VAE rows.
 
 Writes the JSON after each checkpoint, then (``--results``) ``docs/results/fidelity.md`` and
 (``--cards``) a ``test_set`` block in each card ``NAME.json``: the numbers, the test set's id and
@@ -208,6 +213,34 @@ def card_block(row: dict, record: dict, unit: str, command: str, commit: str | N
     }
 
 
+def merged_rows(args, record: dict) -> list[dict]:  # noqa: ANN001
+    """The rows of the existing ``--out`` in their order, each stamped with the run it came from
+    (a named checkpoint's row stays until its new one replaces it); refused unless that file
+    measured the same theory and test set."""
+    path = Path(args.out)
+    if not path.is_file():
+        raise InputError(f"--merge: {path} does not exist; run without --merge first")
+    try:
+        old = json.loads(path.read_text())
+        rows, set_sha = old["rows"], old["test_set"]["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"--merge: {path} is not a fidelity.py result; give its JSON") from None
+    if set_sha != record["sha256"] or old.get("theory") != record["theory"]:
+        raise InputError(f"--merge: {path} measured another theory or test set; run without --merge")
+    env = old.get("environment") or {}
+    first = {
+        "commit": env.get("git_commit"),
+        "command": "python " + shlex.join(env.get("argv") or ["benchmarks/fidelity.py"]),
+    }
+
+    def measured(name: str) -> str | None:  # the date its card's block records
+        card = Path(args.cards or CHECKPOINTS) / f"{name}.json"
+        block = json.loads(card.read_text()).get("test_set") if card.is_file() else None
+        return (block or {}).get("measured")
+
+    return [{"measured": measured(r["surrogate"]), **first, **r} for r in rows]
+
+
 @cli_errors
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -223,6 +256,11 @@ def main() -> None:
     parser.add_argument("--out", default="runs/benchmarks/fidelity.json")
     parser.add_argument("--results", default=None, help="write the page into this folder")
     parser.add_argument("--cards", default=None, help="write each card's test_set block here")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace the named checkpoints' rows in the existing --out JSON, keep the others",
+    )
     args = parser.parse_args()
     for key in ("qmc_events", "noise_points", "noise_repeats", "check_points", "check_events"):
         if getattr(args, key) < 0 or (key == "qmc_events" and args.qmc_events < 1):
@@ -235,6 +273,7 @@ def main() -> None:
     names = args.surrogates or list_checkpoints(theory=theory.name)
     env = environment()
     command = "python " + shlex.join(["benchmarks/fidelity.py", *sys.argv[1:]])
+    rows = merged_rows(args, record) if args.merge else []
     payload = {
         "theory": theory.name,
         "test_set": {k: record[k] for k in ("id", "sha256", "n_fill", "n_near_face", "stream")},
@@ -250,23 +289,32 @@ def main() -> None:
     def write_cards() -> None:
         if args.cards:
             for r in payload["rows"]:
+                if r["surrogate"] not in names:  # a merged run leaves the kept rows' cards
+                    continue
                 path = Path(args.cards) / f"{r['surrogate']}.json"
                 card = json.loads(path.read_text())
                 card["test_set"] = card_block(r, record, payload["unit"], command, env.get("git_commit"))  # fmt: skip
                 write_json(path, card)
 
     # first the headline for every checkpoint, then the (slower) sampled cross-checks
+    payload["rows"] = rows
+    stamp = {"measured": datetime.date.today().isoformat(), "commit": env.get("git_commit")}
     for name in names:
-        payload["rows"].append(measure(name, theory, theta, counts, args))
+        r = {**measure(name, theory, theta, counts, args), **stamp, "command": command}
+        order = [old["surrogate"] for old in rows]
+        if name in order:  # a merged row takes its old one's place
+            rows[order.index(name)] = r
+        else:
+            rows.append(r)
         write_json(args.out, payload)  # after each checkpoint: a cut-short run keeps its rows
         write_cards()
-        r = payload["rows"][-1]
         print(
             f"{name:<16} max {r['max_all']:.2f}  p95 {r['p95_all']:.2f}  median {r['median_all']:.2f}"
         )
     if args.check_points > 0 and args.check_events > 0:
         for r in payload["rows"]:
-            r["cross_check"] = cross_check(r, theory, theta, counts, args)
+            if r["surrogate"] in names:  # a merged run's kept rows keep their own check
+                r["cross_check"] = cross_check(r, theory, theta, counts, args)
             write_json(args.out, payload)
             write_cards()
     results.publish("fidelity", payload, args.out, args.results)

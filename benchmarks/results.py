@@ -341,12 +341,21 @@ def _shift_map(p: dict) -> list[str]:
     ]
 
 
+def _measured(r: dict) -> str:
+    """A merged fidelity row's own run: its date and commit."""
+    commit = (r.get("commit") or "")[:7]
+    return f"{r.get('measured') or '?'}" + (f" at {commit}" if commit else "")
+
+
 def _fidelity(p: dict) -> list[str]:
     names = p["rows"][0]["param_names"] if p["rows"] else []
+    # rows measured by different runs (fidelity.py --merge) each say when, and with what command
+    merged = len({(r.get("measured"), r.get("commit")) for r in p["rows"]}) > 1
     head = [
         [r["surrogate"], fmt(r["family"]), fmt(r["max_all"], ".2f"), fmt(r["p95_all"], ".2f"),
          fmt(r["median_all"], ".2f"), f"{r['worst']['parameter']} at test θ {r['worst']['point']}",
          r["method"], fmt((r.get("noise") or {}).get("sd"), ".3f"), fmt(r["seconds"], ".0f")]
+        + ([_measured(r)] if merged else [])
         for r in p["rows"]
     ]  # fmt: skip
     per_param = [
@@ -381,9 +390,23 @@ def _fidelity(p: dict) -> list[str]:
                 "method",
                 "noise sd",
                 "seconds",
-            ],
+            ]
+            + (["measured"] if merged else []),
             head,
         ),  # fmt: skip
+        *(
+            [
+                "Rows measured by separate runs (`benchmarks/fidelity.py --merge`): "
+                + "; ".join(
+                    f"{r['surrogate']}: `{r['command']}`"
+                    for r in p["rows"]
+                    if r.get("command") and r["command"] != p["rows"][0].get("command")
+                )
+                + "."
+            ]
+            if merged
+            else []
+        ),
         "Per parameter, |θ shift| over the test θ:",
         markdown_table(["checkpoint", "", *names], per_param),
         "Cross-check: the sampled θ shift (ordinary random events) at test θ spread through the "

@@ -375,3 +375,57 @@ def test_shift_map_validates_on_the_test_design_of_another_stream(tmp_path):
     assert refused.returncode == 2 and not (tmp_path / "no.json").exists()
     assert "recorded test set's own stream" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def test_fidelity_merge_replaces_one_row_and_keeps_the_others(tmp_path, monkeypatch):
+    """benchmarks/fidelity.py --merge: the named checkpoint's row is measured again in its old
+    place, the other rows and their cards stay as they were, each row says which run made it;
+    a JSON of another test set, or none, is refused in one line."""
+    import importlib.util
+    import shutil
+    import sys
+
+    spec = importlib.util.spec_from_file_location("fidelity_cli", ROOT / "benchmarks/fidelity.py")
+    fidelity = importlib.util.module_from_spec(spec)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec.loader.exec_module(fidelity)
+    old = json.loads((ROOT / "docs/results/fidelity.json").read_text())
+    out, cards = tmp_path / "fidelity.json", tmp_path / "cards"
+    out.write_text(json.dumps(old))
+    cards.mkdir()
+    for r in old["rows"]:
+        shutil.copy(checkpoint_dir() / f"{r['surrogate']}.json", cards)
+    target = old["rows"][1]["surrogate"]
+
+    def fake_measure(name, theory, theta, counts, args):  # noqa: ANN001, ANN202
+        shifts = np.full((len(theta), theory.n_params), 0.25)
+        return {**old["rows"][1], "surrogate": name, "shifts": shifts.tolist(),
+                **fidelity.summary(shifts, list(theory.param_names), theta.numpy()),
+                "cross_check": None}  # fmt: skip
+
+    monkeypatch.setattr(fidelity, "measure", fake_measure)
+    argv = ["fidelity.py", target, "--out", str(out), "--cards", str(cards), "--merge"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--check-points", "0"])
+    fidelity.main()
+    new = json.loads(out.read_text())
+    assert [r["surrogate"] for r in new["rows"]] == [r["surrogate"] for r in old["rows"]]
+    for before, after in zip(old["rows"], new["rows"]):
+        if after["surrogate"] == target:
+            assert after["max_all"] == pytest.approx(0.25) and "--merge" in after["command"]
+        else:  # kept as measured, stamped with the first run's command
+            assert after["max_all"] == before["max_all"] and after["shifts"] == before["shifts"]
+            assert "--merge" not in after["command"] and after["commit"] == old["environment"]["git_commit"]
+    for r in old["rows"]:
+        block = json.loads((cards / f"{r['surrogate']}.json").read_text())["test_set"]
+        was = json.loads((checkpoint_dir() / f"{r['surrogate']}.json").read_text())["test_set"]
+        assert (block == was) == (r["surrogate"] != target)
+    page = fidelity.results.benchmark_page("fidelity", new, out)
+    assert "| measured |" in page and f"{target}: `python benchmarks/fidelity.py" in page
+    # refused before anything is written: no file to merge into, or another test set's
+    for bad in ("missing.json", "other.json"):
+        if bad == "other.json":
+            (tmp_path / bad).write_text(json.dumps({**old, "test_set": {"sha256": "0" * 64}}))
+        monkeypatch.setattr(sys, "argv", ["fidelity.py", target, "--merge", "--out", str(tmp_path / bad)])
+        with pytest.raises(SystemExit) as err:
+            fidelity.main()
+        assert err.value.code == 2
