@@ -50,7 +50,21 @@ case $name in
   vaim) family=vaim; extra=(--trainer.max_epochs "${EPOCHS:-40}") ;;
   *) echo "unknown checkpoint name '$name'" >&2; exit 2 ;;
 esac
+run=runs/zoo/$name
 $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data runs/zoo/train.npz \
     --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
-    --out "runs/zoo/$name" "${extra[@]}"
-$python -m surrogates.zoo export "runs/zoo/$name" --name "$name" --folder checkpoints
+    --out "$run" "${extra[@]}"
+if [ "$name" = flow-zuko ]; then
+  # then CYCLES more cosine cycles of 150 epochs, each from the last one's best weights (a fresh
+  # optimizer at lr 1e-3, the norm network kept): each halved the worst validation θ's shift at
+  # first (docs/notes/2026-12-07-proxy-flow-cycles.md). The shipped one: these cycles on the
+  # adaptive-grid set of this script, from the 150-epoch flow of 2026-11-29 (a Chebyshev-grid set)
+  for k in $(seq 1 "${CYCLES:-CYCLES_SHIPPED}"); do
+    $python -m surrogates.fit flow --config configs/surrogates/flow.yaml --data runs/zoo/train.npz \
+        "${extra[@]}" --trainer.max_epochs 150 --model.lr 0.001 --model.norm_steps 0 \
+        --init_from "$run/checkpoints/best.ckpt" --trainer.enable_progress_bar false \
+        --eval.shift_events "${SHIFT_EVENTS:-2000000}" --out "runs/zoo/$name-cycle$k"
+    run=runs/zoo/$name-cycle$k
+  done
+fi
+$python -m surrogates.zoo export "$run" --name "$name" --folder checkpoints

@@ -597,3 +597,33 @@ def test_optimizer_and_activation_options(family, optimizer, activation):
         assert any(isinstance(m, acts) for m in model.modules())
     with pytest.raises(InputError, match="unknown optimizer"):
         get_family(family)(optimizer="lbfgs", hidden=(8,))
+
+
+def test_flow_log_theta_features_resolve_the_lower_face(tmp_path):
+    """model.log_theta: the conditioner also gets log((θ − low)/(high − low) + 0.01) scaled to
+    [−1, 1] for the named parameters: −1 on the lower face, 1 on the upper; two θ that the linear
+    input barely separates near the face differ by a large step; the flow stays a normalized
+    density, survives a save and load, and an unknown name is refused in one line."""
+    flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8), log_theta=["N_d"], event_variable="unit")
+    plain = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8), event_variable="unit")
+    assert flow.context_dim == plain.context_dim + 1
+    low, high = flow.prior_low.double(), flow.prior_high.double()
+    theta = torch.stack([low, high, low + 0.002 * (high - low), low + 0.02 * (high - low)])
+    ctx = flow.double().context(theta, torch.zeros(4))
+    assert ctx.shape == (4, 6 + 1 + 2)
+    assert torch.equal(ctx[:, :6], plain.double().context(theta, torch.zeros(4))[:, :6])
+    assert ctx[0, 6].item() == pytest.approx(-1) and ctx[1, 6].item() == pytest.approx(1)
+    # 0.2% → 2% of the range from the face: the linear input moves by 0.036, the log one by > 0.3
+    assert (ctx[3, 3] - ctx[2, 3]).item() == pytest.approx(0.036) and (ctx[3, 6] - ctx[2, 6]).item() > 0.3
+    x = torch.linspace(0.1, 1.0, 20001, dtype=torch.float64)[None, :, None]
+    with torch.no_grad():
+        dens = flow.log_prob(x, theta[2:3]).exp()[0]
+    integral = torch.trapezoid(dens, x[0, :, 0], dim=-1)
+    assert torch.allclose(integral, torch.ones(2, dtype=torch.float64), atol=2e-3), integral
+    path = zoo.save_model(flow.float(), tmp_path / "f.ckpt")
+    back = zoo.load_surrogate(path)
+    assert back.log_index == [3]
+    with torch.no_grad():
+        assert torch.allclose(back.log_prob(x[:, :50].float(), theta[2:3].float()), flow.log_prob(x[:, :50].float(), theta[2:3].float()))
+    with pytest.raises(InputError, match="model.log_theta"):
+        FlowSurrogate(log_theta=["N_x"])
