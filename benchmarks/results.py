@@ -398,9 +398,9 @@ def _fidelity(p: dict) -> list[str]:
             [
                 "Rows measured by separate runs (`benchmarks/fidelity.py --merge`): "
                 + "; ".join(
-                    f"{r['surrogate']}: `{r['command']}`"
-                    for r in p["rows"]
-                    if r.get("command") and r["command"] != p["rows"][0].get("command")
+                    f"{', '.join(r['surrogate'] for r in p['rows'] if r.get('command') == c)}: `{c}`"
+                    for c in dict.fromkeys(r.get("command") for r in p["rows"])
+                    if c
                 )
                 + "."
             ]

@@ -55,13 +55,16 @@ $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" -
     --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
     --out "$run" "${extra[@]}"
 if [ "$name" = flow-zuko ]; then
-  # then CYCLES more cosine cycles of 150 epochs, each from the last one's best weights (a fresh
-  # optimizer at lr 1e-3, the norm network kept): each halved the worst validation θ's shift at
-  # first (docs/notes/2026-12-07-proxy-flow-cycles.md). The shipped one: these cycles on the
-  # adaptive-grid set of this script, from the 150-epoch flow of 2026-11-29 (a Chebyshev-grid set)
-  for k in $(seq 1 "${CYCLES:-CYCLES_SHIPPED}"); do
+  # then six more cosine cycles of 150 epochs, each from the last one's best weights with a fresh
+  # optimizer (the norm network kept): three at lr 1e-3, three at 3e-4, chosen on box-filling
+  # validation θ (docs/notes/2026-12-07-proxy-flow-cycles.md). The shipped flow: these cycles on
+  # the adaptive-grid set of this script, from the 150-epoch flow of 2026-11-29 (trained on a
+  # Chebyshev-grid set of the same θ); about 15 minutes per cycle here, two runs at a time
+  k=0
+  for lr in ${CYCLE_LRS:-0.001 0.001 0.001 0.0003 0.0003 0.0003}; do
+    k=$((k + 1))
     $python -m surrogates.fit flow --config configs/surrogates/flow.yaml --data runs/zoo/train.npz \
-        "${extra[@]}" --trainer.max_epochs 150 --model.lr 0.001 --model.norm_steps 0 \
+        "${extra[@]}" --trainer.max_epochs 150 --model.lr "$lr" --model.norm_steps 0 \
         --init_from "$run/checkpoints/best.ckpt" --trainer.enable_progress_bar false \
         --eval.shift_events "${SHIFT_EVENTS:-2000000}" --out "runs/zoo/$name-cycle$k"
     run=runs/zoo/$name-cycle$k
