@@ -43,12 +43,7 @@ from surrogates.data import CASES, ObservedData, simulate_observed  # noqa: E402
 from surrogates.detector import SmearingDetector  # noqa: E402
 from surrogates.likelihood import FoldedModel  # noqa: E402
 from surrogates.likelihood.optimize import best_of_starts  # noqa: E402
-from surrogates.metrics import (  # noqa: E402
-    held_out_theta,
-    make_test_set,
-    sample_in_chunks,
-    test_set_record,
-)
+from surrogates.metrics import design_theta, sample_in_chunks  # noqa: E402
 from surrogates.runs import environment, write_json, write_text  # noqa: E402
 from surrogates.theory import ProxyTheory, Theory, get_theory  # noqa: E402
 from surrogates.zoo import load_surrogate  # noqa: E402
@@ -303,20 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     folded = folded_model(args.bins)
     theory = folded.theory
     t0 = time.perf_counter()
-    if args.test_set == "recorded":
-        record = test_set_record(theory)  # proxy-smeared's θ are the proxy's: the same box
-        test = torch.as_tensor(record["theta"], dtype=theory.dtype)
-        test_id = record["id"]
-        n_fill = int(record["n_fill"])
-    elif args.test_set == "box":  # the test set's design on a stream of its own
-        record = make_test_set(theory, args.test_points, args.face_points, key=args.test_seed)
-        test = torch.as_tensor(record["theta"], dtype=theory.dtype)
-        test_id = f"box-{args.test_seed}"
-        n_fill = args.test_points
-    else:
-        test = held_out_theta(theory, args.test_points, args.test_seed) if args.test_points else []
-        test_id = f"sobol-{args.test_seed}"
-        n_fill = len(test)
+    # recorded: proxy-smeared's θ are the proxy's, the same box and test set
+    design = {"recorded": "test"}.get(args.test_set, args.test_set)
+    test, n_fill, test_id = design_theta(
+        theory, design, args.test_points, args.face_points, args.test_seed
+    )
     shifts = []
     for i, th in enumerate(test):
         s = theta_shift(model, folded, th.unsqueeze(0), args.shift_events, seed=args.test_seed + i)

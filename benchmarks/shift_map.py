@@ -47,10 +47,9 @@ from surrogates.errors import InputError  # noqa: E402
 from surrogates.metrics import (  # noqa: E402
     HELD_OUT_SEED_OFFSET,
     counts_label,
+    design_theta,
     held_out_theta,
-    make_test_set,
     reference_counts,
-    test_set_record,
     theta_shift_expected,
 )
 from surrogates.runs import cli_errors, environment  # noqa: E402
@@ -78,22 +77,17 @@ def shift_rows(model, theory, theta: torch.Tensor, counts: np.ndarray) -> np.nda
     )
 
 
-def design_theta(theory, args) -> tuple[torch.Tensor, int, str]:  # noqa: ANN001
-    """The θ of ``--design``, how many of them fill the box (the rest are near a face), and a
-    line saying what they are."""
+def theta_of(theory, args) -> tuple[torch.Tensor, int, str]:  # noqa: ANN001
+    """The θ of ``--design``, how many of them fill the box, and a line saying what they are."""
+    theta, n_fill, set_id = design_theta(theory, args.design, args.points, args.face_points, args.seed)
+    what = {
+        "sobol": f"Sobol' seed {args.seed}, inset 5% from the faces",
+        "box": f"the test set's design on stream {args.seed} (validation)",
+        "test": f"the recorded test set {set_id} (reporting only)",
+    }[args.design]
     if args.design == "sobol":
-        theta = held_out_theta(theory, args.points, args.seed)
-        return theta, len(theta), f"Sobol' seed {args.seed}, inset 5% from the faces"
-    if args.design == "box":
-        record = make_test_set(theory, args.points, args.face_points, key=args.seed)
-        what = f"the test set's design on stream {args.seed} (validation)"
-    else:
-        record = test_set_record(theory)  # refuses a theory with no recorded test set
-        what = f"the recorded test set {record['id']} (reporting only)"
-    theta = torch.as_tensor(record["theta"], dtype=theory.dtype)
-    return theta, int(record["n_fill"]), f"{what}: {record['n_fill']} filling, " + (
-        f"{len(theta) - int(record['n_fill'])} near a face"
-    )
+        return theta, n_fill, what
+    return theta, n_fill, f"{what}: {n_fill} filling, {len(theta) - n_fill} near a face"
 
 
 @cli_errors
@@ -138,7 +132,7 @@ def main() -> None:
         raise InputError("--points must be at least 1 and --face-points at least 0")
     torch.set_num_threads(1)
     theory = get_theory(args.theory)
-    other, n_fill, design = design_theta(theory, args)
+    other, n_fill, design = theta_of(theory, args)
     counts = reference_counts(theory, args.reference_counts)
     names = args.surrogates or [
         n

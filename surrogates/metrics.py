@@ -40,6 +40,7 @@ __all__ = [
     "test_theta",
     "test_set_record",
     "make_test_set",
+    "design_theta",
     "record_test_set",
     "TEST_SETS",
     "TEST_SET_SEED",
@@ -370,6 +371,34 @@ def test_set_record(theory: Theory, path: Path = TEST_SETS) -> dict:
 def test_theta(theory: Theory) -> torch.Tensor:
     """The test θ of ``theory`` (N, P): for reporting only, never for a choice."""
     return torch.as_tensor(test_set_record(theory)["theta"], dtype=theory.dtype)
+
+
+def design_theta(
+    theory: Theory, design: str, points: int, face_points: int = 16, seed: int = 7
+) -> tuple[torch.Tensor, int, str]:
+    """The θ of a shift measurement, how many of them fill the box (the rest lie near a face),
+    and the set's id, by ``design``:
+
+    * ``sobol``: ``points`` `validation_theta` of ``seed`` (inset 5% from the faces);
+    * ``box``: the recorded test set's design (`make_test_set`: ``points`` filling the box, faces
+      included, and ``face_points`` within 2% of a face) on stream ``seed``, for validation where
+      the faces matter; seed 0, the recorded set's own stream, is refused;
+    * ``test``: the recorded test set, for reporting only.
+    """
+    if design == "sobol":
+        theta = validation_theta(theory, points, seed) if points else torch.empty(0, theory.n_params)
+        return theta, len(theta), f"sobol-{seed}"
+    if design == "box":
+        if seed == 0:
+            raise InputError("the box design's stream 0 is the recorded test set's own; give another seed")
+        record = make_test_set(theory, points, face_points, key=seed)
+        set_id = f"box-{seed}"
+    elif design == "test":
+        record = test_set_record(theory)  # refuses a theory with no recorded test set
+        set_id = record["id"]
+    else:
+        raise InputError(f"θ design '{design}': choose sobol, box or test")
+    return torch.as_tensor(record["theta"], dtype=theory.dtype), int(record["n_fill"]), set_id
 
 
 test_theta.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

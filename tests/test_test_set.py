@@ -18,6 +18,7 @@ from surrogates.errors import InputError
 from surrogates.metrics import (
     TEST_SETS,
     VALIDATION_SEED_OFFSET,
+    design_theta,
     make_test_set,
     record_test_set,
     shift_summary,
@@ -431,3 +432,26 @@ def test_fidelity_merge_replaces_one_row_and_keeps_the_others(tmp_path, monkeypa
         with pytest.raises(SystemExit) as err:
             fidelity.main()
         assert err.value.code == 2
+
+
+def test_design_theta_gives_each_designs_points_and_refuses_the_test_stream():
+    """design_theta, shared by shift_map.py and event_closure.py: sobol is the validation θ (inset
+    5%), box the test set's design on another stream (seed 0 refused), test the recorded set."""
+    theory = get_theory("proxy")
+    theta, n_fill, set_id = design_theta(theory, "sobol", 8, seed=3)
+    assert torch.equal(theta, validation_theta(theory, 8, 3)) and n_fill == 8 and set_id == "sobol-3"
+    theta, n_fill, set_id = design_theta(theory, "box", 8, 4, seed=3)
+    want = make_test_set(theory, 8, 4, key=3)["theta"]
+    assert np.allclose(theta.numpy(), want) and (n_fill, set_id) == (8, "box-3")
+    low, high = theory.prior_low.numpy(), theory.prior_high.numpy()
+    near = np.minimum(theta.numpy() - low, high - theta.numpy()) / (high - low)
+    assert (near[8:].min(1) < 0.02).all() and theta.shape == (12, 6)
+    record = test_set_record(theory)
+    theta, n_fill, set_id = design_theta(theory, "test", 8)
+    assert np.allclose(theta.numpy(), record["theta"]) and set_id == record["id"]
+    assert n_fill == record["n_fill"]
+    assert design_theta(theory, "sobol", 0)[0].shape == (0, 6)
+    with pytest.raises(InputError, match="recorded test set's own"):
+        design_theta(theory, "box", 8, seed=0)
+    with pytest.raises(InputError, match="choose sobol, box or test"):
+        design_theta(theory, "grid", 8)
