@@ -21,7 +21,7 @@ test -f runs/zoo/train.npz || $python -m surrogates.simulate training --theory p
     --events-per-param 10 --grid-size 128 --seed 1 --out runs/zoo/train.npz
 case $name in
   flow-zuko) family=flow; extra=(--model.backend zuko --model.event_variable root --model.pdf_points stratified \
-      --trainer.max_epochs "${EPOCHS:-150}") ;;
+      --model.log_theta "[N_u, N_d]" --trainer.max_epochs "${EPOCHS:-150}") ;;
   flow-nflows) family=flow; extra=(--model.backend nflows --model.event_variable root \
       --model.pdf_points stratified --trainer.max_epochs "${EPOCHS:-120}") ;;
   flow-normflows) family=flow; extra=(--model.backend normflows --model.event_variable unit \
@@ -55,14 +55,11 @@ $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" -
     --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
     --out "$run" "${extra[@]}"
 if [ "$name" = flow-zuko ]; then
-  # then six more cosine cycles of 150 epochs, each from the last one's best weights with a fresh
-  # optimizer (the norm network kept): three at lr 1e-3, three at 3e-4, chosen on box-filling
-  # validation θ (docs/notes/2026-12-07-proxy-flow-cycles.md). The shipped flow: these cycles on
-  # the adaptive-grid set of this script, from the 150-epoch flow of 2026-11-29 (trained on a
-  # Chebyshev-grid set of the same θ); about 15 minutes per cycle here, two runs at a time
-  k=0
-  for lr in ${CYCLE_LRS:-0.001 0.001 0.001 0.0003 0.0003 0.0003}; do
-    k=$((k + 1))
+  # then one more cosine cycle of 150 epochs from its best weights with a fresh optimizer at lr
+  # 1e-3 (the norm network kept); chosen on box-filling validation θ against six such cycles
+  # without log_theta (docs/notes/2026-12-07-proxy-flow-cycles.md)
+  for lr in ${CYCLE_LRS:-0.001}; do
+    k=$((${k:-0} + 1))
     $python -m surrogates.fit flow --config configs/surrogates/flow.yaml --data runs/zoo/train.npz \
         "${extra[@]}" --trainer.max_epochs 150 --model.lr "$lr" --model.norm_steps 0 \
         --init_from "$run/checkpoints/best.ckpt" --trainer.enable_progress_bar false \
