@@ -390,7 +390,9 @@ def design_theta(
         return theta, len(theta), f"sobol-{seed}"
     if design == "box":
         if seed == 0:
-            raise InputError("the box design's stream 0 is the recorded test set's own; give another seed")
+            raise InputError(
+                "the box design's seed 0 is the recorded test set's own stream; give another seed"
+            )
         record = make_test_set(theory, points, face_points, key=seed)
         set_id = f"box-{seed}"
     elif design == "test":
