@@ -55,10 +55,11 @@ $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" -
     --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
     --out "$run" "${extra[@]}"
 if [ "$name" = flow-zuko ]; then
-  # then one more cosine cycle of 150 epochs from its best weights with a fresh optimizer at lr
-  # 1e-3 (the norm network kept); chosen on box-filling validation θ against six such cycles
-  # without log_theta (docs/notes/2026-12-07-proxy-flow-cycles.md)
-  for lr in ${CYCLE_LRS:-0.001}; do
+  # then two more cosine cycles of 150 epochs, each from the last one's best weights with a fresh
+  # optimizer (the norm network kept), at lr 1e-3 and then 3e-4; chosen on box-filling validation
+  # θ against six such cycles without log_theta and against stopping after the first
+  # (docs/notes/2026-12-07-proxy-flow-cycles.md, docs/notes/2026-12-07-flow-backends-log-theta.md)
+  for lr in ${CYCLE_LRS:-0.001 0.0003}; do
     k=$((${k:-0} + 1))
     $python -m surrogates.fit flow --config configs/surrogates/flow.yaml --data runs/zoo/train.npz \
         "${extra[@]}" --trainer.max_epochs 150 --model.lr "$lr" --model.norm_steps 0 \
