@@ -23,9 +23,9 @@ case $name in
   flow-zuko) family=flow; extra=(--model.backend zuko --model.event_variable root --model.pdf_points stratified \
       --model.log_theta "[N_u, N_d]" --trainer.max_epochs "${EPOCHS:-150}") ;;
   flow-nflows) family=flow; extra=(--model.backend nflows --model.event_variable root \
-      --model.pdf_points stratified --trainer.max_epochs "${EPOCHS:-120}") ;;
+      --model.pdf_points stratified --model.log_theta "[N_u, N_d]" --trainer.max_epochs "${EPOCHS:-120}") ;;
   flow-normflows) family=flow; extra=(--model.backend normflows --model.event_variable unit \
-      --model.pdf_points stratified --trainer.max_epochs "${EPOCHS:-120}") ;;
+      --model.pdf_points stratified --model.log_theta "[N_u, N_d]" --trainer.max_epochs "${EPOCHS:-60}") ;;
   gan)  # configs/surrogates/gan.yaml for 51 epochs, then 20 more from those weights at lr 5e-5 (both on
     # the GPU; the first ran before the MMD term lost its (n − 1)/n bias); then on the CPU the pdf
     # target (energy distance to the tabulated densities; one critic step and 128 generated events
@@ -54,18 +54,22 @@ run=runs/zoo/$name
 $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data runs/zoo/train.npz \
     --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
     --out "$run" "${extra[@]}"
-if [ "$name" = flow-zuko ]; then
-  # then two more cosine cycles of 150 epochs, each from the last one's best weights with a fresh
-  # optimizer (the norm network kept), at lr 1e-3 and then 3e-4; chosen on box-filling validation
-  # θ against six such cycles without log_theta and against stopping after the first
-  # (docs/notes/2026-12-07-proxy-flow-cycles.md, docs/notes/2026-12-07-flow-backends-log-theta.md)
-  for lr in ${CYCLE_LRS:-0.001 0.0003}; do
-    k=$((${k:-0} + 1))
-    $python -m surrogates.fit flow --config configs/surrogates/flow.yaml --data runs/zoo/train.npz \
-        "${extra[@]}" --trainer.max_epochs 150 --model.lr "$lr" --model.norm_steps 0 \
-        --init_from "$run/checkpoints/best.ckpt" --trainer.enable_progress_bar false \
-        --eval.shift_events "${SHIFT_EVENTS:-2000000}" --out "runs/zoo/$name-cycle$k"
-    run=runs/zoo/$name-cycle$k
-  done
-fi
+# the flows then go on in cosine cycles, each from the last one's best weights with a fresh
+# optimizer (the norm network kept): flow-zuko 150 epochs at lr 1e-3 and then 3e-4, the other two
+# 60 epochs at lr 1e-3; each chosen on box-filling validation θ against fewer and more cycles
+# (docs/notes/2026-12-07-proxy-flow-cycles.md, docs/notes/2026-12-07-flow-backends-log-theta.md)
+case $name in
+  flow-zuko) cycle_lrs=${CYCLE_LRS:-0.001 0.0003}; cycle_epochs=150 ;;
+  flow-nflows|flow-normflows) cycle_lrs=${CYCLE_LRS:-0.001}; cycle_epochs=60 ;;
+  *) cycle_lrs= ;;
+esac
+k=0
+for lr in $cycle_lrs; do
+  k=$((k + 1))
+  $python -m surrogates.fit flow --config configs/surrogates/flow.yaml --data runs/zoo/train.npz \
+      "${extra[@]}" --trainer.max_epochs "$cycle_epochs" --model.lr "$lr" --model.norm_steps 0 \
+      --init_from "$run/checkpoints/best.ckpt" --trainer.enable_progress_bar false \
+      --eval.shift_events "${SHIFT_EVENTS:-2000000}" --out "runs/zoo/$name-cycle$k"
+  run=runs/zoo/$name-cycle$k
+done
 $python -m surrogates.zoo export "$run" --name "$name" --folder checkpoints
