@@ -54,13 +54,13 @@ run=runs/zoo/$name
 $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data runs/zoo/train.npz \
     --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
     --out "$run" "${extra[@]}"
-# the flows then go on in cosine cycles, each from the last one's best weights with a fresh
-# optimizer (the norm network kept): flow-zuko 150 epochs at lr 1e-3 and then 3e-4, the other two
-# 60 epochs at lr 1e-3; each chosen on box-filling validation θ against fewer and more cycles
-# (docs/notes/2026-12-07-proxy-flow-cycles.md, docs/notes/2026-12-07-flow-backends-log-theta.md)
+# the flows then go on in two cosine cycles, each from the last one's best weights with a fresh
+# optimizer (the norm network kept), at lr 1e-3 and then 3e-4: flow-zuko 150 epochs each, the
+# other two 60; chosen on box-filling validation θ over stopping a cycle earlier (and, for
+# flow-zuko, over a third cycle): docs/notes/2026-12-07-flow-backends-log-theta.md
 case $name in
   flow-zuko) cycle_lrs=${CYCLE_LRS:-0.001 0.0003}; cycle_epochs=150 ;;
-  flow-nflows|flow-normflows) cycle_lrs=${CYCLE_LRS:-0.001}; cycle_epochs=60 ;;
+  flow-nflows|flow-normflows) cycle_lrs=${CYCLE_LRS:-0.001 0.0003}; cycle_epochs=60 ;;
   *) cycle_lrs= ;;
 esac
 k=0
