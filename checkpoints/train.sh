@@ -58,9 +58,10 @@ $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" -
 # optimizer (the norm network kept), at lr 1e-3 and then 3e-4: flow-zuko 150 epochs each, the
 # other two 60; chosen on box-filling validation θ over stopping a cycle earlier (and, for
 # flow-zuko, over a third cycle): docs/notes/2026-12-07-flow-backends-log-theta.md
+cycle_lrs=${CYCLE_LRS:-0.001 0.0003}
 case $name in
-  flow-zuko) cycle_lrs=${CYCLE_LRS:-0.001 0.0003}; cycle_epochs=150 ;;
-  flow-nflows|flow-normflows) cycle_lrs=${CYCLE_LRS:-0.001 0.0003}; cycle_epochs=60 ;;
+  flow-zuko) cycle_epochs=150 ;;
+  flow-nflows|flow-normflows) cycle_epochs=60 ;;
   *) cycle_lrs= ;;
 esac
 k=0

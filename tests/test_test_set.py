@@ -190,9 +190,9 @@ def test_hpo_objective_never_reads_the_test_set(tmp_path, monkeypatch):
 
 # --- the cards' test-set numbers against issue 24's targets (the test reads, never recomputes)
 TARGET = {"flow": 1.0, "gan": 3.0, "vae": 3.0, "vaim": 3.0}  # max |θ shift| / σ_CRB(A)
-# Cards that miss today, with the measured test-set max (benchmarks/fidelity.py, 2026-12-01;
-# worst everywhere: a_u at test θ 66, N_d within 2% of its face; flow-zuko remade 2026-12-07
-# with the log_theta feature, there too). Strict xfail on TargetMissed
+# Cards that miss today, with the measured test-set max (benchmarks/fidelity.py: docs/results/
+# fidelity.md says where and when; the flows were remade 2026-12-07 with the log_theta feature,
+# the others measured 2026-12-01). Strict xfail on TargetMissed
 # only: the test fails when one starts meeting its target unannounced, and a regression past
 # the recorded number (or a missing block) fails outright.
 MISSING: dict[str, float] = {
