@@ -47,29 +47,33 @@ case $name in
     family=gan; extra=(--init_from runs/zoo/gan-stage4/checkpoints/last.ckpt --model.lr 5e-5 --trainer.max_epochs 10
       --eval.checkpoint last "${pdf[@]}") ;;
   vae) family=vae; extra=(--trainer.max_epochs "${EPOCHS:-175}") ;;
-  vaim) family=vaim; extra=(--trainer.max_epochs "${EPOCHS:-40}") ;;
+  vaim) family=vaim; extra=(--model.log_theta "[N_u, N_d]" --eval.checkpoint last
+      --trainer.max_epochs "${EPOCHS:-300}") ;;
   *) echo "unknown checkpoint name '$name'" >&2; exit 2 ;;
 esac
 run=runs/zoo/$name
 $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data runs/zoo/train.npz \
     --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
     --out "$run" "${extra[@]}"
-# the flows then go on in two cosine cycles, each from the last one's best weights with a fresh
-# optimizer (the norm network kept), at lr 1e-3 and then 3e-4: flow-zuko 150 epochs each, the
-# other two 60; chosen on box-filling validation θ over stopping a cycle earlier (and, for
-# flow-zuko, over a third cycle): docs/notes/2026-12-07-flow-backends-log-theta.md
+# the flows and VAIM then go on in two cosine cycles, each from the last one's weights (the flows'
+# best, VAIM's last) with a fresh optimizer (the norm network kept), at lr 1e-3 and then 3e-4:
+# flow-zuko 150 epochs each, the other two flows 60, VAIM 300; chosen on box-filling validation θ
+# over stopping a cycle earlier (and, for flow-zuko, over a third cycle):
+# docs/notes/2026-12-07-flow-backends-log-theta.md, docs/notes/2026-12-07-vaim-cross-entropy.md
 cycle_lrs=${CYCLE_LRS:-0.001 0.0003}
+start=best
 case $name in
   flow-zuko) cycle_epochs=150 ;;
   flow-nflows|flow-normflows) cycle_epochs=60 ;;
+  vaim) cycle_epochs=300; start=last ;;
   *) cycle_lrs= ;;
 esac
 k=0
 for lr in $cycle_lrs; do
   k=$((k + 1))
-  $python -m surrogates.fit flow --config configs/surrogates/flow.yaml --data runs/zoo/train.npz \
+  $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data runs/zoo/train.npz \
       "${extra[@]}" --trainer.max_epochs "$cycle_epochs" --model.lr "$lr" --model.norm_steps 0 \
-      --init_from "$run/checkpoints/best.ckpt" --trainer.enable_progress_bar false \
+      --init_from "$run/checkpoints/$start.ckpt" --trainer.enable_progress_bar false \
       --eval.shift_events "${SHIFT_EVENTS:-2000000}" --out "runs/zoo/$name-cycle$k"
   run=runs/zoo/$name-cycle$k
 done

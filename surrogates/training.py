@@ -277,7 +277,9 @@ class SurrogateCLI(LightningCLI):
         out = Path(self.config["out"])
         # after the user's own --trainer.callbacks, which these kwargs would otherwise replace
         user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
-        kwargs["callbacks"] = [*(user if isinstance(user, list) else [user]), *_checkpoints(out)]
+        kwargs["callbacks"] = [*(user if isinstance(user, list) else [user]), *_checkpoints(
+            out, self.model_class.selection_metric
+        )]
         cfg = self.config.as_dict()
         kwargs["logger"] = _loggers(out, self.model_class.family, cfg)
         kwargs["default_root_dir"] = str(out)
@@ -482,6 +484,7 @@ def evaluate(cli: SurrogateCLI, out: Path, train_seconds: float) -> dict:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "val_loss": float(trainer.callback_metrics.get("val_loss", torch.tensor(float("nan")))),
+        "selection_metric": model.selection_metric,
         "checkpoint": checkpoint,
         "theta_set": "validation",
         "theta_set_note": (
@@ -601,12 +604,13 @@ def _last_checkpoint(out: Path) -> Path:
     return path
 
 
-def _checkpoints(out: Path) -> list[ModelCheckpoint]:
-    """best.ckpt by validation loss; last.ckpt rewritten every epoch (the resume point) whether
-    or not the validation loss improved (save_last=True refreshes it only with a new best)."""
+def _checkpoints(out: Path, monitor: str = "val_loss") -> list[ModelCheckpoint]:
+    """best.ckpt by the family's validation metric (`Surrogate.selection_metric`); last.ckpt
+    rewritten every epoch (the resume point) whether or not it improved (save_last=True
+    refreshes it only with a new best)."""
     folder = out / "checkpoints"
     return [
-        ModelCheckpoint(dirpath=folder, filename="best", monitor="val_loss", save_top_k=1),
+        ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, save_top_k=1),
         ModelCheckpoint(
             dirpath=folder, filename="last", save_top_k=1, enable_version_counter=False
         ),

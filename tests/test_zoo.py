@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -366,9 +367,9 @@ def test_every_shipped_yaml_runs_through_the_cli(tmp_path, capsys, family, backe
     extra += ["--model.hidden", "[16, 16]"] + (
         ["--model.critic_hidden", "[16]"] if family == "gan" else []
     )
-    status, out, err = run_cli(
-        fit.main, [family, "--config", str(config), *extra, *_tiny_args(tmp_path / "run")], capsys
-    )
+    args = _tiny_args(tmp_path / "run")
+    args[args.index("--trainer.max_epochs") + 1] = "2"  # two epochs for best.ckpt to choose from
+    status, out, err = run_cli(fit.main, [family, "--config", str(config), *extra, *args], capsys)
     assert status == 0, err
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -394,6 +395,14 @@ def test_every_shipped_yaml_runs_through_the_cli(tmp_path, capsys, family, backe
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["theory"] == "proxy"
     assert (run / "logs" / "metrics.csv").exists()
+    # best.ckpt is the epoch with the lowest value of the family's selection metric
+    monitor = "val_surrogate_loss" if family == "vaim" else "val_loss"
+    assert metrics["selection_metric"] == monitor
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=False)
+    chosen = next(v for k, v in best["callbacks"].items() if v.get("monitor"))
+    assert chosen["monitor"] == monitor and chosen["best_model_path"].endswith("best.ckpt")
+    logged = [float(r[monitor]) for r in csv.DictReader((run / "logs" / "metrics.csv").open()) if r.get(monitor)]
+    assert len(logged) >= 2 and float(chosen["best_model_score"]) == pytest.approx(min(logged), rel=1e-6)
 
 
 def test_interrupted_training_resumes_from_last(tmp_path, capsys):
@@ -627,3 +636,61 @@ def test_flow_log_theta_features_resolve_the_lower_face(tmp_path):
         assert torch.allclose(back.log_prob(x[:, :50].float(), theta[2:3].float()), flow.log_prob(x[:, :50].float(), theta[2:3].float()))
     with pytest.raises(InputError, match="model.log_theta"):
         FlowSurrogate(log_theta=["N_x"])
+
+
+@pytest.mark.parametrize("family", ["gan", "vae", "vaim"])
+def test_every_family_reads_log_theta_features(family, tmp_path):
+    """model.log_theta is the base class's: the GAN's and VAE's conditioning and the VAIM's
+    forward mapper read the named parameters' log features too (the same values as the flow's),
+    the model survives a save and load with them, and an unknown name is refused in one line."""
+    small = {"gan": dict(hidden=(8,), critic_hidden=(8,)), "vae": dict(hidden=(8,)),
+             "vaim": dict(grid_size=16, hidden=(8,))}[family]
+    from surrogates.models import get_family
+
+    cls = get_family(family)
+    model, plain = cls(log_theta=["N_u", "N_d"], **small), cls(**small)
+    flow = FlowSurrogate(transforms=1, bins=4, hidden=(8,), log_theta=["N_u", "N_d"])
+    assert model.feature_dim == plain.feature_dim + 2 == 8
+    low, high = model.prior_low, model.prior_high
+    theta = torch.stack([low, high, low + 0.01 * (high - low)])
+    feats = model.theta_features(theta)
+    assert torch.equal(feats, flow.theta_features(theta))
+    assert torch.allclose(feats[:2, 6:], torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), atol=1e-6)
+    def first(m):
+        return {"gan": lambda: m.generator, "vae": lambda: m.encoder, "vaim": lambda: m.vaim.forward_net}[family]()[0]
+
+    assert first(model).in_features == first(plain).in_features + 2
+    path = zoo.save_model(model, tmp_path / "m.ckpt")
+    back = zoo.load_surrogate(path)
+    assert back.log_index == [0, 3]
+    with pytest.raises(InputError, match="model.log_theta"):
+        cls(log_theta=["N_u", "N_u"], **small)
+
+
+def test_vaim_cross_entropy_is_the_kl_divergence_on_the_grid():
+    """pdf_loss: cross-entropy is ∫ p log(p/q̂) (trapezoid rule) plus (log ∫ exp ŷ)²: zero when
+    the prediction is the normalized log density itself, the same KL for any constant added to ŷ
+    (only the pin grows), and positive for a change of shape, at its second-order value."""
+    from surrogates.sampling import grid_cdf
+
+    vaim = VAIMSurrogate(grid_size=64, hidden=(8,), pdf_loss="cross-entropy").double()
+    g = vaim.grid.double()
+    p = torch.stack([torch.exp(-g / 0.05) + 1e-9, (1 - g) ** 3]).unsqueeze(0)  # (1, 2, G)
+    q = grid_cdf(g, p)[0]
+    exact = q.clamp(min=1e-300).log().flatten(1)
+    assert vaim._pdf_cross_entropy(exact, p).item() == pytest.approx(0, abs=1e-12)
+    shifted = vaim._pdf_cross_entropy(exact + 0.3, p).item()
+    assert shifted == pytest.approx(0.09, rel=1e-9)
+    bent = exact + 0.1 * torch.linspace(-1, 1, 64, dtype=torch.float64).repeat(2)
+    kl = vaim._pdf_cross_entropy(bent, p).item()
+    assert kl > 1e-4
+    # the KL's second-order form: ½ ∫ p (δ − ∫ p δ)²
+    w = vaim._grid_log_weights(torch.float64).exp()
+    d = 0.1 * torch.linspace(-1, 1, 64, dtype=torch.float64)
+    mean = (w * q * d).sum(-1, keepdim=True)
+    approx = (0.5 * w * q * (d - mean) ** 2).sum(-1).mean() + (torch.logsumexp(bent.view(1, 2, -1) + w.log(), -1) ** 2).mean()
+    assert kl == pytest.approx(approx.item(), rel=0.05)
+    log_mse = VAIMSurrogate(grid_size=64, hidden=(8,)).double()
+    with pytest.raises(InputError, match="pdf_loss"):
+        VAIMSurrogate(pdf_loss="mse")
+    assert log_mse.hparams.pdf_loss == "log-mse"

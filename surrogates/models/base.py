@@ -71,10 +71,17 @@ class Surrogate(pl.LightningModule):
             far better on its own than inside the shape model's optimizer and schedule. These
             steps run before the first epoch, with no progress bar; at 20000 on a CPU they are
             most of a short run's time (a couple of thousand suit a quick try).
+        log_theta: names of parameters that the networks also see on a log scale of their
+            distance from the box's lower face, log((θ − low)/(high − low) + 0.01) scaled to
+            [−1, 1] (`theta_features`): where a density's shape turns on fast near that face (for
+            instance the ratio of two normalizations that both approach 0), a linear input needs
+            a sharp network.
     """
 
     family: str = "surrogate"
     event_variable: str = "logit"
+    # the logged validation metric that picks best.ckpt: what the surrogate's use depends on
+    selection_metric: str = "val_loss"
 
     def __init__(
         self,
@@ -86,6 +93,7 @@ class Surrogate(pl.LightningModule):
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
         optimizer: str = "adam",
+        log_theta: Sequence[str] = (),
     ) -> None:
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -103,6 +111,14 @@ class Surrogate(pl.LightningModule):
         self.channels = th.channels
         self.event_dim = th.event_dim
         self._theory = th
+        log_theta = list(log_theta)
+        unknown = [n for n in log_theta if n not in self.param_names]
+        if unknown or len(set(log_theta)) != len(log_theta):
+            raise InputError(
+                f"model.log_theta = {log_theta}: give distinct parameter names of "
+                f"'{self.theory_name}' ({', '.join(self.param_names)})"
+            )
+        self.log_index = [self.param_names.index(n) for n in log_theta]
         # the theory maps its event region onto the unit square (2-D DIS): s is that map, not x
         # scaled to its box
         self.support_map = bool(getattr(th, "support_map", False))
@@ -166,17 +182,36 @@ class Surrogate(pl.LightningModule):
         return len(self.channels)
 
     @property
+    def feature_dim(self) -> int:
+        """Length of `theta_features`: P scaled parameters and L log features."""
+        return len(self.param_names) + len(self.log_index)
+
+    @property
     def context_dim(self) -> int:
-        return len(self.param_names) + self.n_channels
+        return self.feature_dim + self.n_channels
 
     def scale_theta(self, theta: Tensor) -> Tensor:
         """θ mapped from the prior box to [−1, 1]."""
         return 2 * (theta - self.prior_low) / (self.prior_high - self.prior_low) - 1
 
+    LOG_OFFSET = 0.01  # log_theta's offset, in units of the parameter's range
+
+    def theta_features(self, theta: Tensor) -> Tensor:
+        """What the networks read of θ: scaled θ, then its ``log_theta`` features, (..., P + L)."""
+        scaled = self.scale_theta(theta)
+        if not self.log_index:
+            return scaled
+        j = self.log_index
+        low, high = self.prior_low[j], self.prior_high[j]
+        u = (theta[..., j] - low) / (high - low)
+        lo, hi = math.log(self.LOG_OFFSET), math.log(1 + self.LOG_OFFSET)
+        feats = 2 * (torch.log(u.clamp(min=0) + self.LOG_OFFSET) - lo) / (hi - lo) - 1
+        return torch.cat([scaled, feats.to(scaled.dtype)], dim=-1)
+
     def context(self, theta: Tensor, channel: Tensor) -> Tensor:
-        """Conditioning vector: scaled θ and the one-hot channel, shape (..., P + C)."""
+        """Conditioning vector: `theta_features` and the one-hot channel, shape (..., P + L + C)."""
         onehot = nn.functional.one_hot(channel.long(), self.n_channels).to(theta.dtype)
-        return torch.cat([self.scale_theta(theta), onehot], dim=-1)
+        return torch.cat([self.theta_features(theta), onehot], dim=-1)
 
     def event_context(self, theta: Tensor, channel: int, n: int) -> Tensor:
         """The conditioning vector repeated for n events per θ of one channel: (B, n, P + C)."""

@@ -52,10 +52,7 @@ class FlowSurrogate(Surrogate):
             are visited), each weighted by the inverse of that probability; 2-D: random cells of
             the grid, each weighted by 1/pdf_cells. Validation always uses every interval or
             cell.
-        log_theta: names of parameters that the conditioner also sees on a log scale of their
-            distance from the box's lower face, log((θ − low)/(high − low) + 0.01) scaled to
-            [−1, 1]: where a density's shape turns on fast near that face (for instance the ratio
-            of two normalizations that both approach 0), a linear input needs a sharp network.
+        log_theta: see `Surrogate` (the conditioner reads `theta_features`).
 
     >>> flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8))
     >>> s1, s2 = flow.sample(flow.prior_low + 0.5 * (flow.prior_high - flow.prior_low), 10)
@@ -89,16 +86,17 @@ class FlowSurrogate(Surrogate):
         log_theta: Sequence[str] = (),
     ) -> None:
         super().__init__(
-            theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
+            theory,
+            lr,
+            weight_decay,
+            scheduler,
+            norm_hidden,
+            norm_weight,
+            norm_steps,
+            optimizer,
+            log_theta,
         )
         self.save_hyperparameters()
-        unknown = [n for n in log_theta if n not in self.param_names]
-        if unknown or len(set(log_theta)) != len(log_theta):
-            raise InputError(
-                f"model.log_theta = {list(log_theta)}: give distinct parameter names of "
-                f"'{self.theory_name}' ({', '.join(self.param_names)})"
-            )
-        self.log_index = [self.param_names.index(n) for n in log_theta]
         check_choice("flow backend", backend, BACKENDS)
         check_choice("objective", objective, ("events", "pdf"))
         check_choice("pdf_points", pdf_points, ("grid", "stratified"))
@@ -126,25 +124,6 @@ class FlowSurrogate(Surrogate):
             tail_bound,
             bounded=event_variable in BOUNDED_VARIABLES,
         )
-
-    LOG_OFFSET = 0.01  # log_theta's offset, in units of the parameter's range
-
-    @property
-    def context_dim(self) -> int:
-        return super().context_dim + len(self.log_index)
-
-    def context(self, theta: Tensor, channel: Tensor) -> Tensor:
-        """Scaled θ, its ``log_theta`` features, then the one-hot channel: (..., P + L + C)."""
-        base = super().context(theta, channel)
-        if not self.log_index:
-            return base
-        j = self.log_index
-        low, high = self.prior_low[j], self.prior_high[j]
-        u = (theta[..., j] - low) / (high - low)
-        lo, hi = math.log(self.LOG_OFFSET), math.log(1 + self.LOG_OFFSET)
-        feats = 2 * (torch.log(u.clamp(min=0) + self.LOG_OFFSET) - lo) / (hi - lo) - 1
-        p = len(self.param_names)
-        return torch.cat([base[..., :p], feats.to(base.dtype), base[..., p:]], dim=-1)
 
     def needs_density(self) -> list[tuple[str, str]]:
         if self.objective == "pdf":

@@ -74,7 +74,8 @@ class GANSurrogate(Surrogate):
         fake_per_real: generated events per real event in each step.
         resample_events: > 0: the real events are this many per θ and channel drawn afresh each
             step from the training set's tabulated densities (`Surrogate.training_events`).
-        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta: see
+            `Surrogate` (the networks read `theta_features`).
 
     >>> gan = GANSurrogate(hidden=(8,), critic_hidden=(8,))
     >>> gan.sample(gan.prior_low + 0.5 * (gan.prior_high - gan.prior_low), 4)[0].shape
@@ -104,9 +105,18 @@ class GANSurrogate(Surrogate):
         norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
+        log_theta: Sequence[str] = (),
     ) -> None:
         super().__init__(
-            theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
+            theory,
+            lr,
+            weight_decay,
+            scheduler,
+            norm_hidden,
+            norm_weight,
+            norm_steps,
+            optimizer,
+            log_theta,
         )
         self.save_hyperparameters()
         check_choice("GAN loss", loss, ("wgan-gp", "lsgan"))

@@ -33,7 +33,8 @@ class VAESurrogate(Surrogate):
         resample_events: > 0: train on this many events per θ and channel drawn afresh each step
             from the training set's tabulated densities (`Surrogate.training_events`); 0: on the
             set's own events.
-        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta: see
+            `Surrogate` (the networks read `theta_features`).
 
     >>> vae = VAESurrogate(hidden=(8,))
     >>> vae.sample(vae.prior_low + 0.5 * (vae.prior_high - vae.prior_low), 4)[1].shape
@@ -57,9 +58,18 @@ class VAESurrogate(Surrogate):
         norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
+        log_theta: Sequence[str] = (),
     ) -> None:
         super().__init__(
-            theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
+            theory,
+            lr,
+            weight_decay,
+            scheduler,
+            norm_hidden,
+            norm_weight,
+            norm_steps,
+            optimizer,
+            log_theta,
         )
         self.save_hyperparameters()
         self.encoder = mlp(self.event_dim + self.context_dim, 2 * latent, list(hidden), activation)

@@ -39,10 +39,17 @@ class VAIMNet(nn.Module):
         latent: int = 4,
         hidden: Sequence[int] = (128, 128, 128),
         activation: str = "silu",
+        features: int | None = None,
     ) -> None:
         super().__init__()
         self.latent = latent
-        self.forward_net = mlp(params, observables + 2 * latent, list(hidden), activation)
+        # the forward mapper may read more than θ itself (features: θ and its log features)
+        self.forward_net = mlp(
+            params if features is None else features,
+            observables + 2 * latent,
+            list(hidden),
+            activation,
+        )
         self.backward_net = mlp(observables + latent, params, list(hidden), activation)
 
     def forward(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -60,10 +67,12 @@ class VAIMNet(nn.Module):
         obs: Tensor,
         beta: float = 1.0,
         forward_loss: Callable[[Tensor], Tensor] | None = None,
+        features: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """The three terms and their sum; ``forward_loss(pred)`` replaces the forward mapper's
-        squared error against ``obs`` (VAIM from events: the events' likelihood)."""
-        pred, mu, log_var = self(theta)
+        squared error against ``obs`` (VAIM from events: the events' likelihood); ``features``:
+        what the forward mapper reads in place of θ itself, when it reads more."""
+        pred, mu, log_var = self(theta if features is None else features)
         w = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
         # the backward mapper reads the true observable (as at inversion time), so θ cannot be
         # smuggled through the predicted one: the latent alone must carry what y does not fix
@@ -111,12 +120,22 @@ class VAIMSurrogate(Surrogate):
         floor: added to the normalized densities before the log (dynamic-range floor).
         target: "auto" (the training set's densities when it has them, else its events),
             "pdf" or "events" (see above).
-        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps: see `Surrogate`.
+        pdf_loss: how the forward mapper meets tabulated densities: "log-mse" (the squared
+            error of the observable log(p + floor), every node alike, as in the paper) or
+            "cross-entropy" (−∫ p log q̂ of the normalized piecewise-linear prediction q̂, the
+            trapezoid rule on the grid: the Kullback–Leibler divergence up to a constant, which
+            weights each node by its probability as a likelihood does; plus (log ∫ exp(ŷ))², which
+            pins the prediction's free constant so that ŷ ≈ log q̂).
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta: see
+            `Surrogate` (the forward mapper reads `theta_features`).
     """
 
     has_density = True
 
     family = "vaim"
+    # best.ckpt by the forward mapper and norms alone (the surrogate); the inverse's backward
+    # loss, most of val_loss, plateaus or rises while the forward mapper still improves
+    selection_metric = "val_surrogate_loss"
 
     def __init__(
         self,
@@ -128,6 +147,7 @@ class VAIMSurrogate(Surrogate):
         beta: float = 0.1,
         floor: float = 1e-6,
         target: str = "auto",
+        pdf_loss: str = "log-mse",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         scheduler: str = "cosine",
@@ -135,16 +155,31 @@ class VAIMSurrogate(Surrogate):
         norm_hidden: Sequence[int] = (128, 128, 128),
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
+        log_theta: Sequence[str] = (),
     ) -> None:
         super().__init__(
-            theory, lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, optimizer
+            theory,
+            lr,
+            weight_decay,
+            scheduler,
+            norm_hidden,
+            norm_weight,
+            norm_steps,
+            optimizer,
+            log_theta,
         )
         self.save_hyperparameters()
         check_choice("vaim target", target, ("auto", "pdf", "events"))
+        check_choice("vaim pdf_loss", pdf_loss, ("log-mse", "cross-entropy"))
         grid = chebyshev_grid(float(self.x_low[0]), float(self.x_high[0]), grid_size)
         self.register_buffer("grid", torch.as_tensor(grid, dtype=torch.float32))
         self.vaim = VAIMNet(
-            len(self.param_names), self.n_channels * grid_size, latent, hidden, activation
+            len(self.param_names),
+            self.n_channels * grid_size,
+            latent,
+            hidden,
+            activation,
+            features=self.feature_dim,
         )
 
     def needs_density(self) -> list[tuple[str, str]]:
@@ -188,12 +223,28 @@ class VAIMSurrogate(Surrogate):
         frac = ((x - g[idx]) / (g[idx + 1] - g[idx])).clamp(0, 1)
         return q.gather(2, idx) * (1 - frac) + q.gather(2, idx + 1) * frac
 
+    def _grid_log_weights(self, dtype: torch.dtype) -> Tensor:
+        """log of the trapezoid weights w of the grid (∫ f ≈ Σ w f for f linear between nodes)."""
+        h = self.grid.to(dtype).diff()
+        w = torch.cat([h[:1], h[1:] + h[:-1], h[-1:]]) / 2
+        return w.log()
+
+    def _pdf_cross_entropy(self, pred: Tensor, pdf: Tensor) -> Tensor:
+        """Mean over θ and channels of ∫ p log(p / q̂) on the grid (trapezoid rule), with q̂ the
+        normalized exp(pred), plus (log ∫ exp(pred))²; pred (B, C·G), pdf (B, C, G)."""
+        log_w = self._grid_log_weights(pred.dtype)
+        log_pred = pred.view(pdf.shape)
+        log_z = torch.logsumexp(log_pred + log_w, -1, keepdim=True)
+        p = grid_cdf(self.grid.to(pdf.dtype), pdf)[0]
+        w = log_w.exp()
+        kl = (w * (torch.xlogy(p, p) - p * (log_pred - log_z))).sum(-1)
+        return kl.mean() + log_z.pow(2).mean()
+
     def predicted_pdf(self, theta: Tensor) -> Tensor:
         """Predicted normalized densities on the grid, (B, C, G)."""
-        obs, _, _ = self.vaim(self.scale_theta(theta))
-        pdf = (
-            (obs.exp() - self.hparams.floor).clamp(min=0).view(theta.shape[0], self.n_channels, -1)
-        )
+        obs, _, _ = self.vaim(self.theta_features(theta))
+        floor = 0.0 if self.hparams.get("pdf_loss") == "cross-entropy" else self.hparams.floor
+        pdf = (obs.exp() - floor).clamp(min=0).view(theta.shape[0], self.n_channels, -1)
         return grid_cdf(self.grid.to(pdf.dtype), pdf)[0]
 
     def sample(
@@ -248,12 +299,25 @@ class VAIMSurrogate(Surrogate):
             return self._events_loss(batch)
         self.check_training_set("pdf" in batch)
         theta = batch["theta"]
+        pdf = self.training_pdf(batch)
+        ce = self.hparams.get("pdf_loss") == "cross-entropy"
         losses = self.vaim.loss(
-            self.scale_theta(theta), self.observable(self.training_pdf(batch)), self.hparams.beta
+            self.scale_theta(theta),
+            self.observable(pdf),
+            self.hparams.beta,
+            forward_loss=(lambda pred: self._pdf_cross_entropy(pred, pdf)) if ce else None,
+            features=self.theta_features(theta),
         )
+        return self._with_norm(losses, theta, batch)
+
+    def _with_norm(
+        self, losses: dict[str, Tensor], theta: Tensor, batch: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """Add the norm network's loss, and the surrogate's own (forward and norm) loss."""
         norm = self.norm_loss(theta, batch["log_norms"])
         losses["loss"] = losses["loss"] + self.hparams.norm_weight * norm
         losses["norm_loss"] = norm
+        losses["surrogate_loss"] = losses["forward_loss"] + self.hparams.norm_weight * norm
         return losses
 
     def _events_loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -266,8 +330,6 @@ class VAIMSurrogate(Surrogate):
             obs,
             self.hparams.beta,
             forward_loss=lambda pred: self._event_nll(pred, x),
+            features=self.theta_features(theta),
         )
-        norm = self.norm_loss(theta, batch["log_norms"])
-        losses["loss"] = losses["loss"] + self.hparams.norm_weight * norm
-        losses["norm_loss"] = norm
-        return losses
+        return self._with_norm(losses, theta, batch)
