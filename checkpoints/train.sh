@@ -17,8 +17,14 @@ if [ "$name" = flow-dis ]; then  # inclusive DIS: 2-D events on the unit square 
   $python -m surrogates.zoo export runs/dis/flow --name flow-dis --folder checkpoints
   exit 0
 fi
-test -f runs/zoo/train.npz || $python -m surrogates.simulate training --theory proxy --n-params 20000 \
-    --events-per-param 10 --grid-size 128 --seed 1 --out runs/zoo/train.npz
+data=runs/zoo/train.npz  # each θ's density on its own adaptive grid
+grid=auto
+if [ "$name" = vaim ]; then  # the same θ and events, the densities on VAIM's own Chebyshev nodes
+  data=runs/zoo/train-chebyshev.npz
+  grid=chebyshev
+fi
+test -f "$data" || $python -m surrogates.simulate training --theory proxy --n-params 20000 \
+    --events-per-param 10 --grid-size 128 --grid "$grid" --seed 1 --out "$data"
 case $name in
   flow-zuko) family=flow; extra=(--model.backend zuko --model.event_variable root --model.pdf_points stratified \
       --model.log_theta "[N_u, N_d]" --trainer.max_epochs "${EPOCHS:-150}") ;;
@@ -52,26 +58,27 @@ case $name in
   *) echo "unknown checkpoint name '$name'" >&2; exit 2 ;;
 esac
 run=runs/zoo/$name
-$python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data runs/zoo/train.npz \
+$python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data "$data" \
     --trainer.enable_progress_bar false --eval.shift_events "${SHIFT_EVENTS:-2000000}" \
     --out "$run" "${extra[@]}"
-# the flows and VAIM then go on in two cosine cycles, each from the last one's weights (the flows'
-# best, VAIM's last) with a fresh optimizer (the norm network kept), at lr 1e-3 and then 3e-4:
-# flow-zuko 150 epochs each, the other two flows 60, VAIM 300; chosen on box-filling validation θ
-# over stopping a cycle earlier (and, for flow-zuko, over a third cycle):
+# the flows then go on in cosine cycles, each from the last one's best weights with a fresh
+# optimizer (the norm network kept), at lr 1e-3 and then 3e-4 (flow-normflows: 3e-4 twice):
+# flow-zuko 150 epochs each, the other two 60; VAIM in one of 300 epochs at 1e-3, from its last
+# weights; each chosen on box-filling validation θ (the notes say against which alternatives):
 # docs/notes/2026-12-07-flow-backends-log-theta.md, docs/notes/2026-12-07-vaim-cross-entropy.md
 cycle_lrs=${CYCLE_LRS:-0.001 0.0003}
 start=best
 case $name in
   flow-zuko) cycle_epochs=150 ;;
-  flow-nflows|flow-normflows) cycle_epochs=60 ;;
-  vaim) cycle_epochs=300; start=last ;;
+  flow-nflows) cycle_epochs=60 ;;
+  flow-normflows) cycle_epochs=60; cycle_lrs=${CYCLE_LRS:-0.001 0.0003 0.0003} ;;
+  vaim) cycle_epochs=300; start=last; cycle_lrs=${CYCLE_LRS:-0.001} ;;
   *) cycle_lrs= ;;
 esac
 k=0
 for lr in $cycle_lrs; do
   k=$((k + 1))
-  $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data runs/zoo/train.npz \
+  $python -m surrogates.fit "$family" --config "configs/surrogates/$family.yaml" --data "$data" \
       "${extra[@]}" --trainer.max_epochs "$cycle_epochs" --model.lr "$lr" --model.norm_steps 0 \
       --init_from "$run/checkpoints/$start.ckpt" --trainer.enable_progress_bar false \
       --eval.shift_events "${SHIFT_EVENTS:-2000000}" --out "runs/zoo/$name-cycle$k"

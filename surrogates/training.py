@@ -277,9 +277,10 @@ class SurrogateCLI(LightningCLI):
         out = Path(self.config["out"])
         # after the user's own --trainer.callbacks, which these kwargs would otherwise replace
         user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
-        kwargs["callbacks"] = [*(user if isinstance(user, list) else [user]), *_checkpoints(
-            out, self.model_class.selection_metric
-        )]
+        kwargs["callbacks"] = [
+            *(user if isinstance(user, list) else [user]),
+            *_checkpoints(out, self.model_class.selection_metric),
+        ]
         cfg = self.config.as_dict()
         kwargs["logger"] = _loggers(out, self.model_class.family, cfg)
         kwargs["default_root_dir"] = str(out)

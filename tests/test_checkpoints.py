@@ -74,23 +74,26 @@ def test_surrogate_gradient_follows_the_exact_one(proxy, name, theta):
 
 @pytest.mark.skipif("vaim" not in SHIPPED, reason="needs the shipped VAIM")
 def test_vaim_inverts_exact_proxy_densities(proxy):
-    """VAIM's backward mapper on exact normalized densities at held-out θ.
+    """VAIM's backward mapper on exact normalized densities at 48 θ it never saw (a seeded
+    uniform draw inset 5% from the faces), each read from 500 samples' median.
 
     Normalized densities fix the shapes and only the ratio N_u/N_d (a common scale of N_u and N_d
     cancels): N_u and N_d are not identified by this observable (the norms fix them), so only
-    the exponents are checked.
+    the exponents are checked, over the set: an inverse that ignored the densities would be off
+    by about a quarter of the box width (the prior's spread), this one by a few percent.
     """
     model = load_surrogate("vaim", theory="proxy")
     grid = model.grid.double().view(1, -1, 1)
-    width = (proxy.prior_high - proxy.prior_low).numpy()
-    for theta in HELD_OUT:
+    low, width = proxy.prior_low.double(), (proxy.prior_high - proxy.prior_low).double()
+    u = torch.rand(48, 6, generator=torch.Generator().manual_seed(20261207), dtype=torch.float64)
+    shapes = [1, 2, 4, 5]
+    off = []
+    for theta in low + (0.05 + 0.9 * u) * width:
         with torch.no_grad():
             pdf = proxy.density(grid, theta) / proxy.norms(theta).unsqueeze(-1)
-            samples = (
-                model.invert(pdf.float(), 2000, torch.Generator().manual_seed(0))[0]
-                .double()
-                .numpy()
-            )
-        shapes = [1, 2, 4, 5]
-        off = np.abs(np.median(samples[:, shapes], 0) - np.array(theta)[shapes]) / width[shapes]
-        assert np.all(off < 0.05), f"exponents off by {off.round(3)} of the box width at {theta}"
+            samples = model.invert(pdf.float(), 500, torch.Generator().manual_seed(0))[0].double()
+        off.append(((samples.median(0).values - theta).abs() / width)[shapes].numpy())
+    off = np.array(off)
+    median, p90 = np.median(off, 0), np.percentile(off, 90, 0)
+    assert np.all(median < 0.04), f"exponents' median offset {median.round(3)} of the box width"
+    assert np.all(p90 < 0.15), f"exponents' 90th-percentile offset {p90.round(3)} of the box width"

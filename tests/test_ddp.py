@@ -36,16 +36,20 @@ def _fit(out: Path, seed: int, batch: int, *extra: str) -> dict:
 
 def test_two_process_ddp_matches_one_process(tmp_path):
     """2 processes × batch 16 (DDP, gloo) against 1 process × batch 32: the same effective batch
-    and number of optimizer steps, so the validation loss must agree within the seed-to-seed
-    spread of single-process runs."""
+    and number of optimizer steps, so the validation loss must lie inside the 99% prediction
+    interval of single-process runs at other seeds (Student t with their n − 1 degrees of
+    freedom: with 3 seeds, 4 sample deviations was too tight for the spread's own noise)."""
+    from scipy.stats import t as student_t
+
     ddp = _fit(tmp_path / "ddp", 1, 16, "--trainer.strategy", "ddp", "--trainer.devices", "2")
-    single = [_fit(tmp_path / f"one-{s}", s, 32) for s in (1, 2, 3)]
+    single = [_fit(tmp_path / f"one-{s}", s, 32) for s in (1, 2, 3, 4, 5)]
     steps = [m["steps"] for m in single]
     assert ddp["steps"] == steps[0], "DDP must take the same optimizer steps per epoch"
     losses = np.array([m["val_loss"] for m in single])
     spread = losses.std(ddof=1)
     assert np.isfinite(ddp["val_loss"]) and spread > 0
-    assert abs(ddp["val_loss"] - losses.mean()) < 4 * spread + 1e-3 * abs(losses.mean()), (
+    half_width = student_t.ppf(0.995, len(losses) - 1) * spread * np.sqrt(1 + 1 / len(losses))
+    assert abs(ddp["val_loss"] - losses.mean()) < half_width, (
         ddp["val_loss"],
         losses,
     )

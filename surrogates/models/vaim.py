@@ -115,7 +115,10 @@ class VAIMSurrogate(Surrogate):
     Args:
         theory: the module-2: a built-in name (proxy, proxy-numpy, dis, peak), an installed entry point, package.module:attribute, or a plug-in card file (.toml/.yaml); docs/guide/bring-your-own.md (set from data.theory).
         grid_size: points of its own x grid (Chebyshev, clustered at both ends); the training
-            densities are interpolated onto it from each θ's grid.
+            densities are interpolated onto it from each θ's grid, linearly, which errs in the
+            log where a density is small. A training set simulated with `--grid chebyshev
+            --grid-size` equal to this holds the densities at these nodes themselves (how the
+            shipped VAIM is trained: checkpoints/train.sh).
         latent: latent dimension; hidden: widths of both mappers; beta: KL weight.
         floor: added to the normalized densities before the log (dynamic-range floor).
         target: "auto" (the training set's densities when it has them, else its events),
