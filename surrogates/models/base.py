@@ -214,7 +214,7 @@ class Surrogate(pl.LightningModule):
         return torch.cat([self.theta_features(theta), onehot], dim=-1)
 
     def event_context(self, theta: Tensor, channel: int, n: int) -> Tensor:
-        """The conditioning vector repeated for n events per θ of one channel: (B, n, P + C)."""
+        """The conditioning vector repeated for n events per θ of one channel: (B, n, P + L + C)."""
         ch = torch.full((theta.shape[0],), channel, device=theta.device)
         return self.context(theta, ch).unsqueeze(1).expand(-1, n, -1)
 
