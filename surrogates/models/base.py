@@ -76,6 +76,10 @@ class Surrogate(pl.LightningModule):
             [−1, 1] (`theta_features`): where a density's shape turns on fast near that face (for
             instance the ratio of two normalizations that both approach 0), a linear input needs
             a sharp network.
+        norm_log_theta: the norm network reads the ``log_theta`` features too (a normalization
+            parameter's log ∫σ_c goes as its log, steep near 0: the shipped flow-zuko's norm
+            network, on scaled θ alone, erred by percent there). Off by default so that
+            checkpoints saved without it load unchanged.
     """
 
     family: str = "surrogate"
@@ -94,6 +98,7 @@ class Surrogate(pl.LightningModule):
         norm_steps: int = 20000,
         optimizer: str = "adam",
         log_theta: Sequence[str] = (),
+        norm_log_theta: bool = False,
     ) -> None:
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -126,7 +131,11 @@ class Surrogate(pl.LightningModule):
         self.register_buffer("prior_high", th.prior_high.float())
         self.register_buffer("x_low", th.x_low.float())
         self.register_buffer("x_high", th.x_high.float())
-        self.norm_net = mlp(th.n_params, th.n_channels, list(norm_hidden))
+        if not isinstance(norm_log_theta, bool):
+            raise InputError(f"model.norm_log_theta must be true or false, got {norm_log_theta!r}")
+        self.norm_log_theta = norm_log_theta
+        norm_inputs = th.n_params + (len(self.log_index) if norm_log_theta else 0)
+        self.norm_net = mlp(norm_inputs, th.n_channels, list(norm_hidden))
         self.register_buffer("norms_fitted", torch.tensor(False))
 
     def check_training_set(self, has_density: bool) -> None:
@@ -298,7 +307,10 @@ class Surrogate(pl.LightningModule):
         return self.log_norms(t.to(self.prior_low.dtype)).exp().to(t.dtype)
 
     def log_norms(self, theta: Tensor) -> Tensor:
-        return self.norm_net(self.scale_theta(theta))
+        """The norm network's log ∫σ_c, (B, C): it reads scaled θ, and the ``log_theta`` features
+        with ``norm_log_theta``."""
+        x = self.theta_features(theta) if self.norm_log_theta else self.scale_theta(theta)
+        return self.norm_net(x)
 
     def sample(
         self, theta: Tensor, n: int | Sequence[int], generator: torch.Generator | None = None

@@ -54,7 +54,8 @@ class FlowSurrogate(Surrogate):
             are visited), each weighted by the inverse of that probability; 2-D: random cells of
             the grid, each weighted by 1/pdf_cells. Validation always uses every interval or
             cell.
-        log_theta: see `Surrogate` (the conditioner reads `theta_features`).
+        log_theta: see `Surrogate` (the conditioner reads `theta_features`); norm_log_theta: see
+            `Surrogate`.
 
     >>> flow = FlowSurrogate(transforms=1, bins=4, hidden=(8, 8))
     >>> s1, s2 = flow.sample(flow.prior_low + 0.5 * (flow.prior_high - flow.prior_low), 10)
@@ -86,6 +87,7 @@ class FlowSurrogate(Surrogate):
         norm_steps: int = 20000,
         pdf_cells: int = 0,
         log_theta: Sequence[str] = (),
+        norm_log_theta: bool = False,
     ) -> None:
         super().__init__(
             theory,
@@ -97,6 +99,7 @@ class FlowSurrogate(Surrogate):
             norm_steps,
             optimizer,
             log_theta,
+            norm_log_theta,
         )
         self.save_hyperparameters()
         check_choice("flow backend", backend, BACKENDS)

@@ -74,7 +74,8 @@ class GANSurrogate(Surrogate):
         fake_per_real: generated events per real event in each step.
         resample_events: > 0: the real events are this many per θ and channel drawn afresh each
             step from the training set's tabulated densities (`Surrogate.training_events`).
-        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta: see
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta,
+            norm_log_theta: see
             `Surrogate` (the networks read `theta_features`).
 
     >>> gan = GANSurrogate(hidden=(8,), critic_hidden=(8,))
@@ -106,6 +107,7 @@ class GANSurrogate(Surrogate):
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
         log_theta: Sequence[str] = (),
+        norm_log_theta: bool = False,
     ) -> None:
         super().__init__(
             theory,
@@ -117,6 +119,7 @@ class GANSurrogate(Surrogate):
             norm_steps,
             optimizer,
             log_theta,
+            norm_log_theta,
         )
         self.save_hyperparameters()
         check_choice("GAN loss", loss, ("wgan-gp", "lsgan"))

@@ -33,7 +33,8 @@ class VAESurrogate(Surrogate):
         resample_events: > 0: train on this many events per θ and channel drawn afresh each step
             from the training set's tabulated densities (`Surrogate.training_events`); 0: on the
             set's own events.
-        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta: see
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta,
+            norm_log_theta: see
             `Surrogate` (the networks read `theta_features`).
 
     >>> vae = VAESurrogate(hidden=(8,))
@@ -59,6 +60,7 @@ class VAESurrogate(Surrogate):
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
         log_theta: Sequence[str] = (),
+        norm_log_theta: bool = False,
     ) -> None:
         super().__init__(
             theory,
@@ -70,6 +72,7 @@ class VAESurrogate(Surrogate):
             norm_steps,
             optimizer,
             log_theta,
+            norm_log_theta,
         )
         self.save_hyperparameters()
         self.encoder = mlp(self.event_dim + self.context_dim, 2 * latent, list(hidden), activation)

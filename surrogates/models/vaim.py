@@ -129,7 +129,8 @@ class VAIMSurrogate(Surrogate):
             trapezoid rule on the grid: the Kullback–Leibler divergence up to a constant, which
             weights each node by its probability as a likelihood does; plus (log ∫ exp(ŷ))², which
             pins the prediction's free constant so that ŷ ≈ log q̂).
-        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta: see
+        lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta,
+            norm_log_theta: see
             `Surrogate` (the forward mapper reads `theta_features`).
     """
 
@@ -159,6 +160,7 @@ class VAIMSurrogate(Surrogate):
         norm_weight: float = 1.0,
         norm_steps: int = 20000,
         log_theta: Sequence[str] = (),
+        norm_log_theta: bool = False,
     ) -> None:
         super().__init__(
             theory,
@@ -170,6 +172,7 @@ class VAIMSurrogate(Surrogate):
             norm_steps,
             optimizer,
             log_theta,
+            norm_log_theta,
         )
         self.save_hyperparameters()
         check_choice("vaim target", target, ("auto", "pdf", "events"))
