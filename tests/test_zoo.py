@@ -671,7 +671,8 @@ def test_every_family_reads_log_theta_features(family, tmp_path):
 def test_norm_log_theta_feeds_the_norm_network(family, tmp_path):
     """model.norm_log_theta: the norm network reads the log_theta features too (its first layer
     widens by their number), it survives a save and load, it is off by default (a checkpoint
-    saved without it keeps its width) and a non-boolean is refused in one line."""
+    saved without it keeps its width), and a non-boolean or no log_theta names is refused in one
+    line."""
     small = {"flow": dict(transforms=1, bins=4, hidden=(8,)), "gan": dict(hidden=(8,), critic_hidden=(8,)),
              "vae": dict(hidden=(8,)), "vaim": dict(grid_size=16, hidden=(8,))}[family]  # fmt: skip
     from surrogates.models import get_family
@@ -689,6 +690,8 @@ def test_norm_log_theta_feeds_the_norm_network(family, tmp_path):
         assert torch.equal(back.log_norms(theta), model.log_norms(theta))
     with pytest.raises(InputError, match="norm_log_theta"):
         cls(norm_log_theta="yes", **small)
+    with pytest.raises(InputError, match="model.log_theta names none"):
+        cls(norm_log_theta=True, **small)
 
 
 def test_norm_log_theta_fits_normalizations_near_zero():

@@ -133,6 +133,11 @@ class Surrogate(pl.LightningModule):
         self.register_buffer("x_high", th.x_high.float())
         if not isinstance(norm_log_theta, bool):
             raise InputError(f"model.norm_log_theta must be true or false, got {norm_log_theta!r}")
+        if norm_log_theta and not self.log_index:
+            raise InputError(
+                "model.norm_log_theta: true reads the log_theta features, and model.log_theta "
+                "names none; name the parameters, e.g. model.log_theta: [N_u, N_d]"
+            )
         self.norm_log_theta = norm_log_theta
         norm_inputs = th.n_params + (len(self.log_index) if norm_log_theta else 0)
         self.norm_net = mlp(norm_inputs, th.n_channels, list(norm_hidden))
