@@ -75,8 +75,7 @@ class GANSurrogate(Surrogate):
         resample_events: > 0: the real events are this many per θ and channel drawn afresh each
             step from the training set's tabulated densities (`Surrogate.training_events`).
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta,
-            norm_log_theta: see
-            `Surrogate` (the networks read `theta_features`).
+            norm_log_theta: see `Surrogate` (the networks read `theta_features`).
 
     >>> gan = GANSurrogate(hidden=(8,), critic_hidden=(8,))
     >>> gan.sample(gan.prior_low + 0.5 * (gan.prior_high - gan.prior_low), 4)[0].shape

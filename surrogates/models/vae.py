@@ -34,8 +34,7 @@ class VAESurrogate(Surrogate):
             from the training set's tabulated densities (`Surrogate.training_events`); 0: on the
             set's own events.
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta,
-            norm_log_theta: see
-            `Surrogate` (the networks read `theta_features`).
+            norm_log_theta: see `Surrogate` (the networks read `theta_features`).
 
     >>> vae = VAESurrogate(hidden=(8,))
     >>> vae.sample(vae.prior_low + 0.5 * (vae.prior_high - vae.prior_low), 4)[1].shape

@@ -130,8 +130,7 @@ class VAIMSurrogate(Surrogate):
             weights each node by its probability as a likelihood does; plus (log ∫ exp(ŷ))², which
             pins the prediction's free constant so that ŷ ≈ log q̂).
         lr, weight_decay, scheduler, norm_hidden, norm_weight, norm_steps, log_theta,
-            norm_log_theta: see
-            `Surrogate` (the forward mapper reads `theta_features`).
+            norm_log_theta: see `Surrogate` (the forward mapper reads `theta_features`).
     """
 
     has_density = True
