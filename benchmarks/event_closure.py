@@ -14,7 +14,8 @@ density through it (`surrogates.likelihood.FoldedModel`) and judge the surrogate
    drawn at random inside the box, each fitted by the outer GAN with the surrogate as its source,
    compared with the folded-likelihood MLE on the same data: |θ_GAN − θ_MLE| / σ_CRB and σ/σ_CRB.
 
-    python benchmarks/event_closure.py --checkpoint runs/smeared-flow/best.ckpt --results docs/results
+    python benchmarks/event_closure.py --results docs/results      # the shipped flow-proxy-smeared
+    python benchmarks/event_closure.py --checkpoint runs/smeared-flow/checkpoints/best.ckpt
 
 Test θ and truths come from their own seeds (``--test-seed``, ``--truth-seed``), never used to choose
 anything in training. Writes ``event_closure.json`` and ``event_closure.md`` into ``--results``.
@@ -44,7 +45,7 @@ from surrogates.detector import SmearingDetector  # noqa: E402
 from surrogates.likelihood import FoldedModel  # noqa: E402
 from surrogates.likelihood.optimize import best_of_starts  # noqa: E402
 from surrogates.metrics import design_theta, sample_in_chunks  # noqa: E402
-from surrogates.runs import environment, write_json, write_text  # noqa: E402
+from surrogates.runs import cli_errors, environment, write_json, write_text  # noqa: E402
 from surrogates.theory import ProxyTheory, Theory, get_theory  # noqa: E402
 from surrogates.zoo import load_surrogate  # noqa: E402
 
@@ -245,9 +246,15 @@ def closure(
     return result
 
 
+@cli_errors
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", help="surrogate of proxy-smeared (.ckpt)")
+    p.add_argument(
+        "--checkpoint",
+        default="flow-proxy-smeared",
+        help="surrogate of proxy-smeared: a .ckpt or a zoo name (default: the shipped "
+        "flow-proxy-smeared)",
+    )
     p.add_argument("--from-json", help="only write the page again from this result JSON")
     p.add_argument(
         "--test-points", type=int, default=16, help="Sobol' test θ inset 5%% from the faces"
@@ -289,12 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         page = page_again(args.from_json, args.results, lambda r: table(r, names), args.name)
         print(f"wrote {page}")
         return 0
-    if not args.checkpoint:
-        p.error("give --checkpoint (a surrogate of proxy-smeared), or --from-json")
     if args.test_set == "box" and args.test_seed == 0:
         p.error("--test-set box --test-seed 0 is the recorded test set's own stream; give another")
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    model = load_surrogate(args.checkpoint).eval()
+    model = load_surrogate(args.checkpoint, theory="proxy-smeared").eval()
     folded = folded_model(args.bins)
     theory = folded.theory
     t0 = time.perf_counter()

@@ -2,7 +2,8 @@
 # How the shipped checkpoints were made: the flows, VAIM and flow-dis on the 2-core CPU (one torch
 # thread per run, two runs at a time); vae on one H200 GPU with its 16 cores (406 s), the gan's
 # first two stages there too (380 + 76 s), its last three on this CPU (see README).
-# Usage: bash checkpoints/train.sh NAME   (NAME: flow-zuko flow-nflows flow-normflows gan vae vaim flow-dis)
+# Usage: bash checkpoints/train.sh NAME   (NAME: flow-zuko flow-nflows flow-normflows gan vae vaim flow-dis
+#        flow-proxy-smeared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1
@@ -15,6 +16,14 @@ if [ "$name" = flow-dis ]; then  # inclusive DIS: 2-D events on the unit square 
       --trainer.max_epochs "${EPOCHS:-25}" --trainer.enable_progress_bar false \
       --eval.shift_events "${SHIFT_EVENTS:-1000000}" --out runs/dis/flow
   $python -m surrogates.zoo export runs/dis/flow --name flow-dis --folder checkpoints
+  exit 0
+fi
+if [ "$name" = flow-proxy-smeared ]; then  # an event generator (proxy + detector simulation): events only
+  test -f runs/smeared/train.npz || $python -m surrogates.simulate training --theory proxy-smeared \
+      --n-params 40000 --events-per-param 4096 --seed 51 --workers 2 --out runs/smeared/train.npz
+  $python -m surrogates.fit flow --config configs/surrogates/flow-proxy-smeared.yaml \
+      --data.path runs/smeared/train.npz --trainer.enable_progress_bar false --out runs/smeared/flow
+  $python -m surrogates.zoo export runs/smeared/flow --name flow-proxy-smeared --folder checkpoints
   exit 0
 fi
 data=runs/zoo/train.npz  # each θ's density on its own adaptive grid

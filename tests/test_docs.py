@@ -66,6 +66,25 @@ def test_a_changed_card_changes_the_page(tmp_path: Path) -> None:
     assert "Regenerate: `python benchmarks/results.py`" in text
 
 
+def test_a_density_free_card_shows_its_generator_report(tmp_path: Path) -> None:
+    """A surrogate of a generator with no density: the zoo page shows the fit's density-free
+    report (shift in its own likelihood's σ, C2ST and rates against generator events), named so."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    card = json.loads((checkpoint_dir() / "flow-proxy-smeared.json").read_text())
+    card["metrics"]["theta_shift_surrogate_crb"] = [0.0, 0.0, 0.0, 0.0, 7.89, 0.0]
+    card["metrics"]["c2st_auc_generator"] = [0.5111, 0.5222]
+    (cards / "s.json").write_text(json.dumps(card))
+    done = run_results(
+        "--checkpoints", str(cards), "--benchmarks", str(tmp_path / "none"),
+        "--results", str(tmp_path / "out"), "--out", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out/zoo.md").read_text()
+    assert "| flow-proxy-smeared | flow | zuko | 7.89 | a_d |" in text
+    assert "0.511 / 0.522" in text and "of the surrogate's own likelihood (no density)" in text
+
+
 def test_benchmark_json_becomes_a_page(tmp_path: Path) -> None:
     bench = tmp_path / "bench"
     bench.mkdir()
