@@ -9,7 +9,8 @@ C2ST, W1, KS, norm error, training time, sampling speed), and one page per bench
 is found under ``--benchmarks`` (``sampling.json``, ``grids.json``, ``surrogates.json``, ``theta_shift.json``,
 ``shift_map.json``, ``ensemble.json``, ``inverse.json``, ``study.json``, ``study_speed.json``,
 ``dis/dis.json``, ``posterior.json``, ``peers.json``, ``fidelity.json``, ``budget.json``, ...).
-Prints the zoo table and writes the rows as JSON. Every page says beside its tables the command
+Writes ``docs/results/README.md``, a grouped index of every page there. Prints the zoo table
+and writes the rows as JSON. Every page says beside its tables the command
 that regenerates it and the date and commit of what it was made from; nothing in docs/results/
 is typed by hand.
 
@@ -1269,6 +1270,47 @@ def publish(
     return out
 
 
+# ---------------------------------------------------------------- the folder's index
+INDEX_INTRO = (
+    "Every page in this folder, grouped by what it measures (the part of its name before the "
+    "first '-'; a date or a seed after it names the run). Each page says in its first lines the "
+    "command that made it; its `.json` beside it holds the numbers. Start with "
+    "[zoo.md](zoo.md) (the shipped checkpoints' cards) and [fidelity.md](fidelity.md) (the "
+    "recorded test set); the [notes](../notes/README.md) say which pages each choice read."
+)
+
+
+def index_page(folder: str | Path) -> str:
+    """The text of ``folder``/README.md: a link to every other page there, grouped by the part of
+    its name before the first '-', under the pages' title (each page's own where they differ)."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for path in sorted(Path(folder).glob("*.md")):
+        if path.name == "README.md":
+            continue
+        first = path.read_text().split("\n", 1)[0]
+        title = first[2:].strip() if first.startswith("# ") else path.stem
+        groups.setdefault(path.stem.split("-")[0], []).append((path.name, title))
+    sections = []
+    for group, pages in sorted(groups.items()):
+        titles = {t for _, t in pages}
+        if len(titles) == 1:
+            links = ", ".join(f"[{n[:-3]}]({n})" for n, _ in pages)
+            sections.append(f"## {group}: {titles.pop()}\n\n{links}")
+        else:
+            lines = "\n".join(f"- [{n[:-3]}]({n}): {t}" for n, t in pages)
+            sections.append(f"## {group}\n\n{lines}")
+    head = [
+        "# Results",
+        "",
+        GENERATED,
+        "",
+        INDEX_INTRO,
+        "",
+        "Regenerate: `python benchmarks/results.py`",
+    ]
+    return "\n".join(head + [s for section in sections for s in ("", section)]) + "\n"
+
+
 # ---------------------------------------------------------------- the command
 def print_zoo(rows: Sequence[dict]) -> None:
     """The zoo table on the terminal."""
@@ -1298,6 +1340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path.is_file():
             pages.append(write_page(args.results, name, benchmark_page(
                 name, json.loads(path.read_text()), path)))  # fmt: skip
+    pages.append(write_page(args.results, "README", index_page(args.results)))
     for p in pages:
         print(f"wrote {p}")
     out = write_json(args.out, {"zoo": rows, "pages": pages, "environment": environment()})

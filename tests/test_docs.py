@@ -50,6 +50,26 @@ def test_committed_zoo_table_is_the_one_the_cards_give(tmp_path: Path) -> None:
     assert sorted(r["name"] for r in rows) == cards
 
 
+def test_the_results_index_links_every_page(tmp_path: Path) -> None:
+    """docs/results/README.md is the index results.py makes of the folder as committed: a page
+    added without regenerating it, or one removed, fails here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results", RESULTS)
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    folder = ROOT / "docs" / "results"
+    committed = (folder / "README.md").read_text()
+    assert results.index_page(folder) == committed, "run python benchmarks/results.py"
+    pages = {p.name for p in folder.glob("*.md")} - {"README.md"}
+    assert pages and all(f"]({name})" in committed for name in pages)
+    (tmp_path / "a-1.md").write_text("# One\n")
+    (tmp_path / "a-2.md").write_text("# One\n")
+    (tmp_path / "b.md").write_text("no title\n")
+    made = results.index_page(tmp_path)
+    assert "## a: One\n\n[a-1](a-1.md), [a-2](a-2.md)" in made and "## b: b\n\n[b](b.md)" in made
+
+
 def test_a_changed_card_changes_the_page(tmp_path: Path) -> None:
     cards = tmp_path / "cards"
     cards.mkdir()
