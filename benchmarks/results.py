@@ -34,6 +34,7 @@ from typing import Any
 # benchmarks/surrogates.py is named like the package: keep this folder off the import path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from surrogates.dashboard import with_density_free  # noqa: E402
 from surrogates.resources import checkpoint_dir  # noqa: E402
 from surrogates.runs import environment, write_json  # noqa: E402
 
@@ -124,17 +125,16 @@ def read_cards(folder: str | Path) -> list[dict]:
 
 def zoo_row(card: dict) -> dict:
     """The measured numbers of one card, flattened for a table."""
-    m = card["metrics"]
     theory = card.get("theory", {})
     names = theory.get("param_names") or []
+    # a generator without a density: the fit's density-free report stands in, named in the unit
+    free = not card["metrics"].get("theta_shift_crb") and bool(
+        card["metrics"].get("theta_shift_surrogate_crb")
+    )
+    m = with_density_free(card["metrics"])
     shift = m.get("theta_shift_crb") or []
-    # a generator without a density: the fit's density-free report (its events fitted with the
-    # surrogate's own likelihood; C2ST, W1, KS and rates against fresh generator events)
-    free = not shift and bool(m.get("theta_shift_surrogate_crb"))
-    key = (lambda k: f"{k}_generator") if free else (lambda k: k)
     unit = m.get("theta_shift_unit") or shift_unit(m)
     if free:
-        shift = m["theta_shift_surrogate_crb"]
         unit = f"{unit}, of the surrogate's own likelihood (no density)"
     worst = max(range(len(shift)), key=lambda i: abs(shift[i])) if shift else None
     return {
@@ -148,14 +148,12 @@ def zoo_row(card: dict) -> dict:
         "theta_shift_max": abs(shift[worst]) if shift else None,
         "theta_shift_worst_param": names[worst] if shift and worst < len(names) else None,
         "held_out_theta": len(m.get("held_out_theta") or m.get("theta_shift_crb_all") or []),
-        "theta_shift_events": m.get(
-            "theta_shift_surrogate_events" if free else "theta_shift_events"
-        ),
-        "c2st_auc": m.get(key("c2st_auc")),
+        "theta_shift_events": m.get("theta_shift_events"),
+        "c2st_auc": m.get("c2st_auc"),
         "c2st_events": m.get("c2st_events"),
-        "w1": m.get(key("w1")),
-        "ks": m.get(key("ks")),
-        "norm_error": m.get(key("norm_error")),
+        "w1": m.get("w1"),
+        "ks": m.get("ks"),
+        "norm_error": m.get("norm_error"),
         "epochs": m.get("epochs"),
         "train_seconds": m.get("train_seconds"),
         "training_theta": (card.get("training_data") or {}).get("n_params"),

@@ -472,15 +472,18 @@ if (filter) filter.addEventListener("input", function () {
 
 
 # a surrogate of a generator with no density: its fit's density-free report stands in (the θ shift
-# in σ_CRB of the surrogate's own likelihood; C2ST and norms against fresh generator events)
+# in σ_CRB of the surrogate's own likelihood; C2ST, W1, KS and norms against generator events)
 DENSITY_FREE = {
     "theta_shift_crb": "theta_shift_surrogate_crb",
+    "theta_shift_events": "theta_shift_surrogate_events",
     "c2st_auc": "c2st_auc_generator",
+    "w1": "w1_generator",
+    "ks": "ks_generator",
     "norm_error": "norm_error_generator",
 }
 
 
-def _density_free(metrics: dict) -> dict:
+def with_density_free(metrics: dict) -> dict:
     """``metrics`` with the density-free keys under the density ones where those are empty."""
     return metrics | {
         key: metrics[free]
@@ -497,7 +500,7 @@ def _runs_table(runs: list[Run]) -> str:
     ]  # fmt: skip
     rows = []
     for r in runs:
-        m = _density_free(r.metrics)
+        m = with_density_free(r.metrics)
         ratio = _vec(m, "std_over_crb")
         source = str(m.get("source", "")).split("/")[-1] if r.kind == "inverse" else r.family
         rows.append(
