@@ -70,18 +70,24 @@ def test_the_results_index_links_every_page(tmp_path: Path) -> None:
     assert "## a: One\n\n[a-1](a-1.md), [a-2](a-2.md)" in made and "## b: b\n\n[b](b.md)" in made
 
 
-def test_a_changed_card_changes_the_page(tmp_path: Path) -> None:
+def zoo_page_of(tmp_path: Path, name: str, metrics: dict) -> str:
+    """docs/results/zoo.md as results.py writes it from the shipped card ``name`` alone, with
+    ``metrics`` put into its metrics."""
     cards = tmp_path / "cards"
     cards.mkdir()
-    card = json.loads((checkpoint_dir() / "flow-zuko.json").read_text())
-    card["metrics"]["theta_shift_crb"] = [0.0, 0.0, 12.34, 0.0, 0.0, 0.0]
-    (cards / "flow-zuko.json").write_text(json.dumps(card))
+    card = json.loads((checkpoint_dir() / f"{name}.json").read_text())
+    card["metrics"].update(metrics)
+    (cards / f"{name}.json").write_text(json.dumps(card))
     done = run_results(
         "--checkpoints", str(cards), "--benchmarks", str(tmp_path / "none"),
         "--results", str(tmp_path / "out"), "--out", str(tmp_path / "r.json"),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    text = (tmp_path / "out/zoo.md").read_text()
+    return (tmp_path / "out/zoo.md").read_text()
+
+
+def test_a_changed_card_changes_the_page(tmp_path: Path) -> None:
+    text = zoo_page_of(tmp_path, "flow-zuko", {"theta_shift_crb": [0.0, 0.0, 12.34, 0.0, 0.0, 0.0]})
     assert "| flow-zuko | flow | zuko | 12.34 | b_u |" in text
     assert "Regenerate: `python benchmarks/results.py`" in text
 
@@ -89,18 +95,12 @@ def test_a_changed_card_changes_the_page(tmp_path: Path) -> None:
 def test_a_density_free_card_shows_its_generator_report(tmp_path: Path) -> None:
     """A surrogate of a generator with no density: the zoo page shows the fit's density-free
     report (shift in its own likelihood's σ, C2ST and rates against generator events), named so."""
-    cards = tmp_path / "cards"
-    cards.mkdir()
-    card = json.loads((checkpoint_dir() / "flow-proxy-smeared.json").read_text())
-    card["metrics"]["theta_shift_surrogate_crb"] = [0.0, 0.0, 0.0, 0.0, 7.89, 0.0]
-    card["metrics"]["c2st_auc_generator"] = [0.5111, 0.5222]
-    (cards / "s.json").write_text(json.dumps(card))
-    done = run_results(
-        "--checkpoints", str(cards), "--benchmarks", str(tmp_path / "none"),
-        "--results", str(tmp_path / "out"), "--out", str(tmp_path / "r.json"),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    text = (tmp_path / "out/zoo.md").read_text()
+    shift = [0.0, 0.0, 0.0, 0.0, 7.89, 0.0]
+    text = zoo_page_of(
+        tmp_path,
+        "flow-proxy-smeared",
+        {"theta_shift_surrogate_crb": shift, "c2st_auc_generator": [0.5111, 0.5222]},
+    )
     assert "| flow-proxy-smeared | flow | zuko | 7.89 | a_d |" in text
     assert "0.511 / 0.522" in text and "of the surrogate's own likelihood (no density)" in text
 
