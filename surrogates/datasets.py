@@ -98,6 +98,7 @@ class Job:
     method: str
     grid: str  # "adaptive" or "chebyshev" ("auto" resolved; 2-D theories: their fixed grid)
     grid_tol: float
+    design: dict | None = None  # the θ design when not uniform (`theta_design`), for the meta
 
     def __reduce__(self) -> tuple:
         """Pickled for the workers: a module-2 built from a plug-in card travels as the card's
@@ -130,9 +131,61 @@ def plan_chunks(n_params: int, chunk: int) -> list[Chunk]:
     ]
 
 
-def draw_theta(module2: Module2, n_params: int, seed: int) -> np.ndarray:
-    """θ (M, P) exactly as `simulate_training` draws them for this seed."""
-    return module2.sample_prior(n_params, torch.Generator().manual_seed(seed)).numpy()
+def theta_design(
+    module2: Module2, log_uniform: list[str] | tuple[str, ...], fraction: float, floor: float
+) -> dict | None:
+    """The θ design of a training set, checked: None (uniform in the prior box) when
+    ``log_uniform`` is empty; else in a share ``fraction`` of the rows the named parameters are
+    drawn log-uniformly between ``floor`` × their upper bound (at least the lower one) and the
+    upper bound, so that a parameter spanning decades (a normalization near 0) is sampled in
+    each decade alike.
+
+    Raises:
+        InputError: an unknown or repeated name, a parameter whose prior box is not positive,
+            ``fraction`` outside (0, 1] or ``floor`` outside (0, 1).
+    """
+    if not log_uniform:
+        return None
+    names = list(module2.param_names)
+    low, high = module2.prior_low.tolist(), module2.prior_high.tolist()
+    for name in log_uniform:
+        if name not in names:
+            raise InputError(
+                f"--log-uniform names '{name}', not a parameter of {module2.name} "
+                f"({', '.join(names)})"
+            )
+        j = names.index(name)
+        if low[j] < 0 or high[j] <= 0:
+            raise InputError(
+                f"--log-uniform {name}: its prior [{low[j]:g}, {high[j]:g}] is not positive; "
+                "a log-uniform draw needs a lower bound ≥ 0 and an upper bound > 0"
+            )
+    if len(set(log_uniform)) != len(log_uniform):
+        raise InputError(f"--log-uniform names a parameter twice: {','.join(log_uniform)}")
+    if not 0 < fraction <= 1:
+        raise InputError(f"--log-fraction must be in (0, 1], got {fraction:g}")
+    if not 0 < floor < 1:
+        raise InputError(f"--log-floor must be in (0, 1), got {floor:g}")
+    return {"log_uniform": list(log_uniform), "fraction": fraction, "floor": floor}
+
+
+def draw_theta(
+    module2: Module2, n_params: int, seed: int, design: dict | None = None
+) -> np.ndarray:
+    """θ (M, P) exactly as `simulate_training` draws them for this seed (uniform in the prior
+    box); with a `theta_design`, its share of the rows (chosen at random) then has the named
+    parameters redrawn log-uniformly, from a stream of their own (the uniform draw is unchanged)."""
+    theta = module2.sample_prior(n_params, torch.Generator().manual_seed(seed)).numpy()
+    if design:
+        rng = np.random.default_rng([seed, 20261207])
+        rows = np.flatnonzero(rng.random(n_params) < design["fraction"])
+        names = list(module2.param_names)
+        for name in design["log_uniform"]:
+            j = names.index(name)
+            high = float(module2.prior_high[j])
+            low = max(float(module2.prior_low[j]), design["floor"] * high)
+            theta[rows, j] = np.exp(rng.uniform(np.log(low), np.log(high), len(rows)))
+    return theta
 
 
 def simulate_chunk(job: Job, chunk: Chunk) -> dict[str, np.ndarray]:
@@ -182,6 +235,8 @@ def _manifest(job: Job, n_params: int, chunk: int) -> dict:
         "events_per_param": job.events_per_param,
         "chunk": chunk,
     }
+    if job.design:
+        manifest["theta_design"] = job.design
     if job.module2.has_density:
         manifest.update(
             grid_size=job.grid_size, sampler=job.method, grid=job.grid, grid_tol=job.grid_tol
@@ -276,6 +331,8 @@ def _merge(parts: Path, chunks: list[Chunk], job: Job, chunk: int) -> TrainingSe
     else:
         meta = training_meta(module2, job.seed, job.events_per_param, seeding="per-row")
         grid = densities = None
+    if job.design:
+        meta["theta_design"] = job.design
     return TrainingSet(
         theta=np.concatenate([p["theta"] for p in pieces]),
         events=np.concatenate([p["events"] for p in pieces]),
@@ -338,6 +395,7 @@ def build_training_set(
     grid_tol: float = DEFAULT_GRID_TOL,
     progress: bool = True,
     overwrite: bool = False,
+    design: dict | None = None,
 ) -> Path:
     """Simulate a training set into ``out`` chunk by chunk, in parallel, resumably.
 
@@ -359,6 +417,8 @@ def build_training_set(
             in `simulate_training`; the merged file's ``meta["grid"]`` summarizes every chunk.
         progress: a progress bar over chunks on stderr.
         overwrite: replace a finished ``out`` and drop another build's parts folder.
+        design: the θ design from `theta_design` (None: uniform in the prior box); the file's
+            ``meta["theta_design"]`` records it.
 
     Returns:
         ``out``, a training set `load_training` reads.
@@ -382,13 +442,14 @@ def build_training_set(
         raise InputError(f"'{out}' exists; pass --overwrite to replace it")
     job = Job(
         module2,
-        draw_theta(module2, n_params, seed),
+        draw_theta(module2, n_params, seed, design),
         events_per_param,
         seed,
         grid_size,
         method,
         "adaptive" if grid == "auto" and module2.event_dim == 1 else grid,
         grid_tol,
+        design,
     )
     chunks = plan_chunks(n_params, chunk)
     parts, manifest = parts_dir(out), _manifest(job, n_params, chunk)

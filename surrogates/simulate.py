@@ -22,7 +22,7 @@ from surrogates.data import (
     training_file_meta,
     write_events,
 )
-from surrogates.datasets import DEFAULT_CHUNK, ENGINES, build_training_set
+from surrogates.datasets import DEFAULT_CHUNK, ENGINES, build_training_set, theta_design
 from surrogates.detector import DISDetector
 from surrogates.errors import InputError
 from surrogates.runs import cli_errors
@@ -97,6 +97,15 @@ def build_parser() -> ArgumentParser:
         f"exceeds this (default {DEFAULT_GRID_TOL:g}); the errors go into the file's meta",
     )
     tr.add_argument("--sampler", default="auto", choices=["auto", "inverse-cdf", "mcmc"])
+    tr.add_argument(
+        "--log-uniform",
+        default="",
+        help="comma-separated parameters (e.g. N_u,N_d) drawn log-uniformly in a share "
+        "--log-fraction of the θ, between --log-floor × their upper bound and it: more θ where a "
+        "parameter spanning decades (a normalization near 0) is small; default: θ uniform",
+    )
+    tr.add_argument("--log-fraction", type=float, default=0.25)
+    tr.add_argument("--log-floor", type=float, default=1e-3)
     tr.add_argument("--seed", type=int, default=1)
     tr.add_argument(
         "--out", required=True, help="the training set to write (.npz added if missing)"
@@ -171,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         k = check_int("--events-per-param", args.events_per_param, 1, MAX_EVENTS)
         grid_tol = check_float("--grid-tol", args.grid_tol, 0.0, open_low=True)
         check_grid_options(theory, args.grid, grid_tol, "--")
+        names = [n.strip() for n in args.log_uniform.split(",") if n.strip()]
+        design = theta_design(theory, names, args.log_fraction, args.log_floor)
         path = build_training_set(
             theory,
             n_params,
@@ -187,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             grid_tol=grid_tol,
             progress=not args.no_progress,
             overwrite=args.overwrite,
+            design=design,
         )
         print(f"wrote {path}: {n_params} θ × {k} events × {theory.n_channels} channels")
         line = _grid_line(training_file_meta(path))

@@ -426,3 +426,47 @@ def test_a_card_theory_travels_to_worker_processes_as_its_path(tmp_path):
         two = build_training_set(peak, 5, 2, 7, tmp_path / "2.npz", workers=2, **kw)
     assert_same_set(one, load_training(two, peak))
     assert one.grid.shape == (5, 16, 1)
+
+
+def test_a_log_uniform_design_samples_small_normalizations_and_is_recorded(tmp_path, capsys):
+    """--log-uniform N_u,N_d: in about --log-fraction of the θ both are drawn log-uniformly, so
+    N_u < 0.03 (1% of its box) holds for ~0.5/3 + 0.5·0.01 of the θ instead of 1%; the other
+    parameters are the uniform draw's, and the file's meta says what the design was."""
+    from surrogates import simulate
+    from tests.conftest import run_cli
+
+    argv = ["training", "--theory", "proxy-smeared", "--n-params", "400", "--events-per-param"]
+    argv += ["2", "--seed", "4", "--no-progress"]
+    uniform, logged = tmp_path / "u.npz", tmp_path / "l.npz"
+    assert run_cli(simulate.main, [*argv, "--out", str(uniform)], capsys)[0] == 0
+    design = ["--log-uniform", "N_u,N_d", "--log-fraction", "0.5"]
+    assert run_cli(simulate.main, [*argv, *design, "--out", str(logged)], capsys)[0] == 0
+    u, lg = load_training(uniform), load_training(logged)
+    assert lg.meta["theta_design"] == {"log_uniform": ["N_u", "N_d"], "fraction": 0.5, "floor": 1e-3}
+    assert "theta_design" not in u.meta
+    np.testing.assert_array_equal(lg.theta[:, [1, 2, 4, 5]], u.theta[:, [1, 2, 4, 5]])
+    small = (lg.theta[:, [0, 3]] < 0.03).mean(0)
+    assert np.all(small > 0.09) and np.all(small < 0.26), small  # expected 0.172 each
+    assert (u.theta[:, [0, 3]] < 0.03).mean() < 0.04
+    assert lg.theta[:, [0, 3]].min() >= 3e-3 and lg.theta[:, [0, 3]].max() <= 3.0
+
+
+@pytest.mark.parametrize(
+    "design, problem",
+    [
+        (["--log-uniform", "N_x"], "not a parameter of proxy-smeared"),
+        (["--log-uniform", "a_u"], "is not positive"),
+        (["--log-uniform", "N_u", "--log-fraction", "0"], "--log-fraction must be in (0, 1]"),
+        (["--log-uniform", "N_u", "--log-floor", "1"], "--log-floor must be in (0, 1)"),
+        (["--log-uniform", "N_u,N_u"], "names a parameter twice"),
+    ],
+)
+def test_a_bad_log_uniform_design_is_refused_in_one_line(tmp_path, capsys, design, problem):
+    from surrogates import simulate
+    from tests.conftest import run_cli
+
+    out = tmp_path / "set.npz"
+    argv = ["training", "--theory", "proxy-smeared", "--n-params", "4", "--events-per-param"]
+    status, _, err = run_cli(simulate.main, [*argv, "2", *design, "--out", str(out)], capsys)
+    assert status == 2 and problem in err and err.count("\n") == 1, err
+    assert not out.exists() and not parts_dir(out).exists()
