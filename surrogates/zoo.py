@@ -278,6 +278,8 @@ def export_checkpoint(
                 or training_data.get("grid_size"),
                 "seed": file_meta.get("seed", training_data.get("seed")),
             }
+            if file_meta.get("theta_design"):  # θ not uniform in the box: how they were drawn
+                training_data["theta_design"] = file_meta["theta_design"]
     card = {
         **meta,
         "name": name,

@@ -337,3 +337,25 @@ def test_the_surrogate_likelihood_at_many_theta_is_the_one_at_each(proxy):
         has_density = False
 
     assert SurrogateYardstick(Sampler(), proxy, data).loglik is None
+
+
+def test_the_card_of_a_flow_trained_on_a_log_uniform_design_records_it(tmp_path, capsys):
+    """A set built with --log-uniform: the exported card's training_data says how θ were drawn
+    (a surrogate of a non-uniform design is not mistaken for one of a uniform draw)."""
+    from surrogates.datasets import build_training_set, theta_design
+    from surrogates.zoo import export_checkpoint
+
+    theory = get_theory("proxy-smeared")
+    design = theta_design(theory, ["N_u", "N_d"], 0.5, 1e-3)
+    data = build_training_set(
+        theory, 16, 24, 3, tmp_path / "set.npz", design=design, progress=False
+    )
+    run = tmp_path / "run"
+    args = ["flow", "--config", "surrogates/flow-events.yaml", "--data", str(data)]
+    status, _, err = run_cli(fit.main, [*args, "--model.hidden", "[16, 16]", *_tiny(run)], capsys)
+    assert status == 0, err
+    card = json.loads(
+        export_checkpoint(run, "x", folder=tmp_path / "zoo").with_suffix(".json").read_text()
+    )
+    assert card["training_data"]["theta_design"] == design
+    assert card["training_data"]["n_params"] == 16
