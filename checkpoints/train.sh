@@ -28,12 +28,18 @@ if [ "$name" = flow-proxy-smeared ]; then  # an event generator (proxy + detecto
 fi
 data=runs/zoo/train.npz  # each θ's density on its own adaptive grid
 grid=auto
+design=()
 if [ "$name" = vaim ]; then  # the same θ and events, the densities on VAIM's own Chebyshev nodes
   data=runs/zoo/train-chebyshev.npz
   grid=chebyshev
 fi
+if [ "$name" = flow-zuko ]; then  # a quarter of the θ with b_u, b_d log-uniform: more θ near b → 0,
+  # where the flows missed most (docs/notes/2026-12-07-log-uniform-designs.md)
+  data=runs/zoo/train-logb.npz
+  design=(--log-uniform b_u,b_d --log-fraction 0.25)
+fi
 test -f "$data" || $python -m surrogates.simulate training --theory proxy --n-params 20000 \
-    --events-per-param 10 --grid-size 128 --grid "$grid" --seed 1 --out "$data"
+    --events-per-param 10 --grid-size 128 --grid "$grid" --seed 1 "${design[@]}" --out "$data"
 case $name in
   flow-zuko) family=flow; extra=(--model.backend zuko --model.event_variable root --model.pdf_points stratified \
       --model.log_theta "[N_u, N_d]" --trainer.max_epochs "${EPOCHS:-150}") ;;
