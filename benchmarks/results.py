@@ -128,10 +128,8 @@ def zoo_row(card: dict) -> dict:
     theory = card.get("theory", {})
     names = theory.get("param_names") or []
     # a generator without a density: the fit's density-free report stands in, named in the unit
-    free = not card["metrics"].get("theta_shift_crb") and bool(
-        card["metrics"].get("theta_shift_surrogate_crb")
-    )
     m = with_density_free(card["metrics"])
+    free = m.get("theta_shift_crb") is not card["metrics"].get("theta_shift_crb")
     shift = m.get("theta_shift_crb") or []
     unit = m.get("theta_shift_unit") or shift_unit(m)
     if free:
