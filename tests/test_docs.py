@@ -139,6 +139,17 @@ def test_readme_is_a_short_guide() -> None:
     )
 
 
+def test_readme_zoo_table_names_every_shipped_checkpoint() -> None:
+    """The README's table of the shipped zoo lists exactly the cards in checkpoints/."""
+    text = (ROOT / "README.md").read_text().split("## The shipped zoo", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([\w.-]+)` \|", text, flags=re.M))
+    shipped = {card.stem for card in checkpoint_dir().glob("*.json")}
+    assert shipped and listed == shipped, (
+        f"README.md's shipped-zoo table: missing {sorted(shipped - listed)}, "
+        f"not shipped {sorted(listed - shipped)}"
+    )
+
+
 def markdown_files() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
