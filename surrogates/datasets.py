@@ -5,7 +5,7 @@
 `EventGenerator`, but splits the θ rows into chunks and hands them to workers through
 `surrogates.parallel.Engine`:
 
-* ``engine="process"`` (default): local processes (`concurrent.futures.ProcessPoolExecutor`,
+* ``engine="local"`` (default; ``"process"`` is the same): local processes (`concurrent.futures.ProcessPoolExecutor`,
   forkserver or spawn, one torch thread each); ``workers=1`` simulates in this process;
 * ``engine="ray"``: a Ray cluster, an existing one at ``address`` (``auto``, ``host:6379``,
   ``ray://host:10001``) or a local one of ``workers`` CPUs (needs
@@ -67,7 +67,7 @@ from surrogates.theory.base import Module2
 
 __all__ = ["ENGINES", "DASK_HINT", "RAY_HINT", "DEFAULT_CHUNK", "build_training_set", "parts_dir"]
 
-ENGINES = ("process", "ray", "dask")  # "process": surrogates.parallel's "local" engine
+ENGINES = ("local", "process", "ray", "dask")  # "process": an older name of "local" (as in studies)
 DEFAULT_CHUNK = 256  # θ rows per chunk: the most a kill loses per worker
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -387,7 +387,7 @@ def build_training_set(
     *,
     chunk: int = DEFAULT_CHUNK,
     workers: int = 1,
-    engine: str = "process",
+    engine: str = "local",
     address: str | None = None,
     grid_size: int = 128,
     method: str = "auto",
@@ -408,7 +408,7 @@ def build_training_set(
         chunk: θ rows per chunk file; a kill loses at most the chunks in flight.
         workers: local worker processes (``workers=1``: this process; Ray, Dask: the local
             cluster's size, ignored with ``address``).
-        engine: ``"process"``, ``"ray"`` or ``"dask"``.
+        engine: ``"local"`` (or ``"process"``), ``"ray"`` or ``"dask"``.
         address: a running Ray cluster (``auto``, ``host:6379``) or Dask scheduler
             (``tcp://host:8786``); None starts a local cluster.
         grid_size, method: a density theory's grid size and event sampler.
@@ -454,9 +454,10 @@ def build_training_set(
     chunks = plan_chunks(n_params, chunk)
     parts, manifest = parts_dir(out), _manifest(job, n_params, chunk)
     resuming = False if overwrite else _check_parts(parts, manifest)
-    if engine == "process" and workers > 1:
+    engine = "local" if engine == "process" else engine
+    if engine == "local" and workers > 1:
         check_picklable(module2)  # (Ray's and Dask's cloudpickle send even a lambda by value)
-    pool = Engine("local" if engine == "process" else engine, workers, address)
+    pool = Engine(engine, workers, address)
     with pool:
         with _one_builder(parts, out, overwrite):
             if not resuming:

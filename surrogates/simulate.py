@@ -65,7 +65,7 @@ def build_parser() -> ArgumentParser:
     obs = sub.add_parser("observed", help="an observed data set: events, counts, measured norms")
     obs.add_argument("--theory", default="proxy", help=THEORY_HELP)
     obs.add_argument("--theta", default="truth", help="'truth' or comma-separated values")
-    obs.add_argument("--case", default=None, help="A, B or C (expected counts, DESIGN.md)")
+    obs.add_argument("--case", default=None, help="A, B or C (expected counts, docs/design.md)")
     obs.add_argument("--events", default=None, help="expected counts per channel, N1,N2")
     obs.add_argument("--no-fluctuate", action="store_true", help="use the expected counts exactly")
     obs.add_argument("--sampler", default="auto", choices=["auto", "inverse-cdf", "mcmc"])
@@ -118,9 +118,9 @@ def build_parser() -> ArgumentParser:
     )
     tr.add_argument(
         "--engine",
-        default="process",
+        default="local",
         choices=list(ENGINES),
-        help="local processes, Ray (pip install 'surrogate-zoo[ray]') or Dask "
+        help="local processes ('process' is the same), Ray (pip install 'surrogate-zoo[ray]') or Dask "
         "(pip install 'surrogate-zoo[dask]')",
     )
     tr.add_argument(

@@ -565,10 +565,15 @@ def _config_args(config: dict | str | Path | None) -> list[str]:
 
 
 def _expand_shorthand(argv: list[str]) -> list[str]:
-    """``--data FILE.npz`` → ``--data.path FILE.npz`` (``--data`` alone would read a YAML)."""
+    """``--data FILE.npz`` → ``--data.path FILE.npz`` (``--data`` alone would read a YAML); a bare
+    ``--overwrite`` (last, or followed by another option) → ``--overwrite true``."""
     out, i = [], 0
     while i < len(argv):
         a = argv[i]
+        if a == "--overwrite" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out += ["--overwrite", "true"]
+            i += 1
+            continue
         if a == "--data" and i + 1 < len(argv) and argv[i + 1].endswith(".npz"):
             out += ["--data.path", argv[i + 1]]
             i += 2

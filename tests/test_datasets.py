@@ -100,9 +100,12 @@ def assert_same_set(a, b) -> None:
 def test_chunks_and_workers_do_not_change_a_generator_set(tmp_path, toygen):
     gen = toygen.toy()
     serial = simulate_training(gen, 13, 5, seed=4)
-    for i, (chunk, workers) in enumerate([(13, 1), (3, 1), (3, 2), (5, 2)]):
+    # "process" is the older name of the local engine, "local" as in studies: both build the set
+    runs = [(13, 1, "local"), (3, 1, "local"), (3, 2, "local"), (5, 2, "process")]
+    for i, (chunk, workers, engine) in enumerate(runs):
         out = build_training_set(
-            gen, 13, 5, 4, tmp_path / f"s{i}.npz", chunk=chunk, workers=workers, progress=False
+            gen, 13, 5, 4, tmp_path / f"s{i}.npz", chunk=chunk, workers=workers, engine=engine,
+            progress=False,
         )
         assert_same_set(load_training(out, gen), serial)
         assert not parts_dir(out).exists()

@@ -55,6 +55,19 @@ def test_fit_surrogate_writes_its_run_and_returns_its_metrics(tmp_path, monkeypa
     assert (out / "config.yaml").stat().st_mtime_ns <= ckpt.stat().st_mtime_ns
 
 
+def test_a_finished_run_is_replaced_only_with_overwrite_given_bare(tmp_path):
+    """`--overwrite` alone (as the README writes it, as for simulate and inverse.fit) replaces a
+    finished run; without it the run is refused and kept."""
+    out = tmp_path / "run"
+    fit_surrogate("flow", TINY, out=out, progress=False)
+    first = (out / "metrics.json").read_text()
+    with pytest.raises(InputError, match="finished run"):
+        fit_surrogate("flow", TINY, overrides=["--model.lr", "0.002"], out=out, progress=False)
+    assert (out / "metrics.json").read_text() == first
+    fit_surrogate("flow", TINY, overrides=["--overwrite", "--model.lr", "0.002"], out=out, progress=False)
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["lr"] == 0.002
+
+
 def test_fit_surrogate_reads_a_yaml_path_and_refuses_a_missing_one(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))

@@ -149,7 +149,7 @@ def _fail(path: Path, key: str, problem: str) -> InputError:
 
 
 def _parse(path: Path) -> dict:
-    """The card file as a mapping (TOML by the standard library's tomllib, or YAML)."""
+    """The card file as a mapping (TOML by the standard library's tomllib, tomli on Python 3.10, or YAML)."""
     if not path.is_file():
         raise InputError(f"theory card '{path}' not found; give the path of a .toml or .yaml card")
     try:
@@ -162,10 +162,8 @@ def _parse(path: Path) -> dict:
         if path.suffix.lower() == ".toml":
             try:
                 import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                raise InputError(
-                    f"card '{path}': TOML cards need Python ≥ 3.11; write the card in YAML"
-                ) from None
+            except ModuleNotFoundError:  # Python 3.10: tomli, the same parser (a dependency there)
+                import tomli as tomllib
             raw = tomllib.loads(text)
         else:
             raw = yaml.safe_load(text)
