@@ -14,7 +14,7 @@ import numpy as np
 
 from inverse.config import ClosureConfig, parse_cli, to_dict
 from inverse.config import load_config as load_typed_config
-from inverse.maxlik import format_table, run_mle
+from inverse.maxlik import format_table, require_density, run_mle
 from surrogates.data import parse_counts, parse_theta, simulate_observed, write_events
 from surrogates.runs import claim_run_dir, cli_errors, write_json
 from surrogates.theory import get_theory
@@ -31,6 +31,7 @@ def load_config(path: str | Path | None) -> ClosureConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_cli(ClosureConfig, argv, "python -m inverse.closure", __doc__)
     theory = get_theory(cfg.theory)
+    require_density(theory, "inverse.closure")
     theta = parse_theta(cfg.theta, theory)
     cases = [parse_counts(str(case), None, theory) for case in cfg.cases]
     summary = {}

@@ -36,6 +36,7 @@ from surrogates.errors import InputError, check_choice
 from surrogates.models import FAMILIES
 from surrogates.resources import resolve_config
 from surrogates.validation import (
+    check_accelerator,
     flag,
     fraction,
     is_int,
@@ -302,6 +303,7 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         text("trainer.accelerator", self.accelerator, "auto")
+        check_accelerator("trainer.accelerator", self.accelerator)
         if not (is_int(self.devices) and self.devices >= 1) and self.devices != "auto":
             raise InputError(
                 f"trainer.devices must be a positive integer or auto, got {self.devices!r}"
@@ -384,7 +386,7 @@ class FitConfig:
         self.stop = _block(StopConfig, self.stop, "stop")
         self.trainer = _block(TrainerConfig, self.trainer, "trainer")
         k, r = self.data_replicas, self.replicas
-        if k > r or (k > 1 and r - k < 2):
+        if k > r or r - k < 2:
             raise InputError(
                 f"data_replicas {k} with replicas {r}: need 1 ≤ data_replicas and at least 2 "
                 "bootstrap replicas beside them; raise replicas or lower data_replicas"

@@ -7,11 +7,22 @@ from pathlib import Path
 
 from inverse.plots import plot_fit
 from surrogates.data import ObservedData
+from surrogates.errors import InputError
 from surrogates.likelihood import crb_std, exact_posterior, fit_mle
 from surrogates.runs import claim_run_dir, write_run_files
 from surrogates.theory import Theory
 
-__all__ = ["run_mle", "format_table"]
+__all__ = ["run_mle", "format_table", "require_density"]
+
+
+def require_density(theory: Theory, command: str) -> None:
+    """One line before anything is written when ``theory`` is an event generator (no density)."""
+    if not getattr(theory, "has_density", False):
+        raise InputError(
+            f"'{theory.name}' gives events but no density, so {command} has no exact likelihood "
+            "to fit; fit θ with python -m inverse.fit through a surrogate trained on its events "
+            "(its metrics compare the outer GAN with the surrogate's own maximum likelihood)"
+        )
 
 
 def run_mle(
@@ -31,6 +42,7 @@ def run_mle(
     posterior is sampled from the MLE too (`exact_posterior`): ``posterior`` and
     ``std_over_post`` (σ_MLE/σ_post) in the metrics.
     """
+    require_density(theory, "inverse.mle")
     with claim_run_dir(out, overwrite=overwrite):
         return _fit_and_write(theory, data, Path(out), config, n_starts, seed, posterior)
 

@@ -23,13 +23,13 @@ def make_source(spec: str, theory: Theory) -> EventSource:
                 f"'{theory.name}' is an event generator (no density, no gradients), so "
                 "--source exact cannot drive the GAN; train a surrogate on its events "
                 f"(python -m surrogates.fit flow --config surrogates/flow-events.yaml "
-                f"--data.theory {theory.name}) and pass its checkpoint as --source"
+                f"--data.theory {_theory_arg(theory)}) and pass its checkpoint as --source"
             )
         if not theory.differentiable:
             raise InputError(
                 f"theory '{theory.name}' has no gradients, so --source exact cannot drive the GAN; "
                 "train a surrogate (python -m surrogates.fit flow --data.theory "
-                f"{theory.name}) and pass its checkpoint as --source"
+                f"{_theory_arg(theory)}) and pass its checkpoint as --source"
             )
         return event_sampler(theory)
     if "," in spec:  # an ensemble: every member checked like a single surrogate
@@ -74,3 +74,9 @@ def check_detector(spec: dict | None, theory: Theory, data: ObservedData):  # no
             "set the config's detector block to the data's settings"
         )
     return detector
+
+
+def _theory_arg(theory: Theory) -> str:
+    """How a command names ``theory``: a card's path (its name resolves only where it was
+    loaded), else its name."""
+    return getattr(theory, "card", None) or theory.name

@@ -46,7 +46,7 @@ from surrogates.sampling import (
     warn_grid_error,
 )
 from surrogates.theory import Theory, get_theory
-from surrogates.theory.base import Module2, chebyshev_grid
+from surrogates.theory.base import Module2, chebyshev_grid, check_density_values
 from surrogates.validation import (
     MAX_EVENTS,
     check_float,
@@ -123,7 +123,8 @@ class ObservedData:
         if self.theory and self.theory != theory.name:
             raise EventFileError(
                 f"{source} were made with theory '{self.theory}', not '{theory.name}'; "
-                f"pass --theory {self.theory} or use data of theory '{theory.name}'"
+                f"pass --theory {self.theory} (for a theory of a card: the card's path) or use "
+                f"data of theory '{theory.name}'"
             )
         if len(self.events) != theory.n_channels:
             raise EventFileError(
@@ -160,8 +161,27 @@ class ObservedData:
                     f"{source}: {what} must be {theory.n_channels} positive finite numbers, got "
                     f"{np.asarray(arr).tolist()}"
                 )
+        if self.expected_counts is not None:
+            expected = np.asarray(self.expected_counts)
+            if (
+                expected.shape != (theory.n_channels,)
+                or not np.issubdtype(expected.dtype, np.number)
+                or not np.isfinite(expected).all()
+                or (expected <= 0).any()
+            ):
+                raise EventFileError(
+                    f"{source}: expected_counts must be {theory.n_channels} positive finite "
+                    f"numbers, got {expected.tolist()}; fix them or leave them out"
+                )
         if self.theta_true is not None:
-            theory.check_theta(self.theta_true)
+            true = np.asarray(self.theta_true)
+            if true.shape != (theory.n_params,) or not np.issubdtype(true.dtype, np.number):
+                raise EventFileError(
+                    f"{source}: theta_true must be {theory.n_params} numbers (one θ: "
+                    f"{', '.join(theory.param_names)}), got shape {true.shape}; fix it or leave "
+                    "it out"
+                )
+            theory.check_theta(true)
         return self
 
 
@@ -275,13 +295,27 @@ def _read_npz(path: Path, theory: Theory) -> ObservedData:
             f"'{path}': counts {arrays['counts'].tolist()} do not match the number of events "
             f"{[len(e) for e in events]}; the file is corrupt or was edited"
         )
+    expected = arrays.get("expected_counts")
+    own = meta.get("theory", theory.name) == theory.name
+    if own and list(channels) != list(theory.channels):
+        if sorted(map(str, channels)) != sorted(theory.channels):
+            raise EventFileError(
+                f"'{path}' holds channels {list(channels)}; theory '{theory.name}' has "
+                f"{list(theory.channels)}: name the channels as the theory does"
+            )
+        order = [list(channels).index(c) for c in theory.channels]  # the theory's order
+        events = [events[i] for i in order]
+        if norms.shape == sigma.shape == (len(order),):  # else validate names the bad shape
+            norms, sigma = norms[order], sigma[order]
+        if expected is not None and np.shape(expected) == (len(order),):
+            expected = np.asarray(expected)[order]
     return ObservedData(
         events=events,
         norms=norms,
         norms_sigma=sigma,
         theory=meta.get("theory", ""),
         theta_true=arrays.get("theta_true"),
-        expected_counts=arrays.get("expected_counts"),
+        expected_counts=expected,
         meta={k: v for k, v in meta.items() if k not in ("theory", "channels")},
     )
 
@@ -304,6 +338,14 @@ def _meta(arrays: dict | np.lib.npyio.NpzFile, path: Path) -> dict:
     return meta
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _read_csv(path: Path, theory: Theory) -> ObservedData:
     comments: dict[str, str] = {}
     rows: list[str] = []
@@ -311,7 +353,7 @@ def _read_csv(path: Path, theory: Theory) -> ObservedData:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise EventFileError(f"'{path}' is not a UTF-8 text CSV; is it an event file?") from None
-    for line in text.splitlines():
+    for line in text.removeprefix("\ufeff").splitlines():  # a spreadsheet's byte-order mark
         if line.startswith("#"):
             key, sep, value = line[1:].partition(":")
             if sep:
@@ -321,11 +363,19 @@ def _read_csv(path: Path, theory: Theory) -> ObservedData:
     if not rows:
         raise EventFileError(f"'{path}' has no header and no events")
     header = [h.strip() for h in rows[0].split(",")]
+    if len(header) == 1 and ";" in rows[0]:
+        raise EventFileError(f"'{path}' is separated by ';'; write it with commas")
+    if len(set(header)) != len(header):
+        raise EventFileError(f"'{path}': its header {header} names a column twice")
     cells = [r.split(",") for r in rows[1:]]
     if any(len(r) != len(header) for r in cells):
         raise EventFileError(
             f"'{path}': every row must have {len(header)} numeric fields (header {header})"
         )
+    if "channel" in header:  # a channel by name as well as by index
+        col, index = header.index("channel"), {c: str(k) for k, c in enumerate(theory.channels)}
+        for r in cells:
+            r[col] = index.get(r[col].strip(), r[col])
     empty = np.array([[not v.strip() for v in r] for r in cells], dtype=bool).reshape(
         len(cells), len(header)
     )
@@ -334,8 +384,16 @@ def _read_csv(path: Path, theory: Theory) -> ObservedData:
             [[float(v) if v.strip() else math.nan for v in r] for r in cells], dtype=float
         )
     except ValueError:
+        row, field_, value = next(
+            (i + 1, header[j], v)
+            for i, r in enumerate(cells)
+            for j, v in enumerate(r)
+            if v.strip() and not _is_float(v)
+        )
+        hint = f" or a channel of {list(theory.channels)}" if field_ == "channel" else ""
         raise EventFileError(
-            f"'{path}': every row must have {len(header)} numeric fields (header {header})"
+            f"'{path}': event row {row} has '{value.strip()}' in column {field_}, not a "
+            f"number{hint}"
         ) from None
     body = body.reshape(len(cells), len(header))
     if "channel" in header:
@@ -343,7 +401,10 @@ def _read_csv(path: Path, theory: Theory) -> ObservedData:
         dims = [i for i in range(len(header)) if i != col]
         labels = body[:, col]
         if not np.isin(labels, np.arange(theory.n_channels)).all():
-            raise EventFileError(f"'{path}': channel column must hold 0..{theory.n_channels - 1}")
+            raise EventFileError(
+                f"'{path}': channel column must hold 0..{theory.n_channels - 1} or the names "
+                f"{list(theory.channels)}"
+            )
         events = [body[labels == k][:, dims] for k in range(theory.n_channels)]
     else:
         missing = [c for c in theory.channels if c not in header]
@@ -416,7 +477,7 @@ def simulate_observed(
         return _generated_observed(theory, theta_t[0].numpy(), counts, expected, seed, rng)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     with torch.no_grad():
-        true_norms = theory.norms(theta_t)[0].numpy()
+        true_norms = theory.checked_norms(theta_t)[0].numpy()
         events = event_sampler(theory, method).sample(theta_t, counts.tolist(), generator=generator)
     events = [e[0].numpy() for e in events]
     meta: dict = {"detector": None}  # recorded either way, so a fit can refuse a mismatch
@@ -619,6 +680,7 @@ def density_rows(
     with torch.no_grad():
         for start in range(0, len(theta), batch):
             th = theta[start : start + batch]
+            norm = theory.checked_norms(th)  # before sampling: σ must be a density at each θ
             ev = sampler.sample(th, events_per_param, generator=generator)
             events.append(torch.stack(ev, dim=1).float().numpy())
             if theory.event_dim == 1 and grid == "adaptive":
@@ -632,8 +694,9 @@ def density_rows(
                 dens = theory.unit_density(shared.unsqueeze(0).expand(len(th), -1, -1), th)
             else:
                 dens = theory.density(shared.unsqueeze(0), th)
+            check_density_values(theory, th, dens)
             densities.append(dens.float().numpy())
-            norms.append(theory.norms(th).numpy())
+            norms.append(norm.numpy())
     return TrainingSet(
         theta=theta.numpy(),
         events=np.concatenate(events),

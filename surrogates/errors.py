@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["InputError", "ParameterError", "EventFileError", "check_choice"]
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["InputError", "ParameterError", "EventFileError", "check_choice", "call_user_code"]
+
+T = TypeVar("T")
 
 
 class InputError(ValueError):
@@ -21,3 +26,19 @@ def check_choice(what: str, value: object, choices) -> None:  # noqa: ANN001 - a
     """Raise the one-line "unknown WHAT 'VALUE'; choose one of A, B" for a value not in ``choices``."""
     if not isinstance(value, str) or value not in choices:
         raise InputError(f"unknown {what} '{value}'; choose one of {', '.join(choices)}")
+
+
+def call_user_code(fn: Callable[..., T], what: str, where: str, *args: object) -> T:
+    """``fn(*args)``, a user's module-2 code, with any exception it raises (other than an
+    `InputError`) turned into one line naming ``what`` failed and ``where`` (e.g. the θ)."""
+    try:
+        return fn(*args)
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's code fails: one line, not a traceback
+        text = str(err).strip()
+        line = text.splitlines()[0] if text else ""
+        raise InputError(
+            f"{what} fails at {where}: {type(err).__name__}: {line}; fix it so that it works "
+            "everywhere in the prior box"
+        ) from None

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from surrogates.detector import SmearingDetector
-from surrogates.errors import InputError
+from surrogates.errors import InputError, call_user_code
 from surrogates.sampling import InverseCDFSampler, MetropolisSampler
 from surrogates.theory import THEORIES, ProxyTheory
 from surrogates.theory.base import Module2, Theory
@@ -184,8 +184,13 @@ class CallableGenerator(EventGenerator):
         super().__init__(prior_low, prior_high, x_low, x_high, truth)
 
     def _generate(self, theta: np.ndarray, n: int, seed: int) -> Generated:
-        rates = None if self.rates_fn is None else np.asarray(self.rates_fn(theta), dtype=float)
-        return _as_generated(self.fn(theta, n, seed), rates, self.name)
+        where = f"θ = {np.asarray(theta).tolist()} (seed {seed})"
+        rates = None
+        if self.rates_fn is not None:
+            what = f"the rates function of generator '{self.name}'"
+            rates = np.asarray(call_user_code(self.rates_fn, what, where, theta), dtype=float)
+        what = f"generator '{self.name}'"
+        return _as_generated(call_user_code(self.fn, what, where, theta, n, seed), rates, self.name)
 
 
 class ExternalGenerator(EventGenerator):
@@ -363,7 +368,7 @@ class TheoryGenerator(EventGenerator):
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         th = torch.as_tensor(theta, dtype=self.theory.dtype).unsqueeze(0)
         with torch.no_grad():
-            norms = self.theory.norms(th)[0].numpy()
+            norms = self.theory.checked_norms(th)[0].numpy()
         events, rates = [], []
         for c in range(self.n_channels):
             kept, made, have = [], 0, 0
@@ -376,9 +381,10 @@ class TheoryGenerator(EventGenerator):
                 x = ev[c][0].numpy()
                 made += m
                 if self.detector is not None:
-                    x = np.asarray(self.detector(x, c, rng), dtype=float).reshape(
-                        -1, self.event_dim
-                    )
+                    what = f"the detector of generator '{self.name}'"
+                    where = f"θ = {theta.tolist()}, channel {self.channels[c]}"
+                    x = call_user_code(self.detector, what, where, x, c, rng)
+                    x = np.asarray(x, dtype=float).reshape(-1, self.event_dim)
                 kept.append(x)
                 have += len(x)
                 if made > 1000 * n and have == 0:

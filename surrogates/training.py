@@ -54,7 +54,7 @@ from surrogates.runs import (
 from surrogates.theory import get_theory
 from surrogates.theory.base import Module2
 from surrogates.tracking import finish_wandb, per_name, wandb_logger, wandb_mode
-from surrogates.validation import non_negative_int, positive_int, seed_value
+from surrogates.validation import check_accelerator, non_negative_int, positive_int, seed_value
 from surrogates.zoo import load_surrogate
 
 __all__ = [
@@ -153,6 +153,7 @@ def _check_trainer(trainer: dict) -> None:
         raise InputError(f"--trainer.max_epochs must be at least 1 (or -1: no limit), got {epochs}")
     if steps is not None and steps != -1 and steps < 1:
         raise InputError(f"--trainer.max_steps must be at least 1 (or -1: no limit), got {steps}")
+    check_accelerator("--trainer.accelerator", trainer.get("accelerator"))
     devices = trainer.get("devices")
     if isinstance(devices, str) and devices.lstrip("-").isdigit():
         devices = int(devices)

@@ -12,6 +12,7 @@ from surrogates.errors import InputError
 
 __all__ = [
     "ArgumentParser",
+    "check_accelerator",
     "check_int",
     "check_float",
     "check_fraction",
@@ -194,3 +195,18 @@ def text(key: str, value: object, example: str) -> None:
     """InputError unless ``value`` is a non-empty string."""
     if not isinstance(value, str) or not value:
         raise InputError(f"{key} must be a name, got {value!r}; e.g. {key}: {example}")
+
+
+def check_accelerator(option: str, value: object) -> None:
+    """An accelerator this machine has (``auto``: a GPU when there is one, else the CPU), else one
+    line before anything is written; ``gpu`` is Lightning's name for ``cuda``."""
+    if not isinstance(value, str) or value == "auto":
+        return
+    from pytorch_lightning.accelerators import AcceleratorRegistry  # heavy: only when asked
+
+    name = "cuda" if value == "gpu" else value
+    if name in AcceleratorRegistry and not AcceleratorRegistry[name]["accelerator"].is_available():
+        raise InputError(
+            f"{option} {value}: this machine has no {value.upper()} device; use auto (a GPU "
+            "when there is one, else the CPU) or cpu"
+        )

@@ -124,7 +124,7 @@ def _bad_csv(tmp_path, body, norms=True):
         (lambda p: _bad_csv(p, "sigma1,sigma2\n0.5,0.4\n1.5,0.3\n"), "outside the x range"),
         (lambda p: _bad_csv(p, "sigma1,sigma2\n0.5,0.4\nnan,0.3\n"), "NaN"),
         (lambda p: _bad_csv(p, "sigma1,sigma2\n0.5,0.4\n0.5\n"), "numeric fields"),
-        (lambda p: _bad_csv(p, "sigma1,sigma2\n0.5,0.4\nabc,0.3\n"), "numeric fields"),
+        (lambda p: _bad_csv(p, "sigma1,sigma2\n0.5,0.4\nabc,0.3\n"), "not a number"),
         (lambda p: _bad_csv(p, "sigma1,sigma2\n,0.4\n0.3,0.3\n"), "empty cell"),
         (lambda p: _bad_csv(p, "sigma1,sigma2\n0.5,0.4\n", norms=False), "no measured norms"),
         (lambda p: _bad_csv(p, "channel,x\n0,0.5\n0,0.3\n"), "no events"),

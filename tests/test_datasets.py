@@ -228,7 +228,7 @@ class Failing:
 def test_a_cut_build_resumes_and_refuses_other_settings(tmp_path, toygen):
     out = tmp_path / "set.npz"
     cut = CallableGenerator(Failing(toygen.draw, 6), "toy", **toygen.DECLARATION)
-    with pytest.raises(RuntimeError, match="cut short"):
+    with pytest.raises(InputError, match="generator 'toy' fails at .*RuntimeError: cut short"):
         build_training_set(cut, 11, 3, 1, out, chunk=2, progress=False)
     parts = parts_dir(out)
     assert sorted(p.name for p in parts.glob("chunk-*.npz")) == [

@@ -10,9 +10,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from surrogates.errors import ParameterError
+from surrogates.errors import InputError, ParameterError
 
-__all__ = ["Module2", "Theory", "ArrayLike", "chebyshev_grid", "gauss_legendre"]
+__all__ = [
+    "Module2",
+    "Theory",
+    "ArrayLike",
+    "check_density_values",
+    "chebyshev_grid",
+    "gauss_legendre",
+]
 
 ArrayLike = Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
 
@@ -186,6 +193,9 @@ class Theory(Module2, ABC):
     has_density = True
     differentiable: bool = True
     quadrature_nodes: int = 256
+    # `_norms` is ∫σ by `quadrature` (as here): `checked_norms` then reuses the density values it
+    # checks instead of evaluating σ twice; a subclass with its own rule for the norms sets False
+    norms_by_quadrature: bool = True
 
     def _check_x(self, x: Tensor, batch: int) -> Tensor:
         if x.dim() == 2 and self.event_dim == 1:
@@ -240,6 +250,17 @@ class Theory(Module2, ABC):
         nodes, weights = nodes.to(theta.device), weights.to(theta.device)
         return self._density(nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta) @ weights
 
+    def checked_norms(self, theta: Tensor) -> Tensor:
+        """`norms` at checked θ (B, P) for simulation, refused in one line where σ is no density:
+        non-finite or negative at a quadrature node, or an integral that is not positive."""
+        nodes, weights = self.quadrature()
+        nodes, weights = nodes.to(theta.device), weights.to(theta.device)
+        with torch.no_grad():
+            dens = self._density(nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta)
+            norms = dens @ weights if self.norms_by_quadrature else self._norms(theta)
+        check_density_values(self, theta, dens, norms)
+        return norms
+
     def curves(self, x: Tensor, theta: ArrayLike) -> dict[str, Tensor]:
         """Named functions of x to plot against the truth (B, n each); default: the channels' σ_c.
 
@@ -247,3 +268,27 @@ class Theory(Module2, ABC):
         """
         dens = self.density(x, theta)
         return {name: dens[:, c] for c, name in enumerate(self.channels)}
+
+
+def check_density_values(
+    theory: Theory,
+    theta: Tensor,
+    densities: Tensor | np.ndarray,
+    norms: Tensor | np.ndarray | None = None,
+) -> None:
+    """One line naming the first θ and channel where ``densities`` (B, C, n) are non-finite or
+    negative, or ``norms`` (B, C) are not finite and positive: the theory is no density there."""
+    dens = torch.as_tensor(densities)
+    bad = ~torch.isfinite(dens).all(-1) | (dens < 0).any(-1)
+    what = "non-finite or negative σ"
+    if norms is not None and not bad.any():
+        n = torch.as_tensor(norms)
+        bad = ~torch.isfinite(n) | (n <= 0)
+        what = "an integral ∫σ dx that is not finite and positive"
+    if bad.any():
+        row, channel = (int(i) for i in bad.nonzero()[0])
+        raise InputError(
+            f"theory '{theory.name}' is no density at θ = {theta[row].tolist()}: channel "
+            f"{theory.channels[channel]} has {what}; σ_c(x; θ) must be finite and ≥ 0 with a "
+            "positive integral everywhere in the prior box (fix the function, or narrow the box)"
+        )

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from surrogates.errors import InputError
+from surrogates.errors import InputError, call_user_code
 from surrogates.theory.base import Theory
 
 __all__ = ["NumpyTheory", "NoGradientError"]
@@ -75,11 +75,20 @@ class NumpyTheory(Theory):
         self._refuse_gradients(theta)
         xs = x.detach().cpu().numpy()
         ts = theta.detach().cpu().numpy()
+        what = f"the density function of theory '{self.name}'"
         if self.vectorized:
-            out = np.asarray(self.fn(xs, ts), dtype=float)
+            where = f"θ = {ts[0].tolist()} (or another of a batch of {len(ts)})"
+            out = np.asarray(call_user_code(self.fn, what, where, xs, ts), dtype=float)
         else:
             pts = [xs[i, :, 0] if self.event_dim == 1 else xs[i] for i in range(len(ts))]
-            out = np.stack([np.asarray(self.fn(p, t), dtype=float) for p, t in zip(pts, ts)])
+            out = np.stack(
+                [
+                    np.asarray(
+                        call_user_code(self.fn, what, f"θ = {t.tolist()}", p, t), dtype=float
+                    )
+                    for p, t in zip(pts, ts)
+                ]
+            )
         expected = (len(ts), self.n_channels, xs.shape[1])
         if out.shape != expected:
             raise InputError(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from surrogates.errors import InputError
+from surrogates.errors import InputError, call_user_code
 from surrogates.theory.base import Theory
 
 __all__ = ["TorchFunctionTheory"]
@@ -55,11 +55,18 @@ class TorchFunctionTheory(Theory):
         super().__init__(prior_low, prior_high, x_low, x_high, truth)
 
     def _density(self, x: Tensor, theta: Tensor) -> Tensor:
+        what = f"the density function of theory '{self.name}'"
         if self.vectorized:
-            out = self.fn(x, theta)
+            where = f"θ = {theta[0].tolist()} (or another of a batch of {len(theta)})"
+            out = call_user_code(self.fn, what, where, x, theta)
         else:
             pts = [x[i, :, 0] if self.event_dim == 1 else x[i] for i in range(len(theta))]
-            out = torch.stack([torch.as_tensor(self.fn(p, t)) for p, t in zip(pts, theta)])
+            out = torch.stack(
+                [
+                    torch.as_tensor(call_user_code(self.fn, what, f"θ = {t.tolist()}", p, t))
+                    for p, t in zip(pts, theta)
+                ]
+            )
         expected = (len(theta), self.n_channels, x.shape[1])
         if not isinstance(out, Tensor) or tuple(out.shape) != expected:
             got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
