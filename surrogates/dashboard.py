@@ -182,9 +182,19 @@ def load_run(path: Path, root: Path) -> Run:
                 raise InputError(
                     f"{path / 'metrics.json'} is not valid JSON ({err}); rerun that fit"
                 ) from None
+            if not isinstance(metrics, dict):
+                raise InputError(
+                    f"{path / 'metrics.json'} holds a JSON {type(metrics).__name__}, not the "
+                    "object a fit writes; rerun that fit or move the file away"
+                )
         config = {}
         if (path / "config.yaml").is_file():
             config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+            if not isinstance(config, dict):
+                raise InputError(
+                    f"{path / 'config.yaml'} is not a mapping of settings; rerun that fit or move "
+                    "the file away"
+                )
         curves = {}
         csv_path = path / "logs" / "metrics.csv"
         if csv_path.is_file():

@@ -164,9 +164,11 @@ def seed_value(key: str, value: object) -> None:
 
 
 def positive_number(key: str, value: object, example: float) -> None:
-    """InputError unless ``value`` is a number > 0."""
-    if not is_number(value) or not value > 0:
-        raise InputError(f"{key} must be a number > 0, got {value!r}; e.g. {key}: {example:g}")
+    """InputError unless ``value`` is a finite number > 0."""
+    if not is_number(value) or not 0 < value < math.inf:
+        raise InputError(
+            f"{key} must be a finite number > 0, got {value!r}; e.g. {key}: {example:g}"
+        )
 
 
 def fraction(key: str, value: object, example: float, zero: bool = False) -> None:

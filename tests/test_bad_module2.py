@@ -237,3 +237,26 @@ def test_an_accelerator_the_machine_lacks_is_one_line(tmp_path, capsys, obs_file
     status, _, err = run_cli(surrogates_fit.main, argv, capsys)
     assert status == 2 and "no CUDA device" in err, err
     assert not (tmp_path / "flow").exists()
+
+
+@pytest.mark.parametrize(
+    "parameters, problem",
+    [
+        ("  n: [0.5, 2.0]\n  n: [0.5, 3.0]\n  k: [0.5, 2.0]\n", "the key 'n' is given twice"),
+        ("  on: [0.5, 2.0]\n  k: [0.5, 2.0]\n", "has the name True, not text"),
+    ],
+)
+def test_a_yaml_card_that_yaml_would_silently_change_is_one_line(tmp_path, parameters, problem):
+    """Plain YAML keeps the last of two equal keys and reads `on` as true: a card is refused."""
+    from surrogates.theory import get_theory
+
+    (tmp_path / "dens.py").write_text(
+        "import numpy as np\n\n\ndef sigma(x, theta):\n    return np.stack([np.exp(-x), np.exp(-x)])\n"
+    )
+    card = tmp_path / "card.yaml"
+    card.write_text(
+        f"name: yaml-{tmp_path.name}\nchannels: [a, b]\nx: [0.0, 2.0]\ndensity: dens.py:sigma\n"
+        f"parameters:\n{parameters}"
+    )
+    with pytest.raises(InputError, match=problem):
+        get_theory(str(card))

@@ -90,8 +90,8 @@ def test_anneal_schedule_is_continuous_and_reaches_the_floor():
     ("values", "message"),
     [
         ({"window": 0}, "stop.window must be a positive integer"),
-        ({"k": -1}, "stop.k must be a number > 0"),
-        ({"precision": "tight"}, "stop.precision must be a number > 0"),
+        ({"k": -1}, "stop.k must be a finite number > 0"),
+        ({"precision": "tight"}, "stop.precision must be a finite number > 0"),
         ({"enabled": "yes please"}, "stop.enabled"),
         ({"anneal": 2.5}, "stop.anneal must be a positive integer"),
     ],

@@ -229,6 +229,9 @@ def test_dashboard_cli_errors(tmp_path, capsys):
     (bad / "metrics.json").write_text("{not json")
     status, _, err = run_cli(dashboard_main, [str(bad), "--out", str(tmp_path / "d")], capsys)
     assert status == 2 and "not valid JSON" in err and "skipped" in err  # then: no runs at all
+    (bad / "metrics.json").write_text("[1, 2]")  # JSON, but not a fit's object
+    status, _, err = run_cli(dashboard_main, [str(bad), "--out", str(tmp_path / "d")], capsys)
+    assert status == 2 and "holds a JSON list" in err and "skipped" in err, err
 
 
 def test_running_fits_count_once_and_broken_runs_are_skipped(runs, tmp_path, capsys):

@@ -201,7 +201,9 @@ def _refused(capsys, main, argv: list[str]) -> str:  # noqa: ANN001
         (["--trainer.devices", "0"], "trainer: {devices: 0}", "trainer.devices must be"),
         (["--gan", "3"], "gan: 3", "gan"),
         (["--stop.window", "0"], "stop: {window: 0}", "stop.window must be a positive integer"),
-        (["--stop.k", "-1"], "stop: {k: -1}", "stop.k must be a number > 0"),
+        (["--stop.k", "-1"], "stop: {k: -1}", "stop.k must be a finite number > 0"),
+        (["--gan.lr_g", ".inf"], "gan: {lr_g: .inf}", "gan.lr_g must be a finite number > 0"),
+        (["--trainer.accelerator", "tpu"], "trainer: {accelerator: tpu}", "no TPU device"),
     ],
 )
 def test_bad_values_are_one_line_before_anything_runs(

@@ -148,6 +148,20 @@ def _fail(path: Path, key: str, problem: str) -> InputError:
     return InputError(f"card '{path}': {key} {problem}")
 
 
+class _CardLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (TOML refuses it too; plain
+    YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep: bool = False) -> dict:  # noqa: ANN001 - a yaml node
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise InputError(f"the key {key!r} is given twice in one table; give it once")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _parse(path: Path) -> dict:
     """The card file as a mapping (TOML by the standard library's tomllib, tomli on Python 3.10, or YAML)."""
     if not path.is_file():
@@ -166,9 +180,9 @@ def _parse(path: Path) -> dict:
                 import tomli as tomllib
             raw = tomllib.loads(text)
         else:
-            raw = yaml.safe_load(text)
-    except InputError:
-        raise
+            raw = yaml.load(text, Loader=_CardLoader)  # noqa: S506 - a SafeLoader
+    except InputError as err:
+        raise InputError(f"card '{path}': {err}") from None
     except Exception as err:  # noqa: BLE001 - tomllib and yaml raise their own types
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(f"card '{path}' is not valid {path.suffix[1:].upper()}: {first}") from None
@@ -207,6 +221,8 @@ def _parameters(path: Path, value: object) -> tuple[tuple[str, ...], tuple, tupl
         )
     lows, highs = [], []
     for name, box in value.items():
+        if not isinstance(name, str):
+            raise _fail(path, "parameters", f"has the name {name!r}, not text (YAML reads on, off, yes, no, true, false and numbers as values): quote it")  # fmt: skip
         low, high = _numbers(path, f"parameters.{name}", box, 2, "its prior's [low, high]")
         if not low < high:
             raise _fail(path, f"parameters.{name}", f"= [{low:g}, {high:g}] needs low < high")
