@@ -5,8 +5,9 @@
 
 A run is LightningCLI over a surrogate family and `TrainingDataModule`: the family's shipped
 recommended config (``configs/surrogates/FAMILY.yaml``) unless another config is given, then
-command-line style overrides. The steps: `build_cli` (parse, check, instantiate), `write_config`
-(the resolved ``config.yaml``, once, before training), `init_weights` (``--init_from``), `train`,
+command-line style overrides. The steps: `build_cli` (parse, check, instantiate; before the
+Trainer, `init_weights` copies ``--init_from`` and `check_training_data` reads the set),
+`write_config` (the resolved ``config.yaml``, once, before training), `train`,
 `evaluate` (fidelity at held-out validation θ against the exact theory, and
 the density-free view against fresh generator events) and `write_outputs` (``metrics.json``,
 ``environment.json``, the wandb summary).
@@ -26,6 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 from jsonargparse import DefaultHelpFormatter
+from pytorch_lightning import seed_everything
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import CSVLogger
@@ -114,11 +116,8 @@ def fit_surrogate(
 def run_fit(family: str, args: Sequence[str], description: str | None = None) -> tuple[Path, dict]:
     """One run from command-line style ``args`` (those after the family, ``description`` the
     ``--help`` text); returns the run directory and the metrics."""
-    cli = build_cli(family, args, description)
+    cli = build_cli(family, args, description)  # --init_from and the training set checked too
     out = Path(cli.config["out"])
-    if cli.config["init_from"]:  # checked (and copied) before anything is written
-        init_weights(cli.model, cli.config["init_from"], cli.config["data"]["theory"])
-    check_training_data(cli)
     wandb_mode()
     with _claim(out, cli):
         write_config(cli, out)
@@ -236,11 +235,16 @@ class SurrogateCLI(LightningCLI):
             parser.link_arguments("data.grid_size", "model.grid_size")
 
     def _set_seed(self) -> None:
-        """The seed checked (an integer in [0, 2³² − 1], or true for a random one) before use."""
+        """The seed checked (an integer in [0, 2³² − 1], or true for a random one) before use, and
+        set without Lightning's "Seed set to" line (config.yaml records it), so that an error
+        found after it is the only line on stderr."""
         seed = self._get(self.config, "seed_everything")
+        if seed is False:
+            return
         if seed is not None and not isinstance(seed, bool):
             seed_value("seed_everything", seed)
-        super()._set_seed()
+        seed = seed_everything(None if seed is True else seed, workers=True, verbose=False)
+        self.config["seed_everything"] = seed
 
     def before_instantiate_classes(self) -> None:
         """Fill in the run directory and the resume checkpoint; refuse a bad --eval.checkpoint."""
@@ -275,6 +279,11 @@ class SurrogateCLI(LightningCLI):
             raise InputError(f"--out '{out}' is a file, not a folder; choose a folder path")
 
     def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201
+        # model and data exist now: --init_from and the training set are checked (and the weights
+        # copied) before the Trainer prints its devices, so a bad one is the only line
+        if self.config["init_from"]:
+            init_weights(self.model, self.config["init_from"], self.config["data"]["theory"])
+        check_training_data(self)
         out = Path(self.config["out"])
         # after the user's own --trainer.callbacks, which these kwargs would otherwise replace
         user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []

@@ -260,3 +260,35 @@ def test_a_yaml_card_that_yaml_would_silently_change_is_one_line(tmp_path, param
     )
     with pytest.raises(InputError, match=problem):
         get_theory(str(card))
+
+
+def test_a_fit_refused_after_parsing_prints_only_its_error(tmp_path):
+    """In a separate process (Lightning logs past capsys): a training set of another theory and an
+    --init_from of another family are refused with nothing else on stderr (no "Seed set", no
+    device lines), and no run folder."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from surrogates.data import simulate_training
+    from surrogates.theory import get_theory
+
+    data = simulate_training(get_theory("proxy"), 8, 4, seed=1, grid_size=16).save(
+        tmp_path / "t.npz"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    vae = root / "checkpoints" / "vae.ckpt"
+    for extra, problem in [
+        (["--data.theory", "peak"], "is for theory 'proxy', not 'peak'"),
+        (["--init_from", str(vae)], "is a vae surrogate"),
+    ]:
+        argv = ["flow", "--data", str(data), *extra, "--out", str(tmp_path / "run")]
+        done = subprocess.run(
+            [sys.executable, "-m", "surrogates.fit", *argv],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 2 and problem in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert not (tmp_path / "run").exists()
