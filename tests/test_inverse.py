@@ -816,7 +816,7 @@ def test_score_features_are_refused_without_a_density_1d_events_or_with_a_detect
         OuterGAN(InverseCDFSampler(proxy), data, proxy, cfg, replicas=2, detector=object())
     with pytest.raises(InputError, match="1-D event variable; these events are 2-D"):
         check_score_source(InverseCDFSampler(proxy), 2, None)
-    fit = _cfg(steps=4, replicas=2)
+    fit = _cfg(steps=4, replicas=3)
     fit = replace(fit, gan=replace(fit.gan, d_score=True))
     with pytest.raises(InputError, match="gan.d_score needs a source with a density"):
         run_outer_gan(proxy, data, NoDensity(), fit, tmp_path / "run", progress=False)
