@@ -33,8 +33,9 @@ if [ "$name" = vaim ]; then  # the same θ and events, the densities on VAIM's o
   data=runs/zoo/train-chebyshev.npz
   grid=chebyshev
 fi
-if [ "$name" = flow-zuko ]; then  # a quarter of the θ with b_u, b_d log-uniform: more θ near b → 0,
-  # where the flows missed most (docs/notes/2026-12-07-log-uniform-designs.md)
+if [ "$name" = flow-zuko ] || [ "$name" = flow-nflows ]; then  # a quarter of the θ with b_u, b_d
+  # log-uniform: more θ near b → 0, where the flows missed most
+  # (docs/notes/2026-12-07-log-uniform-designs.md, docs/notes/2026-12-08-guides-and-bad-input.md)
   data=runs/zoo/train-logb.npz
   design=(--log-uniform b_u,b_d --log-fraction 0.25)
 fi
