@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["InputError", "ParameterError", "EventFileError", "check_choice", "call_user_code"]
+__all__ = [
+    "InputError",
+    "ParameterError",
+    "EventFileError",
+    "check_choice",
+    "call_user_code",
+    "first_line",
+]
 
 T = TypeVar("T")
 
@@ -36,9 +43,13 @@ def call_user_code(fn: Callable[..., T], what: str, where: str, *args: object) -
     except InputError:
         raise
     except Exception as err:  # noqa: BLE001 - the user's code fails: one line, not a traceback
-        text = str(err).strip()
-        line = text.splitlines()[0] if text else ""
         raise InputError(
-            f"{what} fails at {where}: {type(err).__name__}: {line}; fix it so that it works "
-            "everywhere in the prior box"
+            f"{what} fails at {where}: {type(err).__name__}: {first_line(err)}; fix it so that "
+            "it works everywhere in the prior box"
         ) from None
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""

@@ -246,17 +246,20 @@ class Theory(Module2, ABC):
         return self._norms(t)
 
     def _norms(self, theta: Tensor) -> Tensor:
+        dens, weights = self._at_quadrature(theta)
+        return dens @ weights
+
+    def _at_quadrature(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """σ at the quadrature nodes (B, C, Q) and the nodes' weights (Q,)."""
         nodes, weights = self.quadrature()
         nodes, weights = nodes.to(theta.device), weights.to(theta.device)
-        return self._density(nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta) @ weights
+        return self._density(nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta), weights
 
     def checked_norms(self, theta: Tensor) -> Tensor:
         """`norms` at checked θ (B, P) for simulation, refused in one line where σ is no density:
         non-finite or negative at a quadrature node, or an integral that is not positive."""
-        nodes, weights = self.quadrature()
-        nodes, weights = nodes.to(theta.device), weights.to(theta.device)
         with torch.no_grad():
-            dens = self._density(nodes.unsqueeze(0).expand(theta.shape[0], -1, -1), theta)
+            dens, weights = self._at_quadrature(theta)
             norms = dens @ weights if self.norms_by_quadrature else self._norms(theta)
         check_density_values(self, theta, dens, norms)
         return norms

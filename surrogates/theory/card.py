@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import yaml
 
-from surrogates.errors import InputError
+from surrogates.errors import InputError, first_line
 from surrogates.theory.base import Module2, Theory
 from surrogates.theory.numpy_wrapper import NumpyTheory
 from surrogates.theory.torch_wrapper import TorchFunctionTheory
@@ -390,17 +390,12 @@ def _import_file(file: Path, card: Card, key: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as err:  # noqa: BLE001 - whatever the user's file raises, one line
         sys.modules.pop(module_name, None)
-        raise _fail(card.path, key, f"file '{file.name}' fails to import: {type(err).__name__}: {_line(err)}") from None  # fmt: skip
+        raise _fail(card.path, key, f"file '{file.name}' fails to import: {type(err).__name__}: {first_line(err)}") from None  # fmt: skip
     finally:
         sys.dont_write_bytecode = saved[0]
         sys.path[:] = saved[1]
     _MODULES[file] = module
     return module
-
-
-def _line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def load_function(card: Card, key: str) -> Callable:
@@ -414,7 +409,7 @@ def load_function(card: Card, key: str) -> Callable:
         try:
             module = importlib.import_module(target)
         except ImportError as err:
-            raise _fail(card.path, key, f"= '{ref}': cannot import '{target}' ({_line(err)}); for a file next to the card write '{target}.py:{attr}'") from None  # fmt: skip
+            raise _fail(card.path, key, f"= '{ref}': cannot import '{target}' ({first_line(err)}); for a file next to the card write '{target}.py:{attr}'") from None  # fmt: skip
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise _fail(card.path, key, f"= '{ref}': '{attr}' is not a function of '{target}'")
@@ -443,7 +438,7 @@ def _check_density(theory: Theory, card: Card) -> None:
     except InputError as err:
         raise _fail(card.path, key, f"= '{card.density}': {err}") from None
     except Exception as err:  # noqa: BLE001 - the user's function fails: one line
-        raise _fail(card.path, key, f"= '{card.density}' fails at θ = {theta.tolist()}: {type(err).__name__}: {_line(err)}") from None  # fmt: skip
+        raise _fail(card.path, key, f"= '{card.density}' fails at θ = {theta.tolist()}: {type(err).__name__}: {first_line(err)}") from None  # fmt: skip
     values = sigma.detach().cpu().numpy()
     if not np.isfinite(values).all() or (values < 0).any():
         raise _fail(card.path, key, f"= '{card.density}' returned negative or non-finite σ at θ = {theta.tolist()}; a density is finite and ≥ 0")  # fmt: skip
@@ -482,4 +477,4 @@ def _check_generator(module2: Any, card: Card) -> None:
     except InputError as err:
         raise _fail(card.path, key, f"check call: {err}") from None
     except Exception as err:  # noqa: BLE001 - the user's code fails: one line
-        raise _fail(card.path, key, f"fails at θ = {theta.tolist()}: {type(err).__name__}: {_line(err)}") from None  # fmt: skip
+        raise _fail(card.path, key, f"fails at θ = {theta.tolist()}: {type(err).__name__}: {first_line(err)}") from None  # fmt: skip
